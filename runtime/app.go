@@ -1,0 +1,295 @@
+package runtime
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config configures an App. The zero value of every field but Broker is a
+// sane default.
+type Config struct {
+	// Broker is the transport URL: memory://, redis://host:6379/0,
+	// rediss://…, amqp://user:pass@host:5672/vhost, amqps://…. Transport
+	// options ride on the query (redis://host/0?visibility_timeout=30s).
+	Broker string
+	// Backend is the result backend URL; "" stores no results (Get then
+	// fails with ErrNoBackend), as Celery's default disabled backend.
+	Backend string
+	// Serializer is the task serializer: "msgpack" (default) or "json"
+	// (what a default-configured Python Celery accepts).
+	Serializer string
+	// ResultSerializer serializes result documents; default: Serializer.
+	// Python readers must use the same result_serializer.
+	ResultSerializer string
+	// ResultExpires is how long results are kept (default 24 h, Celery's
+	// result_expires); a negative value keeps them forever.
+	ResultExpires time.Duration
+	// DefaultQueue is the queue of tasks that name none (default "celery").
+	DefaultQueue string
+	// Hostname is this node's name, Celery's "name@host" (default
+	// "taskgen@<os hostname>"); it is used as the worker's nodename and the
+	// origin header.
+	Hostname string
+	// Logger receives the runtime's logs (default slog.Default()).
+	Logger *slog.Logger
+	// PublishTimeout bounds Delay when the broker is unreachable (default 10 s).
+	PublishTimeout time.Duration
+	// Clock is the time source (default the system clock); tests inject one.
+	Clock Clock
+}
+
+// Clock is a time source. Tests inject fake clocks.
+type Clock interface {
+	Now() time.Time
+}
+
+type systemClock struct{}
+
+func (systemClock) Now() time.Time { return time.Now() }
+
+// App is a configured taskgen application: a broker, an optional result
+// backend and a serializer. It is safe for concurrent use.
+type App struct {
+	cfg     Config
+	broker  Broker
+	backend ResultBackend
+	log     *slog.Logger
+	clock   Clock
+	ctype   string
+	cenc    string
+	origin  string
+
+	closeOnce sync.Once
+}
+
+// ErrNoApp is returned by Delay when no app was configured with SetDefault
+// or given with WithApp.
+var ErrNoApp = errors.New("taskgen: no app configured: call runtime.SetDefault(app) or pass runtime.WithApp(app) to With")
+
+// ErrNoBackend is returned by AsyncResult methods when the app has no result backend.
+var ErrNoBackend = errors.New("taskgen: no result backend configured (set Config.Backend)")
+
+// New opens the broker and backend named in cfg.
+func New(cfg Config) (*App, error) {
+	if cfg.Broker == "" {
+		return nil, errors.New("taskgen: Config.Broker is empty (for example memory://, redis://127.0.0.1:6379/0, amqp://guest:guest@127.0.0.1:5672//)")
+	}
+	if cfg.Serializer == "" {
+		cfg.Serializer = SerializerMsgpack
+	}
+	if cfg.ResultSerializer == "" {
+		cfg.ResultSerializer = cfg.Serializer
+	}
+	ctype, cenc, err := contentTypeOf(cfg.Serializer)
+	if err != nil {
+		return nil, fmt.Errorf("taskgen: Config.Serializer: %w", err)
+	}
+	if _, _, err := contentTypeOf(cfg.ResultSerializer); err != nil {
+		return nil, fmt.Errorf("taskgen: Config.ResultSerializer: %w", err)
+	}
+	if cfg.ResultExpires == 0 {
+		cfg.ResultExpires = 24 * time.Hour
+	}
+	if cfg.DefaultQueue == "" {
+		cfg.DefaultQueue = DefaultQueue
+	}
+	if cfg.Hostname == "" {
+		h, _ := os.Hostname()
+		if h == "" {
+			h = "localhost"
+		}
+		cfg.Hostname = "taskgen@" + h
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.PublishTimeout == 0 {
+		cfg.PublishTimeout = 10 * time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = systemClock{}
+	}
+	topts := TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
+	a := &App{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, ctype: ctype, cenc: cenc}
+	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
+	if a.broker, err = openBroker(cfg.Broker, topts); err != nil {
+		return nil, fmt.Errorf("taskgen: %w", err)
+	}
+	if cfg.Backend != "" {
+		if a.backend, err = openBackend(cfg.Backend, topts); err != nil {
+			a.broker.Close()
+			return nil, fmt.Errorf("taskgen: %w", err)
+		}
+	}
+	return a, nil
+}
+
+func hostPart(nodename string) string {
+	for i := 0; i < len(nodename); i++ {
+		if nodename[i] == '@' {
+			return nodename[i+1:]
+		}
+	}
+	return nodename
+}
+
+// Config returns the app's configuration with defaults filled in.
+func (a *App) Config() Config { return a.cfg }
+
+// Broker returns the app's transport.
+func (a *App) Broker() Broker { return a.broker }
+
+// Backend returns the app's result backend, or nil.
+func (a *App) Backend() ResultBackend { return a.backend }
+
+// Logger returns the app's logger.
+func (a *App) Logger() *slog.Logger { return a.log }
+
+// Close closes the broker and backend.
+func (a *App) Close() error {
+	var err error
+	a.closeOnce.Do(func() {
+		err = a.broker.Close()
+		if a.backend != nil {
+			err = errors.Join(err, a.backend.Close())
+		}
+	})
+	return err
+}
+
+var defaultApp atomic.Pointer[App]
+
+// SetDefault makes app the one generated stubs use when With(WithApp(...)) is
+// not given.
+func SetDefault(app *App) { defaultApp.Store(app) }
+
+// Default returns the app set with SetDefault, or nil.
+func Default() *App { return defaultApp.Load() }
+
+// NewID returns a random (version 4) UUID string, Celery's task id format.
+func NewID() string {
+	var u [16]byte
+	_, _ = rand.Read(u[:])
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
+		j += 2
+	}
+	return string(b[:])
+}
+
+// queueFor returns the queue a call of def goes to.
+func (a *App) queueFor(def *TaskDef, co *callOptions) string {
+	if co.queue != "" {
+		return co.queue
+	}
+	if def.Queue != "" {
+		return def.Queue
+	}
+	return a.cfg.DefaultQueue
+}
+
+// NewMessage builds the protocol v2 message of a call of def with args.
+func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*Message, error) {
+	id := co.taskID
+	if id == "" {
+		id = NewID()
+	}
+	body, err := AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
+	if err != nil {
+		return nil, fmt.Errorf("taskgen: encode arguments of %s: %w", def.Name, err)
+	}
+	now := a.clock.Now()
+	m := &Message{
+		ContentType:     a.ctype,
+		ContentEncoding: a.cenc,
+		CorrelationID:   id,
+		DeliveryMode:    2,
+		Body:            body,
+	}
+	h := &m.Headers
+	h.Lang = protocolLang
+	h.Task = def.Name
+	h.ID = id
+	h.RootID = id
+	if co.rootID != "" {
+		h.RootID = co.rootID
+	}
+	h.ParentID = co.parentID
+	h.Origin = a.origin
+	h.ArgsRepr = ArgsRepr(args)
+	h.KwargsRepr = "{}"
+	h.IgnoreResult = def.IgnoreResult
+	h.TimeLimit = [2]float64{def.TimeLimit.Seconds(), def.SoftTimeLimit.Seconds()}
+	switch {
+	case !co.eta.IsZero():
+		h.ETA = co.eta
+	case co.countdown > 0:
+		h.ETA = now.Add(co.countdown)
+	}
+	switch {
+	case !co.expires.IsZero():
+		h.Expires = co.expires
+	case def.Expires > 0:
+		h.Expires = now.Add(def.Expires)
+	}
+	if !h.Expires.IsZero() {
+		ms := h.Expires.Sub(now).Milliseconds()
+		if ms < 0 {
+			ms = 0
+		}
+		m.Expiration = strconv.FormatInt(ms, 10)
+	}
+	switch {
+	case co.priority != nil:
+		m.Priority = *co.priority
+	case def.HasPriority:
+		m.Priority = def.Priority
+	}
+	if len(co.headers) > 0 {
+		h.Extra = make(map[string]any, len(co.headers))
+		for k, v := range co.headers {
+			if isKnownHeader(k) {
+				return nil, fmt.Errorf("taskgen: Headers: %q is a protocol header; use the matching option", k)
+			}
+			h.Extra[k] = v
+		}
+	}
+	return m, nil
+}
+
+func (a *App) send(ctx context.Context, def *TaskDef, co *callOptions, args Args) (string, error) {
+	m, err := a.newMessage(def, co, args)
+	if err != nil {
+		return "", err
+	}
+	if err := a.publish(ctx, a.queueFor(def, co), m); err != nil {
+		return "", err
+	}
+	return m.Headers.ID, nil
+}
+
+// publish sends m, bounded by PublishTimeout.
+func (a *App) publish(ctx context.Context, queue string, m *Message) error {
+	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
+	defer cancel()
+	if err := a.broker.Publish(ctx, queue, m); err != nil {
+		return fmt.Errorf("taskgen: publish %s[%s] to queue %q: %w", m.Headers.Task, m.Headers.ID, queue, err)
+	}
+	return nil
+}

@@ -1,0 +1,195 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sort"
+	"sync"
+	"time"
+)
+
+// Broker is a message transport (memory://, redis://, amqp://). Implementations
+// live in sub-packages and register themselves with [RegisterBroker].
+type Broker interface {
+	// Publish sends msg to queue and returns once the broker has accepted it
+	// (AMQP: publisher confirm; Redis: the LPUSH reply). It never reports
+	// success for a message the broker did not take. An outage makes it return
+	// an error after a bounded wait, never hang past ctx.
+	Publish(ctx context.Context, queue string, msg *Message) error
+	// Consume delivers messages from queues until ctx ends. At most prefetch
+	// deliveries are un-acknowledged at any time. The returned channel is
+	// closed when consuming has stopped (after ctx ends or on a fatal error;
+	// transient connection loss is retried inside the transport). Deliveries
+	// not yet acknowledged when the worker stops are requeued by the worker.
+	Consume(ctx context.Context, queues []string, prefetch int) (<-chan Delivery, error)
+	// Close releases the transport's connections.
+	Close() error
+}
+
+// Delayer is implemented by transports that can hold a message until a due time
+// inside the broker (Redis: a sorted set; RabbitMQ: TTL wait queues), so that
+// long countdowns, ETAs and retry backoffs never sit in worker memory.
+type Delayer interface {
+	// Defer stores msg in the broker and moves it to queue when due.
+	Defer(ctx context.Context, queue string, msg *Message, due time.Time) error
+}
+
+// QueueInspector is implemented by transports that can report queue depths
+// (used by the monitor and by tests).
+type QueueInspector interface {
+	// QueueLength returns the number of ready messages in queue.
+	QueueLength(ctx context.Context, queue string) (int64, error)
+}
+
+// DeadLetter describes a message set aside because it could not be processed.
+type DeadLetter struct {
+	Reason string
+	Queue  string
+}
+
+// Delivery is one message handed to a worker by a transport.
+type Delivery interface {
+	// Message is the decoded message. Transports that cannot decode the
+	// transport envelope deliver a Delivery whose Message returns nil and whose
+	// Raw returns the original bytes; the worker then dead-letters it.
+	Message() *Message
+	// Raw is the original bytes as received (for dead-lettering).
+	Raw() []byte
+	// DecodeError is why Message is nil, if it is.
+	DecodeError() error
+	// Ack acknowledges the message: it is done and must not come back.
+	Ack() error
+	// Reject sets the message aside in the transport's dead-letter store,
+	// with reason, and acknowledges it.
+	Reject(reason string) error
+	// Requeue returns the message to its queue to be delivered again.
+	Requeue() error
+}
+
+// ResultBackend stores and reads Celery result documents
+// (celery-task-meta-<id>). Documents are stored as serialized bytes; the
+// backend does not interpret them beyond the ready function given to Wait.
+type ResultBackend interface {
+	// Store writes the document of taskID; ttl 0 means no expiry. Writers
+	// should also notify waiters (Redis: PUBLISH on the same key name).
+	Store(ctx context.Context, taskID string, doc []byte, ttl time.Duration) error
+	// Load returns the stored document, or nil and no error when there is none
+	// (state PENDING).
+	Load(ctx context.Context, taskID string) ([]byte, error)
+	// Wait returns the first stored document of taskID for which ready returns
+	// true, waiting (without polling where the backend can notify) until ctx ends.
+	Wait(ctx context.Context, taskID string, ready func(doc []byte) bool) ([]byte, error)
+	// Close releases the backend's connections.
+	Close() error
+}
+
+// TransportOptions are given to transport factories.
+type TransportOptions struct {
+	// Logger receives the transport's logs; never nil.
+	Logger *slog.Logger
+	// Hostname is the node name of this process (for kombu's bookkeeping).
+	Hostname string
+	// ConnectTimeout bounds how long Publish waits for a connection during an
+	// outage before returning an error.
+	ConnectTimeout time.Duration
+}
+
+// BrokerFactory opens a broker for a parsed URL. Options ride on the URL query.
+type BrokerFactory func(u *url.URL, opts TransportOptions) (Broker, error)
+
+// BackendFactory opens a result backend for a parsed URL.
+type BackendFactory func(u *url.URL, opts TransportOptions) (ResultBackend, error)
+
+var (
+	registryMu sync.RWMutex
+	brokers    = map[string]BrokerFactory{}
+	backends   = map[string]BackendFactory{}
+)
+
+// RegisterBroker makes a transport available under a URL scheme. It panics if
+// the scheme is registered twice.
+func RegisterBroker(scheme string, f BrokerFactory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := brokers[scheme]; dup {
+		panic("runtime: RegisterBroker called twice for scheme " + scheme)
+	}
+	brokers[scheme] = f
+}
+
+// RegisterBackend makes a result backend available under a URL scheme.
+func RegisterBackend(scheme string, f BackendFactory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := backends[scheme]; dup {
+		panic("runtime: RegisterBackend called twice for scheme " + scheme)
+	}
+	backends[scheme] = f
+}
+
+func registered[F any](m map[string]F) []string {
+	var s []string
+	for k := range m {
+		s = append(s, k+"://")
+	}
+	sort.Strings(s)
+	return s
+}
+
+// ErrUnknownScheme is returned for a URL whose scheme no imported transport handles.
+var ErrUnknownScheme = errors.New("unknown URL scheme")
+
+func openBroker(raw string, opts TransportOptions) (Broker, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("broker URL: %w", redactErr(err))
+	}
+	registryMu.RLock()
+	f, ok := brokers[u.Scheme]
+	names := registered(brokers)
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("broker %s: %w %q (registered: %v; import the transport package, e.g. _ \"github.com/taskgen/taskgen/runtime/%s\")", Redact(raw), ErrUnknownScheme, u.Scheme, names, u.Scheme)
+	}
+	return f(u, opts)
+}
+
+func openBackend(raw string, opts TransportOptions) (ResultBackend, error) {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("backend URL: %w", redactErr(err))
+	}
+	registryMu.RLock()
+	f, ok := backends[u.Scheme]
+	names := registered(backends)
+	registryMu.RUnlock()
+	if !ok {
+		return nil, fmt.Errorf("backend %s: %w %q (registered: %v)", Redact(raw), ErrUnknownScheme, u.Scheme, names)
+	}
+	return f(u, opts)
+}
+
+// Redact returns the URL with its password replaced by "***", for logs and errors.
+func Redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparseable URL>"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "***")
+		}
+	}
+	return u.String()
+}
+
+func redactErr(err error) error {
+	var ue *url.Error
+	if errors.As(err, &ue) {
+		return fmt.Errorf("%s %s: %v", ue.Op, Redact(ue.URL), ue.Err)
+	}
+	return err
+}

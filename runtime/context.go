@@ -1,0 +1,117 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// TaskInfo describes the running task, the Go counterpart of Celery's
+// bound task request (bind=True, self.request).
+type TaskInfo struct {
+	ID       string
+	Name     string
+	Retries  int
+	ETA      time.Time // zero when the task had none
+	Expires  time.Time
+	RootID   string
+	ParentID string
+	GroupID  string
+	Queue    string
+	// Hostname is the node name of the worker running the task.
+	Hostname string
+	// Headers are the message's custom headers (runtime.Headers on the sender).
+	Headers map[string]any
+	// Redelivered is set when the broker delivered the message before.
+	Redelivered bool
+}
+
+type taskInfoKey struct{}
+
+// TaskFromContext returns the running task's information; ok is false outside
+// a task.
+func TaskFromContext(ctx context.Context) (info *TaskInfo, ok bool) {
+	info, ok = ctx.Value(taskInfoKey{}).(*TaskInfo)
+	return info, ok
+}
+
+// WithTaskInfo returns ctx carrying info (used by the worker and the test kit).
+func WithTaskInfo(ctx context.Context, info *TaskInfo) context.Context {
+	return context.WithValue(ctx, taskInfoKey{}, info)
+}
+
+// RetryError asks the worker to retry the task; return it from a task with
+// Retry, the counterpart of Celery's self.retry(exc=err).
+type RetryError struct {
+	Err        error
+	Countdown  time.Duration // 0: the task's policy decides
+	HasCount   bool
+	MaxRetries *int // overrides the task's max_retries for this retry
+}
+
+func (e *RetryError) Error() string {
+	if e.Err == nil {
+		return "retry requested"
+	}
+	return "retry: " + e.Err.Error()
+}
+
+func (e *RetryError) Unwrap() error { return e.Err }
+
+// RetryOption configures a Retry.
+type RetryOption func(*RetryError)
+
+// RetryCountdown retries after d instead of the policy's delay.
+func RetryCountdown(d time.Duration) RetryOption {
+	return func(r *RetryError) { r.Countdown = d; r.HasCount = true }
+}
+
+// RetryMaxRetries overrides the task's max_retries for this retry.
+func RetryMaxRetries(n int) RetryOption {
+	return func(r *RetryError) { r.MaxRetries = &n }
+}
+
+// Retry returns an error that makes the worker retry the running task with its
+// retry policy (countdown, backoff, max_retries), like Celery's
+// self.retry(exc=err): return runtime.Retry(err) from the task. When the
+// retries are exhausted the task fails with err.
+func Retry(err error, opts ...RetryOption) error {
+	r := &RetryError{Err: err}
+	for _, o := range opts {
+		o(r)
+	}
+	return r
+}
+
+// Errors a task can fail with, Celery's exception classes.
+var (
+	// ErrTimeLimitExceeded is the cause of a task ctx cancelled at its hard
+	// time limit; the task fails with it even if it ignores ctx.
+	ErrTimeLimitExceeded = errors.New("TimeLimitExceeded")
+	// ErrSoftTimeLimitExceeded is the cause of a task ctx cancelled at its
+	// soft time limit.
+	ErrSoftTimeLimitExceeded = errors.New("SoftTimeLimitExceeded")
+)
+
+// PanicError is the failure of a task that panicked.
+type PanicError struct {
+	Value any
+	Stack string
+}
+
+func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.Value) }
+
+// CeleryException names the Python class of a panic.
+func (e *PanicError) CeleryException() (string, string) { return "builtins", "RuntimeError" }
+
+type celeryErr struct {
+	err         error
+	module, cls string
+}
+
+func (e *celeryErr) Error() string                       { return e.err.Error() }
+func (e *celeryErr) Unwrap() error                       { return e.err }
+func (e *celeryErr) CeleryException() (string, string)    { return e.module, e.cls }
+
+func celeryError(module, cls string, err error) error { return &celeryErr{err, module, cls} }

@@ -1,0 +1,289 @@
+package runtime
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+)
+
+// headerOrder is the order in which Celery 5.2 inserts the protocol v2 headers.
+var headerOrder = [...]string{
+	"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
+	"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
+	"origin", "ignore_result",
+}
+
+func nullableString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+func timeValue(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return FormatTime(t)
+}
+
+func limitValue(f float64) any {
+	if f == 0 {
+		return nil
+	}
+	if f == math.Trunc(f) && math.Abs(f) < 1<<53 {
+		return int64(f)
+	}
+	return f
+}
+
+// Get returns the value of header name as Celery would send it (strings,
+// nil, int64, float64, bool, []any), and whether it is set at all.
+func (h *TaskHeaders) Get(name string) (any, bool) {
+	switch name {
+	case "lang":
+		return h.Lang, true
+	case "task":
+		return h.Task, true
+	case "id":
+		return h.ID, true
+	case "shadow":
+		return nullableString(h.Shadow), true
+	case "eta":
+		return timeValue(h.ETA), true
+	case "expires":
+		return timeValue(h.Expires), true
+	case "group":
+		return nullableString(h.Group), true
+	case "group_index":
+		if h.GroupIndex == nil {
+			return nil, true
+		}
+		return int64(*h.GroupIndex), true
+	case "retries":
+		return int64(h.Retries), true
+	case "timelimit":
+		return []any{limitValue(h.TimeLimit[0]), limitValue(h.TimeLimit[1])}, true
+	case "root_id":
+		return nullableString(h.RootID), true
+	case "parent_id":
+		return nullableString(h.ParentID), true
+	case "argsrepr":
+		return h.ArgsRepr, true
+	case "kwargsrepr":
+		return h.KwargsRepr, true
+	case "origin":
+		return h.Origin, true
+	case "ignore_result":
+		return h.IgnoreResult, true
+	case "compression":
+		if h.Compression == "" {
+			return nil, false
+		}
+		return h.Compression, true
+	}
+	v, ok := h.Extra[name]
+	return v, ok
+}
+
+// Range calls fn for every header in Celery's order, then the compression header
+// if set, then Extra headers in sorted order. Values are as for Get.
+func (h *TaskHeaders) Range(fn func(name string, value any)) {
+	for _, name := range headerOrder {
+		v, _ := h.Get(name)
+		fn(name, v)
+	}
+	if h.Compression != "" {
+		fn("compression", h.Compression)
+	}
+	for _, k := range sortedKeys(h.Extra) {
+		if isKnownHeader(k) {
+			continue
+		}
+		fn(k, h.Extra[k])
+	}
+}
+
+// Map returns the headers as a map (see Range).
+func (h *TaskHeaders) Map() map[string]any {
+	m := make(map[string]any, len(headerOrder)+len(h.Extra)+1)
+	h.Range(func(k string, v any) { m[k] = v })
+	return m
+}
+
+func isKnownHeader(name string) bool {
+	if name == "compression" {
+		return true
+	}
+	for _, k := range headerOrder {
+		if k == name {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseHeaders reads protocol v2 headers from a decoded map, whatever decoder
+// produced it (JSON with or without UseNumber, msgpack, an AMQP table). Unknown
+// headers are kept in Extra. It fails when task or id is missing or when a known
+// header has the wrong type.
+func ParseHeaders(m map[string]any) (TaskHeaders, error) {
+	var h TaskHeaders
+	var err error
+	str := func(name string) string {
+		v, ok := m[name]
+		if !ok || v == nil || err != nil {
+			return ""
+		}
+		switch s := v.(type) {
+		case string:
+			return s
+		case []byte:
+			return string(s)
+		}
+		err = fmt.Errorf("header %q: want a string, got %T", name, v)
+		return ""
+	}
+	h.Lang = str("lang")
+	h.Task = str("task")
+	h.ID = str("id")
+	h.Shadow = str("shadow")
+	h.Group = str("group")
+	h.RootID = str("root_id")
+	h.ParentID = str("parent_id")
+	h.ArgsRepr = str("argsrepr")
+	h.KwargsRepr = str("kwargsrepr")
+	h.Origin = str("origin")
+	h.Compression = str("compression")
+	if err != nil {
+		return h, err
+	}
+	if h.Task == "" {
+		return h, fmt.Errorf("header \"task\" missing: not a protocol v2 task message")
+	}
+	if h.ID == "" {
+		return h, fmt.Errorf("header \"id\" missing")
+	}
+	for _, name := range []string{"eta", "expires"} {
+		s := str(name)
+		if err != nil {
+			return h, err
+		}
+		if s == "" {
+			continue
+		}
+		t, perr := ParseTime(s)
+		if perr != nil {
+			return h, fmt.Errorf("header %q: %q is not an ISO-8601 time", name, s)
+		}
+		if name == "eta" {
+			h.ETA = t
+		} else {
+			h.Expires = t
+		}
+	}
+	if v, ok := m["retries"]; ok && v != nil {
+		n, ok := AnyToInt(v)
+		if !ok {
+			return h, fmt.Errorf("header \"retries\": want an integer, got %v", v)
+		}
+		h.Retries = int(n)
+	}
+	if v, ok := m["group_index"]; ok && v != nil {
+		n, ok := AnyToInt(v)
+		if !ok {
+			return h, fmt.Errorf("header \"group_index\": want an integer, got %v", v)
+		}
+		i := int(n)
+		h.GroupIndex = &i
+	}
+	if v, ok := m["ignore_result"]; ok && v != nil {
+		b, ok := v.(bool)
+		if !ok {
+			return h, fmt.Errorf("header \"ignore_result\": want a bool, got %v", v)
+		}
+		h.IgnoreResult = b
+	}
+	if v, ok := m["timelimit"]; ok && v != nil {
+		l, ok := v.([]any)
+		if !ok || len(l) != 2 {
+			return h, fmt.Errorf("header \"timelimit\": want [hard, soft], got %v", v)
+		}
+		for i, x := range l {
+			if x == nil {
+				continue
+			}
+			f, ok := AnyToFloat(x)
+			if !ok {
+				return h, fmt.Errorf("header \"timelimit\": want numbers, got %v", v)
+			}
+			h.TimeLimit[i] = f
+		}
+	}
+	for k, v := range m {
+		if !isKnownHeader(k) {
+			if h.Extra == nil {
+				h.Extra = make(map[string]any)
+			}
+			h.Extra[k] = v
+		}
+	}
+	return h, nil
+}
+
+// AnyToInt converts any decoded integer representation (Go integer types,
+// json.Number, integral float64) to int64.
+func AnyToInt(v any) (int64, bool) {
+	switch n := v.(type) {
+	case int:
+		return int64(n), true
+	case int8:
+		return int64(n), true
+	case int16:
+		return int64(n), true
+	case int32:
+		return int64(n), true
+	case int64:
+		return n, true
+	case uint8:
+		return int64(n), true
+	case uint16:
+		return int64(n), true
+	case uint32:
+		return int64(n), true
+	case uint64:
+		if n > math.MaxInt64 {
+			return 0, false
+		}
+		return int64(n), true
+	case uint:
+		return int64(n), true
+	case float64:
+		if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
+			return int64(n), true
+		}
+	case float32:
+		return AnyToInt(float64(n))
+	case json.Number:
+		i, err := strconv.ParseInt(string(n), 10, 64)
+		return i, err == nil
+	}
+	return 0, false
+}
+
+// AnyToFloat converts any decoded number to float64.
+func AnyToFloat(v any) (float64, bool) {
+	switch n := v.(type) {
+	case float64:
+		return n, true
+	case float32:
+		return float64(n), true
+	case json.Number:
+		f, err := n.Float64()
+		return f, err == nil
+	}
+	i, ok := AnyToInt(v)
+	return float64(i), ok
+}

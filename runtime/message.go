@@ -1,0 +1,87 @@
+package runtime
+
+import (
+	"time"
+)
+
+// Content types and encodings of Celery's serializers.
+const (
+	ContentTypeMsgpack     = "application/x-msgpack"
+	ContentTypeJSON        = "application/json"
+	ContentEncodingBinary  = "binary"
+	ContentEncodingUTF8    = "utf-8"
+	DefaultQueue           = "celery"
+	DefaultExchange        = "celery"
+	protocolLang           = "go"
+)
+
+// Message is one Celery protocol v2 task message: AMQP-style properties, the
+// task headers, and the serialized body [args, kwargs, embed]. Transports map it
+// to their wire form (AMQP frames, kombu's Redis JSON envelope) and back.
+type Message struct {
+	// Properties.
+	ContentType     string
+	ContentEncoding string
+	CorrelationID   string // the task id
+	ReplyTo         string
+	DeliveryMode    uint8 // 2 = persistent
+	Priority        uint8
+	Expiration      string // milliseconds as a decimal string, set with Expires
+
+	Headers TaskHeaders
+	// Body is the serialized [args, kwargs, embed] triple.
+	Body []byte
+
+	// Delivery information filled in by the transport on receipt.
+	Exchange    string
+	RoutingKey  string
+	Redelivered bool
+}
+
+// TaskHeaders are the protocol v2 task headers. Unknown headers received from other
+// producers are kept in Extra and sent on unchanged when a task is re-published.
+type TaskHeaders struct {
+	Lang       string
+	Task       string // task name; required
+	ID         string // task id; required
+	Shadow     string
+	ETA        time.Time // zero = none
+	Expires    time.Time // zero = none
+	Group      string
+	GroupIndex *int
+	Retries    int
+	// TimeLimit is [hard, soft] in seconds; zero means none.
+	TimeLimit    [2]float64
+	RootID       string
+	ParentID     string
+	ArgsRepr     string
+	KwargsRepr   string
+	Origin       string
+	IgnoreResult bool
+	// Compression is the compression MIME type of the body, if any.
+	Compression string
+	// Extra holds headers this runtime does not interpret, by name.
+	Extra map[string]any
+}
+
+// FormatTime formats t as Celery expects eta and expires: ISO-8601 with exactly
+// six fractional digits and an explicit offset ("2006-01-02T15:04:05.000000+00:00").
+func FormatTime(t time.Time) string {
+	return t.UTC().Format("2006-01-02T15:04:05.000000-07:00")
+}
+
+// AppendTime appends FormatTime(t) to b.
+func AppendTime(b []byte, t time.Time) []byte {
+	return t.UTC().AppendFormat(b, "2006-01-02T15:04:05.000000-07:00")
+}
+
+// ParseTime parses a Celery ISO-8601 time: with or without fraction, with an
+// offset or "Z", or naive (taken as UTC, as Celery 5.2 does).
+func ParseTime(s string) (time.Time, error) {
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05.999999999", "2006-01-02 15:04:05.999999999Z07:00", "2006-01-02 15:04:05.999999999"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, &time.ParseError{Layout: time.RFC3339Nano, Value: s, Message: ": not an ISO-8601 time"}
+}

@@ -1,0 +1,511 @@
+package runtime
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// This file holds a minimal msgpack appender and reader used on the hot path by
+// generated argument codecs; composite values fall back to vmihailenco/msgpack.
+
+func mpAppendNil(b []byte) []byte { return append(b, 0xc0) }
+
+func mpAppendBool(b []byte, v bool) []byte {
+	if v {
+		return append(b, 0xc3)
+	}
+	return append(b, 0xc2)
+}
+
+func mpAppendInt(b []byte, v int64) []byte {
+	switch {
+	case v >= 0:
+		return mpAppendUint(b, uint64(v))
+	case v >= -32:
+		return append(b, byte(v))
+	case v >= math.MinInt8:
+		return append(b, 0xd0, byte(v))
+	case v >= math.MinInt16:
+		return binary.BigEndian.AppendUint16(append(b, 0xd1), uint16(v))
+	case v >= math.MinInt32:
+		return binary.BigEndian.AppendUint32(append(b, 0xd2), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xd3), uint64(v))
+}
+
+func mpAppendUint(b []byte, v uint64) []byte {
+	switch {
+	case v <= 0x7f:
+		return append(b, byte(v))
+	case v <= math.MaxUint8:
+		return append(b, 0xcc, byte(v))
+	case v <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xcd), uint16(v))
+	case v <= math.MaxUint32:
+		return binary.BigEndian.AppendUint32(append(b, 0xce), uint32(v))
+	}
+	return binary.BigEndian.AppendUint64(append(b, 0xcf), v)
+}
+
+func mpAppendFloat(b []byte, v float64) []byte {
+	return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(v))
+}
+
+func mpAppendString(b []byte, s string) []byte {
+	n := len(s)
+	switch {
+	case n < 32:
+		b = append(b, 0xa0|byte(n))
+	case n <= math.MaxUint8:
+		b = append(b, 0xd9, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xda), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xdb), uint32(n))
+	}
+	return append(b, s...)
+}
+
+func mpAppendBytes(b []byte, v []byte) []byte {
+	n := len(v)
+	switch {
+	case n <= math.MaxUint8:
+		b = append(b, 0xc4, byte(n))
+	case n <= math.MaxUint16:
+		b = binary.BigEndian.AppendUint16(append(b, 0xc5), uint16(n))
+	default:
+		b = binary.BigEndian.AppendUint32(append(b, 0xc6), uint32(n))
+	}
+	return append(b, v...)
+}
+
+func mpAppendArrayLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x90|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xdc), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
+}
+
+func mpAppendMapLen(b []byte, n int) []byte {
+	switch {
+	case n < 16:
+		return append(b, 0x80|byte(n))
+	case n <= math.MaxUint16:
+		return binary.BigEndian.AppendUint16(append(b, 0xde), uint16(n))
+	}
+	return binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
+}
+
+// mpAppendValue appends v encoded by reflection (vmihailenco/msgpack, with
+// structs as maps keyed by their msgpack/json names).
+func mpAppendValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return mpAppendNil(b), nil
+	case string:
+		return mpAppendString(b, x), nil
+	case []byte:
+		return mpAppendBytes(b, x), nil
+	case bool:
+		return mpAppendBool(b, x), nil
+	case int:
+		return mpAppendInt(b, int64(x)), nil
+	case int64:
+		return mpAppendInt(b, x), nil
+	case float64:
+		return mpAppendFloat(b, x), nil
+	}
+	raw, err := mpMarshal(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, raw...), nil
+}
+
+func mpMarshal(v any) ([]byte, error) {
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	var buf mpBuffer
+	enc.Reset(&buf)
+	enc.SetCustomStructTag("json")
+	enc.UseCompactInts(true)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return buf.b, nil
+}
+
+func mpUnmarshal(data []byte, ptr any) error {
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	dec.Reset(&mpReader{b: data})
+	dec.SetCustomStructTag("json")
+	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
+	return dec.Decode(ptr)
+}
+
+type mpBuffer struct{ b []byte }
+
+func (w *mpBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
+func (w *mpBuffer) WriteByte(c byte) error     { w.b = append(w.b, c); return nil }
+func (w *mpBuffer) WriteString(s string) (int, error) {
+	w.b = append(w.b, s...)
+	return len(s), nil
+}
+
+type mpReader struct {
+	b []byte
+	i int
+}
+
+func (r *mpReader) Read(p []byte) (int, error) {
+	if r.i >= len(r.b) {
+		return 0, errEOF
+	}
+	n := copy(p, r.b[r.i:])
+	r.i += n
+	return n, nil
+}
+
+func (r *mpReader) ReadByte() (byte, error) {
+	if r.i >= len(r.b) {
+		return 0, errEOF
+	}
+	c := r.b[r.i]
+	r.i++
+	return c, nil
+}
+
+func (r *mpReader) UnreadByte() error {
+	if r.i == 0 {
+		return errors.New("msgpack: UnreadByte at start")
+	}
+	r.i--
+	return nil
+}
+
+var errEOF = errors.New("msgpack: unexpected end of data")
+
+// mpDec reads msgpack from a byte slice without allocating for basic values.
+type mpDec struct {
+	b []byte
+	i int
+}
+
+func (d *mpDec) need(n int) error {
+	if n < 0 || len(d.b)-d.i < n {
+		return errEOF
+	}
+	return nil
+}
+
+func (d *mpDec) peek() (byte, error) {
+	if d.i >= len(d.b) {
+		return 0, errEOF
+	}
+	return d.b[d.i], nil
+}
+
+func (d *mpDec) byte1() (byte, error) {
+	if d.i >= len(d.b) {
+		return 0, errEOF
+	}
+	c := d.b[d.i]
+	d.i++
+	return c, nil
+}
+
+func (d *mpDec) uintN(n int) (uint64, error) {
+	if err := d.need(n); err != nil {
+		return 0, err
+	}
+	var v uint64
+	switch n {
+	case 1:
+		v = uint64(d.b[d.i])
+	case 2:
+		v = uint64(binary.BigEndian.Uint16(d.b[d.i:]))
+	case 4:
+		v = uint64(binary.BigEndian.Uint32(d.b[d.i:]))
+	case 8:
+		v = binary.BigEndian.Uint64(d.b[d.i:])
+	}
+	d.i += n
+	return v, nil
+}
+
+func mpTypeName(c byte) string {
+	switch {
+	case c <= 0x7f || c >= 0xe0 || (c >= 0xcc && c <= 0xd3):
+		return "integer"
+	case c >= 0x80 && c <= 0x8f, c == 0xde, c == 0xdf:
+		return "map"
+	case c >= 0x90 && c <= 0x9f, c == 0xdc, c == 0xdd:
+		return "array"
+	case c >= 0xa0 && c <= 0xbf, c == 0xd9, c == 0xda, c == 0xdb:
+		return "string"
+	case c == 0xc0:
+		return "nil"
+	case c == 0xc2, c == 0xc3:
+		return "bool"
+	case c == 0xc4, c == 0xc5, c == 0xc6:
+		return "bytes"
+	case c == 0xca, c == 0xcb:
+		return "float"
+	}
+	return "extension"
+}
+
+func (d *mpDec) arrayLen() (int, error) {
+	c, err := d.byte1()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c >= 0x90 && c <= 0x9f:
+		return int(c & 0x0f), nil
+	case c == 0xdc:
+		n, err = d.uintN(2)
+	case c == 0xdd:
+		n, err = d.uintN(4)
+	case c == 0xc0:
+		return -1, nil
+	default:
+		return 0, fmt.Errorf("want an array, got a %s", mpTypeName(c))
+	}
+	if err == nil && n > uint64(len(d.b)-d.i) {
+		return 0, errEOF
+	}
+	return int(n), err
+}
+
+func (d *mpDec) mapLen() (int, error) {
+	c, err := d.byte1()
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	switch {
+	case c >= 0x80 && c <= 0x8f:
+		return int(c & 0x0f), nil
+	case c == 0xde:
+		n, err = d.uintN(2)
+	case c == 0xdf:
+		n, err = d.uintN(4)
+	case c == 0xc0:
+		return -1, nil
+	default:
+		return 0, fmt.Errorf("want a map, got a %s", mpTypeName(c))
+	}
+	if err == nil && n > uint64(len(d.b)-d.i)/2 {
+		return 0, errEOF
+	}
+	return int(n), err
+}
+
+// strBytes reads a str or bin and returns a slice aliasing the input.
+func (d *mpDec) strBytes(allowBin bool) ([]byte, error) {
+	c, err := d.byte1()
+	if err != nil {
+		return nil, err
+	}
+	var n uint64
+	switch {
+	case c >= 0xa0 && c <= 0xbf:
+		n = uint64(c & 0x1f)
+	case c == 0xd9 || (allowBin && c == 0xc4):
+		n, err = d.uintN(1)
+	case c == 0xda || (allowBin && c == 0xc5):
+		n, err = d.uintN(2)
+	case c == 0xdb || (allowBin && c == 0xc6):
+		n, err = d.uintN(4)
+	default:
+		return nil, fmt.Errorf("want a string, got a %s", mpTypeName(c))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := d.need(int(n)); err != nil || n > math.MaxInt32 {
+		return nil, errEOF
+	}
+	s := d.b[d.i : d.i+int(n)]
+	d.i += int(n)
+	return s, nil
+}
+
+// number reads any msgpack number: integers as int64/uint64, floats as float64.
+// kind is 'i', 'u' or 'f'.
+func (d *mpDec) number() (i int64, u uint64, f float64, kind byte, err error) {
+	c, err := d.byte1()
+	if err != nil {
+		return
+	}
+	switch {
+	case c <= 0x7f:
+		return int64(c), 0, 0, 'i', nil
+	case c >= 0xe0:
+		return int64(int8(c)), 0, 0, 'i', nil
+	}
+	var v uint64
+	switch c {
+	case 0xcc, 0xcd, 0xce, 0xcf:
+		v, err = d.uintN(1 << (c - 0xcc))
+		if err != nil {
+			return
+		}
+		if v > math.MaxInt64 {
+			return 0, v, 0, 'u', nil
+		}
+		return int64(v), 0, 0, 'i', nil
+	case 0xd0:
+		v, err = d.uintN(1)
+		return int64(int8(v)), 0, 0, 'i', err
+	case 0xd1:
+		v, err = d.uintN(2)
+		return int64(int16(v)), 0, 0, 'i', err
+	case 0xd2:
+		v, err = d.uintN(4)
+		return int64(int32(v)), 0, 0, 'i', err
+	case 0xd3:
+		v, err = d.uintN(8)
+		return int64(v), 0, 0, 'i', err
+	case 0xca:
+		v, err = d.uintN(4)
+		return 0, 0, float64(math.Float32frombits(uint32(v))), 'f', err
+	case 0xcb:
+		v, err = d.uintN(8)
+		return 0, 0, math.Float64frombits(v), 'f', err
+	}
+	return 0, 0, 0, 0, fmt.Errorf("want a number, got a %s", mpTypeName(c))
+}
+
+// skip advances past one complete value.
+func (d *mpDec) skip() error {
+	return d.skipDepth(0)
+}
+
+func (d *mpDec) skipDepth(depth int) error {
+	if depth > 10000 {
+		return errors.New("msgpack: nesting too deep")
+	}
+	c, err := d.byte1()
+	if err != nil {
+		return err
+	}
+	var n uint64
+	switch {
+	case c <= 0x7f, c >= 0xe0, c == 0xc0, c == 0xc2, c == 0xc3:
+		return nil
+	case c >= 0xa0 && c <= 0xbf:
+		n = uint64(c & 0x1f)
+		return d.advance(n)
+	case c >= 0x90 && c <= 0x9f:
+		return d.skipN(uint64(c&0x0f), depth)
+	case c >= 0x80 && c <= 0x8f:
+		return d.skipN(2*uint64(c&0x0f), depth)
+	}
+	switch c {
+	case 0xcc, 0xd0:
+		return d.advance(1)
+	case 0xcd, 0xd1:
+		return d.advance(2)
+	case 0xce, 0xd2, 0xca:
+		return d.advance(4)
+	case 0xcf, 0xd3, 0xcb:
+		return d.advance(8)
+	case 0xd9, 0xc4:
+		n, err = d.uintN(1)
+	case 0xda, 0xc5:
+		n, err = d.uintN(2)
+	case 0xdb, 0xc6:
+		n, err = d.uintN(4)
+	case 0xdc:
+		if n, err = d.uintN(2); err != nil {
+			return err
+		}
+		return d.skipN(n, depth)
+	case 0xdd:
+		if n, err = d.uintN(4); err != nil {
+			return err
+		}
+		return d.skipN(n, depth)
+	case 0xde:
+		if n, err = d.uintN(2); err != nil {
+			return err
+		}
+		return d.skipN(2*n, depth)
+	case 0xdf:
+		if n, err = d.uintN(4); err != nil {
+			return err
+		}
+		return d.skipN(2*n, depth)
+	case 0xd4:
+		return d.advance(2)
+	case 0xd5:
+		return d.advance(3)
+	case 0xd6:
+		return d.advance(5)
+	case 0xd7:
+		return d.advance(9)
+	case 0xd8:
+		return d.advance(17)
+	case 0xc7:
+		if n, err = d.uintN(1); err != nil {
+			return err
+		}
+		return d.advance(n + 1)
+	case 0xc8:
+		if n, err = d.uintN(2); err != nil {
+			return err
+		}
+		return d.advance(n + 1)
+	case 0xc9:
+		if n, err = d.uintN(4); err != nil {
+			return err
+		}
+		return d.advance(n + 1)
+	default:
+		return fmt.Errorf("msgpack: invalid type byte 0x%02x", c)
+	}
+	if err != nil {
+		return err
+	}
+	return d.advance(n)
+}
+
+func (d *mpDec) advance(n uint64) error {
+	if n > uint64(len(d.b)-d.i) {
+		return errEOF
+	}
+	d.i += int(n)
+	return nil
+}
+
+func (d *mpDec) skipN(n uint64, depth int) error {
+	if n > uint64(len(d.b)-d.i) {
+		return errEOF
+	}
+	for ; n > 0; n-- {
+		if err := d.skipDepth(depth + 1); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// raw returns the bytes of the next value and advances past it.
+func (d *mpDec) raw() ([]byte, error) {
+	start := d.i
+	if err := d.skip(); err != nil {
+		return nil, err
+	}
+	return d.b[start:d.i], nil
+}

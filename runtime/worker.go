@@ -1,0 +1,549 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	goruntime "runtime"
+	"runtime/debug"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// WorkerOptions configure a Worker; zero values are defaults. The names mirror
+// `celery worker` options.
+type WorkerOptions struct {
+	// Queues to consume (default: the app's default queue, "celery").
+	Queues []string
+	// Concurrency is how many tasks run at once (default: number of CPUs).
+	Concurrency int
+	// Prefetch bounds the un-acknowledged messages the worker holds
+	// (default: Concurrency × 4, Celery's worker_prefetch_multiplier).
+	Prefetch int
+	// ShutdownTimeout is how long a stopping worker lets running tasks
+	// finish before cancelling their ctx and returning their messages to
+	// the queue (default 30 s).
+	ShutdownTimeout time.Duration
+	// DelayHorizon: a task due further than this in the future is parked in
+	// the broker (when the transport supports it) instead of worker memory
+	// (default 5 s).
+	DelayHorizon time.Duration
+	// Hostname is the worker's node name (default: the app's Hostname).
+	Hostname string
+	// Rand is the random source of retry jitter (default: a global source).
+	Rand *rand.Rand
+}
+
+// WorkerStats are a worker's counters since it started.
+type WorkerStats struct {
+	Received     int64 // messages received
+	Succeeded    int64
+	Failed       int64
+	Retried      int64
+	Revoked      int64 // expired or revoked, not run
+	DeadLettered int64 // set aside: undecodable, unregistered, bad arguments
+	Active       int64 // running now
+}
+
+// Worker consumes task messages and runs the registered tasks.
+type Worker struct {
+	app   *App
+	opts  WorkerOptions
+	log   *slog.Logger
+	mu    sync.RWMutex
+	tasks map[string]*TaskDef
+
+	received, succeeded, failed, retried, revoked, deadLettered, active atomic.Int64
+
+	heldMu sync.Mutex
+	held   map[*heldTask]struct{}
+}
+
+type heldTask struct {
+	d     Delivery
+	timer *time.Timer
+}
+
+// NewWorker returns a worker for app; register tasks on it, then Run it.
+func (a *App) NewWorker(o WorkerOptions) *Worker {
+	if len(o.Queues) == 0 {
+		o.Queues = []string{a.cfg.DefaultQueue}
+	}
+	if o.Concurrency <= 0 {
+		o.Concurrency = goruntime.NumCPU()
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = o.Concurrency * 4
+	}
+	if o.ShutdownTimeout <= 0 {
+		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.DelayHorizon <= 0 {
+		o.DelayHorizon = 5 * time.Second
+	}
+	if o.Hostname == "" {
+		o.Hostname = a.cfg.Hostname
+	}
+	return &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*TaskDef{}, held: map[*heldTask]struct{}{}}
+}
+
+// Register adds a task definition; generated RegisterTasks functions call it.
+// It panics on an invalid or duplicate definition (a programming error); use
+// RegisterSafely to get the error instead.
+func (w *Worker) Register(def *TaskDef) {
+	if err := w.RegisterSafely(def); err != nil {
+		panic(err)
+	}
+}
+
+// RegisterSafely is Register returning the error instead of panicking.
+func (w *Worker) RegisterSafely(def *TaskDef) error {
+	switch {
+	case def == nil:
+		return errors.New("taskgen: Register: nil task definition")
+	case def.Name == "":
+		return errors.New("taskgen: Register: task definition without a name")
+	case def.Run == nil:
+		return fmt.Errorf("taskgen: Register %s: a remote task stub has no implementation to run", def.Name)
+	case def.NewArgs == nil:
+		return fmt.Errorf("taskgen: Register %s: NewArgs is nil", def.Name)
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if _, dup := w.tasks[def.Name]; dup {
+		return fmt.Errorf("taskgen: Register: task %q registered twice", def.Name)
+	}
+	w.tasks[def.Name] = def
+	return nil
+}
+
+// Tasks returns the registered task names, sorted.
+func (w *Worker) Tasks() []string {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	names := make([]string, 0, len(w.tasks))
+	for n := range w.tasks {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// Hostname returns the worker's node name.
+func (w *Worker) Hostname() string { return w.opts.Hostname }
+
+// Options returns the worker's options with defaults filled in.
+func (w *Worker) Options() WorkerOptions { return w.opts }
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() WorkerStats {
+	return WorkerStats{
+		Received: w.received.Load(), Succeeded: w.succeeded.Load(), Failed: w.failed.Load(),
+		Retried: w.retried.Load(), Revoked: w.revoked.Load(), DeadLettered: w.deadLettered.Load(),
+		Active: w.active.Load(),
+	}
+}
+
+func (w *Worker) lookup(name string) *TaskDef {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.tasks[name]
+}
+
+type job struct {
+	d   Delivery
+	m   *Message
+	def *TaskDef
+}
+
+// Run consumes and runs tasks until ctx ends, then shuts down gracefully: it
+// takes no new messages, returns held ones to the queue, and lets running
+// tasks finish within ShutdownTimeout. It returns nil after a graceful
+// shutdown, or the transport's error if consuming failed.
+func (w *Worker) Run(ctx context.Context) error {
+	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopConsume()
+	deliveries, err := w.app.broker.Consume(consumeCtx, w.opts.Queues, w.opts.Prefetch)
+	if err != nil {
+		return fmt.Errorf("taskgen: worker: consume %v: %w", w.opts.Queues, err)
+	}
+	w.log.Info("worker ready", "queues", w.opts.Queues, "concurrency", w.opts.Concurrency, "tasks", w.Tasks())
+
+	taskCtx, cancelTasks := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer cancelTasks(nil)
+	abandon := make(chan struct{})
+	work := make(chan job)
+	var pool sync.WaitGroup
+	for i := 0; i < w.opts.Concurrency; i++ {
+		pool.Go(func() {
+			for j := range work {
+				w.execute(taskCtx, abandon, j)
+			}
+		})
+	}
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case d, ok := <-deliveries:
+			if !ok {
+				if ctx.Err() == nil {
+					runErr = errors.New("taskgen: worker: transport stopped delivering")
+				}
+				break loop
+			}
+			w.dispatch(ctx, d, work)
+		}
+	}
+
+	w.log.Info("worker shutting down", "running", w.active.Load())
+	stopConsume()
+	// Return what the transport still buffers, and held ETA tasks.
+	go func() {
+		for d := range deliveries {
+			w.requeue(d)
+		}
+	}()
+	w.releaseHeld()
+	close(work)
+	done := make(chan struct{})
+	go func() { pool.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.opts.ShutdownTimeout):
+		w.log.Warn("shutdown timeout: cancelling running tasks and returning them to the queue", "running", w.active.Load())
+		cancelTasks(errors.New("worker shutdown"))
+		close(abandon)
+		<-done
+	}
+	w.log.Info("worker stopped", "stats", w.Stats())
+	return runErr
+}
+
+func (w *Worker) requeue(d Delivery) {
+	if err := d.Requeue(); err != nil {
+		w.log.Error("requeue failed", "err", err)
+	}
+}
+
+// dispatch validates a delivery and hands it to the pool, parks it in the
+// broker, or holds it until its ETA.
+func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
+	w.received.Add(1)
+	m := d.Message()
+	if m == nil {
+		reason := "undecodable message"
+		if err := d.DecodeError(); err != nil {
+			reason = err.Error()
+		}
+		w.deadLetter(d, nil, reason)
+		return
+	}
+	def := w.lookup(m.Headers.Task)
+	if def == nil {
+		w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
+		w.storeFailure(ctx, m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
+		return
+	}
+	j := job{d: d, m: m, def: def}
+	if eta := m.Headers.ETA; !eta.IsZero() {
+		wait := eta.Sub(w.app.clock.Now())
+		if wait > w.opts.DelayHorizon {
+			if dl, ok := w.app.broker.(Delayer); ok {
+				if err := dl.Defer(ctx, queueOf(m, def, w.app), m, eta); err == nil {
+					if err := d.Ack(); err != nil {
+						w.log.Error("ack after parking failed", "task", m.Headers.Task, "id", m.Headers.ID, "err", err)
+					}
+					return
+				} else {
+					w.log.Warn("parking a delayed task in the broker failed; holding it in memory", "id", m.Headers.ID, "err", err)
+				}
+			}
+		}
+		if wait > 0 {
+			w.hold(j, wait, work)
+			return
+		}
+	}
+	select {
+	case work <- j:
+	case <-ctx.Done():
+		w.requeue(d)
+	}
+}
+
+func (w *Worker) hold(j job, wait time.Duration, work chan<- job) {
+	h := &heldTask{d: j.d}
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	w.held[h] = struct{}{}
+	h.timer = time.AfterFunc(wait, func() {
+		w.heldMu.Lock()
+		_, still := w.held[h]
+		delete(w.held, h)
+		w.heldMu.Unlock()
+		if !still {
+			return
+		}
+		defer func() {
+			// work is closed when the worker stopped meanwhile.
+			if recover() != nil {
+				w.requeue(j.d)
+			}
+		}()
+		work <- j
+	})
+}
+
+func (w *Worker) releaseHeld() {
+	w.heldMu.Lock()
+	held := w.held
+	w.held = map[*heldTask]struct{}{}
+	w.heldMu.Unlock()
+	for h := range held {
+		if h.timer.Stop() {
+			w.requeue(h.d)
+		}
+	}
+}
+
+func queueOf(m *Message, def *TaskDef, app *App) string {
+	if m.RoutingKey != "" {
+		return m.RoutingKey
+	}
+	if def != nil && def.Queue != "" {
+		return def.Queue
+	}
+	return app.cfg.DefaultQueue
+}
+
+func (w *Worker) deadLetter(d Delivery, m *Message, reason string) {
+	w.deadLettered.Add(1)
+	attrs := []any{"reason", reason}
+	if m != nil {
+		attrs = append(attrs, "task", m.Headers.Task, "id", m.Headers.ID)
+	}
+	w.log.Error("message dead-lettered", attrs...)
+	if err := d.Reject(reason); err != nil {
+		w.log.Error("dead-letter failed", append(attrs, "err", err)...)
+	}
+}
+
+type outcome struct {
+	value any
+	err   error
+}
+
+// execute runs one task and settles its message.
+func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job) {
+	m, def, d := j.m, j.def, j.d
+	h := &m.Headers
+	now := w.app.clock.Now()
+	if !h.Expires.IsZero() && now.After(h.Expires) {
+		w.revoked.Add(1)
+		w.log.Info("task expired, revoked", "task", h.Task, "id", h.ID)
+		w.store(taskCtx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"expired"}, Module: "celery.exceptions"}, DateDone: now, ParentID: h.ParentID})
+		w.ack(d, m)
+		return
+	}
+	args := def.NewArgs()
+	if _, err := DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
+		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
+		w.failed.Add(1)
+		w.storeFailure(taskCtx, m, def, &ExceptionInfo{Type: "DecodeError", Message: []any{reason}, Module: "kombu.exceptions"}, "")
+		w.deadLetter(d, m, reason)
+		return
+	}
+	acked := false
+	if !def.AcksLate {
+		w.ack(d, m)
+		acked = true
+	}
+	info := &TaskInfo{ID: h.ID, Name: h.Task, Retries: h.Retries, ETA: h.ETA, Expires: h.Expires, RootID: h.RootID,
+		ParentID: h.ParentID, GroupID: h.Group, Queue: queueOf(m, def, w.app), Hostname: w.opts.Hostname,
+		Headers: h.Extra, Redelivered: m.Redelivered}
+
+	w.active.Add(1)
+	start := time.Now()
+	out, abandoned := w.run(taskCtx, abandon, def, h, args, info)
+	runtime := time.Since(start)
+	w.active.Add(-1)
+
+	if abandoned {
+		// The worker is stopping and the task did not finish in time: its
+		// message goes back to the queue, never lost.
+		w.log.Warn("task abandoned at shutdown, returned to the queue", "task", h.Task, "id", h.ID)
+		if acked {
+			cp := *m
+			cp.Redelivered = true
+			if err := w.app.publish(context.Background(), queueOf(m, def, w.app), &cp); err != nil {
+				w.log.Error("re-publish of abandoned task failed", "id", h.ID, "err", err)
+			}
+		} else {
+			w.requeue(d)
+		}
+		return
+	}
+	w.settle(taskCtx, m, def, out, runtime)
+	if !acked {
+		w.ack(d, m)
+	}
+}
+
+func (w *Worker) ack(d Delivery, m *Message) {
+	if err := d.Ack(); err != nil {
+		w.log.Error("ack failed", "task", m.Headers.Task, "id", m.Headers.ID, "err", err)
+	}
+}
+
+// run calls the task with its time limits and panic recovery. abandoned is
+// true when the worker gave up on it at shutdown.
+func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, h *TaskHeaders, args Args, info *TaskInfo) (out outcome, abandoned bool) {
+	hard, soft := def.TimeLimit, def.SoftTimeLimit
+	if h.TimeLimit[0] > 0 {
+		hard = time.Duration(h.TimeLimit[0] * float64(time.Second))
+	}
+	if h.TimeLimit[1] > 0 {
+		soft = time.Duration(h.TimeLimit[1] * float64(time.Second))
+	}
+	ctx, cancel := context.WithCancelCause(WithTaskInfo(taskCtx, info))
+	defer cancel(nil)
+	done := make(chan outcome, 1)
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- outcome{err: &PanicError{Value: r, Stack: string(debug.Stack())}}
+			}
+		}()
+		v, err := def.Run(ctx, args)
+		done <- outcome{value: v, err: err}
+	}()
+	var softC, hardC <-chan time.Time
+	if soft > 0 {
+		t := time.NewTimer(soft)
+		defer t.Stop()
+		softC = t.C
+	}
+	if hard > 0 {
+		t := time.NewTimer(hard)
+		defer t.Stop()
+		hardC = t.C
+	}
+	for {
+		select {
+		case out = <-done:
+			return out, false
+		case <-softC:
+			cancel(ErrSoftTimeLimitExceeded)
+			softC = nil
+		case <-hardC:
+			cancel(ErrTimeLimitExceeded)
+			return outcome{err: celeryError("celery.exceptions", "TimeLimitExceeded", fmt.Errorf("%w: hard time limit (%s) exceeded", ErrTimeLimitExceeded, hard))}, false
+		case <-abandon:
+			return outcome{}, true
+		}
+	}
+}
+
+// settle records the outcome of a run: result, retry or failure.
+func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outcome, runtime time.Duration) {
+	h := &m.Headers
+	if out.err == nil {
+		w.succeeded.Add(1)
+		w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", Repr(out.value))
+		if !def.IgnoreResult && !h.IgnoreResult {
+			w.store(ctx, &ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
+		}
+		return
+	}
+	err := out.err
+	var re *RetryError
+	explicit := errors.As(err, &re)
+	if explicit || def.Retry.ShouldAutoretry(err) {
+		if w.retry(ctx, m, def, err, re) {
+			return
+		}
+		if explicit && re.Err != nil {
+			err = re.Err
+		} else if explicit {
+			err = celeryError("celery.exceptions", "MaxRetriesExceededError", fmt.Errorf("can't retry %s[%s]: max retries exceeded", h.Task, h.ID))
+		}
+	}
+	w.failed.Add(1)
+	tb := ""
+	var pe *PanicError
+	if errors.As(err, &pe) {
+		tb = pe.Stack
+	}
+	w.log.Error("task failed", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "err", err)
+	w.storeFailure(ctx, m, def, ExceptionFromError(err), tb)
+}
+
+// retry re-publishes the task with retries+1 and a countdown. It returns false
+// when the retries are exhausted or the re-publish failed.
+func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause error, re *RetryError) bool {
+	h := &m.Headers
+	max := def.Retry.MaxRetries
+	if re != nil && re.MaxRetries != nil {
+		max = *re.MaxRetries
+	}
+	if exhausted(h.Retries, max) {
+		w.log.Warn("task retries exhausted", "task", h.Task, "id", h.ID, "retries", h.Retries, "max_retries", max)
+		return false
+	}
+	var countdown time.Duration
+	if re != nil && re.HasCount {
+		countdown = re.Countdown
+	} else {
+		countdown = def.Retry.Countdown(h.Retries, w.opts.Rand)
+	}
+	now := w.app.clock.Now()
+	eta := now.Add(countdown)
+	nm := *m
+	nm.Redelivered = false
+	nm.Headers.Retries = h.Retries + 1
+	nm.Headers.ETA = eta
+	if nm.Headers.ParentID == "" {
+		nm.Headers.ParentID = h.ID
+	}
+	queue := queueOf(m, def, w.app)
+	var err error
+	if dl, ok := w.app.broker.(Delayer); ok && countdown > w.opts.DelayHorizon {
+		err = dl.Defer(ctx, queue, &nm, eta)
+	} else {
+		err = w.app.publish(ctx, queue, &nm)
+	}
+	if err != nil {
+		w.log.Error("retry could not be published", "task", h.Task, "id", h.ID, "err", err)
+		return false
+	}
+	w.retried.Add(1)
+	cause0 := cause
+	if re != nil && re.Err != nil {
+		cause0 = re.Err
+	}
+	w.log.Warn("task retry", "task", h.Task, "id", h.ID, "retry", nm.Headers.Retries, "max_retries", max, "countdown", countdown.Round(time.Millisecond), "err", cause0)
+	w.store(ctx, &ResultDoc{Status: StateRetry, Result: ExceptionFromError(cause0), TaskID: h.ID, ParentID: nm.Headers.ParentID,
+		Children: []any{[]any{[]any{h.ID, nil}, nil}}})
+	return true
+}
+
+func (w *Worker) storeFailure(ctx context.Context, m *Message, def *TaskDef, exc *ExceptionInfo, tb string) {
+	if def != nil && def.IgnoreResult {
+		return
+	}
+	w.store(ctx, &ResultDoc{Status: StateFailure, Result: exc, Traceback: tb, TaskID: m.Headers.ID, DateDone: w.app.clock.Now(), ParentID: m.Headers.ParentID, GroupID: m.Headers.Group})
+}
+
+func (w *Worker) store(ctx context.Context, doc *ResultDoc) {
+	if err := w.app.storeResult(ctx, doc); err != nil {
+		w.log.Error("storing result failed", "id", doc.TaskID, "state", doc.Status, "err", err)
+	}
+}
