@@ -110,8 +110,8 @@ type celeryErr struct {
 	module, cls string
 }
 
-func (e *celeryErr) Error() string                       { return e.err.Error() }
-func (e *celeryErr) Unwrap() error                       { return e.err }
-func (e *celeryErr) CeleryException() (string, string)    { return e.module, e.cls }
+func (e *celeryErr) Error() string                     { return e.err.Error() }
+func (e *celeryErr) Unwrap() error                     { return e.err }
+func (e *celeryErr) CeleryException() (string, string) { return e.module, e.cls }
 
 func celeryError(module, cls string, err error) error { return &celeryErr{err, module, cls} }

@@ -6,13 +6,13 @@ import (
 
 // Content types and encodings of Celery's serializers.
 const (
-	ContentTypeMsgpack     = "application/x-msgpack"
-	ContentTypeJSON        = "application/json"
-	ContentEncodingBinary  = "binary"
-	ContentEncodingUTF8    = "utf-8"
-	DefaultQueue           = "celery"
-	DefaultExchange        = "celery"
-	protocolLang           = "go"
+	ContentTypeMsgpack    = "application/x-msgpack"
+	ContentTypeJSON       = "application/json"
+	ContentEncodingBinary = "binary"
+	ContentEncodingUTF8   = "utf-8"
+	DefaultQueue          = "celery"
+	DefaultExchange       = "celery"
+	protocolLang          = "go"
 )
 
 // Message is one Celery protocol v2 task message: AMQP-style properties, the

@@ -154,7 +154,7 @@ func mpUnmarshal(data []byte, ptr any) error {
 type mpBuffer struct{ b []byte }
 
 func (w *mpBuffer) Write(p []byte) (int, error) { w.b = append(w.b, p...); return len(p), nil }
-func (w *mpBuffer) WriteByte(c byte) error     { w.b = append(w.b, c); return nil }
+func (w *mpBuffer) WriteByte(c byte) error      { w.b = append(w.b, c); return nil }
 func (w *mpBuffer) WriteString(s string) (int, error) {
 	w.b = append(w.b, s...)
 	return len(s), nil

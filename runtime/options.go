@@ -31,7 +31,7 @@ type optionFunc struct {
 }
 
 func (o optionFunc) apply(c *callOptions) { o.f(c) }
-func (o optionFunc) String() string      { return o.text }
+func (o optionFunc) String() string       { return o.text }
 
 // Countdown delays the task by d from now (Celery's countdown).
 func Countdown(d time.Duration) Option {

@@ -58,7 +58,11 @@ func (w *reprWriter) Bool(v bool) {
 		w.b = append(w.b, "False"...)
 	}
 }
-func (w *reprWriter) Bytes(v []byte) { w.sep(); w.b = append(w.b, 'b'); w.b = appendPyStr(w.b, string(v)) }
+func (w *reprWriter) Bytes(v []byte) {
+	w.sep()
+	w.b = append(w.b, 'b')
+	w.b = appendPyStr(w.b, string(v))
+}
 func (w *reprWriter) Value(v any) error {
 	w.sep()
 	w.b = appendPyRepr(w.b, v, 0)

@@ -1,0 +1,209 @@
+package runtime_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/memory"
+)
+
+// greetArgs is what taskgen generates for func greet(ctx, name string, times int).
+type greetArgs struct {
+	name  string
+	times int
+}
+
+func (a *greetArgs) NumArgs() int { return 2 }
+func (a *greetArgs) EncodeArgs(w runtime.ArgWriter) error {
+	w.String(a.name)
+	w.Int(int64(a.times))
+	return nil
+}
+func (a *greetArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.name, err = r.String()
+	case 1:
+		var v int64
+		v, err = r.Int(64)
+		a.times = int(v)
+	}
+	return err
+}
+func (a *greetArgs) ArgIndex(name string) int {
+	switch name {
+	case "name":
+		return 0
+	case "times":
+		return 1
+	}
+	return -1
+}
+func (a *greetArgs) ArgName(i int) string { return [...]string{"name", "times"}[i] }
+
+type flakyErr struct{}
+
+func (flakyErr) Error() string { return "flaky" }
+
+func newApp(t *testing.T, ser string) *runtime.App {
+	t.Helper()
+	app, err := runtime.New(runtime.Config{Broker: "memory://" + t.Name(), Backend: "memory://" + t.Name(), Serializer: ser})
+	require.NoError(t, err)
+	t.Cleanup(func() { app.Close() })
+	return app
+}
+
+func runWorker(t *testing.T, app *runtime.App, defs ...*runtime.TaskDef) {
+	t.Helper()
+	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 2, ShutdownTimeout: 2 * time.Second})
+	for _, d := range defs {
+		w.Register(d)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		require.NoError(t, <-done)
+	})
+}
+
+func TestWorker_DelayRunGet(t *testing.T) {
+	t.Parallel()
+	for _, ser := range []string{"msgpack", "json"} {
+		t.Run(ser, func(t *testing.T) {
+			t.Parallel()
+			app := newApp(t, ser)
+			def := &runtime.TaskDef{
+				Name:    "test.greet",
+				Retry:   runtime.DefaultRetryPolicy(),
+				NewArgs: func() runtime.Args { return new(greetArgs) },
+				Run: func(ctx context.Context, a runtime.Args) (any, error) {
+					x := a.(*greetArgs)
+					info, ok := runtime.TaskFromContext(ctx)
+					if !ok || info.Name != "test.greet" {
+						return nil, errors.New("no task info")
+					}
+					s := ""
+					for i := 0; i < x.times; i++ {
+						s += "hi " + x.name + "; "
+					}
+					return s, nil
+				},
+			}
+			runWorker(t, app, def)
+			stub := runtime.NewStub[string](def).With(runtime.WithApp(app))
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			res, err := stub.Send(ctx, &greetArgs{name: "ann", times: 2})
+			require.NoError(t, err)
+			got, err := res.Get(ctx)
+			require.NoError(t, err)
+			require.Equal(t, "hi ann; hi ann; ", got)
+			st, err := res.State(ctx)
+			require.NoError(t, err)
+			require.Equal(t, runtime.StateSuccess, st)
+		})
+	}
+}
+
+func TestWorker_AutoretryThenSuccess(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, "msgpack")
+	var calls atomic.Int32
+	pol := runtime.DefaultRetryPolicy()
+	pol.Backoff = 10 * time.Millisecond
+	pol.Jitter = false
+	pol.AutoretryFor = func(err error) bool { _, ok := errors.AsType[flakyErr](err); return ok }
+	def := &runtime.TaskDef{Name: "test.flaky", Retry: pol, NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+			if calls.Add(1) < 3 {
+				return nil, flakyErr{}
+			}
+			info, _ := runtime.TaskFromContext(ctx)
+			return info.Retries, nil
+		}}
+	runWorker(t, app, def)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := runtime.NewStub[int](def).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+	require.NoError(t, err)
+	got, err := res.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, got)
+	require.EqualValues(t, 3, calls.Load())
+}
+
+func TestWorker_RetriesExhaustedAndPanics(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, "json")
+	pol := runtime.DefaultRetryPolicy()
+	pol.MaxRetries = 2
+	pol.Backoff = time.Millisecond
+	pol.AutoretryFor = func(err error) bool { return true }
+	var calls atomic.Int32
+	failing := &runtime.TaskDef{Name: "test.failing", Retry: pol, NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) { calls.Add(1); return nil, flakyErr{} }}
+	panicking := &runtime.TaskDef{Name: "test.panicking", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) { panic("boom") }}
+	runWorker(t, app, failing, panicking)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	res, err := runtime.NewStub[string](failing).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+	require.NoError(t, err)
+	_, err = res.Get(ctx)
+	var te *runtime.TaskError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, runtime.StateFailure, te.State)
+	require.Equal(t, "flakyErr", te.Exception.Type)
+	require.EqualValues(t, 3, calls.Load(), "1 run + 2 retries")
+
+	res, err = runtime.NewStub[string](panicking).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+	require.NoError(t, err)
+	_, err = res.Get(ctx)
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, "RuntimeError", te.Exception.Type)
+	require.Contains(t, te.Error(), "boom")
+}
+
+func TestWorker_DeadLettersUnknownTaskAndBadArgs(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, "msgpack")
+	def := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) { return "ok", nil }}
+	unknown := &runtime.TaskDef{Name: "test.unknown", NewArgs: def.NewArgs}
+	runWorker(t, app, def)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	res, err := runtime.NewStub[string](unknown).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+	require.NoError(t, err)
+	_, err = res.Get(ctx)
+	var te *runtime.TaskError
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, "NotRegistered", te.Exception.Type)
+
+	// A body whose second argument is a string, not an int.
+	m := &runtime.Message{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8",
+		Headers: runtime.TaskHeaders{Task: "test.greet", ID: runtime.NewID()},
+		Body:    []byte(`[["ann", "two"], {}, null]`)}
+	require.NoError(t, app.Broker().Publish(ctx, "celery", m))
+	_, err = runtime.NewAsyncResult[string](app, m.Headers.ID).Get(ctx)
+	require.ErrorAs(t, err, &te)
+	require.Contains(t, te.Error(), `argument "times"`)
+
+	// The worker is still alive.
+	res, err = runtime.NewStub[string](def).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+	require.NoError(t, err)
+	v, err := res.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "ok", v)
+	dead := app.Broker().(*memory.Broker).DeadLetters()
+	require.Len(t, dead, 2)
+}
