@@ -1,0 +1,60 @@
+# taskgen — typed Celery for Go. `make help` lists the targets.
+SHELL := /bin/bash
+GO    ?= go
+PKGS  := ./...
+FUZZTIME ?= 10s
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## list the targets
+	@awk 'BEGIN {FS = ":.*## "} /^[a-zA-Z_-]+:.*## / {printf "  %-16s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
+
+.PHONY: demo
+demo: generate ## run the sign-up scenario on the in-process broker (nothing to install)
+	$(GO) run ./example/cmd/demo
+
+.PHONY: generate
+generate: ## run go generate (taskgen) on the example and regenerate the stubs
+	$(GO) generate ./example/...
+
+.PHONY: check-generate
+check-generate: ## fail when go generate would change committed files
+	$(GO) run ./cmd/taskgen -check ./example/...
+
+.PHONY: fmt-check
+fmt-check: ## fail when a file is not gofmt'd
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "not gofmt'd:"; echo "$$out"; exit 1; fi
+
+.PHONY: vet
+vet: ## go vet
+	$(GO) vet $(PKGS)
+
+.PHONY: test
+test: ## install and start redis-server and rabbitmq-server on loopback, run every check and test, stop them
+	bash scripts/testenv.sh run -- $(MAKE) --no-print-directory test-inner
+
+.PHONY: test-inner
+test-inner: fmt-check vet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
+	$(GO) test -race -count=1 -timeout 12m $(PKGS)
+	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(GO) run ./example/cmd/demo -timeout 30s > /dev/null
+
+.PHONY: test-short
+test-short: ## unit tests only, no servers (broker tests skip unless CI is set)
+	$(GO) test -race -count=1 $(PKGS)
+
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each
+	@set -e; for pkg in $$($(GO) list $(PKGS)); do \
+	  dir=$$($(GO) list -f '{{.Dir}}' $$pkg); \
+	  for f in $$(grep -ho '^func Fuzz[A-Za-z0-9_]*' $$dir/*_test.go 2>/dev/null | sed 's/^func //' | sort -u); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg > /tmp/fuzz-$$f.log 2>&1 || { cat /tmp/fuzz-$$f.log; exit 1; }; \
+	  done; \
+	done
+
+.PHONY: bench
+bench: ## run the benchmarks (servers started as for make test)
+	bash scripts/testenv.sh run -- $(GO) test -run '^$$' -bench . -benchmem $(PKGS)

@@ -1,0 +1,68 @@
+// Command worker runs the sign-up example's tasks; its flags mirror
+// `celery worker`:
+//
+//	worker -broker redis://127.0.0.1:6379/0 -backend redis://127.0.0.1:6379/1 \
+//	       -queues emails -concurrency 8 -loglevel info -email-api https://provider.example/send
+//
+// SIGINT or SIGTERM stops it gracefully: it takes no new tasks and lets running
+// ones finish (up to -shutdown-timeout), returning the rest to the queue.
+package main
+
+import (
+	"context"
+	"flag"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/taskgen/taskgen/example/signup"
+	"github.com/taskgen/taskgen/runtime"
+	_ "github.com/taskgen/taskgen/runtime/all"
+)
+
+func main() {
+	broker := flag.String("broker", envOr("TASKGEN_BROKER", "memory://"), "broker URL (env TASKGEN_BROKER)")
+	backend := flag.String("backend", envOr("TASKGEN_BACKEND", ""), "result backend URL (env TASKGEN_BACKEND)")
+	serializer := flag.String("serializer", "msgpack", "result serializer: msgpack or json")
+	queues := flag.String("queues", "emails", "comma-separated queues to consume (celery worker -Q)")
+	concurrency := flag.Int("concurrency", 0, "tasks run at once (default: number of CPUs)")
+	loglevel := flag.String("loglevel", "info", "debug, info, warn or error")
+	emailAPI := flag.String("email-api", envOr("EMAIL_API_URL", "http://127.0.0.1:8025/send"), "email provider endpoint (env EMAIL_API_URL)")
+	hostname := flag.String("hostname", "", "node name, name@host (default taskgen@<hostname>)")
+	shutdown := flag.Duration("shutdown-timeout", 30*time.Second, "how long running tasks may finish at shutdown")
+	flag.Parse()
+
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*loglevel)); err != nil {
+		slog.Error("bad -loglevel", "err", err)
+		os.Exit(2)
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	signup.Configure(signup.Provider{URL: *emailAPI})
+
+	app, err := runtime.New(runtime.Config{Broker: *broker, Backend: *backend, Serializer: *serializer, Hostname: *hostname, Logger: log})
+	if err != nil {
+		log.Error("start", "err", err)
+		os.Exit(1)
+	}
+	defer app.Close()
+
+	w := app.NewWorker(runtime.WorkerOptions{Queues: strings.Split(*queues, ","), Concurrency: *concurrency, ShutdownTimeout: *shutdown})
+	signup.RegisterTasks(w)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		log.Error("worker", "err", err)
+		os.Exit(1)
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
