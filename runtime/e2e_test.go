@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -53,7 +54,8 @@ func (flakyErr) Error() string { return "flaky" }
 
 func newApp(t *testing.T, ser string) *runtime.App {
 	t.Helper()
-	app, err := runtime.New(runtime.Config{Broker: "memory://" + t.Name(), Backend: "memory://" + t.Name(), Serializer: ser})
+	name := runtime.NewID()
+	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name, Serializer: ser})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
 	return app
@@ -206,4 +208,46 @@ func TestWorker_DeadLettersUnknownTaskAndBadArgs(t *testing.T) {
 	require.Equal(t, "ok", v)
 	dead := app.Broker().(*memory.Broker).DeadLetters()
 	require.Len(t, dead, 2)
+}
+
+func TestWorker_RateLimitSpacesStarts(t *testing.T) {
+	t.Parallel()
+	app := newApp(t, "msgpack")
+	var mu sync.Mutex
+	var starts []time.Time
+	def := &runtime.TaskDef{Name: "test.limited", Retry: runtime.DefaultRetryPolicy(), RateLimit: runtime.RateLimit{N: 20, Per: time.Second},
+		NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+			mu.Lock()
+			starts = append(starts, time.Now())
+			mu.Unlock()
+			return "ok", nil
+		}}
+	runWorker(t, app, def)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var results []*runtime.AsyncResult[string]
+	for i := 0; i < 5; i++ {
+		res, err := runtime.NewStub[string](def).With(runtime.WithApp(app)).Send(ctx, &greetArgs{name: "x"})
+		require.NoError(t, err)
+		results = append(results, res)
+	}
+	for _, r := range results {
+		_, err := r.Get(ctx)
+		require.NoError(t, err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	require.Len(t, starts, 5)
+	// 20/s: one start every 50 ms, so 5 starts span at least 4 intervals.
+	first, last := starts[0], starts[0]
+	for _, s := range starts {
+		if s.Before(first) {
+			first = s
+		}
+		if s.After(last) {
+			last = s
+		}
+	}
+	require.GreaterOrEqual(t, last.Sub(first), 190*time.Millisecond)
 }

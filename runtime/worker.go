@@ -61,6 +61,9 @@ type Worker struct {
 
 	heldMu sync.Mutex
 	held   map[*heldTask]struct{}
+
+	limitMu  sync.Mutex
+	limiters map[string]time.Time // task name -> earliest start of the next run
 }
 
 type heldTask struct {
@@ -253,6 +256,10 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
 		return
 	}
 	j := job{d: d, m: m, def: def}
+	if wait := w.rateWait(def); wait > 0 {
+		w.hold(j, wait, work)
+		return
+	}
 	if eta := m.Headers.ETA; !eta.IsZero() {
 		wait := eta.Sub(w.app.clock.Now())
 		if wait > w.opts.DelayHorizon {
@@ -357,8 +364,8 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	if _, err := DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
 		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
 		w.failed.Add(1)
-		w.storeFailure(taskCtx, m, def, &ExceptionInfo{Type: "DecodeError", Message: []any{reason}, Module: "kombu.exceptions"}, "")
 		w.deadLetter(d, m, reason)
+		w.storeFailure(taskCtx, m, def, &ExceptionInfo{Type: "DecodeError", Message: []any{reason}, Module: "kombu.exceptions"}, "")
 		return
 	}
 	acked := false
@@ -546,4 +553,26 @@ func (w *Worker) store(ctx context.Context, doc *ResultDoc) {
 	if err := w.app.storeResult(ctx, doc); err != nil {
 		w.log.Error("storing result failed", "id", doc.TaskID, "state", doc.Status, "err", err)
 	}
+}
+
+// rateWait reserves the next start slot of def under its rate limit (a token
+// bucket of capacity one, per worker and task, as in Celery) and returns how
+// long the task must wait for it.
+func (w *Worker) rateWait(def *TaskDef) time.Duration {
+	if def.RateLimit.IsZero() {
+		return 0
+	}
+	interval := def.RateLimit.Per / time.Duration(def.RateLimit.N)
+	now := time.Now()
+	w.limitMu.Lock()
+	defer w.limitMu.Unlock()
+	if w.limiters == nil {
+		w.limiters = map[string]time.Time{}
+	}
+	next := w.limiters[def.Name]
+	if next.Before(now) {
+		next = now
+	}
+	w.limiters[def.Name] = next.Add(interval)
+	return next.Sub(now)
 }
