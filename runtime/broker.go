@@ -193,3 +193,46 @@ func redactErr(err error) error {
 	}
 	return err
 }
+
+// RawMessage is a non-task message on a broker: a Celery event, a
+// remote-control request or reply. Headers are plain values (strings,
+// numbers, bools, nil, lists, maps).
+type RawMessage struct {
+	ContentType     string
+	ContentEncoding string
+	Headers         map[string]any
+	Body            []byte
+	// Exchange and RoutingKey: where the message was or is to be published.
+	Exchange   string
+	RoutingKey string
+}
+
+// EventTransport is implemented by transports that carry Celery events (the
+// "celeryev" exchange: an AMQP topic exchange; Redis pub/sub channels
+// "/<db>.celeryev/<routing key>"), so that Flower and taskmon see Go workers
+// and Go monitors see Python workers. Events are transient: not persisted,
+// not acknowledged.
+type EventTransport interface {
+	// PublishEvent publishes one event message; msg.RoutingKey is the event
+	// type with '-' replaced by '.', e.g. "worker.heartbeat", "task.multi".
+	PublishEvent(ctx context.Context, msg *RawMessage) error
+	// SubscribeEvents delivers every event published on the broker until ctx
+	// ends, then closes the channel.
+	SubscribeEvents(ctx context.Context) (<-chan *RawMessage, error)
+}
+
+// ControlTransport is implemented by transports that carry Celery's remote
+// control (pidbox): broadcast requests on the "celery.pidbox" fanout
+// exchange and replies to "reply.celery.pidbox".
+type ControlTransport interface {
+	// ConsumeControl delivers the control requests broadcast to workers,
+	// consumed as node nodename (AMQP queue "<nodename>.celery.pidbox"),
+	// until ctx ends.
+	ConsumeControl(ctx context.Context, nodename string) (<-chan *RawMessage, error)
+	// PublishControl broadcasts a control request (as `celery inspect` does).
+	PublishControl(ctx context.Context, msg *RawMessage) error
+	// Reply publishes a reply to a request's reply_to exchange and routing key.
+	Reply(ctx context.Context, exchange, routingKey string, msg *RawMessage) error
+	// ConsumeReplies delivers the replies addressed to the client oid until ctx ends.
+	ConsumeReplies(ctx context.Context, oid string) (<-chan *RawMessage, error)
+}

@@ -36,6 +36,8 @@ type WorkerOptions struct {
 	Hostname string
 	// Rand is the random source of retry jitter (default: a global source).
 	Rand *rand.Rand
+	// Observer, when set, receives the task lifecycle (tests, metrics).
+	Observer Observer
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -62,9 +64,33 @@ type Worker struct {
 	heldMu sync.Mutex
 	held   map[*heldTask]struct{}
 
+	obs Observer
+
 	limitMu  sync.Mutex
 	limiters map[string]time.Time // task name -> earliest start of the next run
 }
+
+// Observer receives a worker's task lifecycle; the Celery event dispatcher
+// (runtime/events.go) implements it. Methods must not block.
+type Observer interface {
+	TaskReceived(m *Message)
+	TaskStarted(m *Message)
+	TaskSucceeded(m *Message, result any, runtime time.Duration)
+	TaskFailed(m *Message, exc *ExceptionInfo, traceback string)
+	TaskRetried(m *Message, exc *ExceptionInfo, traceback string)
+	TaskRejected(m *Message, reason string)
+	TaskRevoked(m *Message, expired, terminated bool)
+}
+
+type nopObserver struct{}
+
+func (nopObserver) TaskReceived(*Message)                        {}
+func (nopObserver) TaskStarted(*Message)                         {}
+func (nopObserver) TaskSucceeded(*Message, any, time.Duration)   {}
+func (nopObserver) TaskFailed(*Message, *ExceptionInfo, string)  {}
+func (nopObserver) TaskRetried(*Message, *ExceptionInfo, string) {}
+func (nopObserver) TaskRejected(*Message, string)                {}
+func (nopObserver) TaskRevoked(*Message, bool, bool)             {}
 
 type heldTask struct {
 	d     Delivery
@@ -91,7 +117,11 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	if o.Hostname == "" {
 		o.Hostname = a.cfg.Hostname
 	}
-	return &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*TaskDef{}, held: map[*heldTask]struct{}{}}
+	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
+	if o.Observer != nil {
+		w.obs = o.Observer
+	}
+	return w
 }
 
 // Register adds a task definition; generated RegisterTasks functions call it.
@@ -249,6 +279,7 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
 		w.deadLetter(d, nil, reason)
 		return
 	}
+	w.obs.TaskReceived(m)
 	def := w.lookup(m.Headers.Task)
 	if def == nil {
 		w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
@@ -338,6 +369,9 @@ func (w *Worker) deadLetter(d Delivery, m *Message, reason string) {
 		attrs = append(attrs, "task", m.Headers.Task, "id", m.Headers.ID)
 	}
 	w.log.Error("message dead-lettered", attrs...)
+	if m != nil {
+		w.obs.TaskRejected(m, reason)
+	}
 	if err := d.Reject(reason); err != nil {
 		w.log.Error("dead-letter failed", append(attrs, "err", err)...)
 	}
@@ -355,6 +389,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	now := w.app.clock.Now()
 	if !h.Expires.IsZero() && now.After(h.Expires) {
 		w.revoked.Add(1)
+		w.obs.TaskRevoked(m, true, false)
 		w.log.Info("task expired, revoked", "task", h.Task, "id", h.ID)
 		w.store(taskCtx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"expired"}, Module: "celery.exceptions"}, DateDone: now, ParentID: h.ParentID})
 		w.ack(d, m)
@@ -378,6 +413,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		Headers: h.Extra, Redelivered: m.Redelivered}
 
 	w.active.Add(1)
+	w.obs.TaskStarted(m)
 	start := time.Now()
 	out, abandoned := w.run(taskCtx, abandon, def, h, args, info)
 	runtime := time.Since(start)
@@ -464,6 +500,7 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 	h := &m.Headers
 	if out.err == nil {
 		w.succeeded.Add(1)
+		w.obs.TaskSucceeded(m, out.value, runtime)
 		w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", Repr(out.value))
 		if !def.IgnoreResult && !h.IgnoreResult {
 			w.store(ctx, &ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
@@ -490,7 +527,9 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 		tb = pe.Stack
 	}
 	w.log.Error("task failed", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "err", err)
-	w.storeFailure(ctx, m, def, ExceptionFromError(err), tb)
+	exc := ExceptionFromError(err)
+	w.obs.TaskFailed(m, exc, tb)
+	w.storeFailure(ctx, m, def, exc, tb)
 }
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false
@@ -537,7 +576,9 @@ func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause erro
 		cause0 = re.Err
 	}
 	w.log.Warn("task retry", "task", h.Task, "id", h.ID, "retry", nm.Headers.Retries, "max_retries", max, "countdown", countdown.Round(time.Millisecond), "err", cause0)
-	w.store(ctx, &ResultDoc{Status: StateRetry, Result: ExceptionFromError(cause0), TaskID: h.ID, ParentID: nm.Headers.ParentID,
+	excInfo := ExceptionFromError(cause0)
+	w.obs.TaskRetried(m, excInfo, "")
+	w.store(ctx, &ResultDoc{Status: StateRetry, Result: excInfo, TaskID: h.ID, ParentID: nm.Headers.ParentID,
 		Children: []any{[]any{[]any{h.ID, nil}, nil}}})
 	return true
 }
