@@ -65,6 +65,9 @@ type Worker struct {
 	held   map[*heldTask]struct{}
 
 	obs Observer
+	ctl controlState
+	// perTask counts the runs of each task (remote control "stats" total).
+	perTask map[string]*atomic.Int64
 
 	limitMu  sync.Mutex
 	limiters map[string]time.Time // task name -> earliest start of the next run
@@ -151,6 +154,10 @@ func (w *Worker) RegisterSafely(def *TaskDef) error {
 		return fmt.Errorf("taskgen: Register: task %q registered twice", def.Name)
 	}
 	w.tasks[def.Name] = def
+	if w.perTask == nil {
+		w.perTask = map[string]*atomic.Int64{}
+	}
+	w.perTask[def.Name] = new(atomic.Int64)
 	return nil
 }
 
@@ -205,6 +212,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("taskgen: worker: consume %v: %w", w.opts.Queues, err)
 	}
 	w.log.Info("worker ready", "queues", w.opts.Queues, "concurrency", w.opts.Concurrency, "tasks", w.Tasks())
+	w.ctl.init()
+	if ct, ok := w.app.broker.(ControlTransport); ok {
+		go w.serveControl(consumeCtx, ct)
+	}
 
 	taskCtx, cancelTasks := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelTasks(nil)
@@ -395,6 +406,14 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		w.ack(d, m)
 		return
 	}
+	if w.ctl.isRevoked(h.ID) {
+		w.revoked.Add(1)
+		w.obs.TaskRevoked(m, false, false)
+		w.log.Info("task revoked, not run", "task", h.Task, "id", h.ID)
+		w.store(taskCtx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"revoked"}, Module: "celery.exceptions"}, DateDone: now, ParentID: h.ParentID})
+		w.ack(d, m)
+		return
+	}
 	args := def.NewArgs()
 	if _, err := DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
 		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
@@ -415,9 +434,12 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	w.active.Add(1)
 	w.obs.TaskStarted(m)
 	start := time.Now()
-	out, abandoned := w.run(taskCtx, abandon, def, h, args, info)
+	out, abandoned := w.run(taskCtx, abandon, def, m, args, info, start)
 	runtime := time.Since(start)
 	w.active.Add(-1)
+	if n := w.perTask[def.Name]; n != nil {
+		n.Add(1)
+	}
 
 	if abandoned {
 		// The worker is stopping and the task did not finish in time: its
@@ -448,7 +470,8 @@ func (w *Worker) ack(d Delivery, m *Message) {
 
 // run calls the task with its time limits and panic recovery. abandoned is
 // true when the worker gave up on it at shutdown.
-func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, h *TaskHeaders, args Args, info *TaskInfo) (out outcome, abandoned bool) {
+func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, m *Message, args Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
+	h := &m.Headers
 	hard, soft := def.TimeLimit, def.SoftTimeLimit
 	if h.TimeLimit[0] > 0 {
 		hard = time.Duration(h.TimeLimit[0] * float64(time.Second))
@@ -458,6 +481,8 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *Task
 	}
 	ctx, cancel := context.WithCancelCause(WithTaskInfo(taskCtx, info))
 	defer cancel(nil)
+	w.ctl.track(h.ID, &runningTask{info: info, m: m, start: start, cancel: cancel})
+	defer w.ctl.untrack(h.ID)
 	done := make(chan outcome, 1)
 	go func() {
 		defer func() {
@@ -482,6 +507,9 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *Task
 	for {
 		select {
 		case out = <-done:
+			if errors.Is(context.Cause(ctx), ErrRevoked) {
+				out = outcome{err: ErrRevoked}
+			}
 			return out, false
 		case <-softC:
 			cancel(ErrSoftTimeLimitExceeded)
@@ -508,6 +536,13 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 		return
 	}
 	err := out.err
+	if errors.Is(err, ErrRevoked) {
+		w.revoked.Add(1)
+		w.obs.TaskRevoked(m, false, true)
+		w.log.Info("task terminated by revoke", "task", h.Task, "id", h.ID)
+		w.store(ctx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"terminated"}, Module: "celery.exceptions"}, DateDone: w.app.clock.Now(), ParentID: h.ParentID})
+		return
+	}
 	var re *RetryError
 	explicit := errors.As(err, &re)
 	if explicit || def.Retry.ShouldAutoretry(err) {

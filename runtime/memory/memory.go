@@ -77,6 +77,7 @@ type Broker struct {
 	timers  map[*time.Timer]struct{}
 	closed  bool
 	unacked int
+	ctl     *controlBus
 }
 
 var (

@@ -1,0 +1,442 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Remote control: the worker side of Celery's pidbox (WIRE.md §7), so that
+// `celery inspect ping|stats|active_queues|registered|active|reserved|revoked`,
+// `celery control enable_events|disable_events|heartbeat|revoke` and Flower
+// work with Go workers, and the client side used by AsyncResult.Revoke and
+// App.Inspect.
+
+// Celery keeps revoked ids for 3 hours, at most 50 000 of them.
+const (
+	revokedMax = 50000
+	revokedTTL = 3 * time.Hour
+)
+
+// controlState is the worker's remote-control state.
+type controlState struct {
+	mu       sync.Mutex
+	revoked  map[string]time.Time
+	running  map[string]*runningTask
+	clock    atomic.Int64
+	started  time.Time
+	disabled atomic.Bool // task events disabled by disable_events
+}
+
+type runningTask struct {
+	info   *TaskInfo
+	m      *Message
+	start  time.Time
+	cancel context.CancelCauseFunc
+}
+
+// ErrRevoked is the cause of a running task's ctx cancelled by a revoke with
+// terminate.
+var ErrRevoked = celeryError("celery.exceptions", "TaskRevokedError", fmt.Errorf("task revoked"))
+
+func (c *controlState) init() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.revoked == nil {
+		c.revoked = map[string]time.Time{}
+		c.running = map[string]*runningTask{}
+		c.started = time.Now()
+	}
+}
+
+func (c *controlState) isRevoked(id string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	t, ok := c.revoked[id]
+	return ok && time.Since(t) < revokedTTL
+}
+
+// revoke adds ids to the revoked set and, with terminate, cancels their
+// running contexts. It returns the ids that were running.
+func (c *controlState) revoke(ids []string, terminate bool) []string {
+	c.init()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	now := time.Now()
+	if len(c.revoked)+len(ids) > revokedMax {
+		for id, t := range c.revoked {
+			if now.Sub(t) > revokedTTL || len(c.revoked)+len(ids) > revokedMax {
+				delete(c.revoked, id)
+			}
+		}
+	}
+	var hit []string
+	for _, id := range ids {
+		c.revoked[id] = now
+		if rt, ok := c.running[id]; ok {
+			hit = append(hit, id)
+			if terminate {
+				rt.cancel(ErrRevoked)
+			}
+		}
+	}
+	return hit
+}
+
+func (c *controlState) track(id string, rt *runningTask) {
+	c.init()
+	c.mu.Lock()
+	c.running[id] = rt
+	c.mu.Unlock()
+}
+
+func (c *controlState) untrack(id string) {
+	c.mu.Lock()
+	delete(c.running, id)
+	c.mu.Unlock()
+}
+
+func (c *controlState) tick(seen int64) int64 {
+	for {
+		cur := c.clock.Load()
+		next := max(cur, seen) + 1
+		if c.clock.CompareAndSwap(cur, next) {
+			return next
+		}
+	}
+}
+
+// controlRequest is a pidbox request body.
+type controlRequest struct {
+	Method      string         `json:"method" msgpack:"method"`
+	Arguments   map[string]any `json:"arguments" msgpack:"arguments"`
+	Destination []string       `json:"destination" msgpack:"destination"`
+	Pattern     string         `json:"pattern" msgpack:"pattern"`
+	Ticket      string         `json:"ticket" msgpack:"ticket"`
+	ReplyTo     *struct {
+		Exchange   string `json:"exchange" msgpack:"exchange"`
+		RoutingKey string `json:"routing_key" msgpack:"routing_key"`
+	} `json:"reply_to" msgpack:"reply_to"`
+}
+
+func decodeAny(contentType string, body []byte, v any) error {
+	if contentType == ContentTypeMsgpack || contentType == "application/msgpack" {
+		return mpUnmarshal(body, v)
+	}
+	return json.Unmarshal(body, v)
+}
+
+func encodeAny(contentType string, v any) ([]byte, string, string, error) {
+	if contentType == ContentTypeMsgpack || contentType == "application/msgpack" {
+		b, err := mpMarshal(v)
+		return b, ContentTypeMsgpack, ContentEncodingBinary, err
+	}
+	b, err := json.Marshal(v)
+	return b, ContentTypeJSON, ContentEncodingUTF8, err
+}
+
+// serveControl answers remote-control requests until ctx ends.
+func (w *Worker) serveControl(ctx context.Context, ct ControlTransport) {
+	w.ctl.init()
+	reqs, err := ct.ConsumeControl(ctx, w.opts.Hostname)
+	if err != nil {
+		w.log.Error("remote control unavailable", "err", err)
+		return
+	}
+	for raw := range reqs {
+		w.handleControl(ctx, ct, raw)
+	}
+}
+
+func (w *Worker) handleControl(ctx context.Context, ct ControlTransport, raw *RawMessage) {
+	var req controlRequest
+	if err := decodeAny(raw.ContentType, raw.Body, &req); err != nil {
+		w.log.Warn("bad remote-control request", "err", err)
+		return
+	}
+	if c, ok := AnyToInt(raw.Headers["clock"]); ok {
+		w.ctl.tick(c)
+	}
+	if len(req.Destination) > 0 {
+		mine := false
+		for _, d := range req.Destination {
+			if d == w.opts.Hostname {
+				mine = true
+			}
+		}
+		if !mine {
+			return
+		}
+	}
+	reply, ok := w.controlReply(req)
+	if !ok {
+		w.log.Debug("unknown remote-control command", "method", req.Method)
+		return
+	}
+	if req.ReplyTo == nil || req.Ticket == "" || reply == nil {
+		return
+	}
+	body, ctype, cenc, err := encodeAny(raw.ContentType, map[string]any{w.opts.Hostname: reply})
+	if err != nil {
+		w.log.Error("encode remote-control reply", "err", err)
+		return
+	}
+	msg := &RawMessage{ContentType: ctype, ContentEncoding: cenc, Body: body,
+		Headers: map[string]any{"ticket": req.Ticket, "clock": w.ctl.tick(0)}}
+	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if err := ct.Reply(rctx, req.ReplyTo.Exchange, req.ReplyTo.RoutingKey, msg); err != nil {
+		w.log.Warn("remote-control reply failed", "method", req.Method, "err", err)
+	}
+}
+
+func stringList(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			if s, ok := e.(string); ok {
+				out = append(out, s)
+			}
+		}
+		return out
+	case []string:
+		return x
+	}
+	return nil
+}
+
+// controlReply computes the reply of one command; ok is false for unknown
+// commands. A nil reply with ok means "no reply" (casts).
+func (w *Worker) controlReply(req controlRequest) (reply any, ok bool) {
+	switch req.Method {
+	case "ping":
+		return map[string]any{"ok": "pong"}, true
+	case "hello":
+		return map[string]any{"revoked": map[string]any{}, "clock": w.ctl.clock.Load()}, true
+	case "heartbeat":
+		if hb, ok := w.obs.(interface{ Heartbeat() }); ok {
+			hb.Heartbeat()
+		}
+		return nil, true
+	case "enable_events":
+		was := w.ctl.disabled.Swap(false)
+		if was {
+			return map[string]any{"ok": "task events enabled"}, true
+		}
+		return map[string]any{"ok": "task events already enabled"}, true
+	case "disable_events":
+		was := w.ctl.disabled.Swap(true)
+		if !was {
+			return map[string]any{"ok": "task events disabled"}, true
+		}
+		return map[string]any{"ok": "task events already disabled"}, true
+	case "revoke":
+		ids := stringList(req.Arguments["task_id"])
+		terminate, _ := req.Arguments["terminate"].(bool)
+		w.ctl.revoke(ids, terminate)
+		w.log.Info("tasks revoked", "ids", ids, "terminate", terminate)
+		return map[string]any{"ok": fmt.Sprintf("tasks %s flagged as revoked", strings.Join(ids, ", "))}, true
+	case "registered":
+		return w.Tasks(), true
+	case "active_queues":
+		var qs []any
+		for _, q := range w.opts.Queues {
+			ex := q
+			if q == w.app.cfg.DefaultQueue {
+				ex = DefaultExchange
+			}
+			qs = append(qs, map[string]any{
+				"name": q, "routing_key": q, "durable": true, "exclusive": false, "auto_delete": false,
+				"no_ack": false, "alias": nil, "bindings": []any{}, "no_declare": nil, "expires": nil,
+				"message_ttl": nil, "max_length": nil, "max_length_bytes": nil, "max_priority": nil,
+				"queue_arguments": nil, "binding_arguments": nil, "consumer_arguments": nil,
+				"exchange": map[string]any{"name": ex, "type": "direct", "arguments": nil, "durable": true,
+					"passive": false, "auto_delete": false, "delivery_mode": nil, "no_declare": false},
+			})
+		}
+		return qs, true
+	case "stats":
+		return w.statsReply(), true
+	case "active":
+		return w.activeReply(), true
+	case "reserved", "scheduled":
+		return []any{}, true
+	case "revoked":
+		w.ctl.mu.Lock()
+		ids := make([]string, 0, len(w.ctl.revoked))
+		for id := range w.ctl.revoked {
+			ids = append(ids, id)
+		}
+		w.ctl.mu.Unlock()
+		sort.Strings(ids)
+		return ids, true
+	case "conf":
+		return map[string]any{"task_serializer": w.app.cfg.Serializer, "result_serializer": w.app.cfg.ResultSerializer,
+			"broker_url": Redact(w.app.cfg.Broker), "task_default_queue": w.app.cfg.DefaultQueue}, true
+	case "query_task":
+		return map[string]any{}, true
+	}
+	return nil, false
+}
+
+func (w *Worker) statsReply() map[string]any {
+	st := w.Stats()
+	total := map[string]any{}
+	w.mu.RLock()
+	for name, n := range w.perTask {
+		total[name] = n.Load()
+	}
+	w.mu.RUnlock()
+	return map[string]any{
+		"total":  total,
+		"pid":    os.Getpid(),
+		"clock":  fmt.Sprint(w.ctl.clock.Load()),
+		"uptime": int64(time.Since(w.ctl.started).Seconds()),
+		"pool": map[string]any{"max-concurrency": w.opts.Concurrency, "processes": []int{os.Getpid()},
+			"max-tasks-per-child": nil, "put-guarded-by-semaphore": false, "timeouts": []any{0, 0}, "implementation": "taskgen:goroutines"},
+		"broker": map[string]any{"hostname": "", "userid": nil, "virtual_host": "/", "port": nil, "insist": false,
+			"ssl": false, "transport": brokerScheme(w.app.cfg.Broker), "connect_timeout": 4, "transport_options": map[string]any{},
+			"login_method": nil, "uri_prefix": nil, "heartbeat": 120.0, "failover_strategy": "round-robin", "alternates": []any{}},
+		"prefetch_count": w.opts.Prefetch,
+		"rusage":         map[string]any{},
+		"taskgen":        map[string]any{"received": st.Received, "succeeded": st.Succeeded, "failed": st.Failed, "retried": st.Retried, "dead_lettered": st.DeadLettered, "active": st.Active},
+	}
+}
+
+func brokerScheme(raw string) string {
+	if i := strings.Index(raw, "://"); i > 0 {
+		return raw[:i]
+	}
+	return raw
+}
+
+func (w *Worker) activeReply() []any {
+	w.ctl.mu.Lock()
+	defer w.ctl.mu.Unlock()
+	out := []any{}
+	for id, rt := range w.ctl.running {
+		out = append(out, map[string]any{
+			"id": id, "name": rt.info.Name, "args": rt.m.Headers.ArgsRepr, "kwargs": rt.m.Headers.KwargsRepr,
+			"type": rt.info.Name, "hostname": w.opts.Hostname, "time_start": float64(rt.start.UnixNano()) / 1e9,
+			"acknowledged": true, "worker_pid": os.Getpid(),
+			"delivery_info": map[string]any{"exchange": rt.m.Exchange, "routing_key": rt.m.RoutingKey, "priority": rt.m.Priority, "redelivered": rt.m.Redelivered},
+		})
+	}
+	return out
+}
+
+// ---- client side ----
+
+// ErrNoControl is returned when the app's transport carries no remote control.
+var ErrNoControl = fmt.Errorf("taskgen: the broker transport does not support remote control")
+
+// RevokeOption configures a revoke.
+type RevokeOption func(map[string]any)
+
+// Terminate also cancels the task's ctx if it is running (Celery's
+// terminate=True); the task fails with ErrRevoked as its ctx cause.
+func Terminate() RevokeOption {
+	return func(a map[string]any) { a["terminate"] = true; a["signal"] = "SIGTERM" }
+}
+
+// Revoke broadcasts Celery's revoke command: every worker skips the task
+// (storing REVOKED) when it receives it; with Terminate a running task's ctx
+// is cancelled.
+func (r *AsyncResult[R]) Revoke(ctx context.Context, opts ...RevokeOption) error {
+	return r.app.Revoke(ctx, []string{r.id}, opts...)
+}
+
+// Revoke broadcasts Celery's revoke command for ids.
+func (a *App) Revoke(ctx context.Context, ids []string, opts ...RevokeOption) error {
+	args := map[string]any{"task_id": ids, "terminate": false, "signal": "SIGTERM"}
+	for _, o := range opts {
+		o(args)
+	}
+	_, err := a.control(ctx, "revoke", args, nil, 0)
+	return err
+}
+
+// Inspect broadcasts the remote-control command method (ping, stats,
+// registered, active_queues, active, revoked, …) and collects the replies of
+// every worker that answers within timeout (Celery's default is 1 s), keyed by
+// worker node name.
+func (a *App) Inspect(ctx context.Context, method string, args map[string]any, timeout time.Duration) (map[string]any, error) {
+	if timeout <= 0 {
+		timeout = time.Second
+	}
+	return a.control(ctx, method, args, nil, timeout)
+}
+
+func (a *App) control(ctx context.Context, method string, args map[string]any, destination []string, timeout time.Duration) (map[string]any, error) {
+	ct, ok := a.broker.(ControlTransport)
+	if !ok {
+		return nil, ErrNoControl
+	}
+	if args == nil {
+		args = map[string]any{}
+	}
+	req := map[string]any{"method": method, "arguments": args, "destination": nil, "pattern": nil, "matcher": nil}
+	if len(destination) > 0 {
+		req["destination"] = destination
+	}
+	var replies <-chan *RawMessage
+	ticket := NewID()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	if timeout > 0 {
+		oid := NewID()
+		req["ticket"] = ticket
+		req["reply_to"] = map[string]any{"exchange": "reply.celery.pidbox", "routing_key": oid}
+		var err error
+		if replies, err = ct.ConsumeReplies(rctx, oid); err != nil {
+			return nil, err
+		}
+	}
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, err
+	}
+	exp := float64(time.Now().Add(max(timeout, time.Second)).UnixNano()) / 1e9
+	msg := &RawMessage{ContentType: ContentTypeJSON, ContentEncoding: ContentEncodingUTF8, Body: body,
+		Headers: map[string]any{"clock": int64(1), "expires": exp}, Exchange: "celery.pidbox"}
+	if err := ct.PublishControl(ctx, msg); err != nil {
+		return nil, fmt.Errorf("taskgen: %s: %w", method, err)
+	}
+	if timeout == 0 {
+		return nil, nil
+	}
+	out := map[string]any{}
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	for {
+		select {
+		case raw, ok := <-replies:
+			if !ok {
+				return out, nil
+			}
+			if t, _ := raw.Headers["ticket"].(string); t != ticket {
+				continue
+			}
+			var m map[string]any
+			if err := decodeAny(raw.ContentType, raw.Body, &m); err != nil {
+				continue
+			}
+			for k, v := range m {
+				out[k] = v
+			}
+		case <-deadline.C:
+			return out, nil
+		case <-ctx.Done():
+			return out, ctx.Err()
+		}
+	}
+}

@@ -1,0 +1,106 @@
+package memory
+
+import (
+	"bytes"
+	"context"
+	"sync"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+var _ runtime.ControlTransport = (*Broker)(nil)
+
+// fanout is a set of subscriber channels.
+type fanout struct {
+	mu   sync.Mutex
+	subs map[chan *runtime.RawMessage]struct{}
+}
+
+func (f *fanout) subscribe(ctx context.Context) <-chan *runtime.RawMessage {
+	ch := make(chan *runtime.RawMessage, 64)
+	f.mu.Lock()
+	if f.subs == nil {
+		f.subs = map[chan *runtime.RawMessage]struct{}{}
+	}
+	f.subs[ch] = struct{}{}
+	f.mu.Unlock()
+	go func() {
+		<-ctx.Done()
+		f.mu.Lock()
+		delete(f.subs, ch)
+		close(ch)
+		f.mu.Unlock()
+	}()
+	return ch
+}
+
+// publish delivers a copy of msg to every subscriber, dropping it for a
+// subscriber whose buffer is full (fanout traffic is transient).
+func (f *fanout) publish(msg *runtime.RawMessage) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for ch := range f.subs {
+		c := *msg
+		c.Body = bytes.Clone(msg.Body)
+		select {
+		case ch <- &c:
+		default:
+		}
+	}
+}
+
+type controlBus struct {
+	mu      sync.Mutex
+	control fanout
+	replies map[string]*fanout
+}
+
+func (b *Broker) bus() *controlBus {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.ctl == nil {
+		b.ctl = &controlBus{replies: map[string]*fanout{}}
+	}
+	return b.ctl
+}
+
+// ConsumeControl delivers broadcast control requests.
+func (b *Broker) ConsumeControl(ctx context.Context, _ string) (<-chan *runtime.RawMessage, error) {
+	return b.bus().control.subscribe(ctx), nil
+}
+
+// PublishControl broadcasts a control request to every consumer.
+func (b *Broker) PublishControl(_ context.Context, msg *runtime.RawMessage) error {
+	b.bus().control.publish(msg)
+	return nil
+}
+
+func (c *controlBus) replyFanout(oid string) *fanout {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	f, ok := c.replies[oid]
+	if !ok {
+		f = &fanout{}
+		c.replies[oid] = f
+	}
+	return f
+}
+
+// Reply delivers a reply to the client consuming routingKey.
+func (b *Broker) Reply(_ context.Context, _, routingKey string, msg *runtime.RawMessage) error {
+	b.bus().replyFanout(routingKey).publish(msg)
+	return nil
+}
+
+// ConsumeReplies delivers the replies addressed to oid.
+func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtime.RawMessage, error) {
+	bus := b.bus()
+	ch := bus.replyFanout(oid).subscribe(ctx)
+	go func() {
+		<-ctx.Done()
+		bus.mu.Lock()
+		delete(bus.replies, oid)
+		bus.mu.Unlock()
+	}()
+	return ch, nil
+}
