@@ -38,6 +38,15 @@ type WorkerOptions struct {
 	Rand *rand.Rand
 	// Observer, when set, receives the task lifecycle (tests, metrics).
 	Observer Observer
+	// WithoutEvents turns off Celery's events (worker-online, heartbeats,
+	// worker-offline, task-*). Unlike Python workers, which need -E, a Go
+	// worker sends them by default when its transport implements
+	// EventTransport, so monitors see it without configuration.
+	WithoutEvents bool
+	// HeartbeatInterval is the interval of worker-heartbeat events, Celery's
+	// freq (default 2 s). Monitors mark the worker offline after two
+	// intervals without one.
+	HeartbeatInterval time.Duration
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -66,6 +75,9 @@ type Worker struct {
 
 	obs Observer
 	ctl controlState
+
+	events *EventDispatcher // Celery events; nil when off (see events.go)
+
 	// perTask counts the runs of each task (remote control "stats" total).
 	perTask map[string]*atomic.Int64
 
@@ -124,6 +136,16 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	if o.Observer != nil {
 		w.obs = o.Observer
 	}
+	// --- Celery events (runtime/events.go) ---
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+		w.opts.HeartbeatInterval = o.HeartbeatInterval
+	}
+	if et, ok := a.broker.(EventTransport); ok && !o.WithoutEvents {
+		w.events = newWorkerEvents(w, et)
+		w.obs = observers{w.events, w.obs}
+	}
+	// --- end Celery events ---
 	return w
 }
 
@@ -212,6 +234,10 @@ func (w *Worker) Run(ctx context.Context) error {
 		return fmt.Errorf("taskgen: worker: consume %v: %w", w.opts.Queues, err)
 	}
 	w.log.Info("worker ready", "queues", w.opts.Queues, "concurrency", w.opts.Concurrency, "tasks", w.Tasks())
+	if w.events != nil { // Celery events: worker-online now, heartbeats until Run returns
+		w.events.Start()
+		defer w.closeEvents()
+	}
 	w.ctl.init()
 	if ct, ok := w.app.broker.(ControlTransport); ok {
 		go w.serveControl(consumeCtx, ct)
@@ -280,24 +306,11 @@ func (w *Worker) requeue(d Delivery) {
 // dispatch validates a delivery and hands it to the pool, parks it in the
 // broker, or holds it until its ETA.
 func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
-	w.received.Add(1)
-	m := d.Message()
-	if m == nil {
-		reason := "undecodable message"
-		if err := d.DecodeError(); err != nil {
-			reason = err.Error()
-		}
-		w.deadLetter(d, nil, reason)
+	j, ok := w.accept(ctx, d)
+	if !ok {
 		return
 	}
-	w.obs.TaskReceived(m)
-	def := w.lookup(m.Headers.Task)
-	if def == nil {
-		w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
-		w.storeFailure(ctx, m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
-		return
-	}
-	j := job{d: d, m: m, def: def}
+	def, m := j.def, j.m
 	if wait := w.rateWait(def); wait > 0 {
 		w.hold(j, wait, work)
 		return
@@ -325,6 +338,39 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
 	case work <- j:
 	case <-ctx.Done():
 		w.requeue(d)
+	}
+}
+
+// accept validates a delivery: an undecodable message or an unregistered task
+// is dead-lettered (and FAILURE stored for the latter).
+func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
+	w.received.Add(1)
+	m := d.Message()
+	if m == nil {
+		reason := "undecodable message"
+		if err := d.DecodeError(); err != nil {
+			reason = err.Error()
+		}
+		w.deadLetter(d, nil, reason)
+		return job{}, false
+	}
+	w.obs.TaskReceived(m)
+	def := w.lookup(m.Headers.Task)
+	if def == nil {
+		w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
+		w.storeFailure(ctx, m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
+		return job{}, false
+	}
+	return job{d: d, m: m, def: def}, true
+}
+
+// Process handles one delivery synchronously in the calling goroutine, as
+// the worker's pool would, ignoring its ETA and rate limit: the test kit's
+// eager mode uses it. Run is the normal way to drive a worker.
+func (w *Worker) Process(ctx context.Context, d Delivery) {
+	w.ctl.init()
+	if j, ok := w.accept(ctx, d); ok {
+		w.execute(ctx, nil, j)
 	}
 }
 
