@@ -53,10 +53,14 @@ var sendWelcomeEmailDef = runtime.TaskDef{
 		},
 	},
 	NewArgs: func() runtime.Args { return new(sendWelcomeEmailArgs) },
-	Run: func(ctx context.Context, a runtime.Args) (any, error) {
+}
+
+// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	sendWelcomeEmailDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
 		args := a.(*sendWelcomeEmailArgs)
 		return sendWelcomeEmail(ctx, args.email)
-	},
+	}
 }
 
 // sendWelcomeEmailArgs holds the arguments of sendWelcomeEmail; its methods are the generated codec.
@@ -95,7 +99,7 @@ func (a *sendWelcomeEmailArgs) ArgName(i int) string {
 	return ""
 }
 
-// RegisterTasks registers every task of package signup on w.
+// RegisterTasks registers every task implemented in package signup on w.
 func RegisterTasks(w *runtime.Worker) {
 	w.Register(&sendWelcomeEmailDef)
 }

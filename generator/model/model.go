@@ -1,0 +1,207 @@
+// Package model is the plain description of the code taskgen generates: the
+// tasks of one Go package, their parameters, options and error matchers, and
+// the identifiers the generated file uses.
+//
+// The generator fills a model from go/types after every check has passed, and
+// the emitter turns it into Go code without consulting go/types again: the
+// emitter is a pure function of a [Package]. Types appear here as Go code
+// ([Param.Type], [Task.Result]), already written with the import names of
+// [Package.Imports], so the model is also readable as JSON (taskgen -dump).
+package model
+
+import "time"
+
+// Package is one Go package that declares tasks; it becomes one generated
+// file.
+type Package struct {
+	Name string // package name, e.g. "signup"
+	Path string // import path, e.g. "example.com/app/signup"
+	Dir  string // directory holding the package's files
+	File string // base name of the generated file, e.g. "tasks_gen.go"
+
+	// Imports are the imports of the generated file, sorted by path. Their
+	// names are the package names go/packages reports, renamed only to avoid
+	// a package-level identifier of this package or another import.
+	Imports []Import
+
+	// Locals are the identifiers the generated code declares inside
+	// functions, chosen so that none hides a name the code refers to.
+	Locals Locals
+
+	// RegisterFunc is the name of the registration function, "RegisterTasks".
+	RegisterFunc string
+
+	// Tasks are in source order.
+	Tasks []Task
+}
+
+// Import is one import of the generated file.
+type Import struct {
+	Name string // the name the generated code uses
+	Path string // the import path
+}
+
+// Locals are the names of the local variables and parameters of the
+// generated codec methods, Run functions and error matchers.
+type Locals struct {
+	Ctx    string // context parameter of Run ("ctx")
+	Args   string // runtime.Args parameter of Run ("a")
+	Typed  string // the asserted *xxxArgs in Run ("args")
+	Recv   string // receiver of the codec methods ("a")
+	Writer string // runtime.ArgWriter parameter ("w")
+	Reader string // runtime.ArgReader parameter ("r")
+	Err    string // error result / matcher parameter ("err")
+	Value  string // decoded value before conversion ("v")
+	Index  string // argument index ("i")
+	Name   string // keyword argument name ("name")
+	OK     string // result of errors.AsType in matchers ("ok")
+}
+
+// Task is one task: a Go function (or, when Remote, a func type naming a
+// task implemented in another process).
+type Task struct {
+	FuncName   string // the unexported function or func type, "sendWelcomeEmail"
+	StubName   string // the exported stub variable, "SendWelcomeEmail"
+	StubType   string // the stub's type, "SendWelcomeEmailTask"
+	DefName    string // the TaskDef variable, "sendWelcomeEmailDef"
+	ArgsType   string // the argument struct, "sendWelcomeEmailArgs"
+	CeleryName string // the Celery task name, "signup.send_welcome_email"
+
+	// Remote marks a stub for a task implemented elsewhere: it has Delay but
+	// no Call, its TaskDef has no Run and RegisterTasks skips it.
+	Remote bool
+
+	// Signature is the task's func type as code, without the parameter names:
+	// the compile-time guard assigns the function to a variable of this type.
+	Signature string
+
+	// Recv and Ctx name the receiver and the context parameter of the stub's
+	// methods; they differ from "t" and "ctx" only when a parameter uses
+	// those names.
+	Recv string // receiver of the stub's methods ("t")
+	Ctx  string // context parameter of Delay and Call ("ctx")
+	Opts string // the variadic parameter of With ("opts")
+
+	Params    []Param // the parameters after the context, in order
+	Result    string  // the result type R as code; "struct{}" when !HasResult
+	HasResult bool    // the function returns (R, error) rather than error
+
+	Options Options // the task's static options
+
+	// AutoretryMatchers and DontAutoretryMatchers come from
+	// //task:autoretry_for and //task:dont_autoretry_for, in the order written.
+	AutoretryMatchers     []Matcher // errors retried automatically
+	DontAutoretryMatchers []Matcher // errors never retried automatically
+}
+
+// Param is one parameter of a task, after its context.
+type Param struct {
+	Name      string // the Go name, also the field of the argument struct
+	SnakeName string // its snake_case form, also accepted as a keyword argument
+	Local     string // the name used in the generated Delay and Call (Name unless that would hide an identifier)
+	Type      string // the type as code
+	Kind      Kind   // how the argument codec reads and writes it
+	Bits      int    // size in bits for KindInt, KindUint and KindFloat
+	// Convert is set when Type is not the codec's own type (int64, string,
+	// []byte...), so values are converted on the way in and out.
+	Convert bool
+}
+
+// Kind selects the ArgWriter and ArgReader methods used for a parameter.
+type Kind string
+
+// The kinds of parameters. Named types whose underlying type is a basic
+// type use the basic kinds, with conversions.
+const (
+	KindString Kind = "string" // String
+	KindInt    Kind = "int"    // Int(bits)
+	KindUint   Kind = "uint"   // Uint(bits)
+	KindFloat  Kind = "float"  // Float(bits)
+	KindBool   Kind = "bool"   // Bool
+	KindBytes  Kind = "bytes"  // Bytes, for []byte
+	KindValue  Kind = "value"  // Value: the serializer's reflection-based codec
+)
+
+// Method returns the name of the ArgWriter/ArgReader method for k.
+func (k Kind) Method() string {
+	switch k {
+	case KindString:
+		return "String"
+	case KindInt:
+		return "Int"
+	case KindUint:
+		return "Uint"
+	case KindFloat:
+		return "Float"
+	case KindBool:
+		return "Bool"
+	case KindBytes:
+		return "Bytes"
+	}
+	return "Value"
+}
+
+// WireType returns the Go type the ArgWriter/ArgReader method of k takes or
+// returns ("int64", "string"...), or "" for KindValue.
+func (k Kind) WireType() string {
+	switch k {
+	case KindString:
+		return "string"
+	case KindInt:
+		return "int64"
+	case KindUint:
+		return "uint64"
+	case KindFloat:
+		return "float64"
+	case KindBool:
+		return "bool"
+	case KindBytes:
+		return "[]byte"
+	}
+	return ""
+}
+
+// Options are the static options of a task, as the runtime's TaskDef holds
+// them; each comes from the directive named in its comment.
+type Options struct {
+	Queue string `json:",omitempty"` // queue; "" is the app's default queue
+
+	MaxRetries   int           // max_retries; -1 is unlimited
+	Backoff      time.Duration // retry_backoff factor; 0 is no backoff
+	BackoffMax   time.Duration // retry_backoff_max
+	Jitter       bool          // retry_jitter
+	DefaultDelay time.Duration // default_retry_delay
+
+	TimeLimit     time.Duration `json:",omitempty"` // time_limit; 0 is none
+	SoftTimeLimit time.Duration `json:",omitempty"` // soft_time_limit; 0 is none
+	RateLimit     RateLimit     `json:",omitzero"`  // rate_limit
+	Expires       time.Duration `json:",omitempty"` // expires; 0 is never
+	AcksLate      bool          `json:",omitempty"` // acks_late
+	IgnoreResult  bool          `json:",omitempty"` // ignore_result
+	Priority      int           `json:",omitempty"` // priority, when HasPriority
+	HasPriority   bool          `json:",omitempty"` // priority was given
+}
+
+// RateLimit is at most N task starts per Per; the zero value is no limit.
+type RateLimit struct {
+	N   int           // task starts
+	Per time.Duration // per this period: time.Second, time.Minute or time.Hour
+}
+
+// IsZero reports whether r is "no limit".
+func (r RateLimit) IsZero() bool { return r == RateLimit{} }
+
+// MatcherKind tells how an error matcher tests an error.
+type MatcherKind string
+
+// The kinds of error matchers.
+const (
+	MatchType  MatcherKind = "type"  // errors.AsType[Expr](err)
+	MatchValue MatcherKind = "value" // errors.Is(err, Expr)
+)
+
+// Matcher is one element of autoretry_for or dont_autoretry_for.
+type Matcher struct {
+	Kind MatcherKind // how the error is tested
+	Expr string      // a type or a variable as code: "*HTTPError", "io.ErrUnexpectedEOF"
+}
