@@ -126,9 +126,13 @@ func isKnownHeader(name string) bool {
 }
 
 // ParseHeaders reads protocol v2 headers from a decoded map, whatever decoder
-// produced it (JSON with or without UseNumber, msgpack, an AMQP table). Unknown
-// headers are kept in Extra. It fails when task or id is missing or when a known
-// header has the wrong type.
+// produced it (JSON with or without UseNumber, msgpack, an AMQP table). Every
+// header Celery 5.2 sends has a field; unknown headers (Celery 5.3+'s stamps,
+// stamped_headers, replaced_task_nesting, kombu's redelivered, user headers)
+// are kept in Extra, ignored, and sent on when the task is re-published. Null
+// values mean "not set". It fails when task or id is missing or when a known
+// header has the wrong type; eta and expires accept any ISO-8601 form Celery
+// writes (offset, "Z" or naive UTC).
 func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 	var h TaskHeaders
 	var err error
@@ -216,10 +220,10 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 				continue
 			}
 			f, ok := AnyToFloat(x)
-			if !ok {
-				return h, fmt.Errorf("header \"timelimit\": want numbers, got %v", v)
+			if !ok || math.IsNaN(f) || f < 0 {
+				return h, fmt.Errorf("header \"timelimit\": want [hard, soft] in seconds, got %v", v)
 			}
-			h.TimeLimit[i] = f
+			h.TimeLimit[i] = min(f, maxTimeLimit)
 		}
 	}
 	for k, v := range m {
@@ -232,6 +236,9 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 	}
 	return h, nil
 }
+
+// maxTimeLimit caps time limits (seconds) so they convert to a time.Duration.
+const maxTimeLimit = 1 << 32
 
 // AnyToInt converts any decoded integer representation (Go integer types,
 // json.Number, integral float64) to int64.

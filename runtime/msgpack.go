@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"strconv"
+	"time"
 
 	"github.com/vmihailenco/msgpack/v5"
 )
@@ -103,8 +105,9 @@ func mpAppendMapLen(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, 0xdf), uint32(n))
 }
 
-// mpAppendValue appends v encoded by reflection (vmihailenco/msgpack, with
-// structs as maps keyed by their msgpack/json names).
+// mpAppendValue appends v: basic values directly, a time.Time as an ISO-8601
+// string (FormatTime), anything else by reflection (vmihailenco/msgpack, with
+// structs as maps keyed by their msgpack/json names and compact integers).
 func mpAppendValue(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
@@ -121,6 +124,21 @@ func mpAppendValue(b []byte, v any) ([]byte, error) {
 		return mpAppendInt(b, x), nil
 	case float64:
 		return mpAppendFloat(b, x), nil
+	case float32:
+		return mpAppendFloat(b, float64(x)), nil
+	case int32:
+		return mpAppendInt(b, int64(x)), nil
+	case uint64:
+		return mpAppendUint(b, x), nil
+	case time.Time:
+		// A top-level time is sent as Celery's ISO-8601 string, which Python
+		// reads as a str (msgpack has no datetime in Python's kombu).
+		return mpAppendString(b, FormatTime(x)), nil
+	case *time.Time:
+		if x == nil {
+			return mpAppendNil(b), nil
+		}
+		return mpAppendString(b, FormatTime(*x)), nil
 	}
 	raw, err := mpMarshal(v)
 	if err != nil {
@@ -147,7 +165,6 @@ func mpUnmarshal(data []byte, ptr any) error {
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(&mpReader{b: data})
 	dec.SetCustomStructTag("json")
-	dec.SetMapDecoder(func(d *msgpack.Decoder) (any, error) { return d.DecodeUntypedMap() })
 	return dec.Decode(ptr)
 }
 
@@ -393,7 +410,7 @@ func (d *mpDec) skip() error {
 }
 
 func (d *mpDec) skipDepth(depth int) error {
-	if depth > 10000 {
+	if depth > maxNesting {
 		return errors.New("msgpack: nesting too deep")
 	}
 	c, err := d.byte1()
@@ -508,4 +525,225 @@ func (d *mpDec) raw() ([]byte, error) {
 		return nil, err
 	}
 	return d.b[start:d.i], nil
+}
+
+// maxNesting bounds the nesting of arrays and maps in decoded documents
+// (encoding/json uses the same limit).
+const maxNesting = 10000
+
+var errNesting = errors.New("nesting too deep")
+
+// ext reads an extension header and returns its type and data.
+func (d *mpDec) ext(c byte) (typ int8, data []byte, err error) {
+	var n uint64
+	switch c {
+	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
+		n = 1 << (c - 0xd4)
+	case 0xc7:
+		n, err = d.uintN(1)
+	case 0xc8:
+		n, err = d.uintN(2)
+	case 0xc9:
+		n, err = d.uintN(4)
+	default:
+		return 0, nil, fmt.Errorf("want an extension, got a %s", mpTypeName(c))
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	t, err := d.byte1()
+	if err != nil {
+		return 0, nil, err
+	}
+	if n > uint64(len(d.b)-d.i) {
+		return 0, nil, errEOF
+	}
+	data = d.b[d.i : d.i+int(n)]
+	d.i += int(n)
+	return int8(t), data, nil
+}
+
+// mpTimestamp decodes the data of a msgpack timestamp extension (type -1).
+func mpTimestamp(data []byte) (time.Time, error) {
+	switch len(data) {
+	case 4:
+		return time.Unix(int64(binary.BigEndian.Uint32(data)), 0).UTC(), nil
+	case 8:
+		v := binary.BigEndian.Uint64(data)
+		nsec := int64(v >> 34)
+		if nsec > 999999999 {
+			return time.Time{}, errors.New("msgpack timestamp: nanoseconds out of range")
+		}
+		return time.Unix(int64(v&(1<<34-1)), nsec).UTC(), nil
+	case 12:
+		nsec := int64(binary.BigEndian.Uint32(data))
+		if nsec > 999999999 {
+			return time.Time{}, errors.New("msgpack timestamp: nanoseconds out of range")
+		}
+		return time.Unix(int64(binary.BigEndian.Uint64(data[4:])), nsec).UTC(), nil
+	}
+	return time.Time{}, fmt.Errorf("msgpack timestamp: bad length %d", len(data))
+}
+
+// anyValue decodes the next value into Go's generic types, normalized as the
+// JSON decoder does: integers as int64 (uint64 above MaxInt64), floats as
+// float64, str as string, bin as []byte, arrays as []any, maps as
+// map[string]any (non-string keys are written as Python's json would), the
+// timestamp extension as time.Time.
+func (d *mpDec) anyValue(depth int) (any, error) {
+	if depth > maxNesting {
+		return nil, errNesting
+	}
+	c, err := d.peek()
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case c <= 0x7f || c >= 0xe0 || (c >= 0xcc && c <= 0xd3) || c == 0xca || c == 0xcb:
+		i, u, f, kind, err := d.number()
+		switch kind {
+		case 'i':
+			return i, err
+		case 'u':
+			return u, err
+		}
+		return f, err
+	case c >= 0xa0 && c <= 0xbf, c == 0xd9, c == 0xda, c == 0xdb:
+		s, err := d.strBytes(false)
+		return string(s), err
+	case c == 0xc4, c == 0xc5, c == 0xc6:
+		s, err := d.strBytes(true)
+		if err != nil {
+			return nil, err
+		}
+		return append([]byte{}, s...), nil
+	case c == 0xc0:
+		d.i++
+		return nil, nil
+	case c == 0xc2, c == 0xc3:
+		d.i++
+		return c == 0xc3, nil
+	case c >= 0x90 && c <= 0x9f, c == 0xdc, c == 0xdd:
+		n, err := d.arrayLen()
+		if err != nil {
+			return nil, err
+		}
+		l := make([]any, n)
+		for i := range l {
+			if l[i], err = d.anyValue(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return l, nil
+	case c >= 0x80 && c <= 0x8f, c == 0xde, c == 0xdf:
+		n, err := d.mapLen()
+		if err != nil {
+			return nil, err
+		}
+		m := make(map[string]any, min(n, 64))
+		for ; n > 0; n-- {
+			k, err := d.anyValue(depth + 1)
+			if err != nil {
+				return nil, err
+			}
+			ks, err := mapKeyString(k)
+			if err != nil {
+				return nil, err
+			}
+			if m[ks], err = d.anyValue(depth + 1); err != nil {
+				return nil, err
+			}
+		}
+		return m, nil
+	case c >= 0xc7 && c <= 0xc9, c >= 0xd4 && c <= 0xd8:
+		d.i++
+		typ, data, err := d.ext(c)
+		if err != nil {
+			return nil, err
+		}
+		if typ == -1 {
+			return mpTimestamp(data)
+		}
+		return nil, fmt.Errorf("msgpack extension type %d not supported", typ)
+	}
+	return nil, fmt.Errorf("msgpack: invalid type byte 0x%02x", c)
+}
+
+// mapKeyString converts a decoded map key to a string as Python's json.dumps
+// would.
+func mapKeyString(k any) (string, error) {
+	switch x := k.(type) {
+	case string:
+		return x, nil
+	case []byte:
+		return string(x), nil
+	case int64:
+		return strconv.FormatInt(x, 10), nil
+	case uint64:
+		return strconv.FormatUint(x, 10), nil
+	case float64:
+		return string(appendJSONFloat(nil, x)), nil
+	case bool:
+		return strconv.FormatBool(x), nil
+	case nil:
+		return "null", nil
+	}
+	return "", fmt.Errorf("map key of type %T not supported", k)
+}
+
+// mpTime decodes a time: an ISO-8601 string (as Celery and taskgen send
+// times), a msgpack timestamp extension, or nil (the zero time).
+func mpTime(raw []byte) (time.Time, error) {
+	d := mpDec{b: raw}
+	v, err := d.anyValue(0)
+	if err != nil {
+		return time.Time{}, err
+	}
+	switch x := v.(type) {
+	case nil:
+		return time.Time{}, nil
+	case time.Time:
+		return x, nil
+	case string:
+		return ParseTime(x)
+	case []byte:
+		return ParseTime(string(x))
+	}
+	return time.Time{}, fmt.Errorf("want a time, got %T", v)
+}
+
+// mpDecodeInto decodes one msgpack value into ptr: generic destinations
+// (*any, *[]any, *map[string]any) and *time.Time directly, others by
+// reflection, with integers inside interface values normalized to int64.
+func mpDecodeInto(raw []byte, ptr any) error {
+	switch p := ptr.(type) {
+	case **time.Time:
+		if len(raw) == 1 && raw[0] == 0xc0 {
+			*p = nil
+			return nil
+		}
+		t, err := mpTime(raw)
+		if err == nil {
+			*p = &t
+		}
+		return err
+	case *time.Time:
+		t, err := mpTime(raw)
+		if err == nil {
+			*p = t
+		}
+		return err
+	case *any, *[]any, *map[string]any:
+		d := mpDec{b: raw}
+		v, err := d.anyValue(0)
+		if err != nil {
+			return err
+		}
+		return assignGeneric(ptr, v)
+	}
+	if err := mpUnmarshal(raw, ptr); err != nil {
+		return err
+	}
+	normalizeInterfaces(ptr)
+	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -93,10 +94,29 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 		return strconv.AppendInt(b, x, 10)
 	case int32:
 		return strconv.AppendInt(b, int64(x), 10)
+	case int16:
+		return strconv.AppendInt(b, int64(x), 10)
+	case int8:
+		return strconv.AppendInt(b, int64(x), 10)
 	case uint64:
 		return strconv.AppendUint(b, x, 10)
+	case uint:
+		return strconv.AppendUint(b, uint64(x), 10)
+	case uint32:
+		return strconv.AppendUint(b, uint64(x), 10)
+	case uint16:
+		return strconv.AppendUint(b, uint64(x), 10)
+	case uint8:
+		return strconv.AppendUint(b, uint64(x), 10)
 	case float64:
 		return appendPyFloat(b, x)
+	case float32:
+		return appendPyFloat(b, float64(x))
+	case json.Number:
+		return append(b, x...)
+	case time.Time:
+		// Sent as its ISO-8601 string (see mpAppendValue, appendJSONValue).
+		return appendPyStr(b, FormatTime(x))
 	case []byte:
 		return appendPyStr(append(b, 'b'), string(x))
 	case []any:
@@ -125,12 +145,9 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 	if err != nil {
 		return append(b, "<unrepresentable>"...)
 	}
-	var g any
-	if json.Unmarshal(raw, &g) != nil {
+	g, err := jsonValueOf(raw, untagText)
+	if err != nil {
 		return append(b, raw...)
-	}
-	if f, ok := g.(float64); ok && f == float64(int64(f)) {
-		return strconv.AppendInt(b, int64(f), 10)
 	}
 	return appendPyRepr(b, g, depth+1)
 }

@@ -1,12 +1,13 @@
 package runtime
 
 import (
+	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
+	"math"
 	"reflect"
-	"strconv"
 	"strings"
 	"time"
 )
@@ -64,42 +65,121 @@ type ExceptionInfo struct {
 }
 
 // CeleryException is implemented by errors that choose the Python exception
-// class a Python caller sees, e.g. ("builtins", "ValueError").
+// class a Python caller sees, e.g. ("builtins", "ValueError") to make Python
+// raise ValueError, or ("myapp.errors", "QuotaExceeded") for a class of the
+// caller's own module.
 type CeleryException interface {
 	CeleryException() (module, class string)
 }
 
-// ExceptionFromError maps a Go error to Celery's exception document:
-//   - an error implementing CeleryException names its own module and class;
-//   - context.DeadlineExceeded becomes builtins.TimeoutError;
-//   - plain errors (errors.New, fmt.Errorf) become builtins.Exception;
-//   - any other error becomes its Go type name (without "*") in a module named
-//     after its Go package path; Python synthesises such a class.
+// ExceptionFromError maps a Go error to the exception document
+// ({exc_type, exc_message, exc_module}) stored for a failed or retried task,
+// that is, the exception a Python caller of AsyncResult.get() sees. The first
+// rule that applies wins:
 //
-// The message is err.Error().
+//  1. an error in err's chain (errors.As) implementing CeleryException names
+//     the module and class;
+//  2. a *TaskError in the chain (a subtask's failure returned as is) keeps the
+//     exception it carries, message included;
+//  3. unless rule 4 finds a type outside the standard library, well-known
+//     causes anywhere in the chain (errors.Is):
+//     ErrTimeLimitExceeded → celery.exceptions.TimeLimitExceeded,
+//     ErrSoftTimeLimitExceeded → celery.exceptions.SoftTimeLimitExceeded,
+//     context.DeadlineExceeded → builtins.TimeoutError,
+//     fs.ErrNotExist → builtins.FileNotFoundError,
+//     fs.ErrExist → builtins.FileExistsError,
+//     fs.ErrPermission → builtins.PermissionError (so a *fs.PathError for
+//     a missing file is FileNotFoundError, as Python's open raises);
+//  4. otherwise the outermost error of the chain (following Unwrap, the first
+//     branch of a multi-error) whose type is not one of the standard
+//     library's plain error and wrapper types (package errors or fmt: those
+//     of errors.New, fmt.Errorf, errors.Join) gives the class: exc_type is its
+//     Go type name without package or "*" (e.g. "NotFoundError"; generic type
+//     arguments kept), exc_module its package import path (e.g.
+//     "github.com/acme/shop/billing", "main"). Python finds no such module and
+//     synthesises an exception class of that name (in celery.exceptions), so
+//     `except Exception` and the class name both work;
+//  5. an error with no such type (errors.New, fmt.Errorf without a typed
+//     error) is builtins.Exception.
+//
+// exc_message (the Python exception's args) is [err.Error()]: the whole
+// message, wrapping context included, except in rule 2.
 func ExceptionFromError(err error) *ExceptionInfo {
+	if err == nil {
+		return &ExceptionInfo{Type: "Exception", Message: []any{""}, Module: "builtins"}
+	}
 	msg := []any{err.Error()}
 	var ce CeleryException
 	if errors.As(err, &ce) {
 		mod, cls := ce.CeleryException()
+		if cls == "" {
+			cls = "Exception"
+		}
 		return &ExceptionInfo{Type: cls, Message: msg, Module: mod}
 	}
 	var te *TaskError
 	if errors.As(err, &te) && te.Exception.Type != "" {
 		return &ExceptionInfo{Type: te.Exception.Type, Message: te.Exception.Message, Module: te.Exception.Module}
 	}
-	if errors.Is(err, context.DeadlineExceeded) {
-		return &ExceptionInfo{Type: "TimeoutError", Message: msg, Module: "builtins"}
+	var class *ExceptionInfo
+	for e, n := err, 0; e != nil && n < 100; n++ {
+		t := reflect.TypeOf(e)
+		for t.Kind() == reflect.Pointer {
+			t = t.Elem()
+		}
+		switch t.PkgPath() {
+		case "errors", "fmt", "":
+		default:
+			if t.Name() != "" {
+				class = &ExceptionInfo{Type: t.Name(), Message: msg, Module: t.PkgPath()}
+			}
+		}
+		if class != nil {
+			break
+		}
+		switch u := e.(type) {
+		case interface{ Unwrap() error }:
+			e = u.Unwrap()
+		case interface{ Unwrap() []error }:
+			if l := u.Unwrap(); len(l) > 0 {
+				e = l[0]
+			} else {
+				e = nil
+			}
+		default:
+			e = nil
+		}
 	}
-	t := reflect.TypeOf(err)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
+	if class == nil || isStdlibPackage(class.Module) {
+		for _, k := range knownErrors {
+			if errors.Is(err, k.err) {
+				return &ExceptionInfo{Type: k.class, Message: msg, Module: k.module}
+			}
+		}
 	}
-	switch t.PkgPath() {
-	case "errors", "fmt", "":
-		return &ExceptionInfo{Type: "Exception", Message: msg, Module: "builtins"}
+	if class != nil {
+		return class
 	}
-	return &ExceptionInfo{Type: t.Name(), Message: msg, Module: t.PkgPath()}
+	return &ExceptionInfo{Type: "Exception", Message: msg, Module: "builtins"}
+}
+
+// isStdlibPackage reports whether path looks like a standard library import
+// path (no dot in its first element).
+func isStdlibPackage(path string) bool {
+	first, _, _ := strings.Cut(path, "/")
+	return path != "main" && !strings.Contains(first, ".")
+}
+
+var knownErrors = []struct {
+	err           error
+	module, class string
+}{
+	{ErrTimeLimitExceeded, "celery.exceptions", "TimeLimitExceeded"},
+	{ErrSoftTimeLimitExceeded, "celery.exceptions", "SoftTimeLimitExceeded"},
+	{context.DeadlineExceeded, "builtins", "TimeoutError"},
+	{fs.ErrNotExist, "builtins", "FileNotFoundError"},
+	{fs.ErrExist, "builtins", "FileExistsError"},
+	{fs.ErrPermission, "builtins", "PermissionError"},
 }
 
 // TaskError is the error AsyncResult.Get returns for a task that failed or was
@@ -131,63 +211,74 @@ func (e *TaskError) Error() string {
 	return fmt.Sprintf("task %s %s: %s: %s", e.TaskID, verb, typ, strings.Join(msg, ", "))
 }
 
-// Celery writes date_done as naive UTC with microseconds (5.2).
+// Celery 5.2 writes date_done as naive UTC with microseconds.
 const dateDoneLayout = "2006-01-02T15:04:05.000000"
 
-func (e *ExceptionInfo) appendMsgpack(b []byte) []byte {
+func (e *ExceptionInfo) appendMsgpack(b []byte) ([]byte, error) {
 	b = mpAppendMapLen(b, 3)
 	b = mpAppendString(b, "exc_type")
 	b = mpAppendString(b, e.Type)
 	b = mpAppendString(b, "exc_message")
 	b = mpAppendArrayLen(b, len(e.Message))
 	for _, m := range e.Message {
-		b, _ = mpAppendValue(b, m)
+		var err error
+		if b, err = mpAppendValue(b, m); err != nil {
+			return b, err
+		}
 	}
 	b = mpAppendString(b, "exc_module")
-	return mpAppendString(b, e.Module)
+	return mpAppendString(b, e.Module), nil
 }
 
-func (e *ExceptionInfo) appendJSON(b []byte) []byte {
+func (e *ExceptionInfo) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"exc_type": `...)
 	b = appendJSONString(b, e.Type)
-	b = append(b, `, "exc_message": `...)
-	raw, err := json.Marshal(e.Message)
-	if err != nil || e.Message == nil {
-		raw = []byte("[]")
+	b = append(b, `, "exc_message": [`...)
+	for i, m := range e.Message {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		var err error
+		if b, err = appendJSONValue(b, m); err != nil {
+			return b, err
+		}
 	}
-	b = append(b, raw...)
-	b = append(b, `, "exc_module": `...)
+	b = append(b, `], "exc_module": `...)
 	b = appendJSONString(b, e.Module)
-	return append(b, '}')
+	return append(b, '}'), nil
 }
 
-// EncodeResultDoc serializes doc with serializer, fields in Celery's order.
-func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
-	type kv struct {
-		k string
-		v any
-	}
-	fields := []kv{{"status", string(doc.Status)}, {"result", doc.Result}}
+type resultField struct {
+	k string
+	v any
+}
+
+// fields returns the document's fields in the order Celery 5.2 writes them:
+// status, result, traceback, children, date_done, [group_id], [parent_id],
+// [name, args, kwargs, worker, retries, queue], task_id.
+func (doc *ResultDoc) fields() []resultField {
+	fields := make([]resultField, 0, 14)
+	fields = append(fields, resultField{"status", string(doc.Status)}, resultField{"result", doc.Result})
 	if doc.Traceback != "" {
-		fields = append(fields, kv{"traceback", doc.Traceback})
+		fields = append(fields, resultField{"traceback", doc.Traceback})
 	} else {
-		fields = append(fields, kv{"traceback", nil})
+		fields = append(fields, resultField{"traceback", nil})
 	}
 	children := doc.Children
 	if children == nil {
 		children = []any{}
 	}
-	fields = append(fields, kv{"children", children})
+	fields = append(fields, resultField{"children", children})
 	if doc.DateDone.IsZero() {
-		fields = append(fields, kv{"date_done", nil})
+		fields = append(fields, resultField{"date_done", nil})
 	} else {
-		fields = append(fields, kv{"date_done", doc.DateDone.UTC().Format(dateDoneLayout)})
+		fields = append(fields, resultField{"date_done", doc.DateDone.UTC().Format(dateDoneLayout)})
 	}
 	if doc.GroupID != "" {
-		fields = append(fields, kv{"group_id", doc.GroupID})
+		fields = append(fields, resultField{"group_id", doc.GroupID})
 	}
 	if doc.ParentID != "" {
-		fields = append(fields, kv{"parent_id", doc.ParentID})
+		fields = append(fields, resultField{"parent_id", doc.ParentID})
 	}
 	if doc.Name != "" {
 		args := doc.Args
@@ -198,22 +289,34 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 		if kwargs == nil {
 			kwargs = map[string]any{}
 		}
-		fields = append(fields, kv{"name", doc.Name}, kv{"args", args}, kv{"kwargs", kwargs},
-			kv{"worker", doc.Worker}, kv{"retries", int64(doc.Retries)}, kv{"queue", doc.Queue})
+		fields = append(fields, resultField{"name", doc.Name}, resultField{"args", args}, resultField{"kwargs", kwargs},
+			resultField{"worker", doc.Worker}, resultField{"retries", int64(doc.Retries)}, resultField{"queue", doc.Queue})
 	}
-	fields = append(fields, kv{"task_id", doc.TaskID})
+	return append(fields, resultField{"task_id", doc.TaskID})
+}
 
+// EncodeResultDoc serializes doc with serializer ("msgpack" or "json") as
+// Celery's result backends store it: fields in Celery's order, date_done as
+// naive UTC with microseconds (Celery 5.2), the extended fields (name, args,
+// kwargs, worker, retries, queue) when Name is set, and an *ExceptionInfo (or
+// ExceptionInfo) result as {exc_type, exc_message, exc_module}.
+func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
+	fields := doc.fields()
 	switch serializer {
 	case "", SerializerMsgpack:
 		b := mpAppendMapLen(make([]byte, 0, 128), len(fields))
 		for _, f := range fields {
 			b = mpAppendString(b, f.k)
-			if e, ok := f.v.(*ExceptionInfo); ok {
-				b = e.appendMsgpack(b)
-				continue
-			}
 			var err error
-			if b, err = mpAppendValue(b, f.v); err != nil {
+			switch e := f.v.(type) {
+			case *ExceptionInfo:
+				b, err = e.appendMsgpack(b)
+			case ExceptionInfo:
+				b, err = e.appendMsgpack(b)
+			default:
+				b, err = mpAppendValue(b, f.v)
+			}
+			if err != nil {
 				return nil, fmt.Errorf("encode result field %s: %w", f.k, err)
 			}
 		}
@@ -226,15 +329,18 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 			}
 			b = appendJSONString(b, f.k)
 			b = append(b, ": "...)
-			if e, ok := f.v.(*ExceptionInfo); ok {
-				b = e.appendJSON(b)
-				continue
+			var err error
+			switch e := f.v.(type) {
+			case *ExceptionInfo:
+				b, err = e.appendJSON(b)
+			case ExceptionInfo:
+				b, err = e.appendJSON(b)
+			default:
+				b, err = appendJSONValue(b, f.v)
 			}
-			raw, err := json.Marshal(f.v)
 			if err != nil {
 				return nil, fmt.Errorf("encode result field %s: %w", f.k, err)
 			}
-			b = append(b, raw...)
 		}
 		return append(b, '}'), nil
 	}
@@ -242,119 +348,219 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 	return nil, err
 }
 
-type jsonResultDoc struct {
-	Status    State           `json:"status"`
-	Result    json.RawMessage `json:"result"`
-	Traceback *string         `json:"traceback"`
-	Children  []any           `json:"children"`
-	DateDone  *string         `json:"date_done"`
-	GroupID   string          `json:"group_id"`
-	ParentID  string          `json:"parent_id"`
-	Name      string          `json:"name"`
-	Args      []any           `json:"args"`
-	Kwargs    map[string]any  `json:"kwargs"`
-	Worker    string          `json:"worker"`
-	Retries   int             `json:"retries"`
-	Queue     string          `json:"queue"`
-	TaskID    string          `json:"task_id"`
-}
-
-// DecodeResultDoc parses a serialized result document.
+// DecodeResultDoc parses a result document as Celery or taskgen stored it,
+// with serializer ("msgpack" or "json"; Redis stores no content type, so the
+// reader must use the writer's result serializer). The result field is kept
+// raw (RawResult; decode it with DecodeResult or Exception); children, args
+// and kwargs are decoded generically (integers as int64). Unknown fields are
+// ignored.
 func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
-	var j jsonResultDoc
+	doc := &ResultDoc{serializer: serializer}
 	switch serializer {
 	case "", SerializerMsgpack:
+		doc.serializer = SerializerMsgpack
 		d := mpDec{b: data}
 		n, err := d.mapLen()
-		if err != nil {
-			return nil, fmt.Errorf("result document: %w", err)
+		if err != nil || n < 0 {
+			return nil, errors.New("result document: want a map")
 		}
-		generic := make(map[string]any, n)
 		for ; n > 0; n-- {
-			k, err := d.strBytes(false)
+			k, err := d.strBytes(true)
+			if err != nil {
+				return nil, fmt.Errorf("result document: key: %w", err)
+			}
+			if string(k) == "result" {
+				raw, err := d.raw()
+				if err != nil {
+					return nil, fmt.Errorf("result document field result: %w", err)
+				}
+				doc.RawResult = bytes.Clone(raw)
+				continue
+			}
+			v, err := d.anyValue(0)
+			if err != nil {
+				return nil, fmt.Errorf("result document field %s: %w", k, err)
+			}
+			if err := doc.setField(string(k), v); err != nil {
+				return nil, err
+			}
+		}
+		if d.i != len(d.b) {
+			return nil, errors.New("result document: extra data after the map")
+		}
+	case SerializerJSON:
+		d := jsonDec{b: data}
+		if !d.expect('{') {
+			return nil, errors.New("result document: want an object")
+		}
+		first := true
+		for {
+			more, err := d.more('}', &first)
 			if err != nil {
 				return nil, fmt.Errorf("result document: %w", err)
 			}
-			raw, err := d.raw()
+			if !more {
+				break
+			}
+			k, err := d.key()
 			if err != nil {
 				return nil, fmt.Errorf("result document: %w", err)
 			}
 			if string(k) == "result" {
-				j.Result = raw
+				raw, err := d.raw()
+				if err != nil {
+					return nil, fmt.Errorf("result document field result: %w", err)
+				}
+				doc.RawResult = bytes.Clone(raw)
 				continue
 			}
-			var v any
-			if err := mpUnmarshal(raw, &v); err != nil {
-				return nil, fmt.Errorf("result document field %s: %w", k, err)
+			key := string(k)
+			v, err := d.value(0, untagGo)
+			if err != nil {
+				return nil, fmt.Errorf("result document field %s: %w", key, err)
 			}
-			generic[string(k)] = v
+			if err := doc.setField(key, v); err != nil {
+				return nil, err
+			}
 		}
-		// Re-use the JSON struct mapping for the plain fields.
-		buf, err := json.Marshal(generic)
-		if err != nil {
-			return nil, fmt.Errorf("result document: %w", err)
-		}
-		raw := j.Result
-		if err := json.Unmarshal(buf, &j); err != nil {
-			return nil, fmt.Errorf("result document: %w", err)
-		}
-		j.Result = raw
-	case SerializerJSON:
-		if err := json.Unmarshal(data, &j); err != nil {
-			return nil, fmt.Errorf("result document: %w", err)
+		if d.peek() != 0 || d.i != len(d.b) {
+			return nil, errors.New("result document: extra data after the object")
 		}
 	default:
 		_, _, err := contentTypeOf(serializer)
 		return nil, err
 	}
-	if j.Status == "" {
+	if doc.Status == "" {
 		return nil, errors.New("result document: no status")
-	}
-	doc := &ResultDoc{Status: j.Status, RawResult: j.Result, Children: j.Children, GroupID: j.GroupID,
-		ParentID: j.ParentID, Name: j.Name, Args: j.Args, Kwargs: j.Kwargs, Worker: j.Worker,
-		Retries: j.Retries, Queue: j.Queue, TaskID: j.TaskID, serializer: serializer}
-	if j.Traceback != nil {
-		doc.Traceback = *j.Traceback
-	}
-	if j.DateDone != nil && *j.DateDone != "" {
-		t, err := ParseTime(*j.DateDone)
-		if err == nil {
-			doc.DateDone = t
-		}
 	}
 	return doc, nil
 }
 
-// DecodeResult decodes the document's result value into ptr.
+func (doc *ResultDoc) setField(k string, v any) error {
+	bad := func(want string) error {
+		return fmt.Errorf("result document field %s: want %s, got %T", k, want, v)
+	}
+	str := func(p *string) error {
+		switch x := v.(type) {
+		case nil:
+			*p = ""
+		case string:
+			*p = x
+		case []byte:
+			*p = string(x)
+		default:
+			return bad("a string")
+		}
+		return nil
+	}
+	switch k {
+	case "status":
+		var s string
+		if err := str(&s); err != nil {
+			return err
+		}
+		doc.Status = State(s)
+	case "traceback":
+		return str(&doc.Traceback)
+	case "group_id":
+		return str(&doc.GroupID)
+	case "parent_id":
+		return str(&doc.ParentID)
+	case "name":
+		return str(&doc.Name)
+	case "worker":
+		return str(&doc.Worker)
+	case "queue":
+		return str(&doc.Queue)
+	case "task_id":
+		return str(&doc.TaskID)
+	case "date_done":
+		var s string
+		if err := str(&s); err != nil {
+			return err
+		}
+		if s != "" {
+			// Formats differ between Celery versions; an unparsable date
+			// leaves DateDone zero rather than losing the document.
+			if t, err := ParseTime(s); err == nil {
+				doc.DateDone = t
+			}
+		}
+	case "children":
+		switch x := v.(type) {
+		case nil:
+		case []any:
+			doc.Children = x
+		default:
+			return bad("a list")
+		}
+	case "args":
+		switch x := v.(type) {
+		case nil:
+		case []any:
+			doc.Args = x
+		default:
+			return bad("a list")
+		}
+	case "kwargs":
+		switch x := v.(type) {
+		case nil:
+		case map[string]any:
+			doc.Kwargs = x
+		default:
+			return bad("a map")
+		}
+	case "retries":
+		if v == nil {
+			return nil
+		}
+		n, ok := AnyToInt(v)
+		if !ok || n < math.MinInt32 || n > math.MaxInt32 {
+			return bad("an integer")
+		}
+		doc.Retries = int(n)
+	}
+	return nil
+}
+
+// DecodeResult decodes the document's result value into ptr: generic
+// destinations (*any, []any, map[string]any) with integers as int64, a
+// *time.Time from an ISO-8601 string, other types by reflection.
 func (d *ResultDoc) DecodeResult(ptr any) error {
 	if d.RawResult == nil {
 		return nil
 	}
 	switch d.serializer {
 	case "", SerializerMsgpack:
-		return mpUnmarshal(d.RawResult, ptr)
+		return mpDecodeInto(d.RawResult, ptr)
 	default:
-		return json.Unmarshal(d.RawResult, ptr)
+		return jsonDecodeInto(d.RawResult, ptr)
 	}
 }
 
-// Exception decodes the result field as an exception document.
+// Exception decodes the result field as an exception document. A result that
+// is not one gives a builtins.Exception carrying its repr.
 func (d *ResultDoc) Exception() ExceptionInfo {
-	var m map[string]any
-	if err := d.DecodeResult(&m); err != nil || m == nil {
-		return ExceptionInfo{Type: "Exception", Message: []any{string(d.RawResult)}}
+	var v any
+	err := d.DecodeResult(&v)
+	if err == nil {
+		if m, ok := v.(map[string]any); ok {
+			if t, ok := m["exc_type"].(string); ok && t != "" {
+				e := ExceptionInfo{Type: t}
+				e.Module, _ = m["exc_module"].(string)
+				switch msg := m["exc_message"].(type) {
+				case []any:
+					e.Message = msg
+				case nil:
+				default:
+					e.Message = []any{msg}
+				}
+				return e
+			}
+		}
+		return ExceptionInfo{Type: "Exception", Message: []any{Repr(v)}, Module: "builtins"}
 	}
-	e := ExceptionInfo{}
-	e.Type, _ = m["exc_type"].(string)
-	e.Module, _ = m["exc_module"].(string)
-	switch msg := m["exc_message"].(type) {
-	case []any:
-		e.Message = msg
-	case nil:
-	default:
-		e.Message = []any{msg}
-	}
-	return e
+	return ExceptionInfo{Type: "Exception", Message: []any{fmt.Sprintf("undecodable result: %v", err)}, Module: "builtins"}
 }
 
 // AsyncResult is the handle of a sent task: its id, and typed access to its
@@ -444,5 +650,3 @@ func (a *App) storeResult(ctx context.Context, doc *ResultDoc) error {
 	}
 	return a.backend.Store(ctx, doc.TaskID, raw, ttl)
 }
-
-var _ = strconv.Itoa
