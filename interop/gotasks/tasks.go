@@ -1,0 +1,93 @@
+// Package gotasks holds the Go side of taskgen's interoperability tests with
+// Python Celery: tasks implemented in Go that Python calls by name, and
+// remote stubs for tasks implemented in Python (interop/py/pytasks.py).
+package gotasks
+
+//go:generate go run github.com/taskgen/taskgen/cmd/taskgen
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// addNumbers adds two integers.
+//
+//task:name go.add
+//task:queue go
+func addNumbers(ctx context.Context, x int64, y int64) (int64, error) {
+	return x + y, nil
+}
+
+// greet builds a greeting; Python callers pass the arguments by keyword.
+//
+//task:name go.greet
+//task:queue go
+func greet(ctx context.Context, name string, punctuation string, times int) (string, error) {
+	return strings.Repeat("hello "+name+punctuation, times), nil
+}
+
+// InvalidInput is an error a Python caller sees as ValueError.
+type InvalidInput struct{ Reason string }
+
+func (e *InvalidInput) Error() string { return e.Reason }
+
+// CeleryException names the Python class of the error.
+func (e *InvalidInput) CeleryException() (module, class string) { return "builtins", "ValueError" }
+
+// failWith always fails with an *InvalidInput.
+//
+//task:name go.fail
+//task:queue go
+func failWith(ctx context.Context, reason string) error {
+	return &InvalidInput{Reason: reason}
+}
+
+// TemporaryError makes flaky retry.
+type TemporaryError struct{ Attempt int }
+
+func (e *TemporaryError) Error() string { return fmt.Sprintf("temporary failure on attempt %d", e.Attempt) }
+
+// flaky fails with a *TemporaryError until its retry count reaches succeedAt.
+//
+//task:name go.flaky
+//task:queue go
+//task:autoretry_for *TemporaryError
+//task:retry_backoff 100ms
+//task:retry_jitter false
+//task:max_retries 5
+func flaky(ctx context.Context, succeedAt int) (int, error) {
+	info, _ := runtime.TaskFromContext(ctx)
+	if info.Retries < succeedAt {
+		return 0, &TemporaryError{Attempt: info.Retries}
+	}
+	return info.Retries, nil
+}
+
+// later asks for a retry far in the future, so its RETRY state can be read.
+//
+//task:name go.later
+//task:queue go
+func later(ctx context.Context, key string) (string, error) {
+	return "", runtime.Retry(fmt.Errorf("not yet: %s", key), runtime.RetryCountdown(3600e9))
+}
+
+// ImageInfo is what the Python task py.resize_image returns.
+type ImageInfo struct {
+	URL    string `json:"url" msgpack:"url"`
+	Width  int    `json:"width" msgpack:"width"`
+	Height int    `json:"height" msgpack:"height"`
+	Format string `json:"format" msgpack:"format"`
+}
+
+// resizeImage is implemented in Python (py.resize_image).
+//
+//task:name py.resize_image
+type resizeImage func(ctx context.Context, url string, width int, height int) (ImageInfo, error)
+
+// pyFail is implemented in Python and raises ValueError(msg).
+//
+//task:name py.fail
+type pyFail func(ctx context.Context, msg string) error

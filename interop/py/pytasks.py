@@ -1,0 +1,48 @@
+"""Python side of taskgen's interop tests: a Celery app whose broker, backend
+and serializer come from the environment, with tasks a Go producer calls.
+
+Run by the Go tests with Debian's /usr/bin/python3 (celery 5.2.6).
+"""
+import os
+
+from celery import Celery
+
+BROKER = os.environ["INTEROP_BROKER"]
+BACKEND = os.environ["INTEROP_BACKEND"]
+SER = os.environ.get("INTEROP_SERIALIZER", "json")
+
+app = Celery("interop", broker=BROKER, backend=BACKEND)
+app.conf.update(
+    task_serializer=SER,
+    result_serializer=SER,
+    accept_content=["json", "msgpack"],
+    result_accept_content=["json", "msgpack"],
+    enable_utc=True,
+    timezone="UTC",
+    task_default_queue="celery",
+    worker_hijack_root_logger=False,
+    broker_connection_retry_on_startup=True,
+    # Visibility timeout for the Redis restore tests (seconds).
+    broker_transport_options={"visibility_timeout": float(os.environ.get("INTEROP_VISIBILITY", "3600"))},
+)
+
+
+@app.task(name="py.resize_image")
+def resize_image(url, width, height=0):
+    """A task implemented in Python that Go calls through a remote stub."""
+    return {"url": url, "width": width, "height": height or width, "format": "png"}
+
+
+@app.task(name="py.fail")
+def fail(msg):
+    raise ValueError(msg)
+
+
+@app.task(name="py.slow")
+def slow(seconds, marker):
+    import time
+
+    time.sleep(seconds)
+    with open(marker, "a") as f:
+        f.write("py\n")
+    return "slept"
