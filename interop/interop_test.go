@@ -93,12 +93,15 @@ func pyClient(t *testing.T, c cell, args ...string) map[string]any {
 }
 
 // startPyWorker runs a Celery worker consuming c.pyQueue until the test ends.
-func startPyWorker(t *testing.T, c cell) {
+func startPyWorker(t *testing.T, c cell) { startPyWorkerCmd(t, c) }
+
+// startPyWorkerCmd is startPyWorker returning the process.
+func startPyWorkerCmd(t *testing.T, c cell) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(testenv.Python(t), "-m", "celery", "-A", "pytasks", "worker", "-P", "solo",
 		"-Q", c.pyQueue, "-n", "py-"+c.pyQueue+"@localhost", "--without-mingle", "--without-gossip", "-l", "info")
 	cmd.Dir = pyDir(t)
-	cmd.Env = pyEnv(c)
+	cmd.Env = append(pyEnv(c), "INTEROP_VISIBILITY="+os.Getenv("INTEROP_VISIBILITY"))
 	stderr, err := cmd.StderrPipe()
 	require.NoError(t, err)
 	require.NoError(t, cmd.Start())
@@ -140,6 +143,7 @@ func startPyWorker(t *testing.T, c cell) {
 		defer logMu.Unlock()
 		t.Fatalf("python worker not ready after 60s:\n%s", logs.String())
 	}
+	return cmd
 }
 
 func startGoWorker(t *testing.T, c cell) *runtime.App {

@@ -8,7 +8,9 @@ package gotasks
 import (
 	"context"
 	"fmt"
+	"os"
 	"strings"
+	"time"
 
 	"github.com/taskgen/taskgen/runtime"
 )
@@ -91,3 +93,32 @@ type resizeImage func(ctx context.Context, url string, width int, height int) (I
 //
 //task:name py.fail
 type pyFail func(ctx context.Context, msg string) error
+
+// sharedSlow is implemented in both languages under one name (Python:
+// pytasks.shared_slow): it records "go-start" in marker, sleeps, then records
+// "go-done". The crash-restore tests kill the worker in between.
+//
+//task:name shared.slow
+//task:queue shared
+//task:acks_late
+func sharedSlow(ctx context.Context, seconds float64, marker string) (string, error) {
+	if err := appendLine(marker, "go-start"); err != nil {
+		return "", err
+	}
+	select {
+	case <-time.After(time.Duration(seconds * float64(time.Second))):
+	case <-ctx.Done():
+		return "", ctx.Err()
+	}
+	return "go", appendLine(marker, "go-done")
+}
+
+func appendLine(path, line string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = f.WriteString(line + "\n")
+	return err
+}

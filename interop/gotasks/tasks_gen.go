@@ -19,6 +19,7 @@ var (
 	_ func(context.Context, string) (string, error)              = later
 	_ func(context.Context, string, int, int) (ImageInfo, error) = resizeImage(nil)
 	_ func(context.Context, string) error                        = pyFail(nil)
+	_ func(context.Context, float64, string) (string, error)     = sharedSlow
 )
 
 // AddNumbersTask is the typed stub of task "go.add" (func addNumbers).
@@ -593,6 +594,93 @@ func (a *pyFailArgs) ArgName(i int) string {
 	return ""
 }
 
+// SharedSlowTask is the typed stub of task "shared.slow" (func sharedSlow).
+type SharedSlowTask struct{ runtime.Stub[string] }
+
+// SharedSlow enqueues sharedSlow: SharedSlow.Delay(ctx, seconds, marker).
+var SharedSlow = SharedSlowTask{runtime.NewStub[string](&sharedSlowDef)}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t SharedSlowTask) With(opts ...runtime.Option) SharedSlowTask {
+	return SharedSlowTask{t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of sharedSlow; it returns once the broker accepted the message.
+func (t SharedSlowTask) Delay(ctx context.Context, seconds float64, marker string) (*runtime.AsyncResult[string], error) {
+	return t.Stub.Send(ctx, &sharedSlowArgs{seconds: seconds, marker: marker})
+}
+
+// Call runs sharedSlow in this process, without a broker.
+func (t SharedSlowTask) Call(ctx context.Context, seconds float64, marker string) (string, error) {
+	return sharedSlow(ctx, seconds, marker)
+}
+
+var sharedSlowDef = runtime.TaskDef{
+	Name:  "shared.slow",
+	Queue: "shared",
+	Retry: runtime.RetryPolicy{
+		MaxRetries:   3,
+		Backoff:      0,
+		BackoffMax:   600 * time.Second,
+		Jitter:       true,
+		DefaultDelay: 180 * time.Second,
+	},
+	AcksLate: true,
+	NewArgs:  func() runtime.Args { return new(sharedSlowArgs) },
+}
+
+// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	sharedSlowDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+		args := a.(*sharedSlowArgs)
+		return sharedSlow(ctx, args.seconds, args.marker)
+	}
+}
+
+// sharedSlowArgs holds the arguments of sharedSlow; its methods are the generated codec.
+type sharedSlowArgs struct {
+	seconds float64
+	marker  string
+}
+
+func (a *sharedSlowArgs) NumArgs() int { return 2 }
+
+func (a *sharedSlowArgs) EncodeArgs(w runtime.ArgWriter) error {
+	w.Float(a.seconds)
+	w.String(a.marker)
+	return nil
+}
+
+func (a *sharedSlowArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.seconds, err = r.Float(64)
+	case 1:
+		a.marker, err = r.String()
+	}
+	return err
+}
+
+func (a *sharedSlowArgs) ArgIndex(name string) int {
+	switch name {
+	case "seconds":
+		return 0
+	case "marker":
+		return 1
+	}
+	return -1
+}
+
+func (a *sharedSlowArgs) ArgName(i int) string {
+	switch i {
+	case 0:
+		return "seconds"
+	case 1:
+		return "marker"
+	}
+	return ""
+}
+
 // RegisterTasks registers every task implemented in package gotasks on w.
 // Remote tasks are not registered: another worker implements them.
 func RegisterTasks(w *runtime.Worker) {
@@ -601,4 +689,5 @@ func RegisterTasks(w *runtime.Worker) {
 	w.Register(&failWithDef)
 	w.Register(&flakyDef)
 	w.Register(&laterDef)
+	w.Register(&sharedSlowDef)
 }

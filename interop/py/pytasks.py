@@ -23,7 +23,7 @@ app.conf.update(
     worker_hijack_root_logger=False,
     broker_connection_retry_on_startup=True,
     # Visibility timeout for the Redis restore tests (seconds).
-    broker_transport_options={"visibility_timeout": float(os.environ.get("INTEROP_VISIBILITY", "3600"))},
+    broker_transport_options={"visibility_timeout": float(os.environ.get("INTEROP_VISIBILITY") or "3600")},
 )
 
 
@@ -46,3 +46,16 @@ def slow(seconds, marker):
     with open(marker, "a") as f:
         f.write("py\n")
     return "slept"
+
+
+@app.task(name="shared.slow", acks_late=True)
+def shared_slow(seconds, marker):
+    """Python twin of the Go task shared.slow."""
+    import time
+
+    with open(marker, "a") as f:
+        f.write("py-start\n")
+    time.sleep(seconds)
+    with open(marker, "a") as f:
+        f.write("py-done\n")
+    return "py"
