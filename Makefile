@@ -16,11 +16,11 @@ demo: generate ## run the sign-up scenario on the in-process broker (nothing to 
 
 .PHONY: generate
 generate: ## run go generate (taskgen) on the example and regenerate the stubs
-	$(GO) generate ./example/... ./interop/...
+	$(GO) generate ./...
 
 .PHONY: check-generate
 check-generate: ## fail when go generate would change committed files
-	$(GO) run ./cmd/taskgen -check ./example/... ./interop/...
+	$(GO) run ./cmd/taskgen -check ./...
 
 .PHONY: fmt-check
 fmt-check: ## fail when a file is not gofmt'd
