@@ -36,7 +36,7 @@ test: ## install and start redis-server and rabbitmq-server on loopback, run eve
 	bash scripts/testenv.sh run -- $(MAKE) --no-print-directory test-inner
 
 .PHONY: test-inner
-test-inner: fmt-check vet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
+test-inner: fmt-check vet taskvet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
 	$(GO) run ./example/cmd/demo -timeout 30s > /dev/null
@@ -58,3 +58,8 @@ fuzz: ## run every fuzz target for FUZZTIME each
 .PHONY: bench
 bench: ## run the benchmarks (servers started as for make test)
 	bash scripts/testenv.sh run -- $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+.PHONY: taskvet
+taskvet: ## check //task: directives and task signatures with go vet -vettool (cmd/taskvet)
+	$(GO) build -o bin/taskvet ./cmd/taskvet
+	$(GO) vet -vettool=$(abspath bin/taskvet) $(PKGS)

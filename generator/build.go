@@ -5,13 +5,15 @@ import (
 	"slices"
 	"strings"
 
+	"golang.org/x/tools/go/packages"
+
 	"github.com/taskgen/taskgen/annotations"
 	"github.com/taskgen/taskgen/generator/model"
 )
 
-// buildModel turns the checked tasks of the package into its model. It is
-// called only when the package has tasks and no errors.
-func (c *pkgChecker) buildModel() *model.Package {
+// buildModel turns the checked tasks of package p, written to output, into
+// its model. It is called only when the package has tasks and no errors.
+func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Package {
 	own := c.p.Types
 	b := &modelBuilder{own: own, need: map[string]*types.Package{}}
 
@@ -64,10 +66,10 @@ func (c *pkgChecker) buildModel() *model.Package {
 	paths = append(paths, others...)
 	b.names = map[string]string{}
 	pkg := &model.Package{
-		Name:         c.p.Name,
-		Path:         c.p.PkgPath,
-		Dir:          packageDir(c.p),
-		File:         c.cfg.Output,
+		Name:         p.Name,
+		Path:         p.PkgPath,
+		Dir:          packageDir(p),
+		File:         output,
 		RegisterFunc: registerFunc,
 	}
 	for _, path := range paths {

@@ -10,8 +10,6 @@ import (
 	"reflect"
 	"slices"
 
-	"golang.org/x/tools/go/packages"
-
 	"github.com/taskgen/taskgen/annotations"
 )
 
@@ -24,12 +22,12 @@ var predeclaredUsed = []string{"any", "bool", "byte", "error", "false", "float64
 
 // pkgChecker finds and checks the tasks of one package.
 type pkgChecker struct {
-	cfg    *Config
-	p      *packages.Package
+	p      *Package // nil when the package did not type-check at all
 	errs   *errorList
-	scope  *types.Scope // package scope; nil when the package did not type-check at all
-	tasks  []*taskInfo  // in source order
-	failed bool         // some error concerns this package
+	scope  *types.Scope         // package scope; nil when p is nil
+	files  map[*token.File]bool // the files of p.Files
+	tasks  []*taskInfo          // in source order
+	failed bool                 // some error concerns this package
 }
 
 // taskInfo is what the checks learn about one task.
@@ -55,8 +53,8 @@ type errorMatch struct {
 	pointer bool
 }
 
-func newPkgChecker(cfg *Config, p *packages.Package, errs *errorList) *pkgChecker {
-	return &pkgChecker{cfg: cfg, p: p, errs: errs}
+func newPkgChecker(p *Package, errs *errorList) *pkgChecker {
+	return &pkgChecker{p: p, errs: errs}
 }
 
 // fail records an error that concerns this package.
@@ -67,14 +65,46 @@ func (c *pkgChecker) fail(pos token.Position, task, format string, args ...any) 
 
 func (c *pkgChecker) position(pos token.Pos) token.Position { return c.p.Fset.Position(pos) }
 
+// output is the base name of the generated file, for messages.
+func (c *pkgChecker) output() string {
+	if c.p.Output == "" {
+		return DefaultOutput
+	}
+	return c.p.Output
+}
+
+// own reports whether obj is declared in one of the checked files: a
+// package-level object of another file (the generated file, a test file)
+// does not exist for the checks.
+func (c *pkgChecker) own(obj types.Object) bool {
+	if obj.Parent() != c.scope {
+		return true
+	}
+	return c.files[c.p.Fset.File(obj.Pos())]
+}
+
+// lookup is c.scope.Lookup, without the objects of files not checked.
+func (c *pkgChecker) lookup(name string) types.Object {
+	if obj := c.scope.Lookup(name); obj != nil && c.own(obj) {
+		return obj
+	}
+	return nil
+}
+
 // findAndCheck finds the task declarations of every file and checks them.
 func (c *pkgChecker) findAndCheck() {
 	p := c.p
-	if p.Types == nil || p.TypesInfo == nil || p.Fset == nil {
+	if p == nil || p.Types == nil || p.Info == nil || p.Fset == nil {
 		return // nothing to check; packageErrors reports why
 	}
 	c.scope = p.Types.Scope()
-	for _, f := range p.Syntax {
+	c.files = map[*token.File]bool{}
+	for _, f := range p.Files {
+		if tf := p.Fset.File(f.FileStart); tf != nil {
+			c.files[tf] = true
+		}
+	}
+	for _, f := range p.Files {
 		decls, errs := annotations.ParseFile(p.Fset, f)
 		for _, e := range errs {
 			c.fail(e.Pos, c.taskOfPosition(f, decls, e.Pos), "%s", e.Msg)
@@ -134,7 +164,7 @@ func enclosingGenDecl(f *ast.File, ts *ast.TypeSpec) *ast.GenDecl {
 
 // checkDecl checks one declaration carrying //task: directives.
 func (c *pkgChecker) checkDecl(f *ast.File, d annotations.Decl) *taskInfo {
-	info := c.p.TypesInfo
+	info := c.p.Info
 	t := &taskInfo{decl: d, file: f, name: d.Name(), pos: d.Pos, remote: d.TypeSpec != nil}
 	var sig *types.Signature
 	switch {
@@ -281,7 +311,7 @@ func (c *pkgChecker) checkOptions(t *taskInfo) {
 		if t.remote {
 			c.fail(t.pos, t.name, "a remote task needs //task:name: the name its implementing worker registers it under")
 		} else {
-			t.celeryName = c.p.Name + "." + SnakeCase(t.name)
+			t.celeryName = c.p.Types.Name() + "." + SnakeCase(t.name)
 		}
 	}
 	if t.remote {
@@ -487,7 +517,7 @@ func (c *pkgChecker) checkGeneratedNames() {
 		}
 		for _, n := range t.genNames() {
 			name, what := n[0], n[1]
-			if obj := c.scope.Lookup(name); obj != nil {
+			if obj := c.lookup(name); obj != nil {
 				c.fail(t.pos, t.name, "the generated %s %s collides with %s declared at %s: rename one of them",
 					what, name, describeObject(obj), c.errs.relPos(c.position(obj.Pos())))
 			} else if prev, ok := owner[name]; ok {
@@ -497,14 +527,14 @@ func (c *pkgChecker) checkGeneratedNames() {
 			owner[name] = t
 		}
 	}
-	if obj := c.scope.Lookup(registerFunc); obj != nil {
+	if obj := c.lookup(registerFunc); obj != nil {
 		c.fail(c.position(obj.Pos()), "", "%s is declared here, but taskgen generates %s in %s: rename this declaration",
-			describeObject(obj), registerFunc, c.cfg.Output)
+			describeObject(obj), registerFunc, c.output())
 	}
 	for _, name := range predeclaredUsed {
-		if obj := c.scope.Lookup(name); obj != nil {
+		if obj := c.lookup(name); obj != nil {
 			c.fail(c.position(obj.Pos()), "", "%s hides the predeclared %s, which the code generated in %s uses: rename it",
-				describeObject(obj), name, c.cfg.Output)
+				describeObject(obj), name, c.output())
 		}
 	}
 }

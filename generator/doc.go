@@ -22,7 +22,9 @@
 //
 // [Generate] runs the pipeline and returns the files without writing them;
 // [Write] writes them, skipping unchanged ones, and [Diff] compares them with
-// the disk for check modes. [Load] stops at the model.
+// the disk for check modes. [Load] stops at the model. [Check] runs steps 2
+// and 3 on one package that another driver has type-checked: it is how the
+// taskvet analyzer (go vet -vettool) reports the same errors as taskgen.
 //
 // # Errors
 //

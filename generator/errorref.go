@@ -30,7 +30,7 @@ func (c *pkgChecker) resolveErrors(t *taskInfo, option string, refs []annotation
 
 // resolveError resolves one element, or explains why it cannot.
 func (c *pkgChecker) resolveError(t *taskInfo, ref annotations.ErrorRef) (errorMatch, string) {
-	fileScope := c.p.TypesInfo.Scopes[t.file]
+	fileScope := c.p.Info.Scopes[t.file]
 	if fileScope == nil {
 		return errorMatch{}, "internal error: no scope for " + fileBase(t.pos)
 	}
@@ -38,14 +38,14 @@ func (c *pkgChecker) resolveError(t *taskInfo, ref annotations.ErrorRef) (errorM
 	var obj types.Object
 	if ref.Pkg == "" {
 		_, obj = fileScope.LookupParent(ref.Ident, token.NoPos)
-		if obj == nil {
+		if obj == nil || !c.own(obj) {
 			return errorMatch{}, "undefined: " + ref.Ident + didYouMean(ref.Ident, c.errorNames(c.scope, false), "")
 		}
 	} else {
 		name = ref.Pkg + "." + ref.Ident
 		pn, ok := fileScope.Lookup(ref.Pkg).(*types.PkgName)
 		if !ok {
-			if _, other := fileScope.LookupParent(ref.Pkg, token.NoPos); other != nil {
+			if _, other := fileScope.LookupParent(ref.Pkg, token.NoPos); other != nil && c.own(other) {
 				return errorMatch{}, written(ref) + ": " + ref.Pkg + " is " + describeObject(other) + ", not an imported package"
 			}
 			return errorMatch{}, "package " + ref.Pkg + " is not imported in " + fileBase(t.pos) + ": " + c.importHint(ref.Pkg)
@@ -105,7 +105,7 @@ func (c *pkgChecker) errorNames(scope *types.Scope, exported bool) []string {
 	var names []string
 	for _, n := range scope.Names() {
 		obj := scope.Lookup(n)
-		if exported && !obj.Exported() {
+		if exported && !obj.Exported() || !c.own(obj) {
 			continue
 		}
 		switch obj.(type) {
@@ -164,11 +164,16 @@ func editDistance(a, b string) int {
 // standard-library package.
 func (c *pkgChecker) importHint(name string) string {
 	var paths []string
-	for _, f := range c.p.Syntax {
+	var imported []*types.Package // by the checked files
+	for _, f := range c.p.Files {
 		for _, spec := range f.Imports {
 			path, err := strconv.Unquote(spec.Path.Value)
 			if err != nil {
 				continue
+			}
+			pn := c.p.Info.PkgNameOf(spec)
+			if pn != nil {
+				imported = append(imported, pn.Imported())
 			}
 			if spec.Name != nil {
 				if spec.Name.Name == name {
@@ -176,14 +181,14 @@ func (c *pkgChecker) importHint(name string) string {
 				}
 				continue
 			}
-			if pn := c.p.TypesInfo.PkgNameOf(spec); pn != nil && pn.Imported().Name() == name {
+			if pn != nil && pn.Imported().Name() == name {
 				paths = append(paths, path)
 			}
 		}
 	}
-	if len(paths) == 0 && c.p.Types != nil {
+	if len(paths) == 0 {
 		seen := map[*types.Package]bool{}
-		queue := slices.Clone(c.p.Types.Imports())
+		queue := imported
 		for len(queue) > 0 {
 			p := queue[0]
 			queue = queue[1:]

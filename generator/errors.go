@@ -91,8 +91,18 @@ func (l *errorList) relPos(pos token.Position) string {
 	return pos.String()
 }
 
-// sorted returns the errors sorted by file, line, column and message.
+// sorted sorts the errors and returns them.
 func (l *errorList) sorted() []error {
+	l.sort()
+	out := make([]error, len(l.errs))
+	for i, e := range l.errs {
+		out[i] = e
+	}
+	return out
+}
+
+// sort sorts the errors by file, line, column and message.
+func (l *errorList) sort() {
 	slices.SortStableFunc(l.errs, func(a, b *Error) int {
 		return cmp.Or(
 			cmp.Compare(a.Pos.Filename, b.Pos.Filename),
@@ -101,9 +111,4 @@ func (l *errorList) sorted() []error {
 			cmp.Compare(a.Error(), b.Error()),
 		)
 	})
-	out := make([]error, len(l.errs))
-	for i, e := range l.errs {
-		out[i] = e
-	}
-	return out
 }

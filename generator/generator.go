@@ -155,7 +155,7 @@ func run(cfg Config) (*result, error) {
 	checks := make([]*pkgChecker, len(pkgs))
 	generated := map[string]bool{}
 	for i, p := range pkgs {
-		c := newPkgChecker(&cfg, p, res.errs)
+		c := newPkgChecker(packageOf(p, cfg.Output), res.errs)
 		c.findAndCheck()
 		checks[i] = c
 		for name := range c.generatedNames() {
@@ -169,7 +169,7 @@ func run(cfg Config) (*result, error) {
 		c := checks[i]
 		pr := pkgResult{out: outs[p], failed: c.failed || len(res.errs.errs) > before}
 		if !pr.failed && len(c.tasks) > 0 {
-			pr.model = c.buildModel()
+			pr.model = c.buildModel(p, cfg.Output)
 		}
 		res.pkgs = append(res.pkgs, pr)
 	}

@@ -22,7 +22,9 @@ type Broker interface {
 	// Consume delivers messages from queues until ctx ends. At most prefetch
 	// deliveries are un-acknowledged at any time. The returned channel is
 	// closed when consuming has stopped (after ctx ends or on a fatal error;
-	// transient connection loss is retried inside the transport). Deliveries
+	// transient connection loss is retried inside the transport); RabbitMQ
+	// applies prefetch per consumer, so a worker on k queues may hold up to
+	// k × prefetch there, as Celery does. Deliveries
 	// not yet acknowledged when the worker stops are requeued by the worker.
 	Consume(ctx context.Context, queues []string, prefetch int) (<-chan Delivery, error)
 	// Close releases the transport's connections.
@@ -172,18 +174,13 @@ func openBackend(raw string, opts TransportOptions) (ResultBackend, error) {
 	return f(u, opts)
 }
 
-// Redact returns the URL with its password replaced by "***", for logs and errors.
+// Redact returns the URL with its password replaced by "xxxxx", for logs and errors.
 func Redact(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "<unparseable URL>"
 	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "***")
-		}
-	}
-	return u.String()
+	return u.Redacted()
 }
 
 func redactErr(err error) error {

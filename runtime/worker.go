@@ -75,6 +75,8 @@ type Worker struct {
 
 	obs Observer
 	ctl controlState
+	// parking tracks Defer calls in flight, finished before shutdown ends.
+	parking sync.WaitGroup
 
 	events *EventDispatcher // Celery events; nil when off (see events.go)
 
@@ -281,6 +283,7 @@ loop:
 			w.requeue(d)
 		}
 	}()
+	w.parking.Wait()
 	w.releaseHeld()
 	close(work)
 	done := make(chan struct{})
@@ -319,14 +322,19 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
 		wait := eta.Sub(w.app.clock.Now())
 		if wait > w.opts.DelayHorizon {
 			if dl, ok := w.app.broker.(Delayer); ok {
-				if err := dl.Defer(ctx, queueOf(m, def, w.app), m, eta); err == nil {
+				// Parking waits for the broker's confirmation: do it off the
+				// dispatch loop so a stream of far-future tasks does not stall it.
+				w.parking.Go(func() {
+					if err := dl.Defer(ctx, queueOf(m, def, w.app), m, eta); err != nil {
+						w.log.Warn("parking a delayed task in the broker failed; holding it in memory", "id", m.Headers.ID, "err", err)
+						w.hold(j, max(time.Until(eta), 0), work)
+						return
+					}
 					if err := d.Ack(); err != nil {
 						w.log.Error("ack after parking failed", "task", m.Headers.Task, "id", m.Headers.ID, "err", err)
 					}
-					return
-				} else {
-					w.log.Warn("parking a delayed task in the broker failed; holding it in memory", "id", m.Headers.ID, "err", err)
-				}
+				})
+				return
 			}
 		}
 		if wait > 0 {
@@ -351,14 +359,17 @@ func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
 		if err := d.DecodeError(); err != nil {
 			reason = err.Error()
 		}
-		w.deadLetter(d, nil, reason)
+		// Dead-lettering waits for the broker: off the dispatch loop.
+		w.parking.Go(func() { w.deadLetter(d, nil, reason) })
 		return job{}, false
 	}
 	w.obs.TaskReceived(m)
 	def := w.lookup(m.Headers.Task)
 	if def == nil {
-		w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
-		w.storeFailure(ctx, m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
+		w.parking.Go(func() {
+			w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
+			w.storeFailure(context.WithoutCancel(ctx), m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
+		})
 		return job{}, false
 	}
 	return job{d: d, m: m, def: def}, true
@@ -372,6 +383,7 @@ func (w *Worker) Process(ctx context.Context, d Delivery) {
 	if j, ok := w.accept(ctx, d); ok {
 		w.execute(ctx, nil, j)
 	}
+	w.parking.Wait()
 }
 
 func (w *Worker) hold(j job, wait time.Duration, work chan<- job) {
@@ -420,18 +432,19 @@ func queueOf(m *Message, def *TaskDef, app *App) string {
 }
 
 func (w *Worker) deadLetter(d Delivery, m *Message, reason string) {
-	w.deadLettered.Add(1)
 	attrs := []any{"reason", reason}
 	if m != nil {
 		attrs = append(attrs, "task", m.Headers.Task, "id", m.Headers.ID)
 	}
-	w.log.Error("message dead-lettered", attrs...)
 	if m != nil {
 		w.obs.TaskRejected(m, reason)
 	}
 	if err := d.Reject(reason); err != nil {
 		w.log.Error("dead-letter failed", append(attrs, "err", err)...)
+		return
 	}
+	w.deadLettered.Add(1)
+	w.log.Error("message dead-lettered", attrs...)
 }
 
 type outcome struct {

@@ -50,7 +50,9 @@ func failWith(ctx context.Context, reason string) error {
 // TemporaryError makes flaky retry.
 type TemporaryError struct{ Attempt int }
 
-func (e *TemporaryError) Error() string { return fmt.Sprintf("temporary failure on attempt %d", e.Attempt) }
+func (e *TemporaryError) Error() string {
+	return fmt.Sprintf("temporary failure on attempt %d", e.Attempt)
+}
 
 // flaky fails with a *TemporaryError until its retry count reaches succeedAt.
 //

@@ -63,6 +63,7 @@ func run(users, failures int, timeout time.Duration) error {
 	worker := app.NewWorker(runtime.WorkerOptions{Queues: []string{"emails"}, Concurrency: 4, ShutdownTimeout: 5 * time.Second})
 	signup.RegisterTasks(worker)
 	workerCtx, stopWorker := context.WithCancel(context.Background())
+	defer stopWorker()
 	workerDone := make(chan error, 1)
 	go func() { workerDone <- worker.Run(workerCtx) }()
 

@@ -1,0 +1,573 @@
+package amqp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// outBuffer caps the buffer of the delivery channel: the forwarding
+// goroutine runs ahead of the worker instead of waking it per message.
+const outBuffer = 256
+
+// ackDelay bounds how long a finished delivery waits for its (batched)
+// acknowledgement to be sent.
+const ackDelay = time.Millisecond
+
+// straggleAfter is how long a finished delivery may wait behind an unfinished
+// one before it is acknowledged on its own.
+const straggleAfter = 10 * time.Millisecond
+
+// maxReconnectBackoff caps the wait between consumer reconnection attempts.
+const maxReconnectBackoff = 2 * time.Second
+
+var consumerSeq atomic.Uint64
+
+// consumer is one Consume call: its delivery channel outlives connections.
+type consumer struct {
+	b        *Broker
+	queues   []string
+	prefetch int
+	out      chan runtime.Delivery
+	stop     chan struct{} // closed by Broker.Close
+	stopOnce sync.Once
+}
+
+func (c *consumer) close() { c.stopOnce.Do(func() { close(c.stop) }) }
+
+// Consume declares queues (as Celery does) and consumes them on one channel
+// with basic.qos prefetch, until ctx ends. It returns an error when the first
+// connection cannot be made within TransportOptions.ConnectTimeout; later
+// connection losses are retried with backoff while the returned channel stays
+// open.
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
+	if len(queues) == 0 {
+		return nil, errors.New("amqp: Consume: no queues")
+	}
+	if prefetch <= 0 {
+		prefetch = 1
+	}
+	if prefetch > 65535 {
+		prefetch = 65535
+	}
+	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
+		out: make(chan runtime.Delivery, min(prefetch, outBuffer)), stop: make(chan struct{})}
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil, errClosed
+	}
+	b.consumers[c] = struct{}{}
+	b.mu.Unlock()
+
+	rctx, cancel := context.WithTimeout(ctx, b.topts.ConnectTimeout)
+	defer cancel()
+	var g *gen
+	var err error
+	backoff := 100 * time.Millisecond
+	for {
+		if g, err = c.connect(); err == nil {
+			break
+		}
+		if permanent(err) || !sleepCtx(rctx, backoff) {
+			b.forget(c)
+			return nil, fmt.Errorf("amqp: consume %v: %w", queues, err)
+		}
+		backoff = min(backoff*2, time.Second)
+	}
+	go c.run(ctx, g)
+	return c.out, nil
+}
+
+func (b *Broker) forget(c *consumer) {
+	b.mu.Lock()
+	delete(b.consumers, c)
+	b.mu.Unlock()
+}
+
+// gen is one connection of a consumer, with its channel and acknowledger.
+type gen struct {
+	c      *consumer
+	conn   *amqp.Connection
+	ch     *amqp.Channel
+	tags   []string
+	msgs   []<-chan amqp.Delivery
+	closed chan struct{} // connection or channel closed
+	kick   chan struct{} // wakes the acknowledger to flush
+	strag  chan struct{} // wakes the acknowledger to ack stragglers
+	idle   chan struct{} // closed when draining and nothing is outstanding
+	stop   chan struct{} // closed to stop the acknowledger after a final flush
+	acked  chan struct{} // closed when the acknowledger has stopped
+
+	mu          sync.Mutex
+	dead        bool
+	draining    bool
+	idleOnce    sync.Once
+	outstanding int               // handed to the worker, not settled
+	watermark   uint64            // every tag ≤ watermark is finished
+	ackTo       uint64            // highest tag ≤ watermark that needs the multiple ack
+	finished    map[uint64]uint32 // finished tags > watermark: finish tick, or settledTick
+	tick        uint32
+	sentUpTo    uint64      // highest tag acknowledged with multiple
+	batch       uint64      // flush at once when this many tags are due
+	flushArmed  bool        // flushTimer runs
+	flushTimer  *time.Timer // flushes ackDelay after the first unsent finish
+}
+
+// settledTick marks a finished tag already settled on its own (individual
+// ack, nack): the multiple ack must not name it.
+const settledTick = ^uint32(0)
+
+func (c *consumer) connect() (*gen, error) {
+	b := c.b
+	conn, err := b.dial("consumer")
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*gen, error) {
+		conn.Close()
+		return nil, err
+	}
+	var admin *amqp.Channel
+	for _, q := range c.queues {
+		if err := b.declareTaskQueue(conn, &admin, q); err != nil {
+			return fail(err)
+		}
+	}
+	if admin != nil {
+		admin.Close()
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fail(err)
+	}
+	g := &gen{c: c, conn: conn, ch: ch, closed: make(chan struct{}), kick: make(chan struct{}, 1), strag: make(chan struct{}, 1),
+		batch: uint64(max(1, c.prefetch/4)),
+		idle:  make(chan struct{}), stop: make(chan struct{}), acked: make(chan struct{}), finished: map[uint64]uint32{}}
+	connErrs := conn.NotifyClose(make(chan *amqp.Error, 1))
+	chErrs := ch.NotifyClose(make(chan *amqp.Error, 1))
+	go func() {
+		var e *amqp.Error
+		select {
+		case e = <-connErrs:
+		case e = <-chErrs:
+		}
+		g.mu.Lock()
+		g.dead = true
+		g.mu.Unlock()
+		close(g.closed)
+		if e != nil {
+			b.log.Warn("amqp consumer connection lost", "queues", c.queues, "err", e)
+		}
+		conn.Close()
+	}()
+	if err := ch.Qos(c.prefetch, 0, false); err != nil {
+		return fail(err)
+	}
+	host := b.topts.Hostname
+	for _, q := range c.queues {
+		tag := "taskgen-" + host + "-" + strconv.FormatUint(consumerSeq.Add(1), 10)
+		msgs, err := ch.Consume(q, tag, false, false, false, false, nil)
+		if err != nil {
+			return fail(fmt.Errorf("amqp: consume queue %q: %w", q, err))
+		}
+		g.tags = append(g.tags, tag)
+		g.msgs = append(g.msgs, msgs)
+	}
+	g.flushTimer = time.AfterFunc(time.Hour, func() { wake(g.kick) })
+	g.flushTimer.Stop()
+	go g.acknowledger()
+	return g, nil
+}
+
+func (c *consumer) run(ctx context.Context, g *gen) {
+	defer close(c.out)
+	draining := false
+	defer func() {
+		if !draining {
+			c.b.forget(c)
+		}
+	}()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		select {
+		case <-c.stop:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
+	backoff := 100 * time.Millisecond
+	for {
+		draining = c.serve(ctx, g)
+		if ctx.Err() != nil {
+			return
+		}
+		c.b.log.Warn("amqp consumer reconnecting", "queues", c.queues)
+		for {
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			var err error
+			if g, err = c.connect(); err == nil {
+				c.b.log.Info("amqp consumer reconnected", "queues", c.queues)
+				backoff = 100 * time.Millisecond
+				break
+			}
+			if errors.Is(err, errClosed) {
+				return
+			}
+			backoff = min(backoff*2, maxReconnectBackoff)
+			c.b.log.Warn("amqp consumer reconnect failed", "queues", c.queues, "err", err, "retry_in", backoff)
+		}
+	}
+}
+
+// serve forwards g's deliveries until ctx ends or g's connection dies. It
+// reports whether it left g draining (Broker.Close still has to stop it).
+func (c *consumer) serve(ctx context.Context, g *gen) (draining bool) {
+	var wg sync.WaitGroup
+	for i, q := range c.queues {
+		msgs := g.msgs[i]
+		wg.Go(func() { c.forward(ctx, g, q, msgs) })
+	}
+	select {
+	case <-ctx.Done():
+		// No new deliveries; what amqp091 still buffers arrives on msgs
+		// and is requeued by forward.
+		for _, tag := range g.tags {
+			if err := g.ch.Cancel(tag, false); err != nil {
+				break
+			}
+		}
+		wg.Wait()
+		go g.drain()
+		return true
+	case <-g.closed:
+		wg.Wait()
+		// Deliveries of the dead connection still buffered for the worker
+		// can no longer be acknowledged and RabbitMQ redelivers them: drop
+		// them rather than run them twice.
+		for {
+			select {
+			case d := <-c.out:
+				if del := d.(*delivery); del.settled.CompareAndSwap(false, true) {
+					_ = del.g.finish(del.tag, true, true)
+				}
+				continue
+			default:
+			}
+			break
+		}
+	}
+	return false
+}
+
+func (c *consumer) forward(ctx context.Context, g *gen, queue string, msgs <-chan amqp.Delivery) {
+	for d := range msgs {
+		if ctx.Err() != nil {
+			g.requeueTag(d.DeliveryTag)
+			continue
+		}
+		del := g.delivery(d, queue)
+		if del == nil {
+			continue // the connection died meanwhile: RabbitMQ redelivers it
+		}
+		select {
+		case c.out <- del:
+		case <-ctx.Done():
+			_ = del.Requeue()
+		}
+	}
+}
+
+// drain waits until every delivery handed out is settled (or the connection
+// died, or the broker is closed), flushes the acknowledgements and closes
+// the connection.
+func (g *gen) drain() {
+	g.mu.Lock()
+	g.draining = true
+	if g.outstanding == 0 {
+		g.idleOnce.Do(func() { close(g.idle) })
+	}
+	g.mu.Unlock()
+	select {
+	case <-g.idle:
+	case <-g.closed:
+	case <-g.c.stop:
+	}
+	close(g.stop)
+	<-g.acked
+	_ = g.ch.Close()
+	_ = g.conn.Close()
+	g.c.b.forget(g.c)
+}
+
+func (g *gen) delivery(d amqp.Delivery, queue string) *delivery {
+	g.mu.Lock()
+	if g.dead {
+		g.mu.Unlock()
+		return nil
+	}
+	g.outstanding++
+	g.mu.Unlock()
+	del := &delivery{g: g, tag: d.DeliveryTag, queue: queue}
+	del.msg, del.err = message(&d, queue)
+	if del.msg == nil {
+		del.raw = d
+	}
+	return del
+}
+
+// finish records tag as finished; settled means it was already settled on
+// its own (nack). It fails when the connection is gone.
+func (g *gen) finish(tag uint64, settled, handed bool) error {
+	g.mu.Lock()
+	if handed {
+		g.outstanding--
+		if g.draining && g.outstanding == 0 {
+			g.idleOnce.Do(func() { close(g.idle) })
+		}
+	}
+	if g.dead {
+		g.mu.Unlock()
+		return errConnLost
+	}
+	mark := g.tick
+	if settled {
+		mark = settledTick
+	}
+	if tag == g.watermark+1 {
+		g.watermark = tag
+		if !settled {
+			g.ackTo = tag
+		}
+		for {
+			m, ok := g.finished[g.watermark+1]
+			if !ok {
+				break
+			}
+			delete(g.finished, g.watermark+1)
+			g.watermark++
+			if m != settledTick {
+				g.ackTo = g.watermark
+			}
+		}
+		switch {
+		case g.ackTo-g.sentUpTo >= g.batch:
+			wake(g.kick)
+		case g.ackTo > g.sentUpTo && !g.flushArmed:
+			g.flushArmed = true
+			g.flushTimer.Reset(ackDelay)
+		}
+	} else {
+		g.finished[tag] = mark
+		if !g.flushArmed {
+			// flush notices the straggler and arms its timer
+			g.flushArmed = true
+			g.flushTimer.Reset(ackDelay)
+		}
+	}
+	g.mu.Unlock()
+	return nil
+}
+
+// wake sends a wake-up on c without blocking; one pending is enough.
+func wake(c chan struct{}) {
+	select {
+	case c <- struct{}{}:
+	default:
+	}
+}
+
+// acknowledger sends the acknowledgements of g: one multiple ack up to the
+// contiguous watermark, once a quarter of the prefetch window is finished or
+// ackDelay after the first unsent finish, and single acks for finished
+// deliveries stuck behind an unfinished one for straggleAfter.
+func (g *gen) acknowledger() {
+	defer close(g.acked)
+	defer g.flushTimer.Stop()
+	straggleT := time.AfterFunc(time.Hour, func() { wake(g.strag) })
+	straggleT.Stop()
+	defer straggleT.Stop()
+	straggleArmed := false
+	for {
+		straggle := false
+		select {
+		case <-g.kick:
+		case <-g.strag:
+			straggleArmed = false
+			straggle = true
+		case <-g.stop:
+			g.flush(false)
+			return
+		case <-g.closed:
+			return
+		}
+		if g.flush(straggle) && !straggleArmed {
+			straggleT.Reset(straggleAfter)
+			straggleArmed = true
+		}
+	}
+}
+
+// flush sends due acknowledgements; it reports whether finished deliveries
+// still wait behind an unfinished one.
+func (g *gen) flush(straggle bool) (waiting bool) {
+	var single []uint64
+	g.mu.Lock()
+	g.flushArmed = false
+	ackTo, sentUpTo := g.ackTo, g.sentUpTo
+	if straggle {
+		for tag, m := range g.finished {
+			if m != settledTick && m != g.tick {
+				single = append(single, tag)
+				g.finished[tag] = settledTick
+			}
+		}
+		g.tick++
+	}
+	for _, m := range g.finished {
+		if m != settledTick {
+			waiting = true
+			break
+		}
+	}
+	g.mu.Unlock()
+	if ackTo > sentUpTo {
+		if err := g.ch.Ack(ackTo, true); err != nil {
+			return false
+		}
+		g.mu.Lock()
+		g.sentUpTo = ackTo
+		g.mu.Unlock()
+	}
+	for _, tag := range single {
+		if err := g.ch.Ack(tag, false); err != nil {
+			return false
+		}
+	}
+	return waiting
+}
+
+// requeueTag returns a delivery that was never handed out to its queue.
+func (g *gen) requeueTag(tag uint64) {
+	if err := g.ch.Nack(tag, false, true); err == nil {
+		_ = g.finish(tag, true, false)
+	}
+}
+
+// delivery is one received message.
+type delivery struct {
+	g       *gen
+	tag     uint64
+	queue   string
+	msg     *runtime.Message
+	err     error
+	raw     amqp.Delivery // kept only when msg is nil
+	settled atomic.Bool
+}
+
+var errSettled = errors.New("amqp: delivery already settled")
+
+// Message returns the decoded message, or nil (see DecodeError).
+func (d *delivery) Message() *runtime.Message { return d.msg }
+
+// Raw returns the message body as received.
+func (d *delivery) Raw() []byte {
+	if d.msg != nil {
+		return d.msg.Body
+	}
+	return d.raw.Body
+}
+
+// DecodeError is why Message is nil.
+func (d *delivery) DecodeError() error { return d.err }
+
+// Ack acknowledges the delivery (batched; see the package documentation).
+func (d *delivery) Ack() error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return errSettled
+	}
+	return d.g.finish(d.tag, false, true)
+}
+
+// Requeue returns the message to its queue (basic.nack, requeue=true).
+func (d *delivery) Requeue() error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return errSettled
+	}
+	g := d.g
+	g.mu.Lock()
+	dead := g.dead
+	g.mu.Unlock()
+	if dead {
+		_ = g.finish(d.tag, true, true)
+		return nil // RabbitMQ requeued it when the connection closed
+	}
+	if err := g.ch.Nack(d.tag, false, true); err != nil {
+		_ = g.finish(d.tag, true, true)
+		return nil // the channel is closing: RabbitMQ requeues it
+	}
+	return g.finish(d.tag, true, true)
+}
+
+// Reject publishes a copy of the message to the dead-letter exchange with
+// reason, then acknowledges it. If the copy cannot be published the message
+// is requeued and the error returned.
+func (d *delivery) Reject(reason string) error {
+	if !d.settled.CompareAndSwap(false, true) {
+		return errSettled
+	}
+	g := d.g
+	g.mu.Lock()
+	dead := g.dead
+	g.mu.Unlock()
+	if dead {
+		_ = g.finish(d.tag, true, true)
+		return errConnLost
+	}
+	var p amqp.Publishing
+	if d.msg != nil {
+		var err error
+		if p, err = publishing(d.msg); err != nil {
+			p = amqp.Publishing{ContentType: d.msg.ContentType, ContentEncoding: d.msg.ContentEncoding,
+				CorrelationId: d.msg.CorrelationID, ReplyTo: d.msg.ReplyTo, Priority: d.msg.Priority, Body: d.msg.Body}
+		}
+		p.Expiration = ""
+	} else {
+		r := &d.raw
+		h := make(amqp.Table, len(r.Headers)+2)
+		for k, v := range r.Headers {
+			h[k] = v
+		}
+		p = amqp.Publishing{Headers: h, ContentType: r.ContentType, ContentEncoding: r.ContentEncoding,
+			CorrelationId: r.CorrelationId, ReplyTo: r.ReplyTo, Priority: r.Priority, MessageId: r.MessageId,
+			Timestamp: r.Timestamp, Type: r.Type, AppId: r.AppId, Body: r.Body}
+	}
+	if p.Headers == nil {
+		p.Headers = amqp.Table{}
+	}
+	p.Headers[HeaderDeadLetterReason] = reason
+	p.Headers[HeaderDeadLetterQueue] = d.queue
+	p.DeliveryMode = amqp.Persistent
+	ctx, cancel := context.WithTimeout(context.Background(), g.c.b.topts.ConnectTimeout)
+	defer cancel()
+	b := g.c.b
+	err := b.publish(ctx, b.opts.DeadLetterExchange, d.queue, target{kind: 'l', queue: d.queue}, &p)
+	if err != nil {
+		// On a closing channel the nack fails, and RabbitMQ requeues it anyway.
+		_ = g.ch.Nack(d.tag, false, true)
+		_ = g.finish(d.tag, true, true)
+		return fmt.Errorf("amqp: dead-letter to %q: %w (message requeued)", deadLetterQueue(d.queue), err)
+	}
+	return g.finish(d.tag, false, true)
+}

@@ -1,0 +1,173 @@
+// Package amqp is taskgen's RabbitMQ transport (AMQP 0-9-1, through
+// github.com/rabbitmq/amqp091-go). Importing it registers the amqp:// and
+// amqps:// broker URL schemes:
+//
+//	import _ "github.com/taskgen/taskgen/runtime/amqp"
+//
+//	app, err := runtime.New(runtime.Config{
+//		Broker:  "amqp://myuser:mypassword@localhost:5672/myvhost",
+//		Backend: "redis://localhost:6379/1",
+//	})
+//
+// It speaks Celery's topology and message format, so Go and Python (Celery
+// 5.x) producers and workers share queues. Results do not travel through this
+// package: use a result backend (redis://, memory://).
+//
+// # Setting up RabbitMQ
+//
+// As in Celery's guide ("Using RabbitMQ"), create a user, a virtual host, and
+// give the user all permissions on that virtual host:
+//
+//	sudo rabbitmqctl add_user myuser mypassword
+//	sudo rabbitmqctl add_vhost myvhost
+//	sudo rabbitmqctl set_user_tags myuser mytag
+//	sudo rabbitmqctl set_permissions -p myvhost myuser ".*" ".*" ".*"
+//
+// The URL is then amqp://myuser:mypassword@localhost:5672/myvhost.
+//
+// # URLs
+//
+// URLs are read as Celery (kombu) reads them:
+//
+//	amqp://user:password@host:5672/vhost    the virtual host is the path, URL-decoded
+//	amqp://guest:guest@host:5672//          the virtual host "/" (also amqp://host/%2F)
+//	amqp://host                             guest:guest on "/" at port 5672
+//	amqps://user:password@host:5671/vhost   TLS (default port 5671)
+//
+// A password containing reserved characters (@ : / ? #) must be percent-encoded.
+// Passwords never appear in logs or errors: URLs are printed through
+// [runtime.Redact].
+//
+// # Options
+//
+// Options ride on the query string, e.g.
+// amqp://host//?heartbeat=30&max_priority=10. An unknown option is an error.
+//
+//   - heartbeat: AMQP heartbeat interval, in seconds or as a Go duration
+//     ("30", "30s"; default 10 s, 0 lets the server choose). Dead connections
+//     are noticed after about two intervals.
+//   - connect_timeout: TCP and handshake timeout of one connection attempt
+//     (default 10 s).
+//   - confirm_timeout: how long Publish waits for one publisher confirm
+//     (seconds or a Go duration; default: as long as the caller's context
+//     allows). A confirm that does not come in time is an error, not retried.
+//   - max_priority: 1–255 declares every task queue with x-max-priority, as
+//     Celery's task_queue_max_priority does. Off by default, as in Celery.
+//     RabbitMQ refuses to re-declare a queue with other arguments, so use the
+//     same value as the Python side (see Declarations).
+//   - publish_channels: number of confirm-mode channels that publishers share
+//     (default 4).
+//   - dead_letter_exchange: name of the dead-letter exchange (default
+//     "taskgen.dlx").
+//   - delay_prefix: name prefix of the delay wait queues (default
+//     "taskgen.delay").
+//   - cacertfile, certfile, keyfile, server_name_indication: TLS settings for
+//     amqps:// (PEM files), as in RabbitMQ's URI specification. Without them
+//     the system roots verify the server.
+//
+// # Declarations
+//
+// Each queue q is declared as Celery declares it (task_create_missing_queues):
+// a durable direct exchange named q, a durable queue q without arguments
+// (x-max-priority only with max_priority), and a binding q → q with routing
+// key q. For Celery's default queue this is exchange "celery", queue "celery",
+// routing key "celery". A connection declares each queue once, before its
+// first publish or consume. Python and Go therefore declare identical
+// entities and neither gets 406 PRECONDITION_FAILED. If a queue or exchange
+// already exists with other arguments (for example a Python deployment with
+// task_queue_max_priority while this URL has no max_priority), the transport
+// logs a warning and uses the existing entity (passive declare) instead of
+// failing.
+//
+// # Publishing
+//
+// Messages go to the default exchange "" with routing key = queue name, as
+// Celery publishes to direct queues: persistent (delivery_mode 2), with
+// content_type, content_encoding, correlation_id, reply_to, priority and the
+// expiration property (milliseconds) when the task has expires. Headers are an
+// AMQP field table typed the way py-amqp reads them: strings, booleans, nil,
+// 32-bit integers (64-bit only when a value does not fit), float64, arrays and
+// nested tables; eta and expires are ISO-8601 strings; never int16.
+//
+// Publishing uses publisher confirms: Publish returns nil only after RabbitMQ
+// confirmed the message. A negative confirm is an error. When the connection
+// is lost before the confirm arrives, Publish reconnects and publishes again
+// (at-least-once: such a message may exist twice, with the same task id)
+// until ctx ends or, for a ctx without deadline, for at most
+// TransportOptions.ConnectTimeout; then it returns an error. Concurrent
+// publishers share a small pool of confirm channels and each waits only for
+// its own confirmation, so concurrent Delay calls do not wait in line.
+// A message published to a queue that was deleted after this connection
+// declared it is dropped by RabbitMQ (no mandatory flag), as in Celery.
+//
+// # Consuming
+//
+// Each Consume call opens its own connection and one channel with basic.qos
+// prefetch_count = prefetch (the worker passes concurrency × 4, Celery's
+// default multiplier), and consumes every queue on it. As with Celery on
+// RabbitMQ, the prefetch count applies per consumer, that is per queue: a
+// worker consuming k queues may hold up to k × prefetch un-acknowledged
+// messages. A message whose headers are not protocol v2 task headers or
+// whose content type is neither application/json nor application/x-msgpack
+// is delivered with a nil Message and a DecodeError, so the worker
+// dead-letters it.
+//
+// Acknowledgements are batched: Ack records the delivery as finished and an
+// acknowledger sends basic.ack with multiple=true up to the highest delivery
+// tag below which every delivery is finished (completion out of order is
+// normal), as soon as a quarter of the prefetch window is due, and at most
+// 1 ms after a delivery finished. Finished deliveries stuck behind an
+// unfinished one for 10–20 ms are acknowledged one by one, so a long task
+// does not hold the prefetch window. The multiple ack never names a tag
+// already settled on its own (RabbitMQ would close the channel with
+// "unknown delivery tag"). Ack therefore returns before the ack reaches the
+// broker; if the connection dies in between, RabbitMQ redelivers the message
+// (at-least-once, as for any un-acknowledged message).
+//
+// Requeue is basic.nack with requeue=true. Reject(reason) publishes a copy of
+// the message (original properties, headers and body, plus the headers
+// x-taskgen-dead-letter-reason and x-taskgen-dead-letter-queue) to the
+// dead-letter exchange "taskgen.dlx" (direct, durable) with routing key =
+// the original queue, which is bound to the durable queue
+// "<queue>.dead_letter"; after the confirm it acknowledges the original.
+// basic.reject onto an x-dead-letter-exchange is not used because it would
+// need queue arguments that Celery does not declare (406 on re-declaration).
+//
+// When the connection or channel is lost, Consume reconnects with backoff
+// (100 ms doubling to 2 s), re-declares and resumes; the delivery channel
+// stays open. Deliveries of the lost connection can no longer be acknowledged:
+// their Ack and Reject return an error, and RabbitMQ redelivers them. Their
+// Requeue returns nil: RabbitMQ has already requeued them. Those still
+// waiting in the delivery channel's buffer are dropped, not run twice. When
+// ctx ends, the
+// consumers are cancelled, messages still buffered are requeued, the delivery
+// channel is closed, and the connection stays open until every delivery handed
+// out has been settled (or Close is called), so the worker's final acks land.
+//
+// # Delays
+//
+// [Broker.Defer] parks a message in RabbitMQ until it is due, without any
+// plugin and without holding it un-acknowledged (so RabbitMQ's
+// consumer_timeout never fires): it is published to a wait queue
+//
+//	<delay_prefix>.<queue>.<N>s    e.g. taskgen.delay.celery.64s
+//
+// where N is the largest power of two (1 s … 2^22 s, about 48 days) not
+// above the remaining delay; a message due within a second is published to
+// queue directly. Wait queues are durable, have no consumers, and carry
+// x-message-ttl = N s, x-dead-letter-exchange "" and
+// x-dead-letter-routing-key = queue: after N seconds RabbitMQ moves the
+// message to its queue. The message keeps its eta header (and loses its
+// expiration property, which would cut the wait short; the expires header
+// still revokes it); a worker that receives it still early either defers it
+// again at a lower level (beyond the worker's DelayHorizon) or holds it in
+// memory (within it). A delay of D therefore takes at most about
+// log2(D/DelayHorizon)+1 hops. Dead-lettering headers added by RabbitMQ
+// (x-death, x-first-death-*, x-last-death-*) are dropped on receipt. Wait
+// queues are never deleted by the transport. Messages in them survive a
+// RabbitMQ restart (durable queues, persistent messages).
+//
+// # Queue lengths
+//
+// [Broker.QueueLength] reads the ready-message count with a passive declare.
+package amqp
