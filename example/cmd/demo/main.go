@@ -27,6 +27,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/example/signup"
+	"github.com/taskgen/taskgen/monitor"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
@@ -75,7 +76,13 @@ func run(users, failures int, timeout time.Duration) error {
 	go srv.Serve(ln)
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
-	fmt.Printf("taskgen demo: sign-up server on %s, email provider on %s, broker memory://\n\n", base, provider)
+	monURL, stopMonitor, err := monitor.Start(ctx, app, "127.0.0.1:0")
+	if err != nil {
+		return err
+	}
+	defer stopMonitor()
+	fmt.Printf("taskgen demo: sign-up server on %s, email provider on %s, broker memory://\n", base, provider)
+	fmt.Printf("taskgen demo: monitor on %s\n\n", monURL)
 
 	var ids []string
 	for i := 1; i <= users; i++ {
@@ -108,6 +115,7 @@ func run(users, failures int, timeout time.Duration) error {
 		})
 	}
 	wg.Wait()
+	printMonitorSummary(ctx, monURL, len(ids))
 	stopWorker()
 	if err := <-workerDone; err != nil {
 		return err
@@ -179,4 +187,38 @@ func (h *lineHandler) Handle(_ context.Context, r slog.Record) error {
 	defer h.mu.Unlock()
 	fmt.Fprintln(h.w, b.String())
 	return nil
+}
+
+// printMonitorSummary prints what the monitor's API says about the run,
+// once it has seen every task finish (events arrive asynchronously).
+func printMonitorSummary(ctx context.Context, monURL string, tasks int) {
+	var sum struct {
+		Totals struct {
+			Events, Succeeded, Failed, Retried int64
+			Online                             int `json:"workers_online"`
+		} `json:"totals"`
+		Workers []struct {
+			Hostname, Status string
+			Counts           struct{ Succeeded, Retried, Failed int64 } `json:"task_counts"`
+		} `json:"workers"`
+	}
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		resp, err := http.Get(monURL + "/api/summary")
+		if err != nil {
+			fmt.Println("monitor: ", err)
+			return
+		}
+		err = json.NewDecoder(resp.Body).Decode(&sum)
+		resp.Body.Close()
+		if err != nil || sum.Totals.Succeeded+sum.Totals.Failed >= int64(tasks) || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	fmt.Printf("\nmonitor %s: %d events; succeeded=%d retried=%d failed=%d; workers online=%d\n",
+		monURL, sum.Totals.Events, sum.Totals.Succeeded, sum.Totals.Retried, sum.Totals.Failed, sum.Totals.Online)
+	for _, w := range sum.Workers {
+		fmt.Printf("  worker %s: %s, succeeded=%d retried=%d failed=%d\n", w.Hostname, w.Status, w.Counts.Succeeded, w.Counts.Retried, w.Counts.Failed)
+	}
 }

@@ -1,0 +1,226 @@
+package monitor
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+var updateScreenshots = flag.Bool("update-screenshots", false, "write docs/dashboard.png and docs/task.png from the browser test")
+
+// chromiumPath finds Debian's chromium (or $TASKMON_CHROMIUM). Without it the
+// browser tests skip, or fail when CI is set.
+func chromiumPath(t *testing.T) string {
+	t.Helper()
+	p := os.Getenv("TASKMON_CHROMIUM")
+	if p == "" {
+		p = "/usr/bin/chromium"
+	}
+	if _, err := os.Stat(p); err != nil {
+		if lp, err := exec.LookPath("chromium"); err == nil {
+			return lp
+		}
+		if os.Getenv("CI") != "" {
+			t.Fatalf("chromium not found at %s (CI is set: browser tests must run; apt-get install chromium)", p)
+		}
+		t.Skipf("chromium not found at %s; skipping browser tests (set CI to make this a failure)", p)
+	}
+	return p
+}
+
+// newBrowser starts headless chromium with a fresh profile.
+func newBrowser(t *testing.T) context.Context {
+	t.Helper()
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath(t)),
+		chromedp.Headless, chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancel := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancel(); cancelAlloc() })
+	// The first Run starts the browser; it must not carry a timeout.
+	require.NoError(t, chromedp.Do(ctx, chromedp.Navigate("about:blank")))
+	return ctx
+}
+
+// within runs steps with a deadline.
+func within(t *testing.T, ctx context.Context, d time.Duration, steps ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	require.NoError(t, chromedp.Do(c, steps...))
+}
+
+func eval[T any](t *testing.T, ctx context.Context, js string) T {
+	t.Helper()
+	v, err := chromedp.Run(ctx, chromedp.Evaluate[T](js))
+	require.NoError(t, err, js)
+	return v
+}
+
+// eventuallyJS evaluates a predicate until it is true, across page loads.
+func eventuallyJS(t *testing.T, ctx context.Context, js string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, cancel := context.WithTimeout(ctx, time.Second)
+		ok, err := chromedp.Run(c, chromedp.Evaluate[bool](js))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("browser: %s never became true (last error: %v)", js, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func waitJS(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
+	return chromedp.Poll[chromedp.Void](expr, chromedp.WithPollingTimeout(d), chromedp.WithPollingInterval(50*time.Millisecond))
+}
+
+func TestBrowser_Monitor(t *testing.T) {
+	if testing.Short() {
+		t.Skip("browser tests are not short")
+	}
+	ctx := newBrowser(t)
+	e := newEnv(t, func(c *Config) { c.PollInterval = 250 * time.Millisecond })
+	const freq = 250 * time.Millisecond
+	e.worker("emails@host-1", freq)
+	carol := e.send("carol@example.com", 4)
+	failed := e.send("bob@example.com", -1)
+	e.waitState(carol, StateSuccess)
+	e.waitState(failed, StateFailure)
+
+	t.Run("every page loads", func(t *testing.T) {
+		for path, sel := range map[string]string{
+			"/": "#workers", "/tasks": "#tasks", "/task/" + carol: "#timeline", "/broker": "#queues",
+		} {
+			within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS(sel)))
+			title := eval[string](t, ctx, "document.title")
+			require.Contains(t, title, "taskmon", path)
+		}
+		within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/"),
+			waitJS(`typeof uPlot === 'function' && document.querySelectorAll('#chart-tasks canvas').length > 0`, 5*time.Second))
+	})
+
+	t.Run("a worker goes online then offline without reload", func(t *testing.T) {
+		within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/"), chromedp.WaitVisible(chromedp.CSS("#workers")))
+		eval[bool](t, ctx, "window.__noReload = true")
+		stop := e.worker("reports@host-2", freq)
+		sel := `(document.querySelector('tr[data-worker="reports@host-2"] [data-status]') || {}).textContent`
+		within(t, ctx, 5*time.Second, waitJS(sel+` === 'online'`, 5*time.Second))
+		stop()
+		start := time.Now()
+		// worker-offline is immediate; the page learns it at the next SSE tick.
+		within(t, ctx, 2*freq+3*time.Second, waitJS(sel+` === 'offline'`, 2*freq+3*time.Second))
+		t.Logf("offline shown %v after the worker stopped", time.Since(start).Round(time.Millisecond))
+		require.True(t, eval[bool](t, ctx, "window.__noReload === true"), "the page was not reloaded")
+
+		// A worker that falls silent (no worker-offline) goes offline after
+		// 2 × freq by Flower's rule.
+		et := e.app.Broker().(runtime.EventTransport)
+		body := fmt.Sprintf(`{"hostname": "silent@host-9", "utcoffset": 0, "pid": 1, "clock": 1, "freq": 0.25, "active": 0, "processed": 0, "loadavg": [0.1, 0.1, 0.1], "sw_ident": "py-celery", "sw_ver": "5.2.6", "sw_sys": "Linux", "timestamp": %f, "type": "worker-online"}`, float64(time.Now().UnixNano())/1e9)
+		require.NoError(t, et.PublishEvent(context.Background(), &runtime.RawMessage{ContentType: "application/json", RoutingKey: "worker.online", Body: []byte(body)}))
+		silent := `(document.querySelector('tr[data-worker="silent@host-9"] [data-status]') || {}).textContent`
+		within(t, ctx, 5*time.Second, waitJS(silent+` !== undefined`, 5*time.Second))
+		within(t, ctx, 3*time.Second, waitJS(silent+` === 'offline'`, 3*time.Second))
+	})
+
+	t.Run("a graph updates", func(t *testing.T) {
+		within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/"),
+			waitJS(`window.taskmon && window.taskmon.state.updates >= 1`, 5*time.Second))
+		lastX := eval[float64](t, ctx, `(function(d){return d[d.length-1]})(window.taskmon.charts.tasks.data[0])`)
+		before := eval[string](t, ctx, `document.querySelector('#total-succeeded').textContent`)
+		for i := 0; i < 5; i++ {
+			e.send(fmt.Sprintf("graph%d@example.com", i), 1)
+		}
+		within(t, ctx, 5*time.Second,
+			waitJS(fmt.Sprintf(`(function(d){return d[d.length-1]})(window.taskmon.charts.tasks.data[0]) > %f`, lastX), 5*time.Second),
+			waitJS(`window.taskmon.charts.tasks.data[1].reduce(function(a,b){return a+(b||0)},0) >= 5`, 5*time.Second),
+			waitJS(fmt.Sprintf(`document.querySelector('#total-succeeded').textContent !== %q`, before), 5*time.Second))
+	})
+
+	t.Run("a search finds a task and its detail opens", func(t *testing.T) {
+		within(t, ctx, 10*time.Second,
+			chromedp.Navigate(e.url+"/tasks"),
+			chromedp.SendKeys(chromedp.ID("search"), "carol@"),
+			chromedp.Submit(chromedp.ID("search")))
+		// The form reloads the page: poll across the navigation.
+		eventuallyJS(t, ctx, fmt.Sprintf(`location.search.indexOf('search=carol') >= 0 && document.querySelector('tr[data-uuid=%q]') !== null && document.querySelectorAll('#tasks tbody tr').length === 1`, carol))
+		within(t, ctx, 5*time.Second, chromedp.Click(chromedp.CSS(fmt.Sprintf(`a[href="/task/%s"]`, carol))))
+		eventuallyJS(t, ctx, fmt.Sprintf(`location.pathname === '/task/%s' && document.querySelector('#task-uuid') !== null`, carol))
+		require.Equal(t, carol, eval[string](t, ctx, `document.querySelector('#task-uuid').textContent`))
+		require.Equal(t, "'msg-carol@example.com'", eval[string](t, ctx, `document.querySelector('#task-result').textContent`))
+		require.Equal(t, 3, eval[int](t, ctx, `document.querySelectorAll('#timeline tbody tr').length`))
+		require.Equal(t, "SUCCESS", eval[string](t, ctx, `document.querySelector('#task-state').textContent`))
+	})
+
+	if *updateScreenshots {
+		screenshots(t, ctx, e)
+	}
+}
+
+// screenshots runs some traffic for the graphs, then writes docs/*.png.
+func screenshots(t *testing.T, ctx context.Context, e *env) {
+	e.worker("crm@host-3", 2*time.Second)
+	stop := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(40 * time.Millisecond)
+		defer tick.Stop()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			email := fmt.Sprintf("user%d@example.com", i)
+			switch {
+			case i%9 == 0:
+				e.send(email, -1)
+			case i%2 == 0:
+				e.send(email, i%50)
+			default:
+				runtime.NewStub[any](flakyDef).With(runtime.WithApp(e.app)).Send(context.Background(), &emailArgs{email: email, n: i})
+			}
+			if i%25 == 0 { // a backlog for the queue graph
+				for j := 0; j < 20; j++ {
+					runtime.NewStub[int](slowDef).With(runtime.WithApp(e.app)).Send(context.Background(), &emailArgs{n: 150})
+				}
+			}
+		}
+	}()
+	within(t, ctx, 10*time.Second, chromedp.EmulateViewport(1280, 900), chromedp.Navigate(e.url+"/"))
+	time.Sleep(40 * time.Second)
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join("..", "docs", "dashboard.png"), png, 0o644))
+	close(stop)
+
+	page, _ := e.mon.State().Tasks(TaskQuery{Name: flakyDef.Name, States: []string{StateSuccess}, SortBy: "-retries", Limit: 1})
+	require.NotEmpty(t, page)
+	within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/task/"+page[0].UUID), chromedp.WaitVisible(chromedp.CSS("#timeline")))
+	png, err = chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join("..", "docs", "task.png"), png, 0o644))
+	t.Log("wrote docs/dashboard.png and docs/task.png")
+}

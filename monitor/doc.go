@@ -1,0 +1,50 @@
+// Package monitor is taskgen's web monitor, the engine of cmd/taskmon: the
+// counterpart of Celery's Flower. It consumes the Celery events of one broker
+// (any transport implementing runtime.EventTransport) and serves a web UI,
+// Flower's REST API and Prometheus metrics. Go workers send events by
+// default; Python workers need `celery worker -E`.
+//
+// # In process
+//
+// A program that already has an [runtime.App] starts a monitor beside its
+// workers with [Start]:
+//
+//	url, stop, err := monitor.Start(ctx, app, "127.0.0.1:0")
+//	if err != nil { … }
+//	defer stop()
+//	fmt.Println("monitor on", url)
+//
+// [New] and [Config] give the other knobs (task bound, queues polled, basic
+// auth, clock); [Serve] blocks until its context ends, as cmd/taskmon does.
+//
+// # State
+//
+// [State] is bounded: it keeps the last MaxTasks tasks (default 10 000; the
+// oldest seen is evicted first), every worker, 10 minutes of per-second
+// succeeded/failed/retried counts and of queue depths, and monotonic counters
+// for the metrics. It follows celery.events.state where Flower depends on it:
+//
+//   - A worker is online while it has heartbeats and now is before its last
+//     heartbeat (local receive time) plus 2 × freq; worker-offline makes it
+//     offline at once; task events count as heartbeats; freq is 60 s until a
+//     worker event gives it.
+//   - An event whose state logically happened before the task's current one
+//     (task-started after task-succeeded) only fills in fields; RETRY is
+//     outside that order.
+//   - Event timestamps are adjusted as Celery's receiver does:
+//     timestamp − (utcoffset − local utcoffset) × 3600, utcoffset in hours
+//     positive west of UTC.
+//   - A message is one event object or a list (task.multi), possibly empty.
+//
+// # HTTP
+//
+// Pages: / (workers and live graphs over Server-Sent Events, drawn by the
+// embedded uPlot), /tasks (search, filters, sorting, pages), /task/<id>,
+// /broker. Flower's API: GET /api/workers, /api/tasks, /api/task/info/<id>,
+// /api/task/result/<id>, /api/queues/length; POST
+// /api/task/async-apply/<name>, /api/task/revoke/<id>. Also GET /metrics
+// ([State.WriteMetrics]), /api/summary, /api/series, /api/events/stream and
+// /healthcheck. Every route sits behind basic auth when configured; browsers'
+// cross-site POSTs are refused; a loopback monitor without auth answers only
+// loopback Host names. Broker passwords are never shown.
+package monitor

@@ -1,0 +1,195 @@
+package monitor
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/internal/testenv"
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// pubsubBroker is a test transport carrying only Celery events over Redis
+// pub/sub the way kombu does (channel "/<db>.celeryev/<routing key>", JSON
+// envelope with a base64 body; WIRE §3.5), standing in for runtime/redis
+// until it implements runtime.EventTransport.
+type pubsubBroker struct {
+	rdb *redis.Client
+}
+
+func (b *pubsubBroker) Publish(context.Context, string, *runtime.Message) error {
+	return errors.New("pubsubBroker: events only")
+}
+
+func (b *pubsubBroker) Consume(context.Context, []string, int) (<-chan runtime.Delivery, error) {
+	return nil, errors.New("pubsubBroker: events only")
+}
+
+func (b *pubsubBroker) Close() error { return b.rdb.Close() }
+
+func (b *pubsubBroker) PublishEvent(ctx context.Context, m *runtime.RawMessage) error {
+	return errors.New("pubsubBroker: consume only")
+}
+
+func (b *pubsubBroker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
+	ps := b.rdb.PSubscribe(ctx, "/0.celeryev/*")
+	if _, err := ps.Receive(ctx); err != nil {
+		return nil, err
+	}
+	out := make(chan *runtime.RawMessage, 1024)
+	go func() {
+		defer close(out)
+		defer ps.Close()
+		ch := ps.Channel()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case msg, ok := <-ch:
+				if !ok {
+					return
+				}
+				var env struct {
+					Body            string         `json:"body"`
+					ContentType     string         `json:"content-type"`
+					ContentEncoding string         `json:"content-encoding"`
+					Headers         map[string]any `json:"headers"`
+				}
+				if json.Unmarshal([]byte(msg.Payload), &env) != nil {
+					continue
+				}
+				body, err := base64.StdEncoding.DecodeString(env.Body)
+				if err != nil {
+					continue
+				}
+				_, key, _ := strings.Cut(msg.Channel, ".celeryev/")
+				out <- &runtime.RawMessage{ContentType: env.ContentType, ContentEncoding: env.ContentEncoding,
+					Headers: env.Headers, Body: body, Exchange: "celeryev", RoutingKey: key}
+			}
+		}
+	}()
+	return out, nil
+}
+
+func init() {
+	runtime.RegisterBroker("celeryev-test", func(u *url.URL, _ runtime.TransportOptions) (runtime.Broker, error) {
+		return &pubsubBroker{rdb: redis.NewClient(&redis.Options{Addr: u.Host})}, nil
+	})
+}
+
+const pyTasks = `
+import os
+from celery import Celery
+
+app = Celery('pyproj', broker=os.environ['BROKER'])
+app.conf.update(task_serializer='json', accept_content=['json', 'msgpack'], worker_hijack_root_logger=False)
+
+@app.task(name='py.add')
+def add(x, y):
+    return x + y
+
+@app.task(name='py.fail')
+def fail(msg):
+    raise ValueError(msg, 42)
+`
+
+// TestPython_CeleryWorkerEvents runs a Python Celery worker with -E on a
+// private Redis and checks that the monitor shows it online, its tasks with
+// results and exceptions, and then offline.
+func TestPython_CeleryWorkerEvents(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts Redis and a Python worker")
+	}
+	py := testenv.Python(t)
+	srv := testenv.NewRedisServer(t)
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "pytasks.py"), []byte(pyTasks), 0o644))
+
+	app, err := runtime.New(runtime.Config{Broker: "celeryev-test://" + srv.Addr(), Logger: quietLogger()})
+	require.NoError(t, err)
+	defer app.Close()
+	m, err := New(Config{App: app, Queues: []string{}})
+	require.NoError(t, err)
+	base, stop, err := m.Start(t.Context(), "127.0.0.1:0")
+	require.NoError(t, err)
+	defer stop()
+
+	env := append(os.Environ(), "BROKER="+srv.URL(), "PYTHONPATH="+dir, "PYTHONDONTWRITEBYTECODE=1")
+	worker := exec.Command(py, "-m", "celery", "-A", "pytasks", "worker", "-E", "-P", "solo", "--without-mingle",
+		"--without-gossip", "-n", "py1@testhost", "--loglevel=WARNING")
+	worker.Dir, worker.Env = dir, env
+	var wlog strings.Builder
+	worker.Stdout, worker.Stderr = &wlog, &wlog
+	require.NoError(t, worker.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- worker.Wait() }()
+	defer func() {
+		_ = worker.Process.Kill()
+		<-exited
+	}()
+
+	var w WorkerView
+	require.Eventually(t, func() bool {
+		for _, x := range m.State().Workers() {
+			if x.Hostname == "py1@testhost" && x.Status == "online" {
+				w = x
+				return true
+			}
+		}
+		return false
+	}, 30*time.Second, 50*time.Millisecond, "python worker never online; its log:\n%s", &wlog)
+	require.Equal(t, "py-celery", w.SWIdent)
+	require.Equal(t, 2.0, w.Freq)
+
+	send := exec.Command(py, "-c", `
+from pytasks import add, fail
+print(add.apply_async((2, 3), task_id='77777777-7777-4777-8777-777777777771').id)
+print(fail.apply_async(('boom',), task_id='77777777-7777-4777-8777-777777777772').id)
+`)
+	send.Dir, send.Env = dir, env
+	out, err := send.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+
+	var task Task
+	require.Eventually(t, func() bool {
+		task, _ = m.State().Task("77777777-7777-4777-8777-777777777771")
+		return task.State == StateSuccess
+	}, 20*time.Second, 50*time.Millisecond, "last %+v; worker log:\n%s", task, &wlog)
+	require.Equal(t, "py.add", task.Name)
+	require.Equal(t, "(2, 3)", task.Args)
+	require.Equal(t, "5", task.Result)
+	require.Equal(t, "py1@testhost", task.Worker)
+	require.True(t, task.HasRuntime())
+	require.Eventually(t, func() bool {
+		task, _ = m.State().Task("77777777-7777-4777-8777-777777777772")
+		return task.State == StateFailure
+	}, 20*time.Second, 50*time.Millisecond)
+	require.Contains(t, task.Traceback, "ValueError")
+
+	// The API answers in Flower's shape for Python tasks too.
+	var info map[string]any
+	require.Equal(t, 200, getJSON(t, base+"/api/task/info/77777777-7777-4777-8777-777777777771", &info))
+	require.Equal(t, "5", info["result"])
+
+	require.NoError(t, worker.Process.Signal(syscall.SIGTERM))
+	require.Eventually(t, func() bool {
+		for _, x := range m.State().Workers() {
+			if x.Hostname == "py1@testhost" {
+				return x.Status == "offline"
+			}
+		}
+		return false
+	}, 20*time.Second, 50*time.Millisecond, "worker-offline never seen; log:\n%s", &wlog)
+}

@@ -1,0 +1,765 @@
+package runtime
+
+import (
+	"context"
+	"log/slog"
+	"math"
+	"os"
+	goruntime "runtime"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+)
+
+// Celery event types (WIRE §6.3).
+const (
+	EventWorkerOnline    = "worker-online"
+	EventWorkerHeartbeat = "worker-heartbeat"
+	EventWorkerOffline   = "worker-offline"
+	EventTaskSent        = "task-sent"
+	EventTaskReceived    = "task-received"
+	EventTaskStarted     = "task-started"
+	EventTaskSucceeded   = "task-succeeded"
+	EventTaskFailed      = "task-failed"
+	EventTaskRetried     = "task-retried"
+	EventTaskRejected    = "task-rejected"
+	EventTaskRevoked     = "task-revoked"
+)
+
+// EventExchange is the exchange Celery publishes events on.
+const EventExchange = "celeryev"
+
+// EventSoftwareIdent is the sw_ident field of the worker events of taskgen
+// workers (Python Celery sends "py-celery").
+const EventSoftwareIdent = "taskgen"
+
+// EventRoutingKey returns the routing key of an event type: the type with '-'
+// replaced by '.', e.g. "worker.heartbeat". A list of task events goes on
+// "task.multi".
+func EventRoutingKey(eventType string) string { return strings.ReplaceAll(eventType, "-", ".") }
+
+// DefaultHeartbeatInterval is the default interval of worker-heartbeat events,
+// Celery's freq.
+const DefaultHeartbeatInterval = 2 * time.Second
+
+// EventDispatcherOptions configure an EventDispatcher.
+type EventDispatcherOptions struct {
+	// Hostname is the worker's nodename, the hostname field of every event.
+	Hostname string
+	// HeartbeatInterval is the interval of worker-heartbeat events and the
+	// freq field (default DefaultHeartbeatInterval).
+	HeartbeatInterval time.Duration
+	// QueueSize bounds the events waiting to be published (default 8192);
+	// when it is full new events are dropped and counted, never waited for.
+	QueueSize int
+	// BatchSize is the largest list of task events published as one
+	// "task.multi" message when several are waiting (default 24, Celery's
+	// flush threshold); 1 publishes each event on its own.
+	BatchSize int
+	// PublishTimeout bounds one PublishEvent call (default 5 s).
+	PublishTimeout time.Duration
+	// Stats gives the active and processed figures of worker events; nil
+	// sends zeros.
+	Stats func() (active, processed int64)
+	// TaskEventsOff, when it returns true, drops task-* events (the
+	// disable_events control command); worker events still go out.
+	TaskEventsOff func() bool
+	// Logger receives publishing errors (default slog.Default()).
+	Logger *slog.Logger
+	// Now is the time source of event timestamps (default time.Now).
+	Now func() time.Time
+}
+
+// EventDispatcher publishes a worker's Celery events (WIRE §6) through an
+// [EventTransport]: worker-online, worker-heartbeat every HeartbeatInterval,
+// worker-offline, and the task-* events of the [Observer] hooks it
+// implements. Worker.Run starts and stops the dispatcher of its worker
+// unless WorkerOptions.WithoutEvents is set.
+//
+// Hooks never block a task: they put a small record on a bounded queue read
+// by one sender goroutine, which encodes the JSON and publishes it. When the
+// queue is full the event is dropped and counted ([EventDispatcher.Dropped]).
+//
+// Published messages share one Headers map ({"hostname": nodename}):
+// transports must not modify it.
+type EventDispatcher struct {
+	tr    EventTransport
+	opts  EventDispatcherOptions
+	pid   int
+	swVer string
+
+	queue   chan event
+	stop    chan struct{}
+	done    chan struct{}
+	hbStop  chan struct{}
+	hbDone  chan struct{}
+	started atomic.Bool
+	closed  atomic.Bool
+	once    sync.Once
+
+	clock   int64     // Lamport clock; owned by the sender goroutine
+	lastLog time.Time // last publishing error logged; owned by the sender
+	// The sender's publish context, renewed every PublishTimeout/2.
+	pubCtx    context.Context
+	pubCancel context.CancelFunc
+	pubRenew  time.Time
+	headers   map[string]any // {"hostname": nodename}, shared by every message
+	// UTCOffset cache of the sender: zones change offset on the hour.
+	offHour, offVal int64
+	scratch         []byte // the sender's repr buffer
+	sent            atomic.Int64
+	dropped         atomic.Int64
+	failed          atomic.Int64
+}
+
+var _ Observer = (*EventDispatcher)(nil)
+
+// event is what a hook records; the sender goroutine turns it into JSON.
+type event struct {
+	typ  string
+	ts   time.Time
+	uuid string
+
+	// task-received
+	name, args, kwargs, rootID, parentID, routingKey string
+	retries                                          int
+	eta, expires                                     time.Time
+
+	// task-succeeded
+	result  any
+	runtime time.Duration
+
+	// task-failed, task-retried
+	exc *ExceptionInfo
+	tb  string
+
+	// task-rejected, task-revoked
+	terminated, expired bool
+}
+
+// NewEventDispatcher returns a dispatcher publishing on tr. Call Start to
+// send worker-online and begin heartbeats, and Close to send worker-offline
+// and flush.
+func NewEventDispatcher(tr EventTransport, o EventDispatcherOptions) *EventDispatcher {
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
+	if o.QueueSize <= 0 {
+		o.QueueSize = 8192
+	}
+	if o.BatchSize <= 0 {
+		o.BatchSize = 24
+	}
+	if o.PublishTimeout <= 0 {
+		o.PublishTimeout = 5 * time.Second
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &EventDispatcher{
+		tr: tr, opts: o, pid: os.Getpid(), swVer: softwareVersion(),
+		queue:   make(chan event, o.QueueSize),
+		headers: map[string]any{"hostname": o.Hostname},
+		stop:    make(chan struct{}), done: make(chan struct{}),
+		hbStop: make(chan struct{}), hbDone: make(chan struct{}),
+	}
+}
+
+// Sent returns the number of events published so far.
+func (d *EventDispatcher) Sent() int64 { return d.sent.Load() }
+
+// Dropped returns the number of events dropped because the queue was full
+// or the dispatcher was closed.
+func (d *EventDispatcher) Dropped() int64 { return d.dropped.Load() }
+
+// Failed returns the number of events the transport refused.
+func (d *EventDispatcher) Failed() int64 { return d.failed.Load() }
+
+// Start starts the sender, sends worker-online and starts the heartbeat
+// loop. It is a no-op after the first call.
+func (d *EventDispatcher) Start() {
+	if !d.started.CompareAndSwap(false, true) {
+		return
+	}
+	go d.send()
+	d.enqueue(event{typ: EventWorkerOnline})
+	go d.heartbeats()
+}
+
+// Heartbeat sends a worker-heartbeat event now (the heartbeat control command).
+func (d *EventDispatcher) Heartbeat() { d.enqueue(event{typ: EventWorkerHeartbeat}) }
+
+func (d *EventDispatcher) heartbeats() {
+	defer close(d.hbDone)
+	t := time.NewTicker(d.opts.HeartbeatInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-t.C:
+			d.Heartbeat()
+		case <-d.hbStop:
+			return
+		}
+	}
+}
+
+// Close stops heartbeats, sends worker-offline and waits until the events
+// queued before it are published, or ctx ends. Later hooks are dropped.
+func (d *EventDispatcher) Close(ctx context.Context) error {
+	var err error
+	d.once.Do(func() {
+		if !d.started.Load() {
+			d.closed.Store(true)
+			return
+		}
+		close(d.hbStop)
+		<-d.hbDone
+		off := event{typ: EventWorkerOffline, ts: d.opts.Now()}
+		select {
+		case d.queue <- off:
+		case <-ctx.Done():
+		}
+		d.closed.Store(true)
+		close(d.stop)
+		select {
+		case <-d.done:
+		case <-ctx.Done():
+			err = ctx.Err()
+		}
+	})
+	return err
+}
+
+func (d *EventDispatcher) enqueue(ev event) {
+	if d.opts.TaskEventsOff != nil && isTaskEvent(ev.typ) && d.opts.TaskEventsOff() {
+		return
+	}
+	if d.closed.Load() {
+		d.dropped.Add(1)
+		return
+	}
+	if ev.ts.IsZero() {
+		ev.ts = d.opts.Now()
+	}
+	select {
+	case d.queue <- ev:
+	default:
+		d.dropped.Add(1)
+	}
+}
+
+// TaskReceived sends task-received.
+func (d *EventDispatcher) TaskReceived(m *Message) {
+	h := &m.Headers
+	d.enqueue(event{typ: EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
+		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey})
+}
+
+// TaskStarted sends task-started.
+func (d *EventDispatcher) TaskStarted(m *Message) {
+	d.enqueue(event{typ: EventTaskStarted, uuid: m.Headers.ID})
+}
+
+// TaskSucceeded sends task-succeeded with the result's repr and the runtime.
+func (d *EventDispatcher) TaskSucceeded(m *Message, result any, runtime time.Duration) {
+	d.enqueue(event{typ: EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
+}
+
+// TaskFailed sends task-failed with the exception's repr and the traceback.
+func (d *EventDispatcher) TaskFailed(m *Message, exc *ExceptionInfo, traceback string) {
+	d.enqueue(event{typ: EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
+}
+
+// TaskRetried sends task-retried with the cause's repr.
+func (d *EventDispatcher) TaskRetried(m *Message, exc *ExceptionInfo, traceback string) {
+	d.enqueue(event{typ: EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
+}
+
+// TaskRejected sends task-rejected (requeue false: the message is set aside).
+func (d *EventDispatcher) TaskRejected(m *Message, _ string) {
+	d.enqueue(event{typ: EventTaskRejected, uuid: m.Headers.ID})
+}
+
+// TaskRevoked sends task-revoked.
+func (d *EventDispatcher) TaskRevoked(m *Message, expired, terminated bool) {
+	d.enqueue(event{typ: EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
+}
+
+// send is the sender goroutine: it publishes queued events in order,
+// batching waiting task events into task.multi lists.
+func (d *EventDispatcher) send() {
+	defer close(d.done)
+	defer func() {
+		if d.pubCancel != nil {
+			d.pubCancel()
+		}
+	}()
+	batch := make([]event, 0, d.opts.BatchSize)
+	for {
+		var ev event
+		select {
+		case ev = <-d.queue:
+		default:
+			select {
+			case ev = <-d.queue:
+			case <-d.stop:
+				// Publish what was queued before Close, then stop.
+				if len(d.queue) == 0 {
+					return
+				}
+				continue
+			}
+		}
+		if !isTaskEvent(ev.typ) || d.opts.BatchSize <= 1 {
+			d.publishOne(ev)
+			continue
+		}
+		batch = append(batch[:0], ev)
+		var next *event
+	fill:
+		for len(batch) < d.opts.BatchSize {
+			select {
+			case e := <-d.queue:
+				if !isTaskEvent(e.typ) {
+					next = &e
+					break fill
+				}
+				batch = append(batch, e)
+			default:
+				break fill
+			}
+		}
+		if len(batch) == 1 {
+			d.publishOne(batch[0])
+		} else {
+			buf := make([]byte, 0, 400*len(batch))
+			buf = append(buf, '[')
+			for i := range batch {
+				if i > 0 {
+					buf = append(buf, ", "...)
+				}
+				buf = d.appendEvent(buf, &batch[i])
+			}
+			buf = append(buf, ']')
+			d.publish(new(RawMessage), buf, "task.multi", len(batch))
+		}
+		clear(batch)
+		if next != nil {
+			d.publishOne(*next)
+		}
+	}
+}
+
+func isTaskEvent(typ string) bool { return strings.HasPrefix(typ, "task-") }
+
+func (d *EventDispatcher) publishOne(ev event) {
+	em := new(eventMessage)
+	d.publish(&em.msg, d.appendEvent(em.buf[:0], &ev), EventRoutingKey(ev.typ), 1)
+}
+
+// eventMessage holds a message and room for its body in one allocation;
+// the transport may keep both.
+type eventMessage struct {
+	msg RawMessage
+	buf [480]byte
+}
+
+func (d *EventDispatcher) publish(msg *RawMessage, body []byte, routingKey string, n int) {
+	*msg = RawMessage{
+		ContentType: ContentTypeJSON, ContentEncoding: ContentEncodingUTF8,
+		Headers: d.headers, Body: body,
+		Exchange: EventExchange, RoutingKey: routingKey,
+	}
+	// One deadline context serves the publishes of half a PublishTimeout, so
+	// each call gets between half and all of it without a timer per event.
+	now := time.Now()
+	if d.pubCtx == nil || now.After(d.pubRenew) {
+		if d.pubCancel != nil {
+			d.pubCancel()
+		}
+		d.pubCtx, d.pubCancel = context.WithDeadline(context.Background(), now.Add(d.opts.PublishTimeout))
+		d.pubRenew = now.Add(d.opts.PublishTimeout / 2)
+	}
+	if err := d.tr.PublishEvent(d.pubCtx, msg); err != nil {
+		total := d.failed.Add(int64(n))
+		// At most one log line every 30 s while the transport fails.
+		if now.Sub(d.lastLog) >= 30*time.Second {
+			d.lastLog = now
+			d.opts.Logger.Warn("publishing event failed", "routing_key", routingKey, "failed_so_far", total, "err", err)
+		}
+		return
+	}
+	d.sent.Add(int64(n))
+}
+
+// appendEvent appends the JSON object of ev, fields in Celery's order.
+func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
+	d.clock++
+	b = append(b, `{"hostname": `...)
+	b = evAppendString(b, d.opts.Hostname)
+	b = append(b, `, "utcoffset": `...)
+	b = strconv.AppendInt(b, int64(d.utcOffset(ev.ts)), 10)
+	b = append(b, `, "pid": `...)
+	b = strconv.AppendInt(b, int64(d.pid), 10)
+	b = append(b, `, "clock": `...)
+	b = strconv.AppendInt(b, d.clock, 10)
+	switch ev.typ {
+	case EventWorkerOnline, EventWorkerHeartbeat, EventWorkerOffline:
+		var active, processed int64
+		if d.opts.Stats != nil {
+			active, processed = d.opts.Stats()
+		}
+		b = append(b, `, "freq": `...)
+		b = evAppendFloat(b, d.opts.HeartbeatInterval.Seconds())
+		b = append(b, `, "active": `...)
+		b = strconv.AppendInt(b, active, 10)
+		b = append(b, `, "processed": `...)
+		b = strconv.AppendInt(b, processed, 10)
+		b = append(b, `, "loadavg": [`...)
+		for i, l := range loadAvg() {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = evAppendFloat(b, l)
+		}
+		b = append(b, `], "sw_ident": "`+EventSoftwareIdent+`", "sw_ver": `...)
+		b = evAppendString(b, d.swVer)
+		b = append(b, `, "sw_sys": `...)
+		b = evAppendString(b, softwareSystem())
+	default:
+		b = append(b, `, "uuid": `...)
+		b = evAppendString(b, ev.uuid)
+		switch ev.typ {
+		case EventTaskReceived:
+			b = append(b, `, "name": `...)
+			b = evAppendString(b, ev.name)
+			b = append(b, `, "args": `...)
+			b = evAppendString(b, orDefault(ev.args, "()"))
+			b = append(b, `, "kwargs": `...)
+			b = evAppendString(b, orDefault(ev.kwargs, "{}"))
+			b = append(b, `, "root_id": `...)
+			b = evAppendNullable(b, ev.rootID)
+			b = append(b, `, "parent_id": `...)
+			b = evAppendNullable(b, ev.parentID)
+			b = append(b, `, "retries": `...)
+			b = strconv.AppendInt(b, int64(ev.retries), 10)
+			b = append(b, `, "eta": `...)
+			b = evAppendTime(b, ev.eta)
+			b = append(b, `, "expires": `...)
+			b = evAppendTime(b, ev.expires)
+			if ev.routingKey != "" {
+				// Not in Celery's task-received; celery.events.state.Task
+				// knows the field from task-sent, so Flower shows it.
+				b = append(b, `, "routing_key": `...)
+				b = evAppendString(b, ev.routingKey)
+			}
+		case EventTaskSucceeded:
+			b = append(b, `, "result": `...)
+			// The repr goes through a scratch buffer of the sender.
+			d.scratch = appendPyRepr(d.scratch[:0], ev.result, 0)
+			if len(d.scratch) > maxReprLen {
+				d.scratch = append(d.scratch[:0], truncateRepr(string(d.scratch))...)
+			}
+			b = evAppendString(b, d.scratch)
+			b = append(b, `, "runtime": `...)
+			b = evAppendFloat(b, ev.runtime.Seconds())
+		case EventTaskFailed, EventTaskRetried:
+			b = append(b, `, "exception": `...)
+			b = evAppendString(b, ExceptionRepr(ev.exc))
+			b = append(b, `, "traceback": `...)
+			tb := ev.tb
+			if tb == "" {
+				tb = exceptionLine(ev.exc)
+			}
+			b = evAppendString(b, tb)
+		case EventTaskRejected:
+			b = append(b, `, "requeue": false`...)
+		case EventTaskRevoked:
+			b = append(b, `, "terminated": `...)
+			b = strconv.AppendBool(b, ev.terminated)
+			b = append(b, `, "signum": `...)
+			if ev.terminated {
+				b = append(b, `"SIGTERM"`...)
+			} else {
+				b = append(b, "null"...)
+			}
+			b = append(b, `, "expired": `...)
+			b = strconv.AppendBool(b, ev.expired)
+		}
+	}
+	b = append(b, `, "timestamp": `...)
+	b = evAppendFloat(b, float64(ev.ts.UnixNano())/1e9)
+	b = append(b, `, "type": `...)
+	b = evAppendString(b, ev.typ)
+	return append(b, '}')
+}
+
+func (d *EventDispatcher) utcOffset(t time.Time) int {
+	h := t.Unix() / 3600
+	if h != d.offHour || d.offHour == 0 {
+		d.offHour, d.offVal = h, int64(UTCOffset(t))
+	}
+	return int(d.offVal)
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ExceptionRepr returns the Python repr of an exception, as task-failed
+// events carry it: "HTTPError('email provider answered 503')".
+func ExceptionRepr(e *ExceptionInfo) string {
+	if e == nil {
+		return "Exception()"
+	}
+	b := make([]byte, 0, 64)
+	b = append(b, e.Type...)
+	b = append(b, '(')
+	for i, m := range e.Message {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = appendPyRepr(b, m, 0)
+	}
+	return truncateRepr(string(append(b, ')')))
+}
+
+// exceptionLine is the last line of a Python traceback, for failures without
+// a stack: "signup.HTTPError: email provider answered 503".
+func exceptionLine(e *ExceptionInfo) string {
+	if e == nil {
+		return ""
+	}
+	typ := e.Type
+	if e.Module != "" && e.Module != "builtins" {
+		typ = e.Module + "." + typ
+	}
+	parts := make([]string, len(e.Message))
+	for i, m := range e.Message {
+		if s, ok := m.(string); ok {
+			parts[i] = s
+		} else {
+			parts[i] = Repr(m)
+		}
+	}
+	return typ + ": " + strings.Join(parts, ", ") + "\n"
+}
+
+// UTCOffset returns Celery's utcoffset field for the local zone at t: hours,
+// positive WEST of UTC (Python's time.timezone // 3600), so UTC+2 gives -2.
+func UTCOffset(t time.Time) int {
+	_, east := t.Zone()
+	return int(math.Floor(float64(-east) / 3600))
+}
+
+var (
+	swSys     = sync.OnceValue(func() string { return capitalize(goruntime.GOOS) })
+	swVersion = sync.OnceValue(func() string {
+		if bi, ok := debug.ReadBuildInfo(); ok {
+			if bi.Main.Path == "github.com/taskgen/taskgen" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
+				return strings.TrimPrefix(bi.Main.Version, "v")
+			}
+			for _, dep := range bi.Deps {
+				if dep.Path == "github.com/taskgen/taskgen" {
+					return strings.TrimPrefix(dep.Version, "v")
+				}
+			}
+		}
+		return "devel"
+	})
+)
+
+func softwareSystem() string  { return swSys() }
+func softwareVersion() string { return swVersion() }
+
+func capitalize(s string) string {
+	if s == "" {
+		return s
+	}
+	r, n := utf8.DecodeRuneInString(s)
+	return strings.ToUpper(string(r)) + s[n:]
+}
+
+// loadAvg reads /proc/loadavg: [1m, 5m, 15m], rounded up to 2 decimals as
+// Celery does; zeros where it is not available.
+func loadAvg() [3]float64 {
+	var l [3]float64
+	raw, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return l
+	}
+	f := strings.Fields(string(raw))
+	for i := 0; i < 3 && i < len(f); i++ {
+		v, err := strconv.ParseFloat(f[i], 64)
+		if err == nil {
+			l[i] = math.Ceil(v*100) / 100
+		}
+	}
+	return l
+}
+
+func evAppendNullable(b []byte, s string) []byte {
+	if s == "" {
+		return append(b, "null"...)
+	}
+	return evAppendString(b, s)
+}
+
+func evAppendTime(b []byte, t time.Time) []byte {
+	if t.IsZero() {
+		return append(b, "null"...)
+	}
+	b = append(b, '"')
+	b = AppendTime(b, t)
+	return append(b, '"')
+}
+
+// evAppendFloat writes a float as Python's json does (always with a dot or
+// an exponent, so it reads back as a float).
+func evAppendFloat(b []byte, f float64) []byte {
+	if math.IsNaN(f) || math.IsInf(f, 0) {
+		return append(b, "null"...)
+	}
+	start := len(b)
+	b = strconv.AppendFloat(b, f, 'g', -1, 64)
+	for _, c := range b[start:] {
+		if c == '.' || c == 'e' || c == 'E' {
+			return b
+		}
+	}
+	return append(b, ".0"...)
+}
+
+const evHex = "0123456789abcdef"
+
+// evSafe marks the bytes a JSON string takes as they are.
+var evSafe = func() (t [256]bool) {
+	for c := 0x20; c < utf8.RuneSelf; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&' && c != 0x7f
+	}
+	return t
+}()
+
+// evAppendString appends s as a JSON string (invalid UTF-8 replaced).
+func evAppendString[S ~string | ~[]byte](b []byte, s S) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		// Copy the longest run of bytes that need no escaping at once.
+		j := i
+		for j < len(s) && evSafe[s[j]] {
+			j++
+		}
+		b = append(b, s[i:j]...)
+		if i = j; i >= len(s) {
+			break
+		}
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20 || c == '<' || c == '>' || c == '&' || c == 0x7f:
+				b = append(b, '\\', 'u', '0', '0', evHex[c>>4], evHex[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, n := utf8.DecodeRune([]byte(s[i:min(i+utf8.UTFMax, len(s))]))
+		switch {
+		case r == utf8.RuneError && n == 1:
+			b = append(b, `\ufffd`...)
+		case r == '\u2028' || r == '\u2029':
+			b = append(b, '\\', 'u', '2', '0', '2', evHex[r&0xf])
+		default:
+			b = append(b, s[i:i+n]...)
+		}
+		i += n
+	}
+	return append(b, '"')
+}
+
+// newWorkerEvents returns the event dispatcher of w (wired in NewWorker).
+func newWorkerEvents(w *Worker, et EventTransport) *EventDispatcher {
+	return NewEventDispatcher(et, EventDispatcherOptions{
+		Hostname:          w.opts.Hostname,
+		HeartbeatInterval: w.opts.HeartbeatInterval,
+		Logger:            w.log,
+		TaskEventsOff:     w.ctl.disabled.Load, // control: disable_events / enable_events
+		Stats: func() (active, processed int64) {
+			s := w.Stats()
+			// Celery's processed counts the tasks accepted for running.
+			return s.Active, s.Active + s.Succeeded + s.Failed + s.Retried
+		},
+	})
+}
+
+// closeEvents sends worker-offline and flushes the queued events, waiting at
+// most 5 s for a slow transport.
+func (w *Worker) closeEvents() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := w.events.Close(ctx); err != nil {
+		w.log.Warn("events not all published at shutdown", "err", err)
+	}
+	if n := w.events.Dropped(); n > 0 {
+		w.log.Warn("events dropped: the event queue was full", "dropped", n)
+	}
+}
+
+// Events returns the worker's event dispatcher, or nil when events are off
+// (WorkerOptions.WithoutEvents, or a transport without EventTransport).
+func (w *Worker) Events() *EventDispatcher { return w.events }
+
+// observers calls each observer in turn.
+type observers [2]Observer
+
+// Heartbeat forwards the heartbeat control command to the observers that
+// send heartbeats (the event dispatcher).
+func (o observers) Heartbeat() {
+	for _, x := range o {
+		if hb, ok := x.(interface{ Heartbeat() }); ok {
+			hb.Heartbeat()
+		}
+	}
+}
+
+func (o observers) TaskReceived(m *Message) { o[0].TaskReceived(m); o[1].TaskReceived(m) }
+func (o observers) TaskStarted(m *Message)  { o[0].TaskStarted(m); o[1].TaskStarted(m) }
+func (o observers) TaskSucceeded(m *Message, r any, d time.Duration) {
+	o[0].TaskSucceeded(m, r, d)
+	o[1].TaskSucceeded(m, r, d)
+}
+func (o observers) TaskFailed(m *Message, e *ExceptionInfo, tb string) {
+	o[0].TaskFailed(m, e, tb)
+	o[1].TaskFailed(m, e, tb)
+}
+func (o observers) TaskRetried(m *Message, e *ExceptionInfo, tb string) {
+	o[0].TaskRetried(m, e, tb)
+	o[1].TaskRetried(m, e, tb)
+}
+func (o observers) TaskRejected(m *Message, reason string) {
+	o[0].TaskRejected(m, reason)
+	o[1].TaskRejected(m, reason)
+}
+func (o observers) TaskRevoked(m *Message, expired, terminated bool) {
+	o[0].TaskRevoked(m, expired, terminated)
+	o[1].TaskRevoked(m, expired, terminated)
+}
