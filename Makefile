@@ -33,7 +33,7 @@ vet: ## go vet
 
 .PHONY: test
 test: ## install and start redis-server and rabbitmq-server on loopback, run every check and test, stop them
-	bash scripts/testenv.sh run -- $(MAKE) --no-print-directory test-inner
+	TESTENV_CHROMIUM=1 bash scripts/testenv.sh run -- $(MAKE) --no-print-directory test-inner
 
 .PHONY: test-inner
 test-inner: fmt-check vet taskvet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
@@ -63,3 +63,11 @@ bench: ## run the benchmarks (servers started as for make test)
 taskvet: ## check //task: directives and task signatures with go vet -vettool (cmd/taskvet)
 	$(GO) build -o bin/taskvet ./cmd/taskvet
 	$(GO) vet -vettool=$(abspath bin/taskvet) $(PKGS)
+
+.PHONY: screenshots
+screenshots: ## refresh docs/dashboard.png and docs/task.png (needs chromium)
+	$(GO) test -count=1 -run TestBrowser ./monitor -update-screenshots
+
+.PHONY: taskmon
+taskmon: ## run the monitor: make taskmon BROKER=redis://… [BACKEND=…]
+	$(GO) run ./cmd/taskmon -broker $(BROKER) $(if $(BACKEND),-backend $(BACKEND))
