@@ -3,6 +3,7 @@ package runtime_test
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -250,4 +251,33 @@ func TestWorker_RateLimitSpacesStarts(t *testing.T) {
 		}
 	}
 	require.GreaterOrEqual(t, last.Sub(first), 190*time.Millisecond)
+}
+
+func TestWorker_DeadLettersOversizedBody(t *testing.T) {
+	t.Parallel()
+	name := runtime.NewID()
+	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name})
+	require.NoError(t, err)
+	def := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a runtime.Args) (any, error) { return a.(*greetArgs).name[:3], nil }}
+	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 1, MaxBodySize: 1000})
+	w.Register(def)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	wctx, stop := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- w.Run(wctx) }()
+	defer func() { stop(); <-done }()
+	stub := runtime.NewStub[string](def).With(runtime.WithApp(app))
+	_, err = stub.Send(ctx, &greetArgs{name: strings.Repeat("x", 2000)})
+	require.NoError(t, err)
+	res, err := stub.Send(ctx, &greetArgs{name: "small"})
+	require.NoError(t, err)
+	v, err := res.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, "sma", v)
+	require.Eventually(t, func() bool { return w.Stats().DeadLettered == 1 }, 5*time.Second, 10*time.Millisecond)
+	dead := app.Broker().(*memory.Broker).DeadLetters()
+	require.Len(t, dead, 1)
+	require.Contains(t, dead[0].Reason, "exceeds the worker's MaxBodySize")
 }

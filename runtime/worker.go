@@ -36,6 +36,9 @@ type WorkerOptions struct {
 	Hostname string
 	// Rand is the random source of retry jitter (default: a global source).
 	Rand *rand.Rand
+	// MaxBodySize is the largest task body accepted, in bytes (default
+	// 16 MiB; negative: no limit). Larger messages are dead-lettered unread.
+	MaxBodySize int
 	// Observer, when set, receives the task lifecycle (tests, metrics).
 	Observer Observer
 	// WithoutEvents turns off Celery's events (worker-online, heartbeats,
@@ -127,6 +130,9 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	}
 	if o.ShutdownTimeout <= 0 {
 		o.ShutdownTimeout = 30 * time.Second
+	}
+	if o.MaxBodySize == 0 {
+		o.MaxBodySize = 16 << 20
 	}
 	if o.DelayHorizon <= 0 {
 		o.DelayHorizon = 5 * time.Second
@@ -361,6 +367,11 @@ func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
 		}
 		// Dead-lettering waits for the broker: off the dispatch loop.
 		w.parking.Go(func() { w.deadLetter(d, nil, reason) })
+		return job{}, false
+	}
+	if w.opts.MaxBodySize > 0 && len(m.Body) > w.opts.MaxBodySize {
+		reason := fmt.Sprintf("task %s: body of %d bytes exceeds the worker's MaxBodySize (%d)", m.Headers.Task, len(m.Body), w.opts.MaxBodySize)
+		w.parking.Go(func() { w.deadLetter(d, m, reason) })
 		return job{}, false
 	}
 	w.obs.TaskReceived(m)
