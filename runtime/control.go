@@ -146,7 +146,9 @@ func (w *Worker) serveControl(ctx context.Context, ct ControlTransport) {
 	w.ctl.init()
 	reqs, err := ct.ConsumeControl(ctx, w.opts.Hostname)
 	if err != nil {
-		w.log.Error("remote control unavailable", "err", err)
+		if ctx.Err() == nil {
+			w.log.Error("remote control unavailable", "err", err)
+		}
 		return
 	}
 	for raw := range reqs {

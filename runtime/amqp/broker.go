@@ -165,8 +165,8 @@ func ParseOptions(u *url.URL) (Options, error) {
 }
 
 // Broker is the RabbitMQ transport. It implements [runtime.Broker],
-// [runtime.Delayer] and [runtime.QueueInspector] and is safe for concurrent
-// use.
+// [runtime.Delayer], [runtime.QueueInspector], [runtime.EventTransport] and
+// [runtime.ControlTransport] and is safe for concurrent use.
 type Broker struct {
 	opts     Options
 	topts    runtime.TransportOptions
@@ -182,6 +182,8 @@ type Broker struct {
 	closed    bool
 	consumers map[*consumer]struct{}
 	warned    map[string]bool
+
+	fan fanoutState // events and remote control (fanout.go)
 }
 
 var (
@@ -786,7 +788,8 @@ func (b *Broker) QueueLength(ctx context.Context, queue string) (int64, error) {
 	}
 }
 
-// Close closes the publisher connection and every consumer connection.
+// Close closes the publisher connection, every consumer connection and the
+// fanout (events, remote control) connections, ending their subscriptions.
 // Deliveries not yet acknowledged return to their queues.
 func (b *Broker) Close() error {
 	b.mu.Lock()
@@ -809,6 +812,7 @@ func (b *Broker) Close() error {
 	for _, c := range cs {
 		c.close()
 	}
+	b.closeFanout()
 	return errors.Join(errs...)
 }
 

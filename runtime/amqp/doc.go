@@ -170,4 +170,52 @@
 // # Queue lengths
 //
 // [Broker.QueueLength] reads the ready-message count with a passive declare.
+//
+// # Events and remote control
+//
+// The broker implements [runtime.EventTransport] (Celery events, so that
+// Flower, `celery events` and taskmon see Go workers and Go monitors see
+// Python workers) and [runtime.ControlTransport] (Celery's pidbox: `celery
+// inspect`, `celery control`, revoke). It declares Celery's entities with
+// Celery's flags and arguments, so either side may declare first:
+//
+//	exchange celeryev                   topic, durable
+//	queue    celeryev.<uuid4>           one per SubscribeEvents: not durable, auto-delete,
+//	                                    x-message-ttl 5000, x-expires 60000; bound with "#"
+//	exchange celery.pidbox              fanout, not durable
+//	queue    <nodename>.celery.pidbox   a worker's control queue: not durable, auto-delete,
+//	                                    x-expires 10000, x-message-ttl 300000; bound with ""
+//	exchange reply.celery.pidbox        direct, not durable
+//	queue    <oid>.reply.celery.pidbox  a client's replies: not durable, auto-delete,
+//	                                    x-expires 10000, x-message-ttl 300000; bound with <oid>
+//
+// Integer arguments are 32-bit, as py-amqp writes them. An exchange or queue
+// that already exists with other settings is used as it is, with a warning.
+//
+// Events are published to celeryev with routing key = the event type with
+// '-' replaced by '.' ("worker.heartbeat", "task.multi" for a list),
+// delivery_mode 1, headers {"hostname": nodename}, JSON. Control requests
+// are published to celery.pidbox with routing key "", headers {"clock",
+// "expires"} and delivery_mode 2, as kombu does; replies to the request's
+// reply_to exchange (declared direct, not durable) and routing key, with
+// headers {"ticket", "clock"} and delivery_mode 1. Header tables are typed
+// as for tasks (see Publishing). Received messages are handed over as they
+// came (a "task.multi" body is a JSON list; the consumer splits it), with
+// header integers as int64.
+//
+// This traffic uses two connections of its own, opened on first use: one
+// publishes on a channel without publisher confirms (events are transient;
+// a lost one is not resent), one carries the consumers, each on its own
+// channel, consumed with no-ack as Celery does. A channel error there (406,
+// 404) closes only that channel, which is reopened; it never touches task
+// publishing or consumption. SubscribeEvents, ConsumeControl and
+// ConsumeReplies return once their queue is bound; when the connection is
+// lost they reconnect with backoff (100 ms doubling to 2 s) and their
+// channel stays open until ctx ends or the broker is closed. While the
+// broker is unreachable, PublishEvent fails at once between connection
+// attempts (100 ms doubling to 5 s apart) instead of waiting, and all fanout
+// publishes fail at once while RabbitMQ blocks publishers (a resource
+// alarm), so the event sender never stalls. A subscriber more than
+// [EventBuffer] events behind loses events (counted by
+// [Broker.DroppedEvents]) rather than letting them pile up in memory.
 package amqp
