@@ -1,11 +1,6 @@
 package monitor
 
 import (
-	"context"
-	"encoding/base64"
-	"encoding/json"
-	"errors"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,80 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	_ "github.com/taskgen/taskgen/runtime/redis" // redis://
 )
-
-// pubsubBroker is a test transport carrying only Celery events over Redis
-// pub/sub the way kombu does (channel "/<db>.celeryev/<routing key>", JSON
-// envelope with a base64 body; WIRE §3.5), standing in for runtime/redis
-// until it implements runtime.EventTransport.
-type pubsubBroker struct {
-	rdb *redis.Client
-}
-
-func (b *pubsubBroker) Publish(context.Context, string, *runtime.Message) error {
-	return errors.New("pubsubBroker: events only")
-}
-
-func (b *pubsubBroker) Consume(context.Context, []string, int) (<-chan runtime.Delivery, error) {
-	return nil, errors.New("pubsubBroker: events only")
-}
-
-func (b *pubsubBroker) Close() error { return b.rdb.Close() }
-
-func (b *pubsubBroker) PublishEvent(ctx context.Context, m *runtime.RawMessage) error {
-	return errors.New("pubsubBroker: consume only")
-}
-
-func (b *pubsubBroker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
-	ps := b.rdb.PSubscribe(ctx, "/0.celeryev/*")
-	if _, err := ps.Receive(ctx); err != nil {
-		return nil, err
-	}
-	out := make(chan *runtime.RawMessage, 1024)
-	go func() {
-		defer close(out)
-		defer ps.Close()
-		ch := ps.Channel()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-ch:
-				if !ok {
-					return
-				}
-				var env struct {
-					Body            string         `json:"body"`
-					ContentType     string         `json:"content-type"`
-					ContentEncoding string         `json:"content-encoding"`
-					Headers         map[string]any `json:"headers"`
-				}
-				if json.Unmarshal([]byte(msg.Payload), &env) != nil {
-					continue
-				}
-				body, err := base64.StdEncoding.DecodeString(env.Body)
-				if err != nil {
-					continue
-				}
-				_, key, _ := strings.Cut(msg.Channel, ".celeryev/")
-				out <- &runtime.RawMessage{ContentType: env.ContentType, ContentEncoding: env.ContentEncoding,
-					Headers: env.Headers, Body: body, Exchange: "celeryev", RoutingKey: key}
-			}
-		}
-	}()
-	return out, nil
-}
-
-func init() {
-	runtime.RegisterBroker("celeryev-test", func(u *url.URL, _ runtime.TransportOptions) (runtime.Broker, error) {
-		return &pubsubBroker{rdb: redis.NewClient(&redis.Options{Addr: u.Host})}, nil
-	})
-}
 
 const pyTasks = `
 import os
@@ -117,7 +44,7 @@ func TestPython_CeleryWorkerEvents(t *testing.T) {
 	dir := t.TempDir()
 	require.NoError(t, os.WriteFile(filepath.Join(dir, "pytasks.py"), []byte(pyTasks), 0o644))
 
-	app, err := runtime.New(runtime.Config{Broker: "celeryev-test://" + srv.Addr(), Logger: quietLogger()})
+	app, err := runtime.New(runtime.Config{Broker: srv.URL(), Logger: quietLogger()})
 	require.NoError(t, err)
 	defer app.Close()
 	m, err := New(Config{App: app, Queues: []string{}})

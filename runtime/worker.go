@@ -284,7 +284,9 @@ loop:
 	w.log.Info("worker shutting down", "running", w.active.Load())
 	stopConsume()
 	// Return what the transport still buffers, and held ETA tasks.
+	drained := make(chan struct{})
 	go func() {
+		defer close(drained)
 		for d := range deliveries {
 			w.requeue(d)
 		}
@@ -302,6 +304,7 @@ loop:
 		close(abandon)
 		<-done
 	}
+	<-drained
 	w.log.Info("worker stopped", "stats", w.Stats())
 	return runErr
 }

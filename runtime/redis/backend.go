@@ -1,0 +1,255 @@
+package redis
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"sync"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// Backend is Celery's Redis result backend: documents live under
+// celery-task-meta-<id> and every store is also PUBLISHed on a channel of
+// the same name, which waiters subscribe to (no polling). All waiters of a
+// Backend share one pub/sub connection, as Python's does.
+type Backend struct {
+	opts   *Options
+	client *goredis.Client
+	log    *slog.Logger
+	url    string
+
+	mu     sync.Mutex
+	ps     *goredis.PubSub
+	subs   map[string]*channelState
+	closed bool
+	done   chan struct{} // closed when the dispatcher stops
+}
+
+type channelState struct {
+	confirmed bool
+	waiters   map[*waiter]struct{}
+}
+
+type waiter struct {
+	sub  chan struct{} // subscription (re)confirmed: read the key again
+	msg  chan []byte   // latest published document
+	done chan struct{} // the dispatcher stopped
+}
+
+var _ runtime.ResultBackend = (*Backend)(nil)
+
+// OpenBackend opens a result backend for a redis:// or rediss:// URL. It
+// does not contact Redis.
+func OpenBackend(u *url.URL, topts runtime.TransportOptions) (*Backend, error) {
+	o, err := parseOptions(u, topts)
+	if err != nil {
+		return nil, err
+	}
+	return &Backend{
+		opts:   o,
+		client: goredis.NewClient(o.redis),
+		log:    o.log.With("backend", "redis", "url", runtime.Redact(u.String())),
+		url:    runtime.Redact(u.String()),
+		subs:   map[string]*channelState{},
+	}, nil
+}
+
+// Client returns the underlying go-redis client (for tests and tools).
+func (b *Backend) Client() *goredis.Client { return b.client }
+
+func (b *Backend) key(taskID string) string {
+	return b.opts.GlobalKeyPrefix + b.opts.ResultKeyPrefix + taskID
+}
+
+// Store writes doc with SETEX (SET when ttl is 0) and PUBLISHes it on the
+// key's channel, in one MULTI/EXEC as Celery does.
+func (b *Backend) Store(ctx context.Context, taskID string, doc []byte, ttl time.Duration) error {
+	k := b.key(taskID)
+	_, err := b.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
+		if ttl > 0 {
+			p.SetEx(ctx, k, doc, max(ttl, time.Second))
+		} else {
+			p.Set(ctx, k, doc, 0)
+		}
+		p.Publish(ctx, k, doc)
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("redis result store to %s: %w", b.url, err)
+	}
+	return nil
+}
+
+// Load returns the stored document of taskID, or nil when there is none.
+func (b *Backend) Load(ctx context.Context, taskID string) ([]byte, error) {
+	doc, err := b.client.Get(ctx, b.key(taskID)).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis result load from %s: %w", b.url, err)
+	}
+	return doc, nil
+}
+
+// Wait subscribes to the task's channel, then reads the key (so a store
+// between the two is not missed), then waits for published documents until
+// one is ready or ctx ends. After a reconnection it reads the key again.
+func (b *Backend) Wait(ctx context.Context, taskID string, ready func(doc []byte) bool) ([]byte, error) {
+	ch := b.key(taskID)
+	w, err := b.subscribe(ctx, ch)
+	if err != nil {
+		return nil, err
+	}
+	defer b.unsubscribe(ch, w)
+	select {
+	case <-w.sub:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	var retry <-chan time.Time
+	backoff := 100 * time.Millisecond
+	for {
+		doc, err := b.Load(ctx, taskID)
+		switch {
+		case err != nil:
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			// Redis unreachable: read again later (a reconnection of the
+			// pub/sub connection also triggers a read).
+			retry = time.After(backoff)
+			backoff = min(2*backoff, 2*time.Second)
+		case doc != nil && ready(doc):
+			return doc, nil
+		default:
+			retry = nil
+			backoff = 100 * time.Millisecond
+		}
+	wait:
+		for {
+			select {
+			case doc := <-w.msg:
+				if ready(doc) {
+					return doc, nil
+				}
+			case <-w.sub:
+				break wait
+			case <-retry:
+				break wait
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-w.done:
+				return nil, ErrClosed
+			}
+		}
+	}
+}
+
+func (b *Backend) subscribe(ctx context.Context, ch string) (*waiter, error) {
+	w := &waiter{sub: make(chan struct{}, 1), msg: make(chan []byte, 1)}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return nil, ErrClosed
+	}
+	if b.ps == nil {
+		b.ps = b.client.Subscribe(context.WithoutCancel(ctx))
+		b.done = make(chan struct{})
+		go b.dispatch(b.ps, b.done)
+	}
+	w.done = b.done
+	st := b.subs[ch]
+	if st != nil {
+		st.waiters[w] = struct{}{}
+		if st.confirmed {
+			w.sub <- struct{}{}
+		}
+		return w, nil
+	}
+	st = &channelState{waiters: map[*waiter]struct{}{w: {}}}
+	b.subs[ch] = st
+	// The channel is recorded even when the write fails; go-redis then
+	// subscribes again when it reconnects.
+	if err := b.ps.Subscribe(ctx, ch); err != nil {
+		b.log.Debug("redis: subscribe failed (will retry on reconnect)", "err", err)
+	}
+	return w, nil
+}
+
+func (b *Backend) unsubscribe(ch string, w *waiter) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.subs[ch]
+	if st == nil {
+		return
+	}
+	delete(st.waiters, w)
+	if len(st.waiters) == 0 {
+		delete(b.subs, ch)
+		if b.ps != nil && !b.closed {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			_ = b.ps.Unsubscribe(ctx, ch)
+			cancel()
+		}
+	}
+}
+
+func (b *Backend) dispatch(ps *goredis.PubSub, done chan struct{}) {
+	defer close(done)
+	for v := range ps.ChannelWithSubscriptions(goredis.WithChannelSize(1000)) {
+		switch m := v.(type) {
+		case *goredis.Subscription:
+			if m.Kind != "subscribe" {
+				continue
+			}
+			b.mu.Lock()
+			if st := b.subs[m.Channel]; st != nil {
+				st.confirmed = true
+				for w := range st.waiters {
+					select {
+					case w.sub <- struct{}{}:
+					default:
+					}
+				}
+			}
+			b.mu.Unlock()
+		case *goredis.Message:
+			doc := []byte(m.Payload)
+			b.mu.Lock()
+			if st := b.subs[m.Channel]; st != nil {
+				for w := range st.waiters {
+					select {
+					case <-w.msg: // keep only the latest
+					default:
+					}
+					w.msg <- doc
+				}
+			}
+			b.mu.Unlock()
+		}
+	}
+}
+
+// Close closes the pub/sub connection (waiters get ErrClosed) and the client.
+func (b *Backend) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	ps := b.ps
+	b.mu.Unlock()
+	var err error
+	if ps != nil {
+		err = ps.Close()
+	}
+	return errors.Join(err, b.client.Close())
+}

@@ -1,0 +1,852 @@
+package redis
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// fetchScript pops up to ARGV[1] messages from the lists KEYS[3..] in order
+// and, in the same atomic step, records each in kombu's unacked bookkeeping:
+// ZADD unacked_index <now> <tag> and HSET unacked <tag> [envelope, "", queue].
+// ARGV: count, score, nonce (for messages without a delivery tag), index of a
+// message already popped by BRPOP (0 if none), that message, then the queue
+// name of each list. It returns a flat array: list index, tag, envelope, ….
+var fetchScript = goredis.NewScript(`
+local hkey, zkey = KEYS[1], KEYS[2]
+local n = tonumber(ARGV[1])
+local score, nonce = ARGV[2], ARGV[3]
+local pidx = tonumber(ARGV[4])
+local idx, envs = {}, {}
+if pidx > 0 then
+  idx[1], envs[1] = pidx, ARGV[5]
+  n = n - 1
+end
+for i = 3, #KEYS do
+  if n <= 0 then break end
+  local items = redis.call('RPOP', KEYS[i], n)
+  if items then
+    for _, env in ipairs(items) do
+      idx[#idx + 1], envs[#envs + 1] = i - 2, env
+    end
+    n = n - #items
+  end
+end
+if #envs == 0 then return {} end
+local tags, qs, seq = {}, {}, 0
+for k, env in ipairs(envs) do
+  local tag
+  -- Fast path: kombu's and taskgen's formatting (a plain find, no parse).
+  local _, f = string.find(env, '"delivery_tag": "', 1, true)
+  if f then
+    local e = string.find(env, '"', f + 1, true)
+    if e then tag = string.sub(env, f + 1, e - 1) end
+  end
+  if not tag then
+    local ok, t = pcall(cjson.decode, env)
+    if ok and type(t) == 'table' and type(t['properties']) == 'table' then
+      local dt = t['properties']['delivery_tag']
+      if type(dt) == 'string' then tag = dt end
+    end
+  end
+  if tag == '' or (tag and string.find(tag, '\\', 1, true)) then tag = nil end
+  tags[k] = tag or false
+end
+-- A tag already in use (a duplicated message) gets a fresh one, so that
+-- settling one copy never drops the other's entry.
+local lookup, pos = {}, {}
+for k, tag in ipairs(tags) do
+  if tag then lookup[#lookup + 1] = tag; pos[#lookup] = k end
+end
+if #lookup > 0 then
+  local cur = redis.call('HMGET', hkey, unpack(lookup))
+  local seen = {}
+  for j, v in ipairs(lookup) do
+    if cur[j] or seen[v] then tags[pos[j]] = false end
+    seen[v] = true
+  end
+end
+local zargs, hargs, out = {}, {}, {}
+for k, env in ipairs(envs) do
+  local tag = tags[k]
+  if not tag then
+    seq = seq + 1
+    tag = nonce .. '.' .. seq
+  end
+  local i = idx[k]
+  local q = qs[i]
+  if not q then
+    q = cjson.encode(ARGV[5 + i])
+    qs[i] = q
+  end
+  local entry
+  if string.byte(env, 1) == 123 and string.byte(env, -1) == 125 then
+    entry = '[' .. env .. ', "", ' .. q .. ']'
+  else
+    -- Not a JSON object: keep the entry valid JSON for every reader.
+    entry = '[' .. cjson.encode(env) .. ', "", ' .. q .. ']'
+  end
+  zargs[#zargs + 1] = score
+  zargs[#zargs + 1] = tag
+  hargs[#hargs + 1] = tag
+  hargs[#hargs + 1] = entry
+  out[#out + 1] = i
+  out[#out + 1] = tag
+  out[#out + 1] = env
+end
+redis.call('ZADD', zkey, unpack(zargs))
+redis.call('HSET', hkey, unpack(hargs))
+return out
+`)
+
+// settleScript removes a delivery from the unacked bookkeeping and, only if
+// it was still there (not restored by someone else meanwhile), pushes
+// ARGV[2] to KEYS[3]: RPUSH (front of the queue) when ARGV[3] is "front",
+// else LPUSH. ARGV[1] is the tag.
+var settleScript = goredis.NewScript(`
+redis.call('ZREM', KEYS[2], ARGV[1])
+if redis.call('HDEL', KEYS[1], ARGV[1]) == 1 then
+  if ARGV[3] == 'front' then
+    redis.call('RPUSH', KEYS[3], ARGV[2])
+  else
+    redis.call('LPUSH', KEYS[3], ARGV[2])
+  end
+  return 1
+end
+return 0
+`)
+
+// restoreScript moves the unacked entry KEYS[1][ARGV[1]] back to list
+// KEYS[3] (front) as ARGV[3], if it still equals ARGV[2].
+var restoreScript = goredis.NewScript(`
+local cur = redis.call('HGET', KEYS[1], ARGV[1])
+if not cur then
+  redis.call('ZREM', KEYS[2], ARGV[1])
+  return 0
+end
+if cur ~= ARGV[2] then return 0 end
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('RPUSH', KEYS[3], ARGV[3])
+return 1
+`)
+
+var unlockScript = goredis.NewScript(`
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+`)
+
+type consumer struct {
+	b        *Broker
+	queues   []string
+	prefetch int
+	slots    chan struct{} // one per un-settled delivery
+	out      chan runtime.Delivery
+	rr       atomic.Uint64
+	nonce    string
+	seq      atomic.Uint64
+
+	liveMu sync.Mutex
+	live   map[string]struct{} // tags of un-settled deliveries
+}
+
+// Consume delivers messages of queues, highest Redis priority first (0 is
+// highest, kombu's order), rotating among queues. At most prefetch
+// deliveries are un-settled at any time. Every delivery is recorded in
+// kombu's unacked hash and unacked_index in the same Lua call that pops it.
+// While consuming, the broker also restores messages whose visibility
+// timeout expired and moves due deferred messages to their queues.
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
+	if b.isClosing() {
+		return nil, ErrClosed
+	}
+	if len(queues) == 0 {
+		return nil, errors.New("redis consume: no queues")
+	}
+	if prefetch <= 0 {
+		prefetch = 1
+	}
+	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
+		slots: make(chan struct{}, prefetch), out: make(chan runtime.Delivery), nonce: "taskgen-" + string(newTag(nil)),
+		live: map[string]struct{}{}}
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-b.closing:
+			cancel()
+		}
+	}()
+	// Declare the queues as Python does (binding set members).
+	for _, q := range queues {
+		if _, ok := b.declared.Load(q); !ok {
+			if err := b.client.SAdd(ctx, b.opts.key("_kombu.binding."+q), q+sep+sep+q).Err(); err == nil {
+				b.declared.Store(q, struct{}{})
+			}
+		}
+	}
+	b.consumers.Add(2 + fetchers)
+	var loops sync.WaitGroup
+	for range fetchers {
+		loops.Add(1)
+		go func() {
+			defer b.consumers.Done()
+			defer loops.Done()
+			c.loop(ctx)
+		}()
+	}
+	go func() {
+		loops.Wait()
+		cancel()
+		close(c.out)
+	}()
+	go func() {
+		defer b.consumers.Done()
+		b.maintain(ctx, b.opts.RestoreInterval, func(ctx context.Context) error {
+			_, err := b.RestoreVisible(ctx)
+			return err
+		})
+	}()
+	go func() {
+		defer b.consumers.Done()
+		b.maintain(ctx, b.opts.DelayPollInterval, func(ctx context.Context) error {
+			_, err := b.MoveDue(ctx)
+			return err
+		})
+	}()
+	if b.opts.Heartbeat {
+		b.consumers.Add(1)
+		go func() {
+			defer b.consumers.Done()
+			c.heartbeat(ctx)
+		}()
+	}
+	return c.out, nil
+}
+
+// heartbeat refreshes the unacked_index score of this consumer's
+// un-settled deliveries every visibility_timeout/3 (ZADD XX: entries
+// settled or restored meanwhile are not re-added), so that a live Go worker's
+// long-running tasks are not restored to another worker, while a dead
+// worker's are after the visibility timeout. It runs until the broker closes,
+// or until ctx ended and every delivery is settled.
+func (c *consumer) heartbeat(ctx context.Context) {
+	b := c.b
+	t := time.NewTicker(max(b.opts.VisibilityTimeout/3, 50*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-b.closing:
+			return
+		case <-t.C:
+		}
+		c.liveMu.Lock()
+		tags := make([]string, 0, len(c.live))
+		for tag := range c.live {
+			tags = append(tags, tag)
+		}
+		c.liveMu.Unlock()
+		if len(tags) == 0 {
+			if ctx.Err() != nil {
+				return
+			}
+			continue
+		}
+		score := float64(time.Now().UnixMicro()) / 1e6
+		hctx, cancel := context.WithTimeout(context.Background(), max(b.opts.VisibilityTimeout/3, time.Second))
+		pipe := b.client.Pipeline()
+		for len(tags) > 0 {
+			n := min(len(tags), 500)
+			zs := make([]goredis.Z, n)
+			for i, tag := range tags[:n] {
+				zs[i] = goredis.Z{Score: score, Member: tag}
+			}
+			pipe.ZAddXX(hctx, b.opts.key("unacked_index"), zs...)
+			tags = tags[n:]
+		}
+		if _, err := pipe.Exec(hctx); err != nil && ctx.Err() == nil {
+			b.log.Warn("redis: refreshing un-acknowledged deliveries failed", "err", err)
+		}
+		cancel()
+	}
+}
+
+// maintain runs fn every interval until ctx ends.
+func (b *Broker) maintain(ctx context.Context, interval time.Duration, fn func(context.Context) error) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	failing := false
+	for {
+		cctx, cancel := context.WithTimeout(ctx, max(interval, 5*time.Second))
+		err := fn(cctx)
+		cancel()
+		if err != nil && ctx.Err() == nil && !failing {
+			b.log.Warn("redis maintenance failed (will retry)", "err", err)
+		}
+		failing = err != nil
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// keys returns the lists to fetch from in kombu's order: priority-major, the
+// queue order rotated by rr; and the queue name of each list.
+func (c *consumer) keys(rr uint64) (lists []string, names []any) {
+	n := len(c.queues)
+	lists = make([]string, 0, 2+4*n)
+	names = make([]any, 0, 4*n)
+	lists = append(lists, c.b.opts.key("unacked"), c.b.opts.key("unacked_index"))
+	for _, step := range [4]int{0, 3, 6, 9} {
+		for i := range n {
+			q := c.queues[(i+int(rr%uint64(n)))%n]
+			lists = append(lists, c.b.opts.key(listName(q, step)))
+			names = append(names, q)
+		}
+	}
+	return lists, names
+}
+
+func (c *consumer) loop(ctx context.Context) {
+	var rr uint64
+	backoff := 50 * time.Millisecond
+	failing := false
+	var prepopIdx int
+	var prepop string
+	for {
+		// Wait for a free prefetch slot, then take as many as are free, up
+		// to the fetch batch.
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			if prepopIdx > 0 {
+				c.pushBack(rr, prepopIdx, prepop)
+			}
+			return
+		}
+		if prepopIdx == 0 {
+			rr = c.rr.Load()
+		}
+		n := 1
+		want := min(c.b.opts.FetchBatch, c.prefetch)
+		low := max(1, want/4)
+		deadline := time.Time{}
+	grab:
+		for n < want {
+			select {
+			case c.slots <- struct{}{}:
+				n++
+				continue
+			default:
+			}
+			if n >= low || prepopIdx > 0 {
+				break
+			}
+			// Few slots free: give acks a moment to free more, so that
+			// fetches stay batched under load.
+			if deadline.IsZero() {
+				deadline = time.Now().Add(2 * time.Millisecond)
+			}
+			wait := time.Until(deadline)
+			if wait <= 0 {
+				break
+			}
+			t := time.NewTimer(wait)
+			select {
+			case c.slots <- struct{}{}:
+				n++
+				t.Stop()
+			case <-t.C:
+				break grab
+			case <-ctx.Done():
+				t.Stop()
+				break grab
+			}
+		}
+		ds, err := c.fetch(ctx, rr, n, prepopIdx, prepop)
+		if err != nil {
+			for range n {
+				<-c.slots
+			}
+			if ctx.Err() != nil {
+				if prepopIdx > 0 {
+					c.pushBack(rr, prepopIdx, prepop)
+				}
+				return
+			}
+			if !failing {
+				c.b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
+			}
+			failing = true
+			if !sleepCtx(ctx, backoff) {
+				if prepopIdx > 0 {
+					c.pushBack(rr, prepopIdx, prepop)
+				}
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		prepopIdx, prepop = 0, ""
+		if failing {
+			c.b.log.Info("redis consume resumed", "queues", c.queues)
+			failing = false
+		}
+		backoff = 50 * time.Millisecond
+		for range n - len(ds) {
+			<-c.slots
+		}
+		if len(ds) > 0 {
+			c.rr.Add(1)
+			for i, d := range ds {
+				select {
+				case c.out <- d:
+				case <-ctx.Done():
+					for _, r := range ds[i:] {
+						_ = r.Requeue()
+					}
+					return
+				}
+			}
+			continue
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		// Nothing ready: block in BRPOP (kombu's way) so idle consumers do
+		// not spin; the popped message is recorded by the next fetch.
+		idx, val, err := c.block(ctx, rr)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				c.b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
+			}
+			failing = true
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			continue
+		}
+		prepopIdx, prepop = idx, val
+	}
+}
+
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// block waits up to PollTimeout for a message on any of the lists and
+// returns the index (1-based, as in fetch's list order) of the list it came
+// from and the message, or 0 when none came.
+func (c *consumer) block(ctx context.Context, rr uint64) (int, string, error) {
+	lists, _ := c.keys(rr)
+	lists = lists[2:]
+	pt := c.b.opts.PollTimeout
+	var res []string
+	var err error
+	bctx := context.WithoutCancel(ctx)
+	if pt < time.Second || pt%time.Second != 0 {
+		args := make([]any, 0, len(lists)+2)
+		args = append(args, "brpop")
+		for _, l := range lists {
+			args = append(args, l)
+		}
+		args = append(args, strconv.FormatFloat(pt.Seconds(), 'f', 3, 64))
+		res, err = c.b.client.Do(bctx, args...).StringSlice()
+	} else {
+		res, err = c.b.client.BRPop(bctx, pt, lists...).Result()
+	}
+	if errors.Is(err, goredis.Nil) {
+		return 0, "", nil
+	}
+	if err != nil {
+		return 0, "", err
+	}
+	if len(res) != 2 {
+		return 0, "", fmt.Errorf("BRPOP: unexpected reply %d elements", len(res))
+	}
+	for i, l := range lists {
+		if l == res[0] {
+			return i + 1, res[1], nil
+		}
+	}
+	return 0, "", fmt.Errorf("BRPOP: reply from unknown list %q", res[0])
+}
+
+// pushBack returns a message popped by BRPOP but not yet recorded.
+func (c *consumer) pushBack(rr uint64, idx int, val string) {
+	lists, _ := c.keys(rr)
+	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.ConnectTimeout)
+	defer cancel()
+	if err := c.b.client.RPush(ctx, lists[1+idx], val).Err(); err != nil {
+		c.b.log.Error("redis: returning a popped message failed; it is lost", "err", err, "bytes", len(val))
+	}
+}
+
+func (c *consumer) fetch(ctx context.Context, rr uint64, n, prepopIdx int, prepop string) ([]*delivery, error) {
+	lists, names := c.keys(rr)
+	seq := c.seq.Add(1)
+	score := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
+	args := make([]any, 0, 5+len(names))
+	args = append(args, n, score, c.nonce+"."+strconv.FormatUint(seq, 10), prepopIdx, prepop)
+	args = append(args, names...)
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.b.opts.ConnectTimeout)
+	defer cancel()
+	res, err := fetchScript.Run(fctx, c.b.client, lists, args...).Slice()
+	if err != nil && !errors.Is(err, goredis.Nil) {
+		return nil, err
+	}
+	if len(res)%3 != 0 {
+		return nil, fmt.Errorf("fetch script: unexpected reply of %d elements", len(res))
+	}
+	ds := make([]*delivery, 0, len(res)/3)
+	for i := 0; i < len(res); i += 3 {
+		idx, _ := res[i].(int64)
+		tag, _ := res[i+1].(string)
+		env, _ := res[i+2].(string)
+		if idx < 1 || int(idx) > len(names) {
+			return nil, fmt.Errorf("fetch script: bad list index %v", res[i])
+		}
+		d := &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: lists[1+idx]}
+		d.m, _, d.err = decodeEnvelope(d.raw, d.queue)
+		ds = append(ds, d)
+	}
+	if len(ds) > 0 {
+		c.liveMu.Lock()
+		for _, d := range ds {
+			c.live[d.tag] = struct{}{}
+		}
+		c.liveMu.Unlock()
+	}
+	return ds, nil
+}
+
+// ---- deliveries ----
+
+type delivery struct {
+	c       *consumer
+	m       *runtime.Message
+	err     error
+	raw     []byte
+	tag     string
+	queue   string
+	list    string
+	settled atomic.Bool
+}
+
+func (d *delivery) Message() *runtime.Message { return d.m }
+func (d *delivery) Raw() []byte               { return d.raw }
+func (d *delivery) DecodeError() error        { return d.err }
+
+// Tag returns kombu's delivery tag of the delivery (the unacked hash field).
+func (d *delivery) Tag() string { return d.tag }
+
+var errSettled = errors.New("redis: delivery already settled")
+
+func (d *delivery) settle() bool {
+	if !d.settled.CompareAndSwap(false, true) {
+		return false
+	}
+	d.c.liveMu.Lock()
+	delete(d.c.live, d.tag)
+	d.c.liveMu.Unlock()
+	<-d.c.slots
+	return true
+}
+
+// Ack removes the delivery from the unacked bookkeeping. The removal is
+// written in batches shortly after Ack returns (at-least-once: a crash in
+// between makes the message come back after the visibility timeout).
+func (d *delivery) Ack() error {
+	if !d.settle() {
+		return errSettled
+	}
+	b := d.c.b
+	select {
+	case b.ackCh <- d.tag:
+		return nil
+	case <-b.closing:
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+	defer cancel()
+	return b.flushAcks(ctx, []string{d.tag})
+}
+
+// Reject moves the original bytes, with reason, to the dead-letter list and
+// removes the delivery from the unacked bookkeeping, atomically.
+func (d *delivery) Reject(reason string) error {
+	if !d.settle() {
+		return errSettled
+	}
+	b := d.c.b
+	entry := appendDeadLetter(nil, d.raw, reason, d.queue, b.opts.host, time.Now())
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+	defer cancel()
+	keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), b.opts.key(b.DeadLetterList(d.queue))}
+	if err := settleScript.Run(ctx, b.client, keys, d.tag, entry, "back").Err(); err != nil {
+		return fmt.Errorf("redis dead-letter: %w", err)
+	}
+	return nil
+}
+
+// Requeue puts the message back at the front of its list, marked
+// redelivered, and removes it from the unacked bookkeeping, atomically.
+func (d *delivery) Requeue() error {
+	if !d.settle() {
+		return errSettled
+	}
+	b := d.c.b
+	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+	defer cancel()
+	keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), d.list}
+	if err := settleScript.Run(ctx, b.client, keys, d.tag, markRedelivered(d.raw), "front").Err(); err != nil {
+		return fmt.Errorf("redis requeue: %w", err)
+	}
+	return nil
+}
+
+// ---- acknowledgements ----
+
+func (b *Broker) acker() {
+	batch := make([]string, 0, maxAckBatch)
+	backoff := 50 * time.Millisecond
+	for {
+		if len(batch) == 0 {
+			select {
+			case t := <-b.ackCh:
+				batch = append(batch, t)
+			case <-b.closing:
+				// Flush what is left, bounded.
+				for {
+					select {
+					case t := <-b.ackCh:
+						batch = append(batch, t)
+						continue
+					default:
+					}
+					break
+				}
+				if len(batch) > 0 {
+					ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+					if err := b.flushAcks(ctx, batch); err != nil {
+						b.log.Error("redis: flushing acknowledgements at close failed; those messages will be redelivered", "n", len(batch), "err", err)
+					}
+					cancel()
+				}
+				return
+			}
+		}
+	drain:
+		for len(batch) < maxAckBatch {
+			select {
+			case t := <-b.ackCh:
+				batch = append(batch, t)
+			default:
+				break drain
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+		err := b.flushAcks(ctx, batch)
+		cancel()
+		if err != nil {
+			b.log.Warn("redis: acknowledging failed; retrying", "n", len(batch), "err", err)
+			select {
+			case <-time.After(backoff):
+			case <-b.closing:
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		backoff = 50 * time.Millisecond
+		batch = batch[:0]
+	}
+}
+
+func (b *Broker) flushAcks(ctx context.Context, tags []string) error {
+	members := make([]any, len(tags))
+	for i, t := range tags {
+		members[i] = t
+	}
+	pipe := b.client.Pipeline()
+	pipe.ZRem(ctx, b.opts.key("unacked_index"), members...)
+	pipe.HDel(ctx, b.opts.key("unacked"), tags...)
+	_, err := pipe.Exec(ctx)
+	return err
+}
+
+// ---- visibility timeout ----
+
+// RestoreVisible restores messages delivered longer than the visibility
+// timeout ago and never acknowledged (their consumer died), as kombu does:
+// under the unacked_mutex lock, each goes back to the front of its queue
+// marked redelivered. It returns how many it restored. Consumers call it
+// periodically; it is exported for tools and tests.
+func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
+	token := string(newTag(nil))
+	mutex := b.opts.key("unacked_mutex")
+	ok, err := b.client.SetNX(ctx, mutex, token, 300*time.Second).Result()
+	if err != nil || !ok {
+		return 0, err
+	}
+	defer func() {
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = unlockScript.Run(uctx, b.client, []string{mutex}, token).Err()
+	}()
+	ceil := float64(time.Now().Add(-b.opts.VisibilityTimeout).UnixMicro()) / 1e6
+	tags, err := b.client.ZRevRangeByScore(ctx, b.opts.key("unacked_index"), &goredis.ZRangeBy{
+		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0", Count: int64(b.opts.RestoreLimit)}).Result()
+	if err != nil || len(tags) == 0 {
+		return 0, err
+	}
+	entries, err := b.client.HMGet(ctx, b.opts.key("unacked"), tags...).Result()
+	if err != nil {
+		return 0, err
+	}
+	restored := 0
+	for i, tag := range tags {
+		entry, _ := entries[i].(string)
+		keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), ""}
+		var env []byte
+		if entry == "" {
+			keys[2] = b.opts.key("unacked_index") // unused: the script only ZREMs
+		} else {
+			raw, exchange, rk, err := parseUnackedEntry([]byte(entry))
+			if err != nil || rk == "" {
+				if err == nil {
+					err = errors.New("no routing key")
+				}
+				b.log.Error("redis: unrestorable unacked entry; moving it to the dead-letter list", "tag", tag, "err", err)
+				keys[2] = b.opts.key(b.DeadLetterList("unknown"))
+				env = appendDeadLetter(nil, []byte(entry), "unrestorable unacked entry: "+err.Error(), "", b.opts.host, time.Now())
+			} else {
+				queue := rk
+				if exchange != "" {
+					// kombu routes through the exchange's bindings; Celery's
+					// direct exchanges bind routing key = queue name.
+					queue = b.lookupBinding(ctx, exchange, rk)
+				}
+				keys[2] = b.opts.key(listName(queue, priorityStep(envelopePriority(raw))))
+				env = markRedelivered(raw)
+			}
+		}
+		n, err := restoreScript.Run(ctx, b.client, keys, tag, entry, env).Int()
+		if err != nil {
+			return restored, err
+		}
+		restored += n
+	}
+	if restored > 0 {
+		b.log.Warn("redis: restored messages whose visibility timeout expired", "n", restored, "visibility_timeout", b.opts.VisibilityTimeout)
+	}
+	return restored, nil
+}
+
+// lookupBinding finds the queue bound to exchange with routing key rk
+// (kombu's _lookup for direct exchanges); rk itself when there is none.
+func (b *Broker) lookupBinding(ctx context.Context, exchange, rk string) string {
+	members, err := b.client.SMembers(ctx, b.opts.key("_kombu.binding."+exchange)).Result()
+	if err == nil {
+		for _, m := range members {
+			parts := splitBinding(m)
+			if len(parts) == 3 && parts[0] == rk {
+				return parts[2]
+			}
+		}
+	}
+	return rk
+}
+
+func splitBinding(m string) []string {
+	var parts []string
+	for {
+		i := indexSep(m)
+		if i < 0 {
+			return append(parts, m)
+		}
+		parts = append(parts, m[:i])
+		m = m[i+len(sep):]
+	}
+}
+
+func indexSep(s string) int {
+	for i := 0; i+1 < len(s); i++ {
+		if s[i] == sep[0] && s[i+1] == sep[1] {
+			return i
+		}
+	}
+	return -1
+}
+
+// ---- dead letters ----
+
+// appendDeadLetter appends the dead-letter list entry: a JSON object with
+// the reason, queue, time, hostname and the original bytes ("message" as a
+// string, or "message_base64" when they are not UTF-8).
+func appendDeadLetter(b, raw []byte, reason, queue, host string, t time.Time) []byte {
+	b = append(b, `{"reason": `...)
+	b = appendJSONString(b, reason)
+	b = append(b, `, "queue": `...)
+	b = appendJSONString(b, queue)
+	b = append(b, `, "time": "`...)
+	b = runtime.AppendTime(b, t)
+	b = append(b, `", "hostname": `...)
+	b = appendJSONString(b, host)
+	if utf8.Valid(raw) {
+		b = append(b, `, "message": `...)
+		b = appendJSONString(b, string(raw))
+	} else {
+		b = append(b, `, "message_base64": "`...)
+		b = base64.StdEncoding.AppendEncode(b, raw)
+		b = append(b, '"')
+	}
+	return append(b, '}')
+}
+
+func parseDeadLetter(b []byte) (DeadLetter, error) {
+	var dl DeadLetter
+	v, err := parseJSON(b)
+	if err != nil {
+		return dl, fmt.Errorf("dead letter: %w", err)
+	}
+	m, ok := v.(map[string]any)
+	if !ok {
+		return dl, errors.New("dead letter: not an object")
+	}
+	dl.Reason, _ = m["reason"].(string)
+	dl.Queue, _ = m["queue"].(string)
+	dl.Hostname, _ = m["hostname"].(string)
+	if s, ok := m["time"].(string); ok {
+		dl.Time, _ = runtime.ParseTime(s)
+	}
+	if s, ok := m["message"].(string); ok {
+		dl.Raw = []byte(s)
+	} else if s, ok := m["message_base64"].(string); ok {
+		dl.Raw, err = base64.StdEncoding.DecodeString(s)
+	}
+	return dl, err
+}

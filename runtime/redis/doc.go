@@ -1,0 +1,181 @@
+// Package redis is taskgen's Redis transport and result backend, compatible
+// with Celery 5 and kombu: Go and Python producers, workers and result
+// readers can share one Redis. Import it for its side effect:
+//
+//	import _ "github.com/taskgen/taskgen/runtime/redis"
+//
+//	app, err := runtime.New(runtime.Config{
+//		Broker:  "redis://127.0.0.1:6379/0?visibility_timeout=30m",
+//		Backend: "redis://127.0.0.1:6379/1",
+//	})
+//
+// # URLs
+//
+// Celery's forms are accepted for both the broker and the backend:
+//
+//	redis://[[user]:password@]host[:port][/db][?option=value&…]
+//	rediss://…   TLS; e.g. rediss://:secret@host:6380/0?ssl_cert_reqs=required
+//
+// The host defaults to localhost, the port to 6379 and the database to 0.
+// Passwords never appear in logs or errors (runtime.Redact).
+//
+// # Options
+//
+// Options ride on the query, like Celery's transport options. Durations are
+// Go durations ("30s", "1h") or a number of seconds ("30", "0.5").
+//
+//	visibility_timeout      how long a delivered, un-acknowledged message stays
+//	                        reserved before any consumer (Go or Python) puts it
+//	                        back in its queue; default 1h (kombu's default).
+//	                        Delays never cause that (see Delays).
+//	visibility_heartbeat    true (default): a live Go consumer refreshes the
+//	                        unacked_index score of its un-settled deliveries every
+//	                        visibility_timeout/3, so a task running longer than
+//	                        the timeout on a live worker is not run twice, while a
+//	                        dead worker's tasks come back after the timeout.
+//	                        false: kombu's behaviour (long tasks run twice).
+//	global_keyprefix        prefix of every key (kombu's global_keyprefix); on a
+//	                        backend URL, of the result keys and channels.
+//	fetch_batch             most messages fetched per round trip (default 64;
+//	                        prefetch_batch is an alias); never more than the
+//	                        consumer's free prefetch slots.
+//	dead_letter_queue       list receiving dead letters; default
+//	                        "<queue>.dead_letter" per consumed queue.
+//	restore_interval        how often consumers restore messages whose visibility
+//	                        timeout expired; default min(visibility_timeout/2, 10s).
+//	unacked_restore_limit   most messages restored per pass (default 1000).
+//	delayed_key             sorted set of deferred messages (default
+//	                        "taskgen.delayed").
+//	delay_poll_interval     how often consumers move due deferred messages to
+//	                        their queues (default 250ms).
+//	poll_timeout            how long an idle consumer blocks in BRPOP (default 1s,
+//	                        like kombu); bounds shutdown latency.
+//	publish_timeout         bound on Publish during an outage (default the app's
+//	                        PublishTimeout, 10s); the caller's ctx also bounds it.
+//	result_key_prefix       result key prefix (default "celery-task-meta-").
+//	socket_timeout          read and write timeout of commands.
+//	socket_connect_timeout  dial timeout.
+//	ssl_cert_reqs           rediss only: required (default), optional or none
+//	                        (CERT_* spellings accepted; none skips verification).
+//	ssl_ca_certs, ssl_certfile, ssl_keyfile
+//	                        rediss only: PEM files of the CA and client key pair.
+//
+// Any other option is handed to go-redis (redis.ParseURL): dial_timeout,
+// read_timeout, write_timeout, pool_size, max_retries, client_name,
+// skip_verify, …; an unknown name is an error.
+//
+// # Layout (kombu's)
+//
+// A queue q is a list per priority step: "q" for priorities 0–2, then
+// "q\x06\x163", "q\x06\x166", "q\x06\x169". On Redis 0 is the HIGHEST
+// priority (kombu's order, the opposite of RabbitMQ). Producers LPUSH
+// kombu's JSON envelope (base64 body, delivery_tag, delivery_info) and add
+// "q\x06\x16\x06\x16q" to the set "_kombu.binding.q" once per queue, as
+// Python does when it declares the queue. Concurrent Publish calls are
+// combined: one caller writes every pending message in one pipeline (one
+// LPUSH with several values per list) while the others wait for Redis's
+// reply to theirs.
+//
+// Consumers pop with a Lua script that takes up to fetch_batch messages in
+// priority order (rotating among queues) and, in the same atomic step,
+// records each in kombu's ack emulation: ZADD unacked_index <now> <tag> and
+// HSET unacked <tag> [envelope, "", queue]. An idle consumer blocks in BRPOP
+// (the message it pops is recorded by the next script call, a window of
+// microseconds, as in kombu). Acknowledgements are pipelined ZREM/HDEL in
+// batches, written right after Ack returns. Every consumer, under the
+// unacked_mutex lock (SET NX PX 300000), restores entries older than the
+// visibility timeout to the front of their queue marked redelivered, in
+// kombu's format, so a Python worker restores a dead Go worker's tasks and
+// the reverse.
+//
+// # Dead letters
+//
+// A delivery the worker rejects (undecodable envelope, unregistered task,
+// undecodable arguments) is removed from the ack bookkeeping and LPUSHed,
+// atomically, to the dead-letter list as a JSON object
+//
+//	{"reason": "...", "queue": "q", "time": "...", "hostname": "...", "message": "<original bytes>"}
+//
+// ("message_base64" instead of "message" when the bytes are not UTF-8).
+// Broker.DeadLetters reads them; LLEN gives the count.
+//
+// # Delays
+//
+// Broker.Defer (used by workers for countdowns, ETAs and retry backoffs
+// beyond the worker's DelayHorizon) parks the envelope in the sorted set
+// delayed_key scored by its due time; consumers of any queue move due
+// messages to their lists with a Lua script. A parked message is in no list
+// and not in the unacked hash, so the visibility timeout never makes it run
+// twice. At least one Go consumer must be running for parked messages to
+// move.
+//
+// # Results
+//
+// The backend stores Celery's documents with SETEX celery-task-meta-<id>
+// (SET when the app keeps results forever) plus PUBLISH on the same name,
+// in one MULTI/EXEC. Wait subscribes first, then reads the key, then waits
+// for published documents: no polling. All waiters share one pub/sub
+// connection and read the key again after it reconnects.
+//
+// # Events and remote control
+//
+// The Broker implements runtime.EventTransport (Celery events) and
+// runtime.ControlTransport (Celery's pidbox remote control) the way kombu
+// 5's Redis transport does (WIRE §3.5, §6, §7), so that Flower, `celery
+// events`, `celery inspect`/`celery control` and Python workers interoperate
+// with Go workers and Go clients:
+//
+//   - Fanout exchanges are Redis pub/sub. A message to exchange x with
+//     routing key k is PUBLISHed on "/<db>.x/<k>" ("/<db>.x" when k is
+//     empty), where db is the URL's database number (pub/sub is not per
+//     database), prefixed by global_keyprefix. The payload is the JSON
+//     envelope of task messages: base64 body, content-type,
+//     content-encoding, headers, properties {delivery_mode, delivery_info
+//     {exchange, routing_key}, priority, body_encoding, delivery_tag}.
+//   - Events go to the "celeryev" exchange, which Celery forces to fanout on
+//     Redis: channel "/<db>.celeryev/<routing key>" (worker.heartbeat,
+//     task.multi, …), delivery_mode 1. SubscribeEvents PSUBSCRIBEs
+//     "/<db>.celeryev/*" on a connection of its own and, like Celery's
+//     EventReceiver, adds "#\x06\x16\x06\x16celeryev.<uuid4>" to
+//     _kombu.binding.celeryev while it runs. Events are transient:
+//     PublishEvent gives up after a second (and at once for a short while
+//     after a connection failure), and a subscriber more than EventBuffer
+//     events behind loses events (Broker.DroppedEvents).
+//   - Control requests are PUBLISHed on "/<db>.celery.pidbox"
+//     (delivery_mode 2); ConsumeControl PSUBSCRIBEs that channel on a
+//     connection of its own and, like a Python worker, adds
+//     "\x06\x16\x06\x16<node>.celery.pidbox" to _kombu.binding.celery.pidbox
+//     while it runs.
+//   - Replies are not pub/sub: reply.celery.pidbox is a direct exchange.
+//     Reply reads _kombu.binding.reply.celery.pidbox and LPUSHes the
+//     envelope (delivery_mode 1, delivery_info {"exchange":
+//     "reply.celery.pidbox", "routing_key": <oid>}) onto every list bound
+//     with the reply's routing key, normally "<oid>.reply.celery.pidbox", in
+//     one Lua call; a reply nobody is bound for is dropped, as kombu drops
+//     it. Reply lists expire 300 s after their last reply (Celery's
+//     control_queue_ttl), so a client that died leaves nothing behind.
+//     ConsumeReplies adds "<oid>\x06\x16\x06\x16<oid>.reply.celery.pidbox"
+//     to that set before it returns, BRPOPs the list, and removes the member
+//     and the list when its ctx ends, as kombu's Mailbox does.
+//
+// Subscriptions return once Redis has confirmed the PSUBSCRIBE (or the
+// binding is written), so nothing published after the call returns is
+// missed. They survive connection loss and Redis restarts: the connection is
+// checked with PING when idle, and re-subscribed (binding re-added) with
+// backoff after a failure; messages published while it was down are lost,
+// as with kombu. Their channels are closed when ctx ends or the broker is
+// closed.
+//
+// # Connection loss
+//
+// Commands reconnect by themselves. Consumers log the failure, back off
+// (50 ms doubling to 5 s) and resume when Redis returns; acknowledgements
+// that could not be written are retried. Publish retries connection
+// failures (a restarted server leaves dead pooled connections) and returns an
+// error after publish_timeout or when the caller's ctx ends, whichever comes
+// first; it never hangs. A retried LPUSH whose first reply was lost may
+// duplicate a message (at least once).
+//
+// Keys touched by the Lua scripts are not all declared, so Redis Cluster is
+// not supported (neither is it by kombu).
+package redis

@@ -1,0 +1,832 @@
+package redis
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	goredis "github.com/redis/go-redis/v9"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+var (
+	_ runtime.EventTransport   = (*Broker)(nil)
+	_ runtime.ControlTransport = (*Broker)(nil)
+)
+
+// Names of Celery's fanout exchanges and queues.
+const (
+	// ControlExchange is Celery's remote-control broadcast exchange.
+	ControlExchange = "celery.pidbox"
+	// ReplyExchange is the (direct) exchange of remote-control replies.
+	ReplyExchange = "reply.celery.pidbox"
+	// ControlQueueSuffix follows the node name in a worker's control queue
+	// ("w1@host.celery.pidbox"), the queue of its binding member.
+	ControlQueueSuffix = "." + ControlExchange
+	// ReplyQueueSuffix follows the client oid in a client's reply list
+	// ("<oid>.reply.celery.pidbox").
+	ReplyQueueSuffix = "." + ReplyExchange
+
+	// EventBuffer is how many received events a subscriber may lag behind
+	// before further events are dropped for it (counted by
+	// [Broker.DroppedEvents]); Redis would otherwise buffer them in its
+	// client output buffer and eventually disconnect the subscriber.
+	EventBuffer = 16384
+	// ReplyTTL is how long a reply list lives after its last reply when
+	// nobody pops it (Celery's control_queue_ttl).
+	ReplyTTL = 300 * time.Second
+
+	controlBuffer = 64 // requests and replies wait for their reader
+
+	// eventPublishTimeout bounds one PublishEvent call.
+	eventPublishTimeout = time.Second
+	// pubsubPingInterval: an idle subscription PINGs its connection this
+	// often, and reconnects when the PONG does not come within as long.
+	pubsubPingInterval = 10 * time.Second
+	// cleanupTimeout bounds the SREM/DEL a subscription does when it ends.
+	cleanupTimeout = 2 * time.Second
+)
+
+// fanoutState is the broker's fanout bookkeeping, kept beside the Broker
+// (keyed by it) so that the task transport stays as it is.
+type fanoutState struct {
+	mu     sync.Mutex
+	closed bool
+	wg     sync.WaitGroup // subscription goroutines
+
+	dropped atomic.Int64
+	dropLog atomic.Int64 // unix nanoseconds of the last drop warning
+
+	// PublishEvent's circuit breaker: after a connection failure, events
+	// fail at once until brUntil instead of each waiting for Redis.
+	brMu      sync.Mutex
+	brErr     error
+	brUntil   time.Time
+	brBackoff time.Duration
+}
+
+var fanouts sync.Map // *Broker -> *fanoutState
+
+func (b *Broker) fanout() *fanoutState {
+	if f, ok := fanouts.Load(b); ok {
+		return f.(*fanoutState)
+	}
+	if b.isClosing() {
+		return &fanoutState{closed: true} // not kept: closeFanout may be done
+	}
+	f, _ := fanouts.LoadOrStore(b, &fanoutState{})
+	return f.(*fanoutState)
+}
+
+// closeFanout ends every subscription and waits for their goroutines (each
+// removes its kombu binding member first). Broker.Close calls it after
+// closing b.closing and before closing the client.
+func (b *Broker) closeFanout() {
+	f := b.fanout()
+	f.mu.Lock()
+	f.closed = true
+	f.mu.Unlock()
+	f.wg.Wait()
+	fanouts.Delete(b)
+}
+
+// goFanout runs fn on a goroutine that Close waits for, unless the broker
+// is closing.
+func (b *Broker) goFanout(fn func()) error {
+	f := b.fanout()
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.closed || b.isClosing() {
+		return ErrClosed
+	}
+	f.wg.Add(1)
+	go func() {
+		defer f.wg.Done()
+		fn()
+	}()
+	return nil
+}
+
+// fanoutCtx returns ctx, also cancelled when the broker closes.
+func (b *Broker) fanoutCtx(ctx context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-b.closing:
+			cancel()
+		}
+	}()
+	return ctx, cancel
+}
+
+// ---- naming ----
+
+// fanoutTopic is kombu's pub/sub channel of a fanout exchange and routing
+// key (fanout_prefix and fanout_patterns on, kombu's defaults), with the
+// global key prefix.
+func (b *Broker) fanoutTopic(exchange, routingKey string) string {
+	t := b.opts.key("/" + strconv.Itoa(b.opts.redis.DB) + "." + exchange)
+	if routingKey != "" {
+		t += "/" + routingKey
+	}
+	return t
+}
+
+// globEscape escapes the PSUBSCRIBE pattern characters of s.
+func globEscape(s string) string {
+	if !strings.ContainsAny(s, `*?[]\`) {
+		return s
+	}
+	var sb strings.Builder
+	for _, c := range []byte(s) {
+		switch c {
+		case '*', '?', '[', ']', '\\':
+			sb.WriteByte('\\')
+		}
+		sb.WriteByte(c)
+	}
+	return sb.String()
+}
+
+// bindingMember is kombu's member of the set _kombu.binding.<exchange>.
+func bindingMember(routingKey, queue string) string { return routingKey + sep + sep + queue }
+
+// ---- envelope ----
+
+var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// appendRawEnvelope appends kombu's JSON envelope of msg as published to
+// exchange with routingKey, in kombu's key order (WIRE §3.1, the captured
+// event and pidbox payloads).
+func appendRawEnvelope(b []byte, msg *runtime.RawMessage, exchange, routingKey string, mode int) ([]byte, error) {
+	b = append(b, `{"body": "`...)
+	b = base64.StdEncoding.AppendEncode(b, msg.Body)
+	b = append(b, `", "content-encoding": `...)
+	b = appendNullString(b, msg.ContentEncoding)
+	b = append(b, `, "content-type": `...)
+	b = appendNullString(b, msg.ContentType)
+	b = append(b, `, "headers": `...)
+	if len(msg.Headers) == 0 {
+		b = append(b, "{}"...)
+	} else {
+		var err error
+		if b, err = appendJSONValue(b, msg.Headers); err != nil {
+			return b, fmt.Errorf("headers: %w", err)
+		}
+	}
+	b = append(b, `, "properties": {"delivery_mode": `...)
+	b = strconv.AppendInt(b, int64(mode), 10)
+	b = append(b, `, "delivery_info": {"exchange": `...)
+	b = appendJSONString(b, exchange)
+	b = append(b, `, "routing_key": `...)
+	b = appendJSONString(b, routingKey)
+	b = append(b, `}, "priority": 0, "body_encoding": "base64", "delivery_tag": "`...)
+	b = newTag(b)
+	return append(b, `"}}`...), nil
+}
+
+// decodeRawEnvelope decodes kombu's JSON envelope of a fanout message or
+// reply. Exchange and RoutingKey come from properties.delivery_info.
+func decodeRawEnvelope(raw []byte) (*runtime.RawMessage, error) {
+	m := &runtime.RawMessage{}
+	p := jsonParser{b: raw}
+	var (
+		body         []byte
+		haveBody     bool
+		bodyEncoding string
+	)
+	err := p.object(func(key []byte) {
+		switch string(key) {
+		case "body":
+			if p.peek() == '"' {
+				body, haveBody = p.strBytes(), true
+			} else {
+				p.skip(0)
+			}
+		case "content-type":
+			m.ContentType = p.optString()
+		case "content-encoding":
+			m.ContentEncoding = p.optString()
+		case "headers":
+			if p.peek() == '{' {
+				m.Headers, _ = p.value(0).(map[string]any)
+			} else {
+				p.skip(0)
+			}
+		case "properties":
+			if p.peek() != '{' {
+				p.skip(0)
+				return
+			}
+			p.err = p.object(func(key []byte) {
+				switch string(key) {
+				case "body_encoding":
+					bodyEncoding = p.optString()
+				case "delivery_info":
+					if p.peek() != '{' {
+						p.skip(0)
+						return
+					}
+					p.err = p.object(func(key []byte) {
+						switch string(key) {
+						case "exchange":
+							m.Exchange = p.optString()
+						case "routing_key":
+							m.RoutingKey = p.optString()
+						default:
+							p.skip(0)
+						}
+					})
+				default:
+					p.skip(0)
+				}
+			})
+		default:
+			p.skip(0)
+		}
+	})
+	if err == nil {
+		p.ws()
+		if p.i != len(raw) {
+			p.fail("trailing data")
+			err = p.err
+		}
+	}
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("kombu envelope: %w", err)
+	case !haveBody:
+		return nil, errors.New("kombu envelope: body missing or not a string")
+	}
+	switch bodyEncoding {
+	case "base64":
+		m.Body = make([]byte, base64.StdEncoding.DecodedLen(len(body)))
+		n, err := base64.StdEncoding.Decode(m.Body, body)
+		if err != nil {
+			return nil, fmt.Errorf("kombu envelope: body: bad base64: %w", err)
+		}
+		m.Body = m.Body[:n]
+	case "":
+		m.Body = slices.Clone(body)
+	default:
+		return nil, fmt.Errorf("kombu envelope: unsupported body_encoding %q", bodyEncoding)
+	}
+	return m, nil
+}
+
+// ---- publishing ----
+
+// retryBounded runs fn until it succeeds, fails with an error reply, or
+// publish_timeout (or ctx) ends: a restarted server leaves dead pooled
+// connections behind.
+func (b *Broker) retryBounded(ctx context.Context, fn func(ctx context.Context) error) error {
+	ctx, cancel := context.WithTimeout(ctx, b.opts.ConnectTimeout)
+	defer cancel()
+	backoff := 20 * time.Millisecond
+	for {
+		err := fn(ctx)
+		if err == nil || !retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sleepCtx(ctx, backoff) {
+			return err
+		}
+		backoff = min(2*backoff, 500*time.Millisecond)
+	}
+}
+
+// PublishEvent PUBLISHes a Celery event on "/<db>.<exchange>/<routing
+// key>" (exchange msg.Exchange, "celeryev" when empty) in kombu's envelope
+// with delivery_mode 1. It gives up after a second, and fails at once for a
+// short while (100 ms doubling to 2 s) after a connection failure: events
+// are transient and the worker must not wait for them.
+func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) error {
+	if b.isClosing() {
+		return ErrClosed
+	}
+	f := b.fanout()
+	f.brMu.Lock()
+	if f.brErr != nil && time.Now().Before(f.brUntil) {
+		err := f.brErr
+		f.brMu.Unlock()
+		return fmt.Errorf("redis: publish event %q: %w", msg.RoutingKey, err)
+	}
+	f.brMu.Unlock()
+	exchange := msg.Exchange
+	if exchange == "" {
+		exchange = runtime.EventExchange
+	}
+	bp := envPool.Get().(*[]byte)
+	env, err := appendRawEnvelope((*bp)[:0], msg, exchange, msg.RoutingKey, 1)
+	defer func() {
+		if cap(env) <= 64<<10 {
+			*bp = env[:0]
+			envPool.Put(bp)
+		}
+	}()
+	if err != nil {
+		return fmt.Errorf("redis: publish event %q: %w", msg.RoutingKey, err)
+	}
+	pctx, cancel := context.WithTimeout(ctx, eventPublishTimeout)
+	defer cancel()
+	err = b.client.Publish(pctx, b.fanoutTopic(exchange, msg.RoutingKey), env).Err()
+	f.brMu.Lock()
+	if err != nil && retryable(err) && ctx.Err() == nil {
+		f.brBackoff = min(max(2*f.brBackoff, 100*time.Millisecond), 2*time.Second)
+		f.brErr, f.brUntil = err, time.Now().Add(f.brBackoff)
+	} else if err == nil {
+		f.brErr, f.brBackoff = nil, 0
+	}
+	f.brMu.Unlock()
+	if err != nil {
+		return fmt.Errorf("redis: publish event %q: %w", msg.RoutingKey, err)
+	}
+	return nil
+}
+
+// PublishControl broadcasts a remote-control request: PUBLISH on
+// "/<db>.celery.pidbox" (exchange msg.Exchange, "celery.pidbox" when empty;
+// "/<routing key>" appended when msg.RoutingKey is set) in kombu's envelope
+// with delivery_mode 2, as kombu's Mailbox does. Connection failures are
+// retried until publish_timeout or ctx ends.
+func (b *Broker) PublishControl(ctx context.Context, msg *runtime.RawMessage) error {
+	if b.isClosing() {
+		return ErrClosed
+	}
+	exchange := msg.Exchange
+	if exchange == "" {
+		exchange = ControlExchange
+	}
+	env, err := appendRawEnvelope(nil, msg, exchange, msg.RoutingKey, 2)
+	if err == nil {
+		topic := b.fanoutTopic(exchange, msg.RoutingKey)
+		err = b.retryBounded(ctx, func(ctx context.Context) error {
+			return b.client.Publish(ctx, topic, env).Err()
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("redis: publish control request: %w", err)
+	}
+	return nil
+}
+
+// replyScript delivers a reply through a direct exchange as kombu routes
+// it: every queue of the set KEYS[1] (_kombu.binding.<exchange>) whose
+// member's routing key is ARGV[2] gets LPUSH ARGV[3] on its list (ARGV[1]
+// is the key prefix), which then expires after ARGV[5] ms unless popped.
+// ARGV[4] is kombu's separator. It returns the number of lists pushed to.
+var replyScript = goredis.NewScript(`
+local sep, rk = ARGV[4], ARGV[2]
+local done, n = {}, 0
+for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  local i = string.find(m, sep, 1, true)
+  if i and string.sub(m, 1, i - 1) == rk then
+    local rest = string.sub(m, i + #sep)
+    local j = string.find(rest, sep, 1, true)
+    if j then
+      local q = string.sub(rest, j + #sep)
+      if q ~= '' and not done[q] then
+        done[q] = true
+        local key = ARGV[1] .. q
+        redis.call('LPUSH', key, ARGV[3])
+        redis.call('PEXPIRE', key, ARGV[5])
+        n = n + 1
+      end
+    end
+  end
+end
+return n
+`)
+
+// Reply sends a remote-control reply to exchange (normally
+// "reply.celery.pidbox") with routingKey (the client's oid), in kombu's
+// envelope with delivery_mode 1: LPUSH onto the lists bound in
+// _kombu.binding.<exchange> with routingKey (normally
+// "<oid>.reply.celery.pidbox"), resolved and pushed in one Lua call. A reply
+// no client is bound for any more is dropped, as kombu drops it. Exchange
+// "" is kombu's default exchange: the list named routingKey.
+func (b *Broker) Reply(ctx context.Context, exchange, routingKey string, msg *runtime.RawMessage) error {
+	if b.isClosing() {
+		return ErrClosed
+	}
+	env, err := appendRawEnvelope(nil, msg, exchange, routingKey, 1)
+	if err == nil {
+		err = b.retryBounded(ctx, func(ctx context.Context) error {
+			if exchange == "" {
+				return b.client.LPush(ctx, b.opts.key(routingKey), env).Err()
+			}
+			n, err := replyScript.Run(ctx, b.client, []string{b.opts.key("_kombu.binding." + exchange)},
+				b.opts.GlobalKeyPrefix, routingKey, env, sep, ReplyTTL.Milliseconds()).Int()
+			if err == nil && n == 0 {
+				b.log.Debug("redis: remote-control reply dropped: no client bound for it", "exchange", exchange, "routing_key", routingKey)
+			}
+			return err
+		})
+	}
+	if err != nil {
+		return fmt.Errorf("redis: publish control reply to %q/%q: %w", exchange, routingKey, err)
+	}
+	return nil
+}
+
+// DroppedEvents returns how many received events were dropped because a
+// subscriber lagged more than EventBuffer events behind.
+func (b *Broker) DroppedEvents() int64 { return b.fanout().dropped.Load() }
+
+// ---- subscriptions ----
+
+// subscription is one SubscribeEvents or ConsumeControl call: a PSUBSCRIBE
+// on a connection of its own, re-made after failures, whose channel of
+// messages outlives connections.
+type subscription struct {
+	b        *Broker
+	what     string // for logs
+	pattern  string // PSUBSCRIBE pattern (prefixed, escaped)
+	topic    string // channel prefix of the exchange, for routing keys missing from envelopes
+	exchange string
+	bindKey  string // kombu binding set (prefixed) …
+	member   string // … and member kept while subscribed
+	queue    string // the binding's queue (its lists are deleted at the end, as kombu does)
+	out      chan *runtime.RawMessage
+	drop     bool // drop messages when out is full (events) instead of waiting
+
+	mu     sync.Mutex
+	cur    *goredis.PubSub
+	closed bool
+}
+
+// subscribe makes s's first subscription, retrying until publish_timeout
+// (or ctx) ends, and starts forwarding.
+func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *runtime.RawMessage, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.isClosing() {
+		return nil, ErrClosed
+	}
+	var ps *goredis.PubSub
+	err := b.retryBounded(ctx, func(ctx context.Context) error {
+		var err error
+		ps, err = s.connect(ctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: subscribe to %s: %w", s.what, err)
+	}
+	rctx, cancel := b.fanoutCtx(ctx)
+	s.cur = ps
+	if err := b.goFanout(func() {
+		defer cancel()
+		s.run(rctx, ps)
+	}); err != nil {
+		cancel()
+		_ = ps.Close()
+		return nil, err
+	}
+	return s.out, nil
+}
+
+// connect subscribes on a new connection and returns once Redis confirmed
+// the subscription; then it adds the binding member.
+func (s *subscription) connect(ctx context.Context) (*goredis.PubSub, error) {
+	b := s.b
+	ps := b.client.PSubscribe(ctx, s.pattern)
+	v, err := ps.ReceiveTimeout(ctx, max(b.opts.redis.DialTimeout, time.Second)+time.Second)
+	if err == nil {
+		if sub, ok := v.(*goredis.Subscription); !ok || sub.Kind != "psubscribe" {
+			err = fmt.Errorf("unexpected reply %v to PSUBSCRIBE", v)
+		}
+	}
+	if err != nil {
+		_ = ps.Close()
+		return nil, err
+	}
+	if s.member != "" {
+		if err := b.client.SAdd(ctx, s.bindKey, s.member).Err(); err != nil {
+			_ = ps.Close()
+			return nil, err
+		}
+	}
+	return ps, nil
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+// run forwards ps's messages to s.out until ctx ends, re-subscribing after
+// failures, then removes the binding member and closes s.out.
+func (s *subscription) run(ctx context.Context, ps *goredis.PubSub) {
+	defer close(s.out)
+	defer s.cleanup()
+	stop := context.AfterFunc(ctx, func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		s.closed = true
+		if s.cur != nil {
+			_ = s.cur.Close()
+		}
+	})
+	defer stop()
+	defer func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.cur != nil {
+			_ = s.cur.Close()
+			s.cur = nil
+		}
+	}()
+	pinged := false
+	for {
+		v, err := ps.ReceiveTimeout(ctx, pubsubPingInterval)
+		if ctx.Err() != nil {
+			return
+		}
+		if err == nil {
+			pinged = false
+			if m, ok := v.(*goredis.Message); ok && !s.deliver(ctx, m) {
+				return
+			}
+			continue
+		}
+		if isTimeout(err) && !pinged {
+			// Idle: check the connection.
+			pinged = true
+			if err = ps.Ping(ctx); err == nil {
+				continue
+			}
+		} else if isTimeout(err) {
+			err = errors.New("no reply to PING")
+		}
+		if ps = s.reconnect(ctx, ps, err); ps == nil {
+			return
+		}
+		pinged = false
+	}
+}
+
+// reconnect replaces the failed ps with a new subscription, with backoff
+// (100 ms doubling to 5 s), until it succeeds (the new one) or ctx ends
+// (nil).
+func (s *subscription) reconnect(ctx context.Context, ps *goredis.PubSub, cause error) *goredis.PubSub {
+	b := s.b
+	s.mu.Lock()
+	if s.cur == ps {
+		s.cur = nil
+	}
+	s.mu.Unlock()
+	_ = ps.Close()
+	b.log.Warn("redis subscription lost; re-subscribing", "subscription", s.what, "err", cause)
+	backoff := 100 * time.Millisecond
+	failing := false
+	for {
+		if !sleepCtx(ctx, backoff) {
+			return nil
+		}
+		cctx, cancel := context.WithTimeout(ctx, max(b.opts.ConnectTimeout, 5*time.Second))
+		nps, err := s.connect(cctx)
+		cancel()
+		if err == nil {
+			s.mu.Lock()
+			if s.closed {
+				s.mu.Unlock()
+				_ = nps.Close()
+				return nil
+			}
+			s.cur = nps
+			s.mu.Unlock()
+			b.log.Info("redis subscription resumed", "subscription", s.what)
+			return nps
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		if !failing {
+			b.log.Warn("redis re-subscribe failed; retrying", "subscription", s.what, "err", err)
+			failing = true
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// deliver decodes m and hands it to s.out; false when ctx ended.
+func (s *subscription) deliver(ctx context.Context, m *goredis.Message) bool {
+	msg, err := decodeRawEnvelope([]byte(m.Payload))
+	if err != nil {
+		s.b.log.Debug("redis: undecodable message ignored", "subscription", s.what, "channel", m.Channel, "err", err)
+		return true
+	}
+	if msg.Exchange == "" {
+		msg.Exchange = s.exchange
+	}
+	if msg.RoutingKey == "" {
+		msg.RoutingKey = strings.TrimPrefix(strings.TrimPrefix(m.Channel, s.topic), "/")
+	}
+	if s.drop {
+		select {
+		case s.out <- msg:
+		default:
+			s.dropped()
+		}
+		return true
+	}
+	select {
+	case s.out <- msg:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// dropped counts an event dropped for a slow subscriber, with a warning at
+// most every 30 s.
+func (s *subscription) dropped() {
+	f := s.b.fanout()
+	n := f.dropped.Add(1)
+	now := time.Now().UnixNano()
+	last := f.dropLog.Load()
+	if now-last >= int64(30*time.Second) && f.dropLog.CompareAndSwap(last, now) {
+		s.b.log.Warn("events dropped: the subscriber lags behind", "subscription", s.what, "dropped_so_far", n)
+	}
+}
+
+// cleanup removes the binding member and the queue's lists, as kombu does
+// when an auto-delete queue's consumer is cancelled.
+func (s *subscription) cleanup() {
+	if s.member == "" {
+		return
+	}
+	s.b.unbind(s.bindKey, s.member, s.queue)
+}
+
+// unbind removes a kombu binding member and the lists of its queue.
+func (b *Broker) unbind(bindKey, member, queue string) {
+	ctx, cancel := context.WithTimeout(context.Background(), cleanupTimeout)
+	defer cancel()
+	pipe := b.client.Pipeline()
+	pipe.SRem(ctx, bindKey, member)
+	for _, step := range [4]int{0, 3, 6, 9} {
+		pipe.Del(ctx, b.opts.key(listName(queue, step)))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		b.log.Debug("redis: removing a binding failed", "key", bindKey, "err", err)
+	}
+}
+
+// SubscribeEvents delivers every event published from now on, as Celery's
+// EventReceiver receives them on Redis: PSUBSCRIBE "/<db>.celeryev/*" on a
+// connection of its own, with binding member "#\x06\x16\x06\x16celeryev.<uuid4>"
+// in _kombu.binding.celeryev while it runs. It returns once Redis confirmed
+// the subscription. Messages keep their routing key ("task.multi" bodies
+// are JSON lists). The channel is closed when ctx ends or the broker is
+// closed.
+func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
+	ex := runtime.EventExchange
+	topic := b.fanoutTopic(ex, "")
+	queue := ex + "." + runtime.NewID()
+	s := &subscription{b: b, what: "events", pattern: globEscape(topic+"/") + "*", topic: topic, exchange: ex,
+		bindKey: b.opts.key("_kombu.binding." + ex), member: bindingMember("#", queue), queue: queue,
+		out: make(chan *runtime.RawMessage, EventBuffer), drop: true}
+	return b.subscribe(ctx, s)
+}
+
+// ConsumeControl delivers the remote-control requests broadcast to the
+// workers, as a Python worker named nodename receives them: PSUBSCRIBE
+// "/<db>.celery.pidbox" on a connection of its own, with binding member
+// "\x06\x16\x06\x16<nodename>.celery.pidbox" in _kombu.binding.celery.pidbox
+// while it runs. It returns once Redis confirmed the subscription.
+func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *runtime.RawMessage, error) {
+	if nodename == "" {
+		return nil, errors.New("redis: ConsumeControl: empty node name")
+	}
+	topic := b.fanoutTopic(ControlExchange, "")
+	queue := nodename + ControlQueueSuffix
+	s := &subscription{b: b, what: "control " + nodename, pattern: globEscape(topic), topic: topic, exchange: ControlExchange,
+		bindKey: b.opts.key("_kombu.binding." + ControlExchange), member: bindingMember("", queue), queue: queue,
+		out: make(chan *runtime.RawMessage, controlBuffer)}
+	return b.subscribe(ctx, s)
+}
+
+// ConsumeReplies delivers the remote-control replies addressed to oid, as
+// kombu's Mailbox collects them on Redis: it adds
+// "<oid>\x06\x16\x06\x16<oid>.reply.celery.pidbox" to
+// _kombu.binding.reply.celery.pidbox before it returns (so a request
+// published afterwards cannot miss its replies), BRPOPs the list
+// "<oid>.reply.celery.pidbox" (and its priority lists), and when ctx ends
+// removes the member and the lists. The channel is closed then, within
+// poll_timeout.
+func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtime.RawMessage, error) {
+	if oid == "" {
+		return nil, errors.New("redis: ConsumeReplies: empty oid")
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.isClosing() {
+		return nil, ErrClosed
+	}
+	queue := oid + ReplyQueueSuffix
+	bindKey := b.opts.key("_kombu.binding." + ReplyExchange)
+	member := bindingMember(oid, queue)
+	err := b.retryBounded(ctx, func(ctx context.Context) error {
+		return b.client.SAdd(ctx, bindKey, member).Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("redis: consume replies: %w", err)
+	}
+	out := make(chan *runtime.RawMessage, controlBuffer)
+	rctx, cancel := b.fanoutCtx(ctx)
+	err = b.goFanout(func() {
+		defer cancel()
+		defer close(out)
+		defer b.unbind(bindKey, member, queue)
+		b.popReplies(rctx, queue, bindKey, member, out)
+	})
+	if err != nil {
+		cancel()
+		b.unbind(bindKey, member, queue)
+		return nil, err
+	}
+	return out, nil
+}
+
+// popReplies BRPOPs queue's lists until ctx ends, handing replies to out.
+// After a failure it adds the binding member again (a restarted Redis may
+// have lost it).
+func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, out chan<- *runtime.RawMessage) {
+	lists := make([]string, 0, 4)
+	for _, step := range [4]int{0, 3, 6, 9} {
+		lists = append(lists, b.opts.key(listName(queue, step)))
+	}
+	pt := b.opts.PollTimeout
+	args := make([]any, 0, len(lists)+2)
+	args = append(args, "brpop")
+	for _, l := range lists {
+		args = append(args, l)
+	}
+	args = append(args, strconv.FormatFloat(pt.Seconds(), 'f', 3, 64))
+	pop := func() ([]string, error) {
+		bctx := context.WithoutCancel(ctx)
+		if pt%time.Second == 0 {
+			return b.client.BRPop(bctx, pt, lists...).Result()
+		}
+		return b.client.Do(bctx, args...).StringSlice()
+	}
+	backoff := 50 * time.Millisecond
+	failing := false
+	for ctx.Err() == nil {
+		var res []string
+		var err error
+		if failing {
+			err = b.client.SAdd(ctx, bindKey, member).Err()
+		}
+		if err == nil {
+			if failing {
+				b.log.Info("redis: reading remote-control replies resumed", "queue", queue)
+			}
+			failing, backoff = false, 50*time.Millisecond
+			res, err = pop()
+		}
+		if errors.Is(err, goredis.Nil) {
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				b.log.Warn("redis: reading remote-control replies failed; retrying", "queue", queue, "err", err)
+				failing = true
+			}
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(2*backoff, 2*time.Second)
+			continue
+		}
+		if len(res) != 2 {
+			continue
+		}
+		msg, err := decodeRawEnvelope([]byte(res[1]))
+		if err != nil {
+			b.log.Debug("redis: undecodable remote-control reply ignored", "queue", queue, "err", err)
+			continue
+		}
+		select {
+		case out <- msg:
+		case <-ctx.Done():
+			return
+		}
+	}
+}

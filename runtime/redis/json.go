@@ -1,0 +1,561 @@
+package redis
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"strconv"
+	"unicode/utf16"
+	"unicode/utf8"
+)
+
+// A small JSON reader and writer for kombu's envelope. The envelope is read
+// and written on every message, so it avoids encoding/json's reflection:
+// values decode to map[string]any, []any, string, int64 (integral numbers
+// that fit), float64, bool and nil; objects keep no key order (the envelope
+// only needs lookups).
+
+type jsonParser struct {
+	b   []byte
+	i   int
+	err error
+}
+
+var errJSONDepth = errors.New("JSON nested too deeply")
+
+func parseJSON(b []byte) (any, error) {
+	p := jsonParser{b: b}
+	v := p.value(0)
+	if p.err == nil {
+		p.ws()
+		if p.i != len(p.b) {
+			p.fail("trailing data")
+		}
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	return v, nil
+}
+
+func (p *jsonParser) fail(what string) {
+	if p.err == nil {
+		p.err = fmt.Errorf("invalid JSON at offset %d: %s", p.i, what)
+	}
+}
+
+func (p *jsonParser) ws() {
+	for p.i < len(p.b) {
+		switch p.b[p.i] {
+		case ' ', '\t', '\n', '\r':
+			p.i++
+		default:
+			return
+		}
+	}
+}
+
+func (p *jsonParser) value(depth int) any {
+	if depth > 64 {
+		p.err = errJSONDepth
+		return nil
+	}
+	p.ws()
+	if p.i >= len(p.b) {
+		p.fail("unexpected end")
+		return nil
+	}
+	switch c := p.b[p.i]; {
+	case c == '{':
+		p.i++
+		m := make(map[string]any, 8)
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == '}' {
+			p.i++
+			return m
+		}
+		for p.err == nil {
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != '"' {
+				p.fail("want an object key")
+				return nil
+			}
+			k := internKey(p.strBytes())
+			p.ws()
+			if p.i >= len(p.b) || p.b[p.i] != ':' {
+				p.fail("want ':'")
+				return nil
+			}
+			p.i++
+			m[k] = p.value(depth + 1)
+			p.ws()
+			if p.i < len(p.b) && p.b[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.i < len(p.b) && p.b[p.i] == '}' {
+				p.i++
+				return m
+			}
+			p.fail("want ',' or '}'")
+		}
+		return nil
+	case c == '[':
+		p.i++
+		l := make([]any, 0, 4)
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ']' {
+			p.i++
+			return l
+		}
+		for p.err == nil {
+			l = append(l, p.value(depth+1))
+			p.ws()
+			if p.i < len(p.b) && p.b[p.i] == ',' {
+				p.i++
+				continue
+			}
+			if p.i < len(p.b) && p.b[p.i] == ']' {
+				p.i++
+				return l
+			}
+			p.fail("want ',' or ']'")
+		}
+		return nil
+	case c == '"':
+		return p.str()
+	case c == 't':
+		return p.lit("true", true)
+	case c == 'f':
+		return p.lit("false", false)
+	case c == 'n':
+		return p.lit("null", nil)
+	case c == 'N':
+		return p.lit("NaN", math.NaN())
+	case c == 'I':
+		return p.lit("Infinity", math.Inf(1))
+	case c == '-' || (c >= '0' && c <= '9'):
+		if c == '-' && p.i+1 < len(p.b) && p.b[p.i+1] == 'I' {
+			p.i++
+			return p.lit("Infinity", math.Inf(-1))
+		}
+		return p.num()
+	}
+	p.fail("unexpected character")
+	return nil
+}
+
+// knownKeys are the object keys of Celery's headers, interned to save an
+// allocation per key.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
+		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
+		"redelivered", "stamped_headers", "stamps", "replaced_task_nesting", "compression"} {
+		m[k] = k
+	}
+	return m
+}()
+
+func internKey(b []byte) string {
+	if k, ok := knownKeys[string(b)]; ok {
+		return k
+	}
+	return string(b)
+}
+
+func (p *jsonParser) peek() byte {
+	p.ws()
+	if p.i < len(p.b) {
+		return p.b[p.i]
+	}
+	return 0
+}
+
+// object walks the object at the current position, calling member for each
+// key with the parser positioned at the value; member must consume the
+// value. The key slice is only valid during the call.
+func (p *jsonParser) object(member func(key []byte)) error {
+	if p.peek() != '{' {
+		p.fail("want an object")
+		return p.err
+	}
+	p.i++
+	if p.peek() == '}' {
+		p.i++
+		return nil
+	}
+	for p.err == nil {
+		if p.peek() != '"' {
+			p.fail("want an object key")
+			break
+		}
+		k := p.strBytes()
+		if p.peek() != ':' {
+			p.fail("want ':'")
+			break
+		}
+		p.i++
+		p.ws()
+		member(k)
+		if p.err != nil {
+			break
+		}
+		switch p.peek() {
+		case ',':
+			p.i++
+			continue
+		case '}':
+			p.i++
+			return nil
+		}
+		p.fail("want ',' or '}'")
+	}
+	return p.err
+}
+
+// optString reads a string, or null as "", or skips any other value as "".
+func (p *jsonParser) optString() string {
+	if p.peek() == '"' {
+		return p.str()
+	}
+	p.skip(0)
+	return ""
+}
+
+// strBytes reads a string; without escapes it returns a slice of the input.
+func (p *jsonParser) strBytes() []byte {
+	start := p.i + 1
+	for j := start; j < len(p.b); j++ {
+		c := p.b[j]
+		if c == '"' {
+			p.i = j + 1
+			return p.b[start:j]
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+	}
+	return []byte(p.str())
+}
+
+// skip consumes one value, checking its syntax, without building it.
+func (p *jsonParser) skip(depth int) {
+	if depth > 64 {
+		p.err = errJSONDepth
+		return
+	}
+	switch p.peek() {
+	case '{':
+		p.i++
+		if p.peek() == '}' {
+			p.i++
+			return
+		}
+		for p.err == nil {
+			if p.peek() != '"' {
+				p.fail("want an object key")
+				return
+			}
+			p.strBytes()
+			if p.peek() != ':' {
+				p.fail("want ':'")
+				return
+			}
+			p.i++
+			p.skip(depth + 1)
+			switch p.peek() {
+			case ',':
+				p.i++
+				continue
+			case '}':
+				p.i++
+				return
+			}
+			p.fail("want ',' or '}'")
+		}
+	case '[':
+		p.i++
+		if p.peek() == ']' {
+			p.i++
+			return
+		}
+		for p.err == nil {
+			p.skip(depth + 1)
+			switch p.peek() {
+			case ',':
+				p.i++
+				continue
+			case ']':
+				p.i++
+				return
+			}
+			p.fail("want ',' or ']'")
+		}
+	case '"':
+		p.strBytes()
+	default:
+		p.value(depth)
+	}
+}
+
+func (p *jsonParser) lit(s string, v any) any {
+	if len(p.b)-p.i >= len(s) && string(p.b[p.i:p.i+len(s)]) == s {
+		p.i += len(s)
+		return v
+	}
+	p.fail("bad literal")
+	return nil
+}
+
+func (p *jsonParser) num() any {
+	start := p.i
+	integral := true
+	if p.b[p.i] == '-' {
+		p.i++
+	}
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c >= '0' && c <= '9' {
+			p.i++
+			continue
+		}
+		if c == '.' || c == 'e' || c == 'E' || c == '+' || c == '-' {
+			integral = false
+			p.i++
+			continue
+		}
+		break
+	}
+	s := string(p.b[start:p.i])
+	if integral {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+			return n
+		}
+		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
+			return n
+		}
+	}
+	f, err := strconv.ParseFloat(s, 64)
+	if err != nil {
+		p.fail("bad number")
+		return nil
+	}
+	return f
+}
+
+// str reads a string starting at the opening quote.
+func (p *jsonParser) str() string {
+	p.i++ // opening quote
+	start := p.i
+	// Fast path: no escapes.
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		if c == '"' {
+			s := string(p.b[start:p.i])
+			p.i++
+			return s
+		}
+		if c == '\\' || c < 0x20 {
+			break
+		}
+		p.i++
+	}
+	buf := append([]byte(nil), p.b[start:p.i]...)
+	for p.i < len(p.b) {
+		c := p.b[p.i]
+		switch {
+		case c == '"':
+			p.i++
+			return string(buf)
+		case c < 0x20:
+			p.fail("control character in string")
+			return ""
+		case c != '\\':
+			buf = append(buf, c)
+			p.i++
+			continue
+		}
+		p.i++
+		if p.i >= len(p.b) {
+			break
+		}
+		e := p.b[p.i]
+		p.i++
+		switch e {
+		case '"', '\\', '/':
+			buf = append(buf, e)
+		case 'b':
+			buf = append(buf, '\b')
+		case 'f':
+			buf = append(buf, '\f')
+		case 'n':
+			buf = append(buf, '\n')
+		case 'r':
+			buf = append(buf, '\r')
+		case 't':
+			buf = append(buf, '\t')
+		case 'u':
+			r, ok := p.hex4()
+			if !ok {
+				return ""
+			}
+			if utf16.IsSurrogate(r) {
+				if p.i+1 < len(p.b) && p.b[p.i] == '\\' && p.b[p.i+1] == 'u' {
+					p.i += 2
+					r2, ok := p.hex4()
+					if !ok {
+						return ""
+					}
+					r = utf16.DecodeRune(r, r2)
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			buf = utf8.AppendRune(buf, r)
+		default:
+			p.fail("bad escape")
+			return ""
+		}
+	}
+	p.fail("unterminated string")
+	return ""
+}
+
+func (p *jsonParser) hex4() (rune, bool) {
+	if len(p.b)-p.i < 4 {
+		p.fail("short \\u escape")
+		return 0, false
+	}
+	n, err := strconv.ParseUint(string(p.b[p.i:p.i+4]), 16, 32)
+	if err != nil {
+		p.fail("bad \\u escape")
+		return 0, false
+	}
+	p.i += 4
+	return rune(n), true
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
+func appendJSONString(b []byte, s string) []byte {
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			i++
+			continue
+		}
+		if c < utf8.RuneSelf {
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// appendJSONFloat appends f so that Python reads it back as a float.
+func appendJSONFloat(b []byte, f float64) []byte {
+	switch {
+	case math.IsNaN(f):
+		return append(b, "NaN"...)
+	case math.IsInf(f, 1):
+		return append(b, "Infinity"...)
+	case math.IsInf(f, -1):
+		return append(b, "-Infinity"...)
+	}
+	n := len(b)
+	b = strconv.AppendFloat(b, f, 'g', -1, 64)
+	for _, c := range b[n:] {
+		if c == '.' || c == 'e' || c == 'n' || c == 'I' {
+			return b
+		}
+	}
+	return append(b, ".0"...)
+}
+
+// appendJSONValue appends v (as decoded by parseJSON, msgpack or built by
+// TaskHeaders.Get) as JSON, with Python's separators.
+func appendJSONValue(b []byte, v any) ([]byte, error) {
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case string:
+		return appendJSONString(b, x), nil
+	case bool:
+		if x {
+			return append(b, "true"...), nil
+		}
+		return append(b, "false"...), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int32:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case uint64:
+		return strconv.AppendUint(b, x, 10), nil
+	case float64:
+		return appendJSONFloat(b, x), nil
+	case json.Number:
+		return append(b, x...), nil
+	case []any:
+		b = append(b, '[')
+		for i, e := range x {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			var err error
+			if b, err = appendJSONValue(b, e); err != nil {
+				return b, err
+			}
+		}
+		return append(b, ']'), nil
+	case map[string]any:
+		b = append(b, '{')
+		for i, k := range sortedKeys(x) {
+			if i > 0 {
+				b = append(b, ", "...)
+			}
+			b = appendJSONString(b, k)
+			b = append(b, ": "...)
+			var err error
+			if b, err = appendJSONValue(b, x[k]); err != nil {
+				return b, err
+			}
+		}
+		return append(b, '}'), nil
+	}
+	j, err := json.Marshal(v)
+	if err != nil {
+		return b, err
+	}
+	return append(b, j...), nil
+}
