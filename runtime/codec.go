@@ -294,7 +294,12 @@ func isJSONNumber(b []byte) bool {
 	return err == nil && d.i == len(b) && len(b) > 0
 }
 
-func appendJSONFloat(b []byte, f float64) []byte {
+func appendJSONFloat(b []byte, f float64) []byte { return AppendJSONFloat(b, f) }
+
+// AppendJSONFloat appends f as Python's json.dumps writes a float: NaN,
+// Infinity and -Infinity as Python's tokens, integral values with ".0", and
+// positional notation between 1e-4 and 1e16, exponent notation outside (repr).
+func AppendJSONFloat(b []byte, f float64) []byte {
 	switch {
 	case math.IsNaN(f):
 		return append(b, "NaN"...)
@@ -304,7 +309,11 @@ func appendJSONFloat(b []byte, f float64) []byte {
 		return append(b, "-Infinity"...)
 	}
 	start := len(b)
-	b = strconv.AppendFloat(b, f, 'g', -1, 64)
+	if a := math.Abs(f); a == 0 || (a >= 1e-4 && a < 1e16) {
+		b = strconv.AppendFloat(b, f, 'f', -1, 64)
+	} else {
+		b = strconv.AppendFloat(b, f, 'e', -1, 64)
+	}
 	if !bytes.ContainsAny(b[start:], ".eEn") {
 		b = append(b, ".0"...)
 	}
@@ -313,9 +322,11 @@ func appendJSONFloat(b []byte, f float64) []byte {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string, ASCII-only as Python's json.dumps
-// writes it by default.
-func appendJSONString(b []byte, s string) []byte {
+func appendJSONString(b []byte, s string) []byte { return AppendJSONString(b, s) }
+
+// AppendJSONString appends s as a JSON string, ASCII-only as Python's
+// json.dumps writes it by default; invalid UTF-8 becomes U+FFFD.
+func AppendJSONString(b []byte, s string) []byte {
 	b = append(b, '"')
 	start := 0
 	for i := 0; i < len(s); {

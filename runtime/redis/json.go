@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"unicode/utf16"
 	"unicode/utf8"
+
+	"github.com/taskgen/taskgen/runtime"
 )
 
 // A small JSON reader and writer for kombu's envelope. The envelope is read
@@ -439,67 +441,11 @@ func (p *jsonParser) hex4() (rune, bool) {
 
 const hexDigits = "0123456789abcdef"
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD.
-func appendJSONString(b []byte, s string) []byte {
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
-			i++
-			continue
-		}
-		if c < utf8.RuneSelf {
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// appendJSONString appends s as a JSON string (runtime.AppendJSONString).
+func appendJSONString(b []byte, s string) []byte { return runtime.AppendJSONString(b, s) }
 
-// appendJSONFloat appends f so that Python reads it back as a float.
-func appendJSONFloat(b []byte, f float64) []byte {
-	switch {
-	case math.IsNaN(f):
-		return append(b, "NaN"...)
-	case math.IsInf(f, 1):
-		return append(b, "Infinity"...)
-	case math.IsInf(f, -1):
-		return append(b, "-Infinity"...)
-	}
-	n := len(b)
-	b = strconv.AppendFloat(b, f, 'g', -1, 64)
-	for _, c := range b[n:] {
-		if c == '.' || c == 'e' || c == 'n' || c == 'I' {
-			return b
-		}
-	}
-	return append(b, ".0"...)
-}
+// appendJSONFloat appends f as Python writes it (runtime.AppendJSONFloat).
+func appendJSONFloat(b []byte, f float64) []byte { return runtime.AppendJSONFloat(b, f) }
 
 // appendJSONValue appends v (as decoded by parseJSON, msgpack or built by
 // TaskHeaders.Get) as JSON, with Python's separators.
