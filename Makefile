@@ -28,8 +28,9 @@ fmt-check: ## fail when a file is not gofmt'd
 	if [ -n "$$out" ]; then echo "not gofmt'd:"; echo "$$out"; exit 1; fi
 
 .PHONY: vet
-vet: ## go vet
+vet: ## go vet (also the reliability suite, behind its build tag)
 	$(GO) vet $(PKGS)
+	$(GO) vet -tags reliability ./reliability/
 
 .PHONY: test
 test: ## install and start redis-server and rabbitmq-server on loopback, run every check and test, stop them
@@ -71,3 +72,7 @@ screenshots: ## refresh docs/dashboard.png and docs/task.png (needs chromium)
 .PHONY: taskmon
 taskmon: ## run the monitor: make taskmon BROKER=redis://… [BACKEND=…]
 	$(GO) run ./cmd/taskmon -broker $(BROKER) $(if $(BACKEND),-backend $(BACKEND))
+
+.PHONY: reliability
+reliability: ## the reliability and security suite (docs/RELIABILITY.md) against throw-away Redis and RabbitMQ (~3 min)
+	bash scripts/testenv.sh run -- $(GO) test -tags reliability -count=1 -timeout 10m ./reliability/

@@ -310,18 +310,28 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 		for i := range pending {
 			pending[i].cmd = pipe.LPush(ctx, pending[i].list, pending[i].vals...)
 		}
-		_, _ = pipe.Exec(ctx)
+		// go-redis leaves a command's Err() nil when the pipeline never ran
+		// (the connection could not be set up: AUTH/HELLO refused, TLS,
+		// dial): take Exec's error for every command without a reply. A
+		// successful LPUSH or SADD-on-new-member replies at least 1.
+		_, execErr := pipe.Exec(ctx)
+		cmdErr := func(c *goredis.IntCmd) error {
+			if err := c.Err(); err != nil || execErr == nil || c.Val() > 0 {
+				return err
+			}
+			return execErr
+		}
 		var again []pubGroup
 		var newAgain []string
 		for i, q := range newQueues {
-			if bindCmds[i].Err() == nil {
+			if cmdErr(bindCmds[i]) == nil {
 				b.declared.Store(q, struct{}{})
 			} else {
 				newAgain = append(newAgain, q)
 			}
 		}
 		for _, g := range pending {
-			err := g.cmd.Err()
+			err := cmdErr(g.cmd)
 			if err != nil && retryable(err) && ctx.Err() == nil {
 				again = append(again, g)
 				continue
