@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 GO    ?= go
 PKGS  := ./...
-FUZZTIME ?= 10s
+FUZZTIME ?= 20000x
 
 .DEFAULT_GOAL := help
 
@@ -39,7 +39,7 @@ test: ## install and start redis-server and rabbitmq-server on loopback, run eve
 .PHONY: test-inner
 test-inner: fmt-check vet taskvet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
-	$(MAKE) --no-print-directory fuzz FUZZTIME=5s
+	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	$(GO) run ./example/cmd/demo -timeout 30s > /dev/null
 
 .PHONY: test-short
