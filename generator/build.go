@@ -93,6 +93,7 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 		Index:  taken.pick("i"),
 		Name:   taken.pick("name"),
 		OK:     taken.pick("ok"),
+		Msg:    taken.pick("m"),
 	}
 
 	for _, t := range c.tasks {
@@ -141,6 +142,7 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 		StubType:   stub + "Task",
 		DefName:    t.name + "Def",
 		ArgsType:   t.name + "Args",
+		PublicArgs: stub + "Args",
 		CeleryName: t.celeryName,
 		Remote:     t.remote,
 		Result:     "struct{}",
@@ -172,6 +174,7 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 			Name:      v.Name(),
 			SnakeName: SnakeCase(v.Name()),
 			Local:     v.Name(),
+			Field:     fieldName(v.Name()),
 			Type:      typ,
 			Kind:      kind,
 			Bits:      bits,

@@ -240,6 +240,7 @@ func (c *pkgChecker) checkSignature(t *taskInfo, sig *types.Signature) {
 			last.Name(), types.TypeString(last.Type(), c.qualifier))
 	}
 	keywords := map[string]string{} // keyword argument → parameter
+	fields := map[string]string{}   // field of the exported argument struct → parameter
 	for i := 1; i < n; i++ {
 		v := params.At(i)
 		t.params = append(t.params, v)
@@ -259,6 +260,11 @@ func (c *pkgChecker) checkSignature(t *taskInfo, sig *types.Signature) {
 				}
 				keywords[kw] = v.Name()
 			}
+			if other, ok := fields[fieldName(v.Name())]; ok {
+				c.fail(pos, t.name, "parameters %s and %s both become field %s of the generated %sArgs: rename one",
+					other, v.Name(), fieldName(v.Name()), upperFirst(t.name))
+			}
+			fields[fieldName(v.Name())] = v.Name()
 		}
 		if isContext(v.Type()) {
 			c.fail(pos, t.name, "parameter %s: the context.Context must be the first parameter, and the only one", displayName(v.Name()))
@@ -484,6 +490,7 @@ func (t *taskInfo) genNames() [][2]string {
 		{stub + "Task", "stub type"},
 		{t.name + "Def", "task definition"},
 		{t.name + "Args", "argument struct"},
+		{stub + "Args", "exported argument struct"},
 	}
 }
 

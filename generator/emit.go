@@ -212,8 +212,45 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 		)
 	}
 
+	e.publicArgs(f, t)
 	e.def(f, t)
 	e.args(f, t)
+}
+
+// publicArgs renders the exported argument struct and the stub's DecodeArgs,
+// which decodes a message through the generated codec and copies the fields.
+func (e *emitter) publicArgs(f *jen.File, t *model.Task) {
+	l := e.pkg.Locals
+	fields := make([]jen.Code, len(t.Params))
+	values := make([]jen.Code, len(t.Params))
+	for i, p := range t.Params {
+		fields[i] = jen.Id(p.Field).Id(p.Type)
+		values[i] = jen.Id(p.Field).Op(":").Id(l.Typed).Dot(p.Name)
+	}
+	f.Line()
+	f.Commentf("%s are the arguments of one call of %s, as %s.DecodeArgs returns them.", t.PublicArgs, t.StubName, t.StubName)
+	f.Type().Id(t.PublicArgs).Struct(fields...)
+
+	f.Line()
+	f.Commentf("DecodeArgs decodes the arguments of a message of %s through the generated codec, as a worker does (tasktest.Calls uses it).", t.StubName)
+	f.Func().Params(jen.Id(t.StubType)).Id("DecodeArgs").Params(jen.Id(l.Msg).Op("*").Add(e.rt("Message"))).Params(jen.Id(t.PublicArgs), jen.Error()).Block(
+		jen.Var().Id(l.Typed).Id(t.ArgsType),
+		jen.If(
+			jen.List(jen.Id("_"), jen.Id(l.Err)).Op(":=").Add(e.rt("DecodeBody")).Call(
+				jen.Id(l.Msg).Dot("ContentType"), jen.Id(l.Msg).Dot("Headers").Dot("Compression"), jen.Id(l.Msg).Dot("Body"), jen.Op("&").Id(l.Typed)),
+			jen.Id(l.Err).Op("!=").Nil(),
+		).Block(jen.Return(jen.Id(t.PublicArgs).Values(), jen.Id(l.Err))),
+		jen.Return(jen.Id(t.PublicArgs).Custom(fieldList(len(values)), values...), jen.Nil()),
+	)
+}
+
+// fieldList renders a composite literal's elements on one line, or one per
+// line when there are more than three.
+func fieldList(n int) jen.Options {
+	if n > 3 {
+		return multiline
+	}
+	return jen.Options{Open: "{", Close: "}", Separator: ", "}
 }
 
 // def renders the TaskDef variable and, for a task implemented here, the

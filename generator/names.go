@@ -1,6 +1,7 @@
 package generator
 
 import (
+	"go/token"
 	"strconv"
 	"strings"
 	"unicode"
@@ -46,6 +47,16 @@ func upperFirst(s string) string {
 		return s
 	}
 	return string(unicode.ToUpper(r)) + s[n:]
+}
+
+// fieldName is the field of the exported argument struct for parameter
+// name: the name with its first letter upper-cased, or, when that is not an
+// exported identifier (_id, 名前), the name prefixed with X.
+func fieldName(name string) string {
+	if f := upperFirst(name); token.IsExported(f) {
+		return f
+	}
+	return "X" + name
 }
 
 // lowerFirst returns s with its first letter lower-cased.

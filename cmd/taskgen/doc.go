@@ -81,6 +81,13 @@
 //	SendWelcomeEmail.With(runtime.Countdown(time.Minute)).Delay(ctx, email)
 //	SendWelcomeEmail.Call(ctx, email) (string, error) // in process, no broker
 //	RegisterTasks(w *runtime.Worker)                  // registers every task of the package
+//	SendWelcomeEmailArgs{Email string}                // one call's arguments, exported
+//	SendWelcomeEmail.DecodeArgs(msg) (SendWelcomeEmailArgs, error)
+//
+// DecodeArgs decodes a message's arguments with the generated codec; the test
+// kit's tasktest.Calls(kit, SendWelcomeEmail) uses it for typed assertions on
+// what was enqueued. Each field is the parameter's name with its first letter
+// upper-cased (X is prefixed when that is not exported: _id → X_id).
 //
 // The stub's name is the function's name with its first letter upper-cased,
 // which is why the function itself must be unexported. Its Celery name is

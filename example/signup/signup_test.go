@@ -55,10 +55,12 @@ func TestSendWelcomeEmail_RetriesWithBackoffThenSucceeds(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "msg-1", id)
 
-	calls := kit.Enqueued(signup.SendWelcomeEmail.Name())
+	// Typed: each call's Args is a signup.SendWelcomeEmailArgs, decoded by the generated codec.
+	calls := tasktest.Calls(kit, signup.SendWelcomeEmail)
 	require.Len(t, calls, 3, "the call and two retries")
 	for i, c := range calls {
-		require.Equal(t, []any{"ann@example.com"}, c.Args)
+		require.Equal(t, signup.SendWelcomeEmailArgs{Email: "ann@example.com"}, c.Args)
+		require.Equal(t, []any{"ann@example.com"}, c.Call.Args, "the generic decoding")
 		require.Equal(t, "emails", c.Queue)
 		require.Equal(t, i, c.Retries)
 		require.Equal(t, res.ID(), c.ID, "a retry keeps the task id")
@@ -89,9 +91,9 @@ func TestHandler_EnqueuesAndAnswersAtOnce(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	calls := kit.Enqueued("signup.send_welcome_email")
+	calls := tasktest.Calls(kit, signup.SendWelcomeEmail)
 	require.Len(t, calls, 1)
-	require.Equal(t, []any{"carol@example.com"}, calls[0].Args)
+	require.Equal(t, "carol@example.com", calls[0].Args.Email)
 	require.Equal(t, calls[0].ID, resp.Header.Get("X-Task-Id"))
 
 	resp, err = http.Get(srv.URL + "/sign-up?email=not-an-email")
@@ -99,4 +101,22 @@ func TestHandler_EnqueuesAndAnswersAtOnce(t *testing.T) {
 	resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
 	require.Len(t, kit.Enqueued("signup.send_welcome_email"), 1)
+}
+
+func TestCalls_DecodesWithTheSerializerOfEachMessage(t *testing.T) {
+	for _, ser := range []string{runtime.SerializerMsgpack, runtime.SerializerJSON} {
+		t.Run(ser, func(t *testing.T) {
+			kit := tasktest.NewWith(t, []tasktest.Option{tasktest.RecordOnly(), tasktest.Serializer(ser)}, signup.RegisterTasks)
+			ctx := context.Background()
+			for _, email := range []string{"dan@example.com", "eve@example.com"} {
+				_, err := signup.SendWelcomeEmail.Delay(ctx, email)
+				require.NoError(t, err)
+			}
+			calls := tasktest.Calls(kit, signup.SendWelcomeEmail)
+			require.Len(t, calls, 2)
+			require.Equal(t, "dan@example.com", calls[0].Args.Email)
+			require.Equal(t, "eve@example.com", calls[1].Args.Email)
+			require.Equal(t, "signup.send_welcome_email", calls[1].Task)
+		})
+	}
 }

@@ -36,6 +36,20 @@ func (t SendWelcomeEmailTask) Call(ctx context.Context, email string) (string, e
 	return sendWelcomeEmail(ctx, email)
 }
 
+// SendWelcomeEmailArgs are the arguments of one call of SendWelcomeEmail, as SendWelcomeEmail.DecodeArgs returns them.
+type SendWelcomeEmailArgs struct {
+	Email string
+}
+
+// DecodeArgs decodes the arguments of a message of SendWelcomeEmail through the generated codec, as a worker does (tasktest.Calls uses it).
+func (SendWelcomeEmailTask) DecodeArgs(m *runtime.Message) (SendWelcomeEmailArgs, error) {
+	var args sendWelcomeEmailArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return SendWelcomeEmailArgs{}, err
+	}
+	return SendWelcomeEmailArgs{Email: args.email}, nil
+}
+
 var sendWelcomeEmailDef = runtime.TaskDef{
 	Name:  "signup.send_welcome_email",
 	Queue: "emails",

@@ -55,6 +55,7 @@ type Locals struct {
 	Index  string // argument index ("i")
 	Name   string // keyword argument name ("name")
 	OK     string // result of errors.AsType in matchers ("ok")
+	Msg    string // *runtime.Message parameter of DecodeArgs ("m")
 }
 
 // Task is one task: a Go function (or, when Remote, a func type naming a
@@ -64,7 +65,8 @@ type Task struct {
 	StubName   string // the exported stub variable, "SendWelcomeEmail"
 	StubType   string // the stub's type, "SendWelcomeEmailTask"
 	DefName    string // the TaskDef variable, "sendWelcomeEmailDef"
-	ArgsType   string // the argument struct, "sendWelcomeEmailArgs"
+	ArgsType   string // the argument struct (the codec), "sendWelcomeEmailArgs"
+	PublicArgs string // the exported argument struct the stub's DecodeArgs returns, "SendWelcomeEmailArgs"
 	CeleryName string // the Celery task name, "signup.send_welcome_email"
 
 	// Remote marks a stub for a task implemented elsewhere: it has Delay but
@@ -99,6 +101,7 @@ type Param struct {
 	Name      string // the Go name, also the field of the argument struct
 	SnakeName string // its snake_case form, also accepted as a keyword argument
 	Local     string // the name used in the generated Delay and Call (Name unless that would hide an identifier)
+	Field     string // the field of the exported argument struct: Name with its first letter upper-cased, "Email"
 	Type      string // the type as code
 	Kind      Kind   // how the argument codec reads and writes it
 	Bits      int    // size in bits for KindInt, KindUint and KindFloat

@@ -43,6 +43,21 @@ func (t AddNumbersTask) Call(ctx context.Context, x int64, y int64) (int64, erro
 	return addNumbers(ctx, x, y)
 }
 
+// AddNumbersArgs are the arguments of one call of AddNumbers, as AddNumbers.DecodeArgs returns them.
+type AddNumbersArgs struct {
+	X int64
+	Y int64
+}
+
+// DecodeArgs decodes the arguments of a message of AddNumbers through the generated codec, as a worker does (tasktest.Calls uses it).
+func (AddNumbersTask) DecodeArgs(m *runtime.Message) (AddNumbersArgs, error) {
+	var args addNumbersArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return AddNumbersArgs{}, err
+	}
+	return AddNumbersArgs{X: args.x, Y: args.y}, nil
+}
+
 var addNumbersDef = runtime.TaskDef{
 	Name:  "go.add",
 	Queue: "go",
@@ -127,6 +142,22 @@ func (t GreetTask) Delay(ctx context.Context, name string, punctuation string, t
 // Call runs greet in this process, without a broker.
 func (t GreetTask) Call(ctx context.Context, name string, punctuation string, times int) (string, error) {
 	return greet(ctx, name, punctuation, times)
+}
+
+// GreetArgs are the arguments of one call of Greet, as Greet.DecodeArgs returns them.
+type GreetArgs struct {
+	Name        string
+	Punctuation string
+	Times       int
+}
+
+// DecodeArgs decodes the arguments of a message of Greet through the generated codec, as a worker does (tasktest.Calls uses it).
+func (GreetTask) DecodeArgs(m *runtime.Message) (GreetArgs, error) {
+	var args greetArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return GreetArgs{}, err
+	}
+	return GreetArgs{Name: args.name, Punctuation: args.punctuation, Times: args.times}, nil
 }
 
 var greetDef = runtime.TaskDef{
@@ -225,6 +256,20 @@ func (t FailWithTask) Call(ctx context.Context, reason string) error {
 	return failWith(ctx, reason)
 }
 
+// FailWithArgs are the arguments of one call of FailWith, as FailWith.DecodeArgs returns them.
+type FailWithArgs struct {
+	Reason string
+}
+
+// DecodeArgs decodes the arguments of a message of FailWith through the generated codec, as a worker does (tasktest.Calls uses it).
+func (FailWithTask) DecodeArgs(m *runtime.Message) (FailWithArgs, error) {
+	var args failWithArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return FailWithArgs{}, err
+	}
+	return FailWithArgs{Reason: args.reason}, nil
+}
+
 var failWithDef = runtime.TaskDef{
 	Name:  "go.fail",
 	Queue: "go",
@@ -301,6 +346,20 @@ func (t FlakyTask) Delay(ctx context.Context, succeedAt int) (*runtime.AsyncResu
 // Call runs flaky in this process, without a broker.
 func (t FlakyTask) Call(ctx context.Context, succeedAt int) (int, error) {
 	return flaky(ctx, succeedAt)
+}
+
+// FlakyArgs are the arguments of one call of Flaky, as Flaky.DecodeArgs returns them.
+type FlakyArgs struct {
+	SucceedAt int
+}
+
+// DecodeArgs decodes the arguments of a message of Flaky through the generated codec, as a worker does (tasktest.Calls uses it).
+func (FlakyTask) DecodeArgs(m *runtime.Message) (FlakyArgs, error) {
+	var args flakyArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return FlakyArgs{}, err
+	}
+	return FlakyArgs{SucceedAt: args.succeedAt}, nil
 }
 
 var flakyDef = runtime.TaskDef{
@@ -389,6 +448,20 @@ func (t LaterTask) Call(ctx context.Context, key string) (string, error) {
 	return later(ctx, key)
 }
 
+// LaterArgs are the arguments of one call of Later, as Later.DecodeArgs returns them.
+type LaterArgs struct {
+	Key string
+}
+
+// DecodeArgs decodes the arguments of a message of Later through the generated codec, as a worker does (tasktest.Calls uses it).
+func (LaterTask) DecodeArgs(m *runtime.Message) (LaterArgs, error) {
+	var args laterArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return LaterArgs{}, err
+	}
+	return LaterArgs{Key: args.key}, nil
+}
+
 var laterDef = runtime.TaskDef{
 	Name:  "go.later",
 	Queue: "go",
@@ -460,6 +533,22 @@ func (t ResizeImageTask) With(opts ...runtime.Option) ResizeImageTask {
 // Delay enqueues a call of py.resize_image; it returns once the broker accepted the message.
 func (t ResizeImageTask) Delay(ctx context.Context, url string, width int, height int) (*runtime.AsyncResult[ImageInfo], error) {
 	return t.Stub.Send(ctx, &resizeImageArgs{url: url, width: width, height: height})
+}
+
+// ResizeImageArgs are the arguments of one call of ResizeImage, as ResizeImage.DecodeArgs returns them.
+type ResizeImageArgs struct {
+	Url    string
+	Width  int
+	Height int
+}
+
+// DecodeArgs decodes the arguments of a message of ResizeImage through the generated codec, as a worker does (tasktest.Calls uses it).
+func (ResizeImageTask) DecodeArgs(m *runtime.Message) (ResizeImageArgs, error) {
+	var args resizeImageArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return ResizeImageArgs{}, err
+	}
+	return ResizeImageArgs{Url: args.url, Width: args.width, Height: args.height}, nil
 }
 
 var resizeImageDef = runtime.TaskDef{
@@ -546,6 +635,20 @@ func (t PyFailTask) Delay(ctx context.Context, msg string) (*runtime.AsyncResult
 	return t.Stub.Send(ctx, &pyFailArgs{msg: msg})
 }
 
+// PyFailArgs are the arguments of one call of PyFail, as PyFail.DecodeArgs returns them.
+type PyFailArgs struct {
+	Msg string
+}
+
+// DecodeArgs decodes the arguments of a message of PyFail through the generated codec, as a worker does (tasktest.Calls uses it).
+func (PyFailTask) DecodeArgs(m *runtime.Message) (PyFailArgs, error) {
+	var args pyFailArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return PyFailArgs{}, err
+	}
+	return PyFailArgs{Msg: args.msg}, nil
+}
+
 var pyFailDef = runtime.TaskDef{
 	Name: "py.fail",
 	Retry: runtime.RetryPolicy{
@@ -613,6 +716,21 @@ func (t SharedSlowTask) Delay(ctx context.Context, seconds float64, marker strin
 // Call runs sharedSlow in this process, without a broker.
 func (t SharedSlowTask) Call(ctx context.Context, seconds float64, marker string) (string, error) {
 	return sharedSlow(ctx, seconds, marker)
+}
+
+// SharedSlowArgs are the arguments of one call of SharedSlow, as SharedSlow.DecodeArgs returns them.
+type SharedSlowArgs struct {
+	Seconds float64
+	Marker  string
+}
+
+// DecodeArgs decodes the arguments of a message of SharedSlow through the generated codec, as a worker does (tasktest.Calls uses it).
+func (SharedSlowTask) DecodeArgs(m *runtime.Message) (SharedSlowArgs, error) {
+	var args sharedSlowArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return SharedSlowArgs{}, err
+	}
+	return SharedSlowArgs{Seconds: args.seconds, Marker: args.marker}, nil
 }
 
 var sharedSlowDef = runtime.TaskDef{

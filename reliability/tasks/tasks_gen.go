@@ -42,6 +42,21 @@ func (t RecordTask) Call(ctx context.Context, id string, ms int) error {
 	return record(ctx, id, ms)
 }
 
+// RecordArgs are the arguments of one call of Record, as Record.DecodeArgs returns them.
+type RecordArgs struct {
+	Id string
+	Ms int
+}
+
+// DecodeArgs decodes the arguments of a message of Record through the generated codec, as a worker does (tasktest.Calls uses it).
+func (RecordTask) DecodeArgs(m *runtime.Message) (RecordArgs, error) {
+	var args recordArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return RecordArgs{}, err
+	}
+	return RecordArgs{Id: args.id, Ms: args.ms}, nil
+}
+
 var recordDef = runtime.TaskDef{
 	Name: "rel.record",
 	Retry: runtime.RetryPolicy{
@@ -131,6 +146,20 @@ func (t PingTask) Call(ctx context.Context, id string) error {
 	return ping(ctx, id)
 }
 
+// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them.
+type PingArgs struct {
+	Id string
+}
+
+// DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
+func (PingTask) DecodeArgs(m *runtime.Message) (PingArgs, error) {
+	var args pingArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return PingArgs{}, err
+	}
+	return PingArgs{Id: args.id}, nil
+}
+
 var pingDef = runtime.TaskDef{
 	Name:  "rel.ping",
 	Queue: "rel.ping",
@@ -208,6 +237,22 @@ func (t SlowTask) Delay(ctx context.Context, id string, ms int, honorCtx bool) (
 // Call runs slow in this process, without a broker.
 func (t SlowTask) Call(ctx context.Context, id string, ms int, honorCtx bool) error {
 	return slow(ctx, id, ms, honorCtx)
+}
+
+// SlowArgs are the arguments of one call of Slow, as Slow.DecodeArgs returns them.
+type SlowArgs struct {
+	Id       string
+	Ms       int
+	HonorCtx bool
+}
+
+// DecodeArgs decodes the arguments of a message of Slow through the generated codec, as a worker does (tasktest.Calls uses it).
+func (SlowTask) DecodeArgs(m *runtime.Message) (SlowArgs, error) {
+	var args slowArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return SlowArgs{}, err
+	}
+	return SlowArgs{Id: args.id, Ms: args.ms, HonorCtx: args.honorCtx}, nil
 }
 
 var slowDef = runtime.TaskDef{
@@ -307,6 +352,20 @@ func (t BoomTask) Call(ctx context.Context, n int) error {
 	return boom(ctx, n)
 }
 
+// BoomArgs are the arguments of one call of Boom, as Boom.DecodeArgs returns them.
+type BoomArgs struct {
+	N int
+}
+
+// DecodeArgs decodes the arguments of a message of Boom through the generated codec, as a worker does (tasktest.Calls uses it).
+func (BoomTask) DecodeArgs(m *runtime.Message) (BoomArgs, error) {
+	var args boomArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return BoomArgs{}, err
+	}
+	return BoomArgs{N: args.n}, nil
+}
+
 var boomDef = runtime.TaskDef{
 	Name: "rel.boom",
 	Retry: runtime.RetryPolicy{
@@ -385,6 +444,20 @@ func (t StubbornTask) Delay(ctx context.Context, ms int) (*runtime.AsyncResult[s
 // Call runs stubborn in this process, without a broker.
 func (t StubbornTask) Call(ctx context.Context, ms int) error {
 	return stubborn(ctx, ms)
+}
+
+// StubbornArgs are the arguments of one call of Stubborn, as Stubborn.DecodeArgs returns them.
+type StubbornArgs struct {
+	Ms int
+}
+
+// DecodeArgs decodes the arguments of a message of Stubborn through the generated codec, as a worker does (tasktest.Calls uses it).
+func (StubbornTask) DecodeArgs(m *runtime.Message) (StubbornArgs, error) {
+	var args stubbornArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return StubbornArgs{}, err
+	}
+	return StubbornArgs{Ms: args.ms}, nil
 }
 
 var stubbornDef = runtime.TaskDef{
@@ -466,6 +539,21 @@ func (t StormTask) Delay(ctx context.Context, id string, until int) (*runtime.As
 // Call runs storm in this process, without a broker.
 func (t StormTask) Call(ctx context.Context, id string, until int) error {
 	return storm(ctx, id, until)
+}
+
+// StormArgs are the arguments of one call of Storm, as Storm.DecodeArgs returns them.
+type StormArgs struct {
+	Id    string
+	Until int
+}
+
+// DecodeArgs decodes the arguments of a message of Storm through the generated codec, as a worker does (tasktest.Calls uses it).
+func (StormTask) DecodeArgs(m *runtime.Message) (StormArgs, error) {
+	var args stormArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return StormArgs{}, err
+	}
+	return StormArgs{Id: args.id, Until: args.until}, nil
 }
 
 var stormDef = runtime.TaskDef{
@@ -561,6 +649,21 @@ func (t TypedTask) Delay(ctx context.Context, n int64, s string) (*runtime.Async
 // Call runs typed in this process, without a broker.
 func (t TypedTask) Call(ctx context.Context, n int64, s string) error {
 	return typed(ctx, n, s)
+}
+
+// TypedArgs are the arguments of one call of Typed, as Typed.DecodeArgs returns them.
+type TypedArgs struct {
+	N int64
+	S string
+}
+
+// DecodeArgs decodes the arguments of a message of Typed through the generated codec, as a worker does (tasktest.Calls uses it).
+func (TypedTask) DecodeArgs(m *runtime.Message) (TypedArgs, error) {
+	var args typedArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return TypedArgs{}, err
+	}
+	return TypedArgs{N: args.n, S: args.s}, nil
 }
 
 var typedDef = runtime.TaskDef{

@@ -7,8 +7,9 @@
 //		kit := tasktest.New(t, signup.RegisterTasks)
 //		res, err := signup.SendWelcomeEmail.Delay(ctx, "ann@example.com")
 //		// the task already ran (or is waiting for a retry: kit.Advance(time.Minute))
-//		calls := kit.Enqueued(signup.SendWelcomeEmail.Name())
-//		require.Equal(t, []any{"ann@example.com"}, calls[0].Args)
+//		calls := tasktest.Calls(kit, signup.SendWelcomeEmail) // typed: []tasktest.TypedCall[signup.SendWelcomeEmailArgs]
+//		require.Equal(t, "ann@example.com", calls[0].Args.Email)
+//		// or generically: kit.Enqueued(signup.SendWelcomeEmail.Name())[0].Args is []any{"ann@example.com"}
 //	}
 //
 // New makes the kit's app the process default (runtime.SetDefault) for the
@@ -185,6 +186,40 @@ func (k *Kit) Enqueued(name string) []Call {
 		if c.Task == name {
 			out = append(out, c)
 		}
+	}
+	return out
+}
+
+// TypedCall is one enqueued message of a task with its arguments decoded by
+// the task's generated codec, as the worker decodes them. Args is the
+// generated <Stub>Args struct (signup.SendWelcomeEmailArgs, with one exported
+// field per parameter); it hides the embedded Call.Args, whose generic
+// []any form stays reachable as Call.Args.
+type TypedCall[A any] struct {
+	Call
+	Args A
+}
+
+// Calls returns every message of stub's task enqueued so far (including
+// retries), in order, with typed arguments:
+//
+//	calls := tasktest.Calls(kit, signup.SendWelcomeEmail)
+//	require.Equal(t, "ann@example.com", calls[0].Args.Email)
+//
+// stub is a generated stub; its DecodeArgs decodes each message's body.
+// A body that does not decode fails the test.
+func Calls[A any, S interface {
+	Name() string
+	DecodeArgs(*runtime.Message) (A, error)
+}](k *Kit, stub S) []TypedCall[A] {
+	k.t.Helper()
+	var out []TypedCall[A]
+	for _, c := range k.Enqueued(stub.Name()) {
+		args, err := stub.DecodeArgs(c.Message)
+		if err != nil {
+			k.t.Fatalf("tasktest: enqueued %s (id %s): decoding its arguments: %v", c.Task, c.ID, err)
+		}
+		out = append(out, TypedCall[A]{Call: c, Args: args})
 	}
 	return out
 }

@@ -45,6 +45,21 @@ func (t ResizeTask) Call(ctx context.Context, url string, width int) (string, er
 	return resize(ctx, url, width)
 }
 
+// ResizeArgs are the arguments of one call of Resize, as Resize.DecodeArgs returns them.
+type ResizeArgs struct {
+	Url   string
+	Width int
+}
+
+// DecodeArgs decodes the arguments of a message of Resize through the generated codec, as a worker does (tasktest.Calls uses it).
+func (ResizeTask) DecodeArgs(m *runtime.Message) (ResizeArgs, error) {
+	var args resizeArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return ResizeArgs{}, err
+	}
+	return ResizeArgs{Url: args.url, Width: args.width}, nil
+}
+
 var resizeDef = runtime.TaskDef{
 	Name:  "images.resize",
 	Queue: "images",
@@ -131,6 +146,20 @@ func (t ChargeTask) Delay(ctx context.Context, cents int) (*runtime.AsyncResult[
 // Call runs charge in this process, without a broker.
 func (t ChargeTask) Call(ctx context.Context, cents int) (string, error) {
 	return charge(ctx, cents)
+}
+
+// ChargeArgs are the arguments of one call of Charge, as Charge.DecodeArgs returns them.
+type ChargeArgs struct {
+	Cents int
+}
+
+// DecodeArgs decodes the arguments of a message of Charge through the generated codec, as a worker does (tasktest.Calls uses it).
+func (ChargeTask) DecodeArgs(m *runtime.Message) (ChargeArgs, error) {
+	var args chargeArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return ChargeArgs{}, err
+	}
+	return ChargeArgs{Cents: args.cents}, nil
 }
 
 var chargeDef = runtime.TaskDef{
@@ -224,6 +253,20 @@ func (t PollTask) Call(ctx context.Context, want int) (int, error) {
 	return poll(ctx, want)
 }
 
+// PollArgs are the arguments of one call of Poll, as Poll.DecodeArgs returns them.
+type PollArgs struct {
+	Want int
+}
+
+// DecodeArgs decodes the arguments of a message of Poll through the generated codec, as a worker does (tasktest.Calls uses it).
+func (PollTask) DecodeArgs(m *runtime.Message) (PollArgs, error) {
+	var args pollArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return PollArgs{}, err
+	}
+	return PollArgs{Want: args.want}, nil
+}
+
 var pollDef = runtime.TaskDef{
 	Name: "jobs.poll",
 	Retry: runtime.RetryPolicy{
@@ -301,6 +344,20 @@ func (t CrunchTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[stri
 // Call runs crunch in this process, without a broker.
 func (t CrunchTask) Call(ctx context.Context, n int) (string, error) {
 	return crunch(ctx, n)
+}
+
+// CrunchArgs are the arguments of one call of Crunch, as Crunch.DecodeArgs returns them.
+type CrunchArgs struct {
+	N int
+}
+
+// DecodeArgs decodes the arguments of a message of Crunch through the generated codec, as a worker does (tasktest.Calls uses it).
+func (CrunchTask) DecodeArgs(m *runtime.Message) (CrunchArgs, error) {
+	var args crunchArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return CrunchArgs{}, err
+	}
+	return CrunchArgs{N: args.n}, nil
 }
 
 var crunchDef = runtime.TaskDef{
@@ -384,6 +441,18 @@ func (t HangTask) Call(ctx context.Context) error {
 	return hang(ctx)
 }
 
+// HangArgs are the arguments of one call of Hang, as Hang.DecodeArgs returns them.
+type HangArgs struct{}
+
+// DecodeArgs decodes the arguments of a message of Hang through the generated codec, as a worker does (tasktest.Calls uses it).
+func (HangTask) DecodeArgs(m *runtime.Message) (HangArgs, error) {
+	var args hangArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return HangArgs{}, err
+	}
+	return HangArgs{}, nil
+}
+
 var hangDef = runtime.TaskDef{
 	Name: "jobs.hang",
 	Retry: runtime.RetryPolicy{
@@ -444,6 +513,20 @@ func (t PingTask) Delay(ctx context.Context, i int) (*runtime.AsyncResult[int], 
 // Call runs ping in this process, without a broker.
 func (t PingTask) Call(ctx context.Context, i int) (int, error) {
 	return ping(ctx, i)
+}
+
+// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them.
+type PingArgs struct {
+	I int
+}
+
+// DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
+func (PingTask) DecodeArgs(m *runtime.Message) (PingArgs, error) {
+	var args pingArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return PingArgs{}, err
+	}
+	return PingArgs{I: args.i}, nil
 }
 
 var pingDef = runtime.TaskDef{
@@ -526,6 +609,20 @@ func (t ReportTask) Call(ctx context.Context, day string) (string, error) {
 	return report(ctx, day)
 }
 
+// ReportArgs are the arguments of one call of Report, as Report.DecodeArgs returns them.
+type ReportArgs struct {
+	Day string
+}
+
+// DecodeArgs decodes the arguments of a message of Report through the generated codec, as a worker does (tasktest.Calls uses it).
+func (ReportTask) DecodeArgs(m *runtime.Message) (ReportArgs, error) {
+	var args reportArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return ReportArgs{}, err
+	}
+	return ReportArgs{Day: args.day}, nil
+}
+
 var reportDef = runtime.TaskDef{
 	Name: "jobs.report",
 	Retry: runtime.RetryPolicy{
@@ -602,6 +699,20 @@ func (t AuditTask) Delay(ctx context.Context, entry string) (*runtime.AsyncResul
 // Call runs audit in this process, without a broker.
 func (t AuditTask) Call(ctx context.Context, entry string) (string, error) {
 	return audit(ctx, entry)
+}
+
+// AuditArgs are the arguments of one call of Audit, as Audit.DecodeArgs returns them.
+type AuditArgs struct {
+	Entry string
+}
+
+// DecodeArgs decodes the arguments of a message of Audit through the generated codec, as a worker does (tasktest.Calls uses it).
+func (AuditTask) DecodeArgs(m *runtime.Message) (AuditArgs, error) {
+	var args auditArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return AuditArgs{}, err
+	}
+	return AuditArgs{Entry: args.entry}, nil
 }
 
 var auditDef = runtime.TaskDef{
@@ -682,6 +793,20 @@ func (t NotifyTask) Call(ctx context.Context, user string) error {
 	return notify(ctx, user)
 }
 
+// NotifyArgs are the arguments of one call of Notify, as Notify.DecodeArgs returns them.
+type NotifyArgs struct {
+	User string
+}
+
+// DecodeArgs decodes the arguments of a message of Notify through the generated codec, as a worker does (tasktest.Calls uses it).
+func (NotifyTask) DecodeArgs(m *runtime.Message) (NotifyArgs, error) {
+	var args notifyArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return NotifyArgs{}, err
+	}
+	return NotifyArgs{User: args.user}, nil
+}
+
 var notifyDef = runtime.TaskDef{
 	Name: "jobs.notify",
 	Retry: runtime.RetryPolicy{
@@ -758,6 +883,18 @@ func (t UrgentTask) Delay(ctx context.Context) (*runtime.AsyncResult[uint8], err
 // Call runs urgent in this process, without a broker.
 func (t UrgentTask) Call(ctx context.Context) (uint8, error) {
 	return urgent(ctx)
+}
+
+// UrgentArgs are the arguments of one call of Urgent, as Urgent.DecodeArgs returns them.
+type UrgentArgs struct{}
+
+// DecodeArgs decodes the arguments of a message of Urgent through the generated codec, as a worker does (tasktest.Calls uses it).
+func (UrgentTask) DecodeArgs(m *runtime.Message) (UrgentArgs, error) {
+	var args urgentArgs
+	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return UrgentArgs{}, err
+	}
+	return UrgentArgs{}, nil
 }
 
 var urgentDef = runtime.TaskDef{

@@ -11,6 +11,8 @@ var SendWelcomeEmail SendWelcomeEmailTask
 
 var sendWelcomeEmailDef, sendWelcomeEmailArgs, errorOnlyDef int
 
+type SendWelcomeEmailArgs struct{}
+
 func RegisterTasks() {}
 
 // task:queue a spaced directive in the generated file is not reported
