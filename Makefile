@@ -57,7 +57,11 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done
 
 .PHONY: bench
-bench: ## run the benchmarks (servers started as for make test)
+bench: ## side-by-side benchmark: taskgen vs raw go-redis/amqp091, asynq, Celery (~8 min); writes docs/BENCHMARKS.md
+	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/compare -write ../docs/BENCHMARKS.md
+
+.PHONY: bench-micro
+bench-micro: ## the packages' go test -bench micro-benchmarks (servers started as for make test)
 	bash scripts/testenv.sh run -- $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
 
 .PHONY: taskvet
