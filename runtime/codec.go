@@ -207,7 +207,13 @@ func (w *jsonArgWriter) Value(v any) error {
 // appendJSONValue appends v as JSON: basic values, []any and map[string]any
 // directly (floats may be NaN or ±Infinity, as Python writes them; a time.Time
 // is Celery's ISO-8601 string), anything else through encoding/json.
-func appendJSONValue(b []byte, v any) ([]byte, error) {
+func appendJSONValue(b []byte, v any) ([]byte, error) { return AppendJSONValue(b, v) }
+
+// AppendJSONValue appends a decoded header or argument value (nil, bool,
+// integers, floats, strings, json.Number, time.Time as Celery's ISO string,
+// []any, map[string]any with sorted keys, anything else through
+// encoding/json) as JSON, with Python's separators.
+func AppendJSONValue(b []byte, v any) ([]byte, error) {
 	return appendJSONValueDepth(b, v, 0)
 }
 

@@ -1,7 +1,6 @@
 package redis
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -447,61 +446,5 @@ func appendJSONString(b []byte, s string) []byte { return runtime.AppendJSONStri
 // appendJSONFloat appends f as Python writes it (runtime.AppendJSONFloat).
 func appendJSONFloat(b []byte, f float64) []byte { return runtime.AppendJSONFloat(b, f) }
 
-// appendJSONValue appends v (as decoded by parseJSON, msgpack or built by
-// TaskHeaders.Get) as JSON, with Python's separators.
-func appendJSONValue(b []byte, v any) ([]byte, error) {
-	switch x := v.(type) {
-	case nil:
-		return append(b, "null"...), nil
-	case string:
-		return appendJSONString(b, x), nil
-	case bool:
-		if x {
-			return append(b, "true"...), nil
-		}
-		return append(b, "false"...), nil
-	case int64:
-		return strconv.AppendInt(b, x, 10), nil
-	case int:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case int32:
-		return strconv.AppendInt(b, int64(x), 10), nil
-	case uint64:
-		return strconv.AppendUint(b, x, 10), nil
-	case float64:
-		return appendJSONFloat(b, x), nil
-	case json.Number:
-		return append(b, x...), nil
-	case []any:
-		b = append(b, '[')
-		for i, e := range x {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			var err error
-			if b, err = appendJSONValue(b, e); err != nil {
-				return b, err
-			}
-		}
-		return append(b, ']'), nil
-	case map[string]any:
-		b = append(b, '{')
-		for i, k := range sortedKeys(x) {
-			if i > 0 {
-				b = append(b, ", "...)
-			}
-			b = appendJSONString(b, k)
-			b = append(b, ": "...)
-			var err error
-			if b, err = appendJSONValue(b, x[k]); err != nil {
-				return b, err
-			}
-		}
-		return append(b, '}'), nil
-	}
-	j, err := json.Marshal(v)
-	if err != nil {
-		return b, err
-	}
-	return append(b, j...), nil
-}
+// appendJSONValue appends v as JSON (runtime.AppendJSONValue).
+func appendJSONValue(b []byte, v any) ([]byte, error) { return runtime.AppendJSONValue(b, v) }
