@@ -13,6 +13,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -99,9 +100,7 @@ func waitJS(expr string, d time.Duration) chromedp.Action[chromedp.Void] {
 }
 
 func TestBrowser_Monitor(t *testing.T) {
-	if testing.Short() {
-		t.Skip("browser tests are not short")
-	}
+	testenv.SkipIfShort(t, "browser tests are not short")
 	ctx := newBrowser(t)
 	e := newEnv(t, func(c *Config) { c.PollInterval = 250 * time.Millisecond })
 	const freq = 250 * time.Millisecond

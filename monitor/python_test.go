@@ -36,9 +36,7 @@ def fail(msg):
 // private Redis and checks that the monitor shows it online, its tasks with
 // results and exceptions, and then offline.
 func TestPython_CeleryWorkerEvents(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts Redis and a Python worker")
-	}
+	testenv.SkipIfShort(t, "starts Redis and a Python worker")
 	py := testenv.Python(t)
 	srv := testenv.NewRedisServer(t)
 	dir := t.TempDir()

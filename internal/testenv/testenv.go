@@ -203,3 +203,12 @@ func RabbitMQCtl(t testing.TB, args ...string) string {
 	}
 	return stdout.String()
 }
+
+// SkipIfShort skips a slow test under `go test -short`, except when the CI
+// environment variable is set: CI always runs it.
+func SkipIfShort(t testing.TB, reason string) {
+	t.Helper()
+	if testing.Short() && os.Getenv("CI") == "" {
+		t.Skip(reason + " (not run with -short)")
+	}
+}

@@ -660,9 +660,7 @@ func TestConsume_OutOfOrderAcks(t *testing.T) {
 // confirmed task is lost, and the worker resumes consuming.
 // It is not parallel: it stops the shared server.
 func TestRabbitMQRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("restarts RabbitMQ")
-	}
+	testenv.SkipIfShort(t, "restarts RabbitMQ")
 	raw := testenv.AMQPURL(t)
 	q := queueName(t)
 	purgeLater(t, raw, q)
