@@ -15,10 +15,6 @@ import (
 	"github.com/taskgen/taskgen/runtime"
 )
 
-func contextWithTimeout(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
-	return context.WithTimeout(ctx, d)
-}
-
 // applyRequest is the body of POST /api/task/async-apply/<name>, Flower's.
 type applyRequest struct {
 	Args      []any          `json:"args"`
@@ -202,8 +198,8 @@ func (m *Monitor) apiRevoke(w http.ResponseWriter, r *http.Request) {
 		signal = "SIGTERM"
 	}
 	broadcast := false
-	if ct, ok := m.app.Broker().(runtime.ControlTransport); ok {
-		if err := m.broadcast(r.Context(), ct, "revoke", map[string]any{"task_id": id, "terminate": terminate, "signal": signal}); err != nil {
+	if _, ok := m.app.Broker().(runtime.ControlTransport); ok {
+		if err := m.broadcast(r.Context(), "revoke", map[string]any{"task_id": id, "terminate": terminate, "signal": signal}); err != nil {
 			m.log.Error("revoke: broadcast failed", "id", id, "err", err)
 			jsonError(w, http.StatusServiceUnavailable, "revoke broadcast failed: "+err.Error())
 			return
@@ -216,20 +212,9 @@ func (m *Monitor) apiRevoke(w http.ResponseWriter, r *http.Request) {
 }
 
 // broadcast publishes a Celery remote-control cast (no reply) to every
-// worker (WIRE §7.1).
-func (m *Monitor) broadcast(ctx context.Context, ct runtime.ControlTransport, method string, args map[string]any) error {
-	body, err := json.Marshal(object{{"method", method}, {"arguments", args}, {"destination", nil}, {"pattern", nil}, {"matcher", nil}})
-	if err != nil {
-		return err
-	}
-	now := m.cfg.Now()
-	msg := &runtime.RawMessage{
-		ContentType: runtime.ContentTypeJSON, ContentEncoding: runtime.ContentEncodingUTF8,
-		Headers:  map[string]any{"clock": m.state.Clock(), "expires": float64(now.Add(10*time.Second).UnixNano()) / 1e9},
-		Body:     body,
-		Exchange: "celery.pidbox",
-	}
+// worker (WIRE §7.1), giving up after 5 s.
+func (m *Monitor) broadcast(ctx context.Context, method string, args map[string]any) error {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	return ct.PublishControl(ctx, msg)
+	return m.app.Broadcast(ctx, method, args)
 }

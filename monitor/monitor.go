@@ -147,11 +147,10 @@ func (m *Monitor) stop() { m.stopOnce.Do(func() { close(m.stopping) }) }
 // wakeWorkers broadcasts Celery's heartbeat control command, as Flower does
 // on start, so that running workers announce themselves at once.
 func (m *Monitor) wakeWorkers(ctx context.Context) {
-	ct, ok := m.app.Broker().(runtime.ControlTransport)
-	if !ok {
+	if _, ok := m.app.Broker().(runtime.ControlTransport); !ok {
 		return
 	}
-	if err := m.broadcast(ctx, ct, "heartbeat", map[string]any{}); err != nil {
+	if err := m.broadcast(ctx, "heartbeat", map[string]any{}); err != nil {
 		m.log.Debug("heartbeat broadcast failed", "err", err)
 	}
 }

@@ -2,6 +2,7 @@ package monitor
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/json"
 	"fmt"
@@ -513,7 +514,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 				jsonError(w, http.StatusBadRequest, "timeout: want seconds between 0 and 3600")
 				return
 			}
-			wctx, cancel := contextWithTimeout(ctx, time.Duration(sec*float64(time.Second)))
+			wctx, cancel := context.WithTimeout(ctx, time.Duration(sec*float64(time.Second)))
 			raw, err = be.Wait(wctx, id, func(doc []byte) bool {
 				d, err := runtime.DecodeResultDoc(serializerOf(doc, ser), doc)
 				return err == nil && d.Status.Ready()

@@ -256,7 +256,6 @@ type State struct {
 	events   int64
 	bad      int64
 	evicted  int64
-	clock    int64
 	totalOut [3]int64 // succeeded, failed, retried
 	started  int64    // unix second the state was made; series start there
 }
@@ -358,9 +357,6 @@ func AdjustTimestamp(ts float64, utcoffset, local int) float64 {
 func (s *State) applyLocked(ev map[string]any, now time.Time, local int) {
 	typ := str(ev["type"])
 	s.events++
-	if c, ok := num(ev["clock"]); ok {
-		s.clock = max(s.clock, int64(c)) + 1
-	}
 	ts, ok := num(ev["timestamp"])
 	if !ok {
 		ts = float64(now.UnixNano()) / 1e9
@@ -844,14 +840,6 @@ func (s *State) Totals() Totals {
 		}
 	}
 	return t
-}
-
-// Clock returns the monitor's Lamport clock.
-func (s *State) Clock() int64 {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.clock++
-	return s.clock
 }
 
 func sortedKeys[V any](m map[string]V) []string {

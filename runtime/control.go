@@ -363,7 +363,13 @@ func (a *App) Revoke(ctx context.Context, ids []string, opts ...RevokeOption) er
 	for _, o := range opts {
 		o(args)
 	}
-	_, err := a.control(ctx, "revoke", args, nil, 0)
+	return a.Broadcast(ctx, "revoke", args)
+}
+
+// Broadcast sends the remote-control command method to every worker without
+// waiting for replies: a Celery cast, such as heartbeat or revoke.
+func (a *App) Broadcast(ctx context.Context, method string, args map[string]any) error {
+	_, err := a.control(ctx, method, args, nil, 0)
 	return err
 }
 
@@ -407,7 +413,13 @@ func (a *App) control(ctx context.Context, method string, args map[string]any, d
 	if err != nil {
 		return nil, err
 	}
-	exp := float64(time.Now().Add(max(timeout, time.Second)).UnixNano()) / 1e9
+	// Workers discard requests past expires: a reply wait bounds it, casts
+	// get 10 s for clock skew between hosts.
+	life := timeout
+	if life == 0 {
+		life = 10 * time.Second
+	}
+	exp := float64(time.Now().Add(max(life, time.Second)).UnixNano()) / 1e9
 	msg := &RawMessage{ContentType: ContentTypeJSON, ContentEncoding: ContentEncodingUTF8, Body: body,
 		Headers: map[string]any{"clock": int64(1), "expires": exp}, Exchange: "celery.pidbox"}
 	if err := ct.PublishControl(ctx, msg); err != nil {

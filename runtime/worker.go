@@ -140,20 +140,18 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	if o.Hostname == "" {
 		o.Hostname = a.cfg.Hostname
 	}
+	if o.HeartbeatInterval <= 0 {
+		o.HeartbeatInterval = DefaultHeartbeatInterval
+	}
 	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
 	if o.Observer != nil {
 		w.obs = o.Observer
 	}
-	// --- Celery events (runtime/events.go) ---
-	if o.HeartbeatInterval <= 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
-		w.opts.HeartbeatInterval = o.HeartbeatInterval
-	}
+	// Celery events (runtime/events.go).
 	if et, ok := a.broker.(EventTransport); ok && !o.WithoutEvents {
 		w.events = newWorkerEvents(w, et)
 		w.obs = observers{w.events, w.obs}
 	}
-	// --- end Celery events ---
 	return w
 }
 
@@ -472,18 +470,12 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	h := &m.Headers
 	now := w.app.clock.Now()
 	if !h.Expires.IsZero() && now.After(h.Expires) {
-		w.revoked.Add(1)
-		w.obs.TaskRevoked(m, true, false)
-		w.log.Info("task expired, revoked", "task", h.Task, "id", h.ID)
-		w.store(taskCtx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"expired"}, Module: "celery.exceptions"}, DateDone: now, ParentID: h.ParentID})
+		w.revokedTask(taskCtx, m, "expired", "task expired, revoked")
 		w.ack(d, m)
 		return
 	}
 	if w.ctl.isRevoked(h.ID) {
-		w.revoked.Add(1)
-		w.obs.TaskRevoked(m, false, false)
-		w.log.Info("task revoked, not run", "task", h.Task, "id", h.ID)
-		w.store(taskCtx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"revoked"}, Module: "celery.exceptions"}, DateDone: now, ParentID: h.ParentID})
+		w.revokedTask(taskCtx, m, "revoked", "task revoked, not run")
 		w.ack(d, m)
 		return
 	}
@@ -610,10 +602,7 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 	}
 	err := out.err
 	if errors.Is(err, ErrRevoked) {
-		w.revoked.Add(1)
-		w.obs.TaskRevoked(m, false, true)
-		w.log.Info("task terminated by revoke", "task", h.Task, "id", h.ID)
-		w.store(ctx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{"terminated"}, Module: "celery.exceptions"}, DateDone: w.app.clock.Now(), ParentID: h.ParentID})
+		w.revokedTask(ctx, m, "terminated", "task terminated by revoke")
 		return
 	}
 	var re *RetryError
@@ -689,6 +678,18 @@ func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause erro
 	w.store(ctx, &ResultDoc{Status: StateRetry, Result: excInfo, TaskID: h.ID, ParentID: nm.Headers.ParentID,
 		Children: []any{[]any{[]any{h.ID, nil}, nil}}})
 	return true
+}
+
+// revokedTask records a task that was not run or was stopped: why is
+// "expired", "revoked" (skipped) or "terminated", as the REVOKED document's
+// TaskRevokedError message and the task-revoked event's flags say.
+func (w *Worker) revokedTask(ctx context.Context, m *Message, why, logMsg string) {
+	h := &m.Headers
+	w.revoked.Add(1)
+	w.obs.TaskRevoked(m, why == "expired", why == "terminated")
+	w.log.Info(logMsg, "task", h.Task, "id", h.ID)
+	w.store(ctx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID,
+		Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
 }
 
 func (w *Worker) storeFailure(ctx context.Context, m *Message, def *TaskDef, exc *ExceptionInfo, tb string) {
