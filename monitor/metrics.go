@@ -3,6 +3,8 @@ package monitor
 import (
 	"bufio"
 	"io"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -23,12 +25,12 @@ func (s *State) WriteMetrics(out io.Writer) error {
 	w := bufio.NewWriter(out)
 	now := s.opts.Now()
 	s.mu.RLock()
-	names := sortedKeys(s.names)
+	names := slices.Sorted(maps.Keys(s.names))
 
 	header(w, "taskgen_tasks_total", "counter", "Task events seen by the monitor, by task name and the state they set.")
 	for _, n := range names {
 		ns := s.names[n]
-		for _, st := range sortedKeys(ns.states) {
+		for _, st := range slices.Sorted(maps.Keys(ns.states)) {
 			w.WriteString("taskgen_tasks_total{name=")
 			label(w, n)
 			w.WriteString(",state=")
@@ -63,7 +65,7 @@ func (s *State) WriteMetrics(out io.Writer) error {
 	}
 
 	header(w, "taskgen_queue_depth", "gauge", "Ready messages in the queue at the last poll.")
-	qs := sortedKeys(s.queues)
+	qs := slices.Sorted(maps.Keys(s.queues))
 	for _, q := range qs {
 		if qi := s.queues[q]; qi.Err == "" {
 			gaugeLine(w, "taskgen_queue_depth", "queue", q, qi.Ready)
@@ -77,7 +79,7 @@ func (s *State) WriteMetrics(out io.Writer) error {
 	}
 
 	online := 0
-	hosts := sortedKeys(s.workers)
+	hosts := slices.Sorted(maps.Keys(s.workers))
 	for _, h := range hosts {
 		if s.workers[h].Alive(now) {
 			online++

@@ -7,8 +7,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -163,7 +165,7 @@ func (m *Monitor) queueNames() []string {
 	for _, q := range m.state.SeenQueues() {
 		set[q] = true
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // pollQueues records the depth of every queue each PollInterval, when the

@@ -2,7 +2,9 @@ package monitor
 
 import (
 	"fmt"
+	"maps"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -87,7 +89,7 @@ func ParseTaskQuery(v url.Values, loc *time.Location) (TaskQuery, error) {
 	}
 	if q.SortBy != "" {
 		if _, ok := sortKeys[strings.TrimPrefix(q.SortBy, "-")]; !ok {
-			return q, fmt.Errorf("sort_by: unknown field %q (one of %s)", q.SortBy, strings.Join(sortedKeys(sortKeys), ", "))
+			return q, fmt.Errorf("sort_by: unknown field %q (one of %s)", q.SortBy, strings.Join(slices.Sorted(maps.Keys(sortKeys)), ", "))
 		}
 	}
 	return q, nil

@@ -6,7 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -675,7 +677,7 @@ func (s *State) RecordQueueSample() {
 func (s *State) SeenQueues() []string {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	return sortedKeys(s.seen)
+	return slices.Sorted(maps.Keys(s.seen))
 }
 
 // Queues returns the last poll of every queue, sorted by name.
@@ -683,7 +685,7 @@ func (s *State) Queues() []QueueInfo {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]QueueInfo, 0, len(s.queues))
-	for _, n := range sortedKeys(s.queues) {
+	for _, n := range slices.Sorted(maps.Keys(s.queues)) {
 		out = append(out, s.queues[n])
 	}
 	return out
@@ -725,7 +727,7 @@ func (s *State) Workers() []WorkerView {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	out := make([]WorkerView, 0, len(s.workers))
-	for _, n := range sortedKeys(s.workers) {
+	for _, n := range slices.Sorted(maps.Keys(s.workers)) {
 		w := *s.workers[n]
 		w.LoadAvg = append([]float64(nil), w.LoadAvg...)
 		out = append(out, WorkerView{Worker: w, Status: w.Status(now)})
@@ -757,7 +759,7 @@ func (s *State) TaskNames() []string {
 			set[t.Name] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // Series returns the per-second outcome counts of the n complete seconds
@@ -840,15 +842,6 @@ func (s *State) Totals() Totals {
 		}
 	}
 	return t
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 func str(v any) string {

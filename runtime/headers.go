@@ -3,7 +3,9 @@ package runtime
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -98,7 +100,7 @@ func (h *TaskHeaders) Range(fn func(name string, value any)) {
 	if h.Compression != "" {
 		fn("compression", h.Compression)
 	}
-	for _, k := range sortedKeys(h.Extra) {
+	for _, k := range slices.Sorted(maps.Keys(h.Extra)) {
 		if isKnownHeader(k) {
 			continue
 		}

@@ -1,6 +1,8 @@
 package runtime
 
 import (
+	"bytes"
+	"maps"
 	"time"
 )
 
@@ -104,4 +106,15 @@ func ParseTime(s string) (time.Time, error) {
 		}
 	}
 	return time.Time{}, &time.ParseError{Layout: time.RFC3339Nano, Value: s, Message: ": not an ISO-8601 time"}
+}
+
+// Clone returns a copy of m that shares no mutable state with it: the body
+// and the extra headers are copied.
+func (m *Message) Clone() *Message {
+	c := *m
+	c.Body = bytes.Clone(m.Body)
+	if m.Headers.Extra != nil {
+		c.Headers.Extra = maps.Clone(m.Headers.Extra)
+	}
+	return &c
 }

@@ -13,7 +13,6 @@
 package memory
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/url"
@@ -91,18 +90,6 @@ func NewBroker() *Broker {
 	return &Broker{queues: map[string][]*runtime.Message{}, wake: make(chan struct{}), timers: map[*time.Timer]struct{}{}}
 }
 
-func clone(m *runtime.Message) *runtime.Message {
-	c := *m
-	c.Body = bytes.Clone(m.Body)
-	if m.Headers.Extra != nil {
-		c.Headers.Extra = make(map[string]any, len(m.Headers.Extra))
-		for k, v := range m.Headers.Extra {
-			c.Headers.Extra[k] = v
-		}
-	}
-	return &c
-}
-
 var errClosed = errors.New("memory broker closed")
 
 // Publish appends a copy of msg to queue.
@@ -110,7 +97,7 @@ func (b *Broker) Publish(ctx context.Context, queue string, msg *runtime.Message
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	c := clone(msg)
+	c := msg.Clone()
 	c.RoutingKey = queue
 	c.Exchange = ""
 	b.mu.Lock()
@@ -130,7 +117,7 @@ func (b *Broker) signal() {
 
 // Defer publishes msg to queue when due.
 func (b *Broker) Defer(ctx context.Context, queue string, msg *runtime.Message, due time.Time) error {
-	c := clone(msg)
+	c := msg.Clone()
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.closed {
@@ -291,7 +278,7 @@ func (d *delivery) Reject(reason string) error {
 
 func (d *delivery) Requeue() error {
 	return d.settle(func() {
-		m := clone(d.m)
+		m := d.m.Clone()
 		m.Redelivered = true
 		d.b.queues[d.queue] = append([]*runtime.Message{m}, d.b.queues[d.queue]...)
 		d.b.signal()

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"math"
 	"slices"
 	"strconv"
@@ -174,7 +175,7 @@ func appendHeaders(b []byte, h *runtime.TaskHeaders) ([]byte, error) {
 	if len(h.Extra) == 0 {
 		return b, nil
 	}
-	for _, k := range sortedKeys(h.Extra) {
+	for _, k := range slices.Sorted(maps.Keys(h.Extra)) {
 		if k == "redelivered" || knownHeader[k] {
 			continue
 		}

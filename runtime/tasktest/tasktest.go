@@ -290,14 +290,8 @@ type eagerBroker struct {
 	dead    []memory.DeadLetter
 }
 
-func clone(m *runtime.Message) *runtime.Message {
-	c := *m
-	c.Body = bytes.Clone(m.Body)
-	return &c
-}
-
 func (b *eagerBroker) Publish(ctx context.Context, queue string, msg *runtime.Message) error {
-	m := clone(msg)
+	m := msg.Clone()
 	m.RoutingKey = queue
 	call := Call{ID: m.Headers.ID, Task: m.Headers.Task, Queue: queue, ETA: m.Headers.ETA, Retries: m.Headers.Retries, Message: m}
 	var err error
