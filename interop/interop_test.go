@@ -9,7 +9,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
 	"os"
@@ -39,22 +38,17 @@ type cell struct {
 	pyQueue    string // consumed by the Python worker
 }
 
-func redisDB(url string, db int) string {
-	i := strings.LastIndex(url, "/")
-	return fmt.Sprintf("%s/%d", url[:i], db)
-}
-
 func matrix(t *testing.T) []cell {
 	redisURL := testenv.RedisURL(t)
 	amqpURL := testenv.AMQPURL(t)
 	testenv.Python(t)
 	var cells []cell
 	db := 8
-	for _, b := range []struct{ name, url string }{{"redis", redisDB(redisURL, 7)}, {"amqp", amqpURL}} {
+	for _, b := range []struct{ name, url string }{{"redis", testenv.RedisDB(redisURL, 7)}, {"amqp", amqpURL}} {
 		for _, ser := range []string{"json", "msgpack"} {
 			id := runtime.NewID()[:8]
 			cells = append(cells, cell{
-				name: b.name + "/" + ser, broker: b.url, backend: redisDB(redisURL, db), serializer: ser,
+				name: b.name + "/" + ser, broker: b.url, backend: testenv.RedisDB(redisURL, db), serializer: ser,
 				goQueue: "go-" + id, pyQueue: "py-" + id,
 			})
 			db++

@@ -65,10 +65,10 @@ func TestInterop_RedisRestoreAcrossLanguages(t *testing.T) {
 			queue := "shared-" + id
 			db := map[string]int{"json": 12, "msgpack": 13}[ser]
 			c := cell{name: "redis/" + ser, serializer: ser,
-				broker:  redisDB(redisURL, db) + "?visibility_timeout=3s&restore_interval=500ms",
-				backend: redisDB(redisURL, db+2)}
+				broker:  testenv.RedisDB(redisURL, db) + "?visibility_timeout=3s&restore_interval=500ms",
+				backend: testenv.RedisDB(redisURL, db+2)}
 			pyCell := c
-			pyCell.broker = redisDB(redisURL, db)
+			pyCell.broker = testenv.RedisDB(redisURL, db)
 			app, err := runtime.New(runtime.Config{Broker: c.broker, Backend: c.backend, Serializer: ser})
 			require.NoError(t, err)
 			defer app.Close()

@@ -82,19 +82,14 @@ func freeAddr(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func redisDB(url string, db int) string {
-	i := strings.LastIndex(url, "/")
-	return fmt.Sprintf("%s/%d", url[:i], db)
-}
-
 func TestSignUp_RealBinariesOnRealBrokers(t *testing.T) {
 	redisURL := testenv.RedisURL(t)
 	amqpURL := testenv.AMQPURL(t)
 	server, worker := build(t, "github.com/taskgen/taskgen/example/cmd/server"), build(t, "github.com/taskgen/taskgen/example/cmd/worker")
 
-	for _, b := range []struct{ name, broker string }{{"redis", redisDB(redisURL, 5)}, {"amqp", amqpURL}} {
+	for _, b := range []struct{ name, broker string }{{"redis", testenv.RedisDB(redisURL, 5)}, {"amqp", amqpURL}} {
 		t.Run(b.name, func(t *testing.T) {
-			backend := redisDB(redisURL, 6)
+			backend := testenv.RedisDB(redisURL, 6)
 			// The email provider fails twice per recipient, then accepts.
 			var mu sync.Mutex
 			attempts := map[string]int{}

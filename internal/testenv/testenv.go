@@ -22,6 +22,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -211,4 +212,11 @@ func SkipIfShort(t testing.TB, reason string) {
 	if testing.Short() && os.Getenv("CI") == "" {
 		t.Skip(reason + " (not run with -short)")
 	}
+}
+
+// RedisDB returns the Redis URL url pointing at database db instead of the
+// one it names ("redis://host:port/0" → "redis://host:port/7").
+func RedisDB(url string, db int) string {
+	i := strings.LastIndex(url, "/")
+	return url[:i+1] + strconv.Itoa(db)
 }
