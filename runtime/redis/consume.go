@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,19 +20,15 @@ import (
 // fetchScript pops up to ARGV[1] messages from the lists KEYS[3..] in order
 // and, in the same atomic step, records each in kombu's unacked bookkeeping:
 // ZADD unacked_index <now> <tag> and HSET unacked <tag> [envelope, "", queue].
-// ARGV: count, score, nonce (for messages without a delivery tag), index of a
-// message already popped by BRPOP (0 if none), that message, then the queue
-// name of each list. It returns a flat array: list index, tag, envelope, ….
+// The first lists are the consumer's inboxes (see blocker), then its queues'
+// lists. ARGV: count, score, nonce (for messages without a delivery tag),
+// then the queue name of each list. It returns a flat array: list index,
+// tag, envelope, ….
 var fetchScript = goredis.NewScript(`
 local hkey, zkey = KEYS[1], KEYS[2]
 local n = tonumber(ARGV[1])
 local score, nonce = ARGV[2], ARGV[3]
-local pidx = tonumber(ARGV[4])
 local idx, envs = {}, {}
-if pidx > 0 then
-  idx[1], envs[1] = pidx, ARGV[5]
-  n = n - 1
-end
 for i = 3, #KEYS do
   if n <= 0 then break end
   local items = redis.call('RPOP', KEYS[i], n)
@@ -86,7 +83,7 @@ for k, env in ipairs(envs) do
   local i = idx[k]
   local q = qs[i]
   if not q then
-    q = cjson.encode(ARGV[5 + i])
+    q = cjson.encode(ARGV[3 + i])
     qs[i] = q
   end
   local entry
@@ -141,6 +138,26 @@ redis.call('RPUSH', KEYS[3], ARGV[3])
 return 1
 `)
 
+// inboxRegistry is the hash of consumers' inboxes (after the global key
+// prefix): field inbox key, value "<unix time of the last refresh>|<list the
+// inbox's messages came from>".
+const inboxRegistry = "_taskgen.inboxes"
+
+// inboxRestoreScript moves every message of inbox KEYS[2] back to the front
+// of list KEYS[3], oldest frontmost, and removes the inbox's registration
+// from hash KEYS[1] if it still equals ARGV[1] ("": unconditionally). It
+// returns how many messages it moved.
+var inboxRestoreScript = goredis.NewScript(`
+local n = 0
+while redis.call('LMOVE', KEYS[2], KEYS[3], 'LEFT', 'RIGHT') do
+  n = n + 1
+end
+if ARGV[1] == '' or redis.call('HGET', KEYS[1], KEYS[2]) == ARGV[1] then
+  redis.call('HDEL', KEYS[1], KEYS[2])
+end
+return n
+`)
+
 var unlockScript = goredis.NewScript(`
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
@@ -158,8 +175,41 @@ type consumer struct {
 	nonce    string
 	seq      atomic.Uint64
 
+	// inboxes[i] receives, by BLMOVE, a message of queues[i]'s first list
+	// while the consumer is idle; srcs[i] is that list.
+	inboxes []string
+	srcs    []string
+	idle    atomic.Int32 // fetch loops waiting for wake
+	wake    signal       // fired by blockers: a message moved, or a poll ended
+	arm     signal       // fired by fetch loops when they become idle
+
 	liveMu sync.Mutex
 	live   map[string]struct{} // tags of un-settled deliveries
+}
+
+// signal is a broadcast: every receiver of a channel from wait is released
+// by the next fire.
+type signal struct {
+	mu sync.Mutex
+	ch chan struct{}
+}
+
+func (s *signal) wait() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ch == nil {
+		s.ch = make(chan struct{})
+	}
+	return s.ch
+}
+
+func (s *signal) fire() {
+	s.mu.Lock()
+	if s.ch != nil {
+		close(s.ch)
+		s.ch = nil
+	}
+	s.mu.Unlock()
 }
 
 // Consume delivers messages of queues, highest Redis priority first (0 is
@@ -181,6 +231,10 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
 		slots: make(chan struct{}, prefetch), out: make(chan runtime.Delivery), nonce: "taskgen-" + string(newTag(nil)),
 		live: map[string]struct{}{}}
+	for _, q := range queues {
+		c.inboxes = append(c.inboxes, b.opts.key(inboxPrefix+c.nonce+"."+q))
+		c.srcs = append(c.srcs, b.opts.key(listName(q, 0)))
+	}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -197,8 +251,14 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 			}
 		}
 	}
-	b.consumers.Add(2 + fetchers)
+	b.consumers.Add(2 + fetchers + len(c.inboxes))
 	var loops sync.WaitGroup
+	for i := range c.inboxes {
+		go func() {
+			defer b.consumers.Done()
+			c.blocker(ctx, i)
+		}()
+	}
 	for range fetchers {
 		loops.Add(1)
 		go func() {
@@ -304,43 +364,46 @@ func (b *Broker) maintain(ctx context.Context, interval time.Duration, fn func(c
 	}
 }
 
-// keys returns the lists to fetch from in kombu's order: priority-major, the
-// queue order rotated by rr; and the queue name of each list.
-func (c *consumer) keys(rr uint64) (lists []string, names []any) {
+// keys returns the lists to fetch from: the consumer's inboxes, then its
+// queues' lists in kombu's order, priority-major, the queue order rotated by
+// rr; the queue name of each list; and the list a delivery from each goes
+// back to when requeued.
+func (c *consumer) keys(rr uint64) (lists []string, names []any, srcs []string) {
 	n := len(c.queues)
-	lists = make([]string, 0, 2+4*n)
-	names = make([]any, 0, 4*n)
+	lists = make([]string, 0, 2+5*n)
+	names = make([]any, 0, 5*n)
+	srcs = make([]string, 0, 5*n)
 	lists = append(lists, c.b.opts.key("unacked"), c.b.opts.key("unacked_index"))
+	for i := range n {
+		j := (i + int(rr%uint64(n))) % n
+		lists = append(lists, c.inboxes[j])
+		names = append(names, c.queues[j])
+		srcs = append(srcs, c.srcs[j])
+	}
 	for _, step := range [4]int{0, 3, 6, 9} {
 		for i := range n {
 			q := c.queues[(i+int(rr%uint64(n)))%n]
-			lists = append(lists, c.b.opts.key(listName(q, step)))
+			l := c.b.opts.key(listName(q, step))
+			lists = append(lists, l)
 			names = append(names, q)
+			srcs = append(srcs, l)
 		}
 	}
-	return lists, names
+	return lists, names, srcs
 }
 
 func (c *consumer) loop(ctx context.Context) {
-	var rr uint64
 	backoff := 50 * time.Millisecond
 	failing := false
-	var prepopIdx int
-	var prepop string
 	for {
 		// Wait for a free prefetch slot, then take as many as are free, up
 		// to the fetch batch.
 		select {
 		case c.slots <- struct{}{}:
 		case <-ctx.Done():
-			if prepopIdx > 0 {
-				c.pushBack(rr, prepopIdx, prepop)
-			}
 			return
 		}
-		if prepopIdx == 0 {
-			rr = c.rr.Load()
-		}
+		rr := c.rr.Load()
 		n := 1
 		want := min(c.b.opts.FetchBatch, c.prefetch)
 		low := max(1, want/4)
@@ -353,7 +416,7 @@ func (c *consumer) loop(ctx context.Context) {
 				continue
 			default:
 			}
-			if n >= low || prepopIdx > 0 {
+			if n >= low {
 				break
 			}
 			// Few slots free: give acks a moment to free more, so that
@@ -377,15 +440,16 @@ func (c *consumer) loop(ctx context.Context) {
 				break grab
 			}
 		}
-		ds, err := c.fetch(ctx, rr, n, prepopIdx, prepop)
+		// Take the wake channel before fetching: a blocker that moves a
+		// message after the fetch read the lists fires it, and the loop
+		// fetches again instead of sleeping.
+		woken := c.wake.wait()
+		ds, err := c.fetch(ctx, rr, n)
 		if err != nil {
 			for range n {
 				<-c.slots
 			}
 			if ctx.Err() != nil {
-				if prepopIdx > 0 {
-					c.pushBack(rr, prepopIdx, prepop)
-				}
 				return
 			}
 			if !failing {
@@ -393,15 +457,11 @@ func (c *consumer) loop(ctx context.Context) {
 			}
 			failing = true
 			if !sleepCtx(ctx, backoff) {
-				if prepopIdx > 0 {
-					c.pushBack(rr, prepopIdx, prepop)
-				}
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		prepopIdx, prepop = 0, ""
 		if failing {
 			c.b.log.Info("redis consume resumed", "queues", c.queues)
 			failing = false
@@ -424,27 +484,19 @@ func (c *consumer) loop(ctx context.Context) {
 			}
 			continue
 		}
+		// Nothing ready: wait for a blocker (one per queue, blocked in
+		// BLMOVE on the queue's list) to move a message into its inbox, or
+		// to end a poll, so that the other lists are looked at too.
+		c.idle.Add(1)
+		c.arm.fire()
+		select {
+		case <-woken:
+		case <-ctx.Done():
+		}
+		c.idle.Add(-1)
 		if ctx.Err() != nil {
 			return
 		}
-		// Nothing ready: block in BRPOP (kombu's way) so idle consumers do
-		// not spin; the popped message is recorded by the next fetch.
-		idx, val, err := c.block(ctx, rr)
-		if err != nil {
-			if ctx.Err() != nil {
-				return
-			}
-			if !failing {
-				c.b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
-			}
-			failing = true
-			if !sleepCtx(ctx, backoff) {
-				return
-			}
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		prepopIdx, prepop = idx, val
 	}
 }
 
@@ -459,60 +511,111 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// block waits up to PollTimeout for a message on any of the lists and
-// returns the index (1-based, as in fetch's list order) of the list it came
-// from and the message, or 0 when none came.
-func (c *consumer) block(ctx context.Context, rr uint64) (int, string, error) {
-	lists, _ := c.keys(rr)
-	lists = lists[2:]
-	pt := c.b.opts.PollTimeout
-	var res []string
-	var err error
-	bctx := context.WithoutCancel(ctx)
-	if pt < time.Second || pt%time.Second != 0 {
-		args := make([]any, 0, len(lists)+2)
-		args = append(args, "brpop")
-		for _, l := range lists {
-			args = append(args, l)
+// inboxPrefix starts the key of a consumer's inbox list (after the global
+// key prefix): inboxPrefix + consumer nonce + "." + queue.
+const inboxPrefix = "_taskgen.inbox."
+
+// blocker waits, while a fetch loop is idle, for a message on the first
+// (default priority) list of queue i, moving it with BLMOVE into the
+// consumer's inbox for that queue; the next fetch takes it from there and
+// records it in the unacked hash. Unlike BRPOP, a message moved this way is
+// never only in the consumer's memory: if Redis dies after the move but
+// before its reply arrives, the message waits in the inbox, which the
+// consumer drains on its next fetch and any consumer's RestoreVisible
+// returns to its queue once the inbox's registration is stale. Messages of
+// the other lists (priorities 3, 6, 9) are fetched when a poll ends, within
+// PollTimeout.
+func (c *consumer) blocker(ctx context.Context, i int) {
+	b := c.b
+	inbox, src := c.inboxes[i], c.srcs[i]
+	defer func() {
+		// Return what the inbox holds to the front of the queue, and
+		// unregister it.
+		rctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+		defer cancel()
+		if _, err := inboxRestoreScript.Run(rctx, b.client, []string{b.opts.key(inboxRegistry), inbox, src}, "").Int(); err != nil {
+			b.log.Error("redis: returning a consumer's inbox to its queue failed; another consumer restores it later", "inbox", inbox, "err", err)
 		}
-		args = append(args, strconv.FormatFloat(pt.Seconds(), 'f', 3, 64))
-		res, err = c.b.client.Do(bctx, args...).StringSlice()
+	}()
+	backoff := 50 * time.Millisecond
+	failing := false
+	var registered time.Time
+	refresh := inboxStale(b.opts) / 4
+	for {
+		armed := c.arm.wait()
+		if c.idle.Load() == 0 {
+			select {
+			case <-armed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		if time.Since(registered) > refresh {
+			now := time.Now()
+			val := strconv.FormatFloat(float64(now.UnixMicro())/1e6, 'f', 6, 64) + "|" + src
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.ConnectTimeout)
+			err := b.client.HSet(rctx, b.opts.key(inboxRegistry), inbox, val).Err()
+			cancel()
+			if err == nil {
+				registered = now
+			}
+		}
+		err := c.block(ctx, src, inbox)
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			if !failing {
+				b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
+			}
+			failing = true
+			registered = time.Time{}
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			backoff = min(backoff*2, 5*time.Second)
+			c.wake.fire() // let the fetch loops try, and report, too
+			continue
+		}
+		failing = false
+		backoff = 50 * time.Millisecond
+		c.wake.fire()
+	}
+}
+
+// inboxStale is how long an inbox registration lives without a refresh
+// before RestoreVisible returns the inbox's messages to their queue.
+func inboxStale(o *Options) time.Duration {
+	return max(10*o.PollTimeout, 30*time.Second)
+}
+
+// block waits up to PollTimeout for a message on list src and moves it to
+// inbox.
+func (c *consumer) block(ctx context.Context, src, inbox string) error {
+	pt := c.b.opts.PollTimeout
+	bctx := context.WithoutCancel(ctx)
+	var err error
+	if pt < time.Second || pt%time.Second != 0 {
+		err = c.b.client.Do(bctx, "blmove", src, inbox, "RIGHT", "LEFT", strconv.FormatFloat(pt.Seconds(), 'f', 3, 64)).Err()
 	} else {
-		res, err = c.b.client.BRPop(bctx, pt, lists...).Result()
+		err = c.b.client.BLMove(bctx, src, inbox, "RIGHT", "LEFT", pt).Err()
 	}
 	if errors.Is(err, goredis.Nil) {
-		return 0, "", nil
+		return nil
 	}
-	if err != nil {
-		return 0, "", err
-	}
-	if len(res) != 2 {
-		return 0, "", fmt.Errorf("BRPOP: unexpected reply %d elements", len(res))
-	}
-	for i, l := range lists {
-		if l == res[0] {
-			return i + 1, res[1], nil
-		}
-	}
-	return 0, "", fmt.Errorf("BRPOP: reply from unknown list %q", res[0])
+	return err
 }
 
-// pushBack returns a message popped by BRPOP but not yet recorded.
-func (c *consumer) pushBack(rr uint64, idx int, val string) {
-	lists, _ := c.keys(rr)
-	ctx, cancel := context.WithTimeout(context.Background(), c.b.opts.ConnectTimeout)
-	defer cancel()
-	if err := c.b.client.RPush(ctx, lists[1+idx], val).Err(); err != nil {
-		c.b.log.Error("redis: returning a popped message failed; it is lost", "err", err, "bytes", len(val))
-	}
-}
-
-func (c *consumer) fetch(ctx context.Context, rr uint64, n, prepopIdx int, prepop string) ([]*delivery, error) {
-	lists, names := c.keys(rr)
+func (c *consumer) fetch(ctx context.Context, rr uint64, n int) ([]*delivery, error) {
+	lists, names, srcs := c.keys(rr)
 	seq := c.seq.Add(1)
 	score := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
-	args := make([]any, 0, 5+len(names))
-	args = append(args, n, score, c.nonce+"."+strconv.FormatUint(seq, 10), prepopIdx, prepop)
+	args := make([]any, 0, 3+len(names))
+	args = append(args, n, score, c.nonce+"."+strconv.FormatUint(seq, 10))
 	args = append(args, names...)
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), c.b.opts.ConnectTimeout)
 	defer cancel()
@@ -531,7 +634,7 @@ func (c *consumer) fetch(ctx context.Context, rr uint64, n, prepopIdx int, prepo
 		if idx < 1 || int(idx) > len(names) {
 			return nil, fmt.Errorf("fetch script: bad list index %v", res[i])
 		}
-		d := &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: lists[1+idx]}
+		d := &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: srcs[idx-1]}
 		d.m, _, d.err = decodeEnvelope(d.raw, d.queue)
 		ds = append(ds, d)
 	}
@@ -717,17 +820,21 @@ func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
 		defer cancel()
 		_ = unlockScript.Run(uctx, b.client, []string{mutex}, token).Err()
 	}()
+	fromInboxes, err := b.restoreInboxes(ctx)
+	if err != nil {
+		return fromInboxes, err
+	}
+	restored := 0
 	ceil := float64(time.Now().Add(-b.opts.VisibilityTimeout).UnixMicro()) / 1e6
 	tags, err := b.client.ZRevRangeByScore(ctx, b.opts.key("unacked_index"), &goredis.ZRangeBy{
 		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0", Count: int64(b.opts.RestoreLimit)}).Result()
 	if err != nil || len(tags) == 0 {
-		return 0, err
+		return fromInboxes + restored, err
 	}
 	entries, err := b.client.HMGet(ctx, b.opts.key("unacked"), tags...).Result()
 	if err != nil {
-		return 0, err
+		return fromInboxes + restored, err
 	}
-	restored := 0
 	for i, tag := range tags {
 		entry, _ := entries[i].(string)
 		keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), ""}
@@ -756,12 +863,47 @@ func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
 		}
 		n, err := restoreScript.Run(ctx, b.client, keys, tag, entry, env).Int()
 		if err != nil {
-			return restored, err
+			return fromInboxes + restored, err
 		}
 		restored += n
 	}
 	if restored > 0 {
 		b.log.Warn("redis: restored messages whose visibility timeout expired", "n", restored, "visibility_timeout", b.opts.VisibilityTimeout)
+	}
+	return fromInboxes + restored, nil
+}
+
+// restoreInboxes returns to their queues the messages in consumers' inboxes
+// whose registration was not refreshed for inboxStale (the consumer died
+// between moving a message and fetching it, or lost Redis meanwhile). A live
+// consumer whose inbox is emptied this way loses nothing: every move is
+// atomic, and it fetches from the queue.
+func (b *Broker) restoreInboxes(ctx context.Context) (int, error) {
+	reg, err := b.client.HGetAll(ctx, b.opts.key(inboxRegistry)).Result()
+	if err != nil {
+		return 0, err
+	}
+	ceil := time.Now().Add(-inboxStale(b.opts))
+	restored := 0
+	for inbox, val := range reg {
+		at, src, ok := strings.Cut(val, "|")
+		sec, perr := strconv.ParseFloat(at, 64)
+		if !ok || perr != nil || src == "" {
+			b.log.Error("redis: malformed inbox registration; removing it", "inbox", inbox, "value", val)
+			_ = b.client.HDel(ctx, b.opts.key(inboxRegistry), inbox).Err()
+			continue
+		}
+		if time.UnixMicro(int64(sec * 1e6)).After(ceil) {
+			continue
+		}
+		n, err := inboxRestoreScript.Run(ctx, b.client, []string{b.opts.key(inboxRegistry), inbox, src}, val).Int()
+		if err != nil {
+			return restored, err
+		}
+		restored += n
+	}
+	if restored > 0 {
+		b.log.Warn("redis: returned messages from a stale consumer inbox to their queue", "n", restored)
 	}
 	return restored, nil
 }

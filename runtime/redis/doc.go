@@ -48,8 +48,9 @@
 //	                        "taskgen.delayed").
 //	delay_poll_interval     how often consumers move due deferred messages to
 //	                        their queues (default 250ms).
-//	poll_timeout            how long an idle consumer blocks in BRPOP (default 1s,
-//	                        like kombu); bounds shutdown latency.
+//	poll_timeout            how long an idle consumer blocks in BLMOVE (default 1s,
+//	                        like kombu's BRPOP); bounds shutdown latency and how
+//	                        late an idle consumer sees a message of priority > 2.
 //	publish_timeout         bound on Publish during an outage (default the app's
 //	                        PublishTimeout, 10s); the caller's ctx also bounds it.
 //	result_key_prefix       result key prefix (default "celery-task-meta-").
@@ -79,9 +80,18 @@
 // Consumers pop with a Lua script that takes up to fetch_batch messages in
 // priority order (rotating among queues) and, in the same atomic step,
 // records each in kombu's ack emulation: ZADD unacked_index <now> <tag> and
-// HSET unacked <tag> [envelope, "", queue]. An idle consumer blocks in BRPOP
-// (the message it pops is recorded by the next script call, a window of
-// microseconds, as in kombu). Acknowledgements are pipelined ZREM/HDEL in
+// HSET unacked <tag> [envelope, "", queue]. An idle consumer does not BRPOP
+// as kombu does: a message BRPOP pops lives only in the reply, and Redis
+// dying after writing the pop to its AOF but before the reply arrives loses
+// it. Instead, one goroutine per queue blocks in BLMOVE from the queue's
+// default-priority list into an inbox list of the consumer
+// ("_taskgen.inbox.<consumer>.<queue>", registered with the time and source
+// list in the hash "_taskgen.inboxes"), and the next fetch script takes the
+// inbox first. Messages with a priority above 2 (Redis lists 3, 6, 9) are
+// fetched when a poll ends, within poll_timeout. A consumer returns its
+// inbox to the queue when it stops; RestoreVisible returns the inbox of a
+// consumer whose registration was not refreshed for max(10×poll_timeout,
+// 30s). Acknowledgements are pipelined ZREM/HDEL in
 // batches, written right after Ack returns. Every consumer, under the
 // unacked_mutex lock (SET NX PX 300000), restores entries older than the
 // visibility timeout to the front of their queue marked redelivered, in

@@ -44,8 +44,9 @@ type Options struct {
 	// DelayPollInterval is how often consumers move due deferred messages to
 	// their queues (default 250 ms).
 	DelayPollInterval time.Duration
-	// PollTimeout is how long an idle consumer blocks in BRPOP before it
-	// checks for shutdown (default 1 s, like kombu).
+	// PollTimeout is how long an idle consumer blocks in BLMOVE before it
+	// checks for shutdown and for messages of priority > 2 (default 1 s, like
+	// kombu's BRPOP).
 	PollTimeout time.Duration
 	// ConnectTimeout bounds Publish during an outage (default
 	// TransportOptions.ConnectTimeout, else 10 s).

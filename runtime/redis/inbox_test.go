@@ -1,0 +1,120 @@
+package redis_test
+
+import (
+	"context"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// An idle consumer blocks with BLMOVE into an inbox of its own, never with
+// BRPOP, so that a message is never only in its memory. These tests drive
+// the inbox's recovery paths by hand: a consumer that died between the move
+// and the fetch, and one that closed cleanly.
+
+func TestStaleInboxIsReturnedToItsQueue(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", ""))
+	p := b.Options().GlobalKeyPrefix
+	c := b.Client()
+	ctx := ctxT(t, 20*time.Second)
+	for _, id := range []string{"m1", "m2", "m3"} {
+		require.NoError(t, b.Publish(ctx, "ib", pubMsg(id, 0)))
+	}
+	// A consumer "dead" for an hour had moved m1 and m2 (the oldest) into
+	// its inbox; a live one (registered now) holds m3.
+	dead, live := p+"_taskgen.inbox.dead.ib", p+"_taskgen.inbox.live.ib"
+	require.NoError(t, c.LMove(ctx, p+"ib", dead, "RIGHT", "LEFT").Err())
+	require.NoError(t, c.LMove(ctx, p+"ib", dead, "RIGHT", "LEFT").Err())
+	require.NoError(t, c.LMove(ctx, p+"ib", live, "RIGHT", "LEFT").Err())
+	old := strconv.FormatFloat(float64(time.Now().Add(-time.Hour).UnixMicro())/1e6, 'f', 6, 64)
+	now := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
+	require.NoError(t, c.HSet(ctx, p+"_taskgen.inboxes", dead, old+"|"+p+"ib", live, now+"|"+p+"ib").Err())
+	require.Zero(t, c.LLen(ctx, p+"ib").Val())
+
+	n, err := b.RestoreVisible(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the stale inbox's two messages go back")
+	require.Zero(t, c.Exists(ctx, dead).Val())
+	require.EqualValues(t, 1, c.LLen(ctx, live).Val(), "a fresh registration is left alone")
+	reg := c.HGetAll(ctx, p+"_taskgen.inboxes").Val()
+	require.NotContains(t, reg, dead)
+	require.Contains(t, reg, live)
+
+	// Back at the front, oldest first, not marked redelivered (they were
+	// never delivered).
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"ib"}, 1)
+	require.NoError(t, err)
+	for _, want := range []string{"m1", "m2"} {
+		d := <-ds
+		require.NoError(t, d.DecodeError())
+		require.Equal(t, want, d.Message().Headers.ID)
+		require.False(t, d.Message().Redelivered)
+		require.NoError(t, d.Ack())
+	}
+}
+
+func TestConsumerLeavesNoInboxBehind(t *testing.T) {
+	t.Parallel()
+	raw := testURL(t, "", "poll_timeout=100ms")
+	b := openBroker(t, raw)
+	p := b.Options().GlobalKeyPrefix
+	c := b.Client()
+	ctx := ctxT(t, 20*time.Second)
+	cctx, cancel := context.WithCancel(ctx)
+	ds, err := b.Consume(cctx, []string{"ia", "ib"}, 4)
+	require.NoError(t, err)
+	// Idle long enough for the blockers to register and poll.
+	require.Eventually(t, func() bool { return c.HLen(ctx, p+"_taskgen.inboxes").Val() == 2 }, 10*time.Second, 20*time.Millisecond)
+	require.NoError(t, b.Publish(ctx, "ib", pubMsg("x", 0)))
+	d := <-ds
+	require.Equal(t, "x", d.Message().Headers.ID)
+	require.NoError(t, d.Ack())
+	cancel()
+	for range ds {
+	}
+	require.NoError(t, b.Close())
+	require.Zero(t, c.HLen(context.Background(), p+"_taskgen.inboxes").Val(), "registrations removed at close")
+	keys := c.Keys(context.Background(), p+"_taskgen.inbox.*").Val()
+	require.Empty(t, keys)
+}
+
+// An idle consumer of several queues gets a message on any of them (each
+// queue has a blocker), and a message on a priority list within a poll.
+func TestIdleConsumerSeesEveryQueueAndPriority(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", "poll_timeout=200ms"))
+	ctx := ctxT(t, 20*time.Second)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"q1", "q2", "q3"}, 4)
+	require.NoError(t, err)
+	recv := func() *runtime.Message {
+		select {
+		case d := <-ds:
+			require.NoError(t, d.DecodeError())
+			require.NoError(t, d.Ack())
+			return d.Message()
+		case <-ctx.Done():
+			t.Fatal("nothing delivered")
+			return nil
+		}
+	}
+	for _, tc := range []struct {
+		queue string
+		prio  uint8
+	}{{"q3", 0}, {"q2", 0}, {"q1", 0}, {"q2", 7}, {"q3", 0}} {
+		time.Sleep(50 * time.Millisecond) // let the consumer go idle again
+		id := tc.queue + "-" + strconv.Itoa(int(tc.prio))
+		require.NoError(t, b.Publish(ctx, tc.queue, pubMsg(id, tc.prio)))
+		m := recv()
+		require.Equal(t, id, m.Headers.ID)
+		require.Equal(t, tc.queue, m.RoutingKey)
+	}
+}
