@@ -50,6 +50,11 @@ type Broker struct {
 	closeErr  error
 	wg        sync.WaitGroup // acker
 	consumers sync.WaitGroup // consume loops and their helpers
+
+	// blockClient serves the consumers' blocking BLMOVEs, one connection
+	// each, so that many consumed queues never exhaust client's pool.
+	blockOnce   sync.Once
+	blockClient *goredis.Client
 }
 
 var (
@@ -88,6 +93,17 @@ func Open(u *url.URL, topts runtime.TransportOptions) (*Broker, error) {
 	return b, nil
 }
 
+// blocking returns the client of blocking commands (created on first use).
+func (b *Broker) blocking() *goredis.Client {
+	b.blockOnce.Do(func() {
+		ro := *b.opts.redis
+		ro.PoolSize = 1024 // one connection per blocked command: as many as there are blockers
+		ro.MinIdleConns, ro.MaxIdleConns = 0, 0
+		b.blockClient = goredis.NewClient(&ro)
+	})
+	return b.blockClient
+}
+
 // Options returns the broker's parsed options.
 func (b *Broker) Options() Options { return *b.opts }
 
@@ -114,6 +130,9 @@ func (b *Broker) Close() error {
 		b.pending = keep
 		b.pubMu.Unlock()
 		b.consumers.Wait()
+		if b.blockClient != nil {
+			_ = b.blockClient.Close()
+		}
 		b.closeFanout() // events and remote control (fanout.go)
 		b.closeErr = b.client.Close()
 	})

@@ -598,11 +598,12 @@ func inboxStale(o *Options) time.Duration {
 func (c *consumer) block(ctx context.Context, src, inbox string) error {
 	pt := c.b.opts.PollTimeout
 	bctx := context.WithoutCancel(ctx)
+	client := c.b.blocking()
 	var err error
 	if pt < time.Second || pt%time.Second != 0 {
-		err = c.b.client.Do(bctx, "blmove", src, inbox, "RIGHT", "LEFT", strconv.FormatFloat(pt.Seconds(), 'f', 3, 64)).Err()
+		err = client.Do(bctx, "blmove", src, inbox, "RIGHT", "LEFT", strconv.FormatFloat(pt.Seconds(), 'f', 3, 64)).Err()
 	} else {
-		err = c.b.client.BLMove(bctx, src, inbox, "RIGHT", "LEFT", pt).Err()
+		err = client.BLMove(bctx, src, inbox, "RIGHT", "LEFT", pt).Err()
 	}
 	if errors.Is(err, goredis.Nil) {
 		return nil
@@ -634,9 +635,9 @@ func (c *consumer) fetch(ctx context.Context, rr uint64, n int) ([]*delivery, er
 		if idx < 1 || int(idx) > len(names) {
 			return nil, fmt.Errorf("fetch script: bad list index %v", res[i])
 		}
-		d := &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: srcs[idx-1]}
-		d.m, _, d.err = decodeEnvelope(d.raw, d.queue)
-		ds = append(ds, d)
+		// Decoded on first use, by the worker's goroutines: the fetch loop
+		// goes on to its next round trip meanwhile.
+		ds = append(ds, &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: srcs[idx-1]})
 	}
 	if len(ds) > 0 {
 		c.liveMu.Lock()
@@ -659,11 +660,16 @@ type delivery struct {
 	queue   string
 	list    string
 	settled atomic.Bool
+	once    sync.Once // decodes m and err from raw
 }
 
-func (d *delivery) Message() *runtime.Message { return d.m }
+func (d *delivery) decode() {
+	d.once.Do(func() { d.m, _, d.err = decodeEnvelope(d.raw, d.queue) })
+}
+
+func (d *delivery) Message() *runtime.Message { d.decode(); return d.m }
 func (d *delivery) Raw() []byte               { return d.raw }
-func (d *delivery) DecodeError() error        { return d.err }
+func (d *delivery) DecodeError() error        { d.decode(); return d.err }
 
 // Tag returns kombu's delivery tag of the delivery (the unacked hash field).
 func (d *delivery) Tag() string { return d.tag }

@@ -118,3 +118,29 @@ func TestIdleConsumerSeesEveryQueueAndPriority(t *testing.T) {
 		require.Equal(t, tc.queue, m.RoutingKey)
 	}
 }
+
+// Blocked consumers do not hold the connections publishers and fetches
+// need: 40 idle queues on a client pool of 4 connections.
+func TestManyIdleQueuesLeaveThePoolFree(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", "pool_size=4&poll_timeout=2s"))
+	ctx := ctxT(t, 20*time.Second)
+	queues := make([]string, 40)
+	for i := range queues {
+		queues[i] = "many" + strconv.Itoa(i)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, queues, 8)
+	require.NoError(t, err)
+	p := b.Options().GlobalKeyPrefix
+	require.Eventually(t, func() bool { return b.Client().HLen(ctx, p+"_taskgen.inboxes").Val() == 40 }, 10*time.Second, 20*time.Millisecond)
+	for _, q := range []string{"many39", "many0", "many17"} {
+		pctx, pcancel := context.WithTimeout(ctx, time.Second)
+		require.NoError(t, b.Publish(pctx, q, pubMsg(q, 0)), "publish while 40 consumers block")
+		pcancel()
+		d := <-ds
+		require.Equal(t, q, d.Message().Headers.ID)
+		require.NoError(t, d.Ack())
+	}
+}
