@@ -99,6 +99,10 @@ func (b *Broker) blocking() *goredis.Client {
 		ro := *b.opts.redis
 		ro.PoolSize = 1024 // one connection per blocked command: as many as there are blockers
 		ro.MinIdleConns, ro.MaxIdleConns = 0, 0
+		// No silent retry: a blocked command whose connection dies may have
+		// moved a message into the inbox; the blocker must wake the fetch
+		// loops at once rather than block again for a poll.
+		ro.MaxRetries = -1
 		b.blockClient = goredis.NewClient(&ro)
 	})
 	return b.blockClient

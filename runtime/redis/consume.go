@@ -574,11 +574,13 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 			}
 			failing = true
 			registered = time.Time{}
+			// The command may have moved a message before its connection
+			// died: let the fetch loops look now.
+			c.wake.fire()
 			if !sleepCtx(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
-			c.wake.fire() // let the fetch loops try, and report, too
 			continue
 		}
 		failing = false
