@@ -189,31 +189,65 @@ func BenchmarkDrain(b *testing.B) {
 
 func runtimeGOMAXPROCS() int { return goruntime.GOMAXPROCS(0) }
 
-// BenchmarkLatency measures publish→delivery latency with an idle consumer
-// (blocked in BRPOP), one message at a time; it reports the median and p99.
+// BenchmarkLatency measures publish→delivery latency with an idle consumer,
+// one message at a time, side by side with a raw LPUSH→BLMOVE loop on the
+// same server; it reports the median and p99. The clock stops when the
+// receiving goroutine has the message, not when Publish returns.
 func BenchmarkLatency(b *testing.B) {
 	br := openBroker(b, testURL(b, "", ""))
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	ds, err := br.Consume(ctx, []string{"lat"}, 16)
-	if err != nil {
-		b.Fatal(err)
-	}
+	p := br.Options().GlobalKeyPrefix
 	m := benchMsg()
-	lat := make([]time.Duration, 0, b.N)
-	time.Sleep(50 * time.Millisecond) // let the consumer block
-	for b.Loop() {
-		start := time.Now()
-		if err := br.Publish(ctx, "lat", m); err != nil {
+	report := func(b *testing.B, lat []time.Duration) {
+		slices.Sort(lat)
+		b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+		b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
+	}
+	b.Run("taskgen", func(b *testing.B) {
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		ds, err := br.Consume(ctx, []string{"lat"}, 16)
+		if err != nil {
 			b.Fatal(err)
 		}
-		d := <-ds
-		lat = append(lat, time.Since(start))
-		_ = d.Ack()
-	}
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		lat := make([]time.Duration, 0, b.N)
+		time.Sleep(50 * time.Millisecond) // let the consumer block
+		for b.Loop() {
+			start := time.Now()
+			go func() { _ = br.Publish(ctx, "lat", m) }()
+			d := <-ds
+			lat = append(lat, time.Since(start))
+			_ = d.Ack()
+			time.Sleep(200 * time.Microsecond) // idle again
+		}
+		report(b, lat)
+	})
+	b.Run("raw-blmove", func(b *testing.B) {
+		c := br.Client()
+		rc := goredis.NewClient(c.Options())
+		defer rc.Close()
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		got := make(chan struct{})
+		go func() {
+			for ctx.Err() == nil {
+				if _, err := rc.BLMove(ctx, p+"rawlat", p+"rawlat.processing", "RIGHT", "LEFT", time.Second).Result(); err == nil {
+					got <- struct{}{}
+				}
+			}
+		}()
+		env := make([]byte, 600)
+		lat := make([]time.Duration, 0, b.N)
+		time.Sleep(50 * time.Millisecond)
+		for b.Loop() {
+			start := time.Now()
+			go func() { _ = c.LPush(ctx, p+"rawlat", env).Err() }()
+			<-got
+			lat = append(lat, time.Since(start))
+			_ = c.LRem(ctx, p+"rawlat.processing", 1, env).Err()
+			time.Sleep(200 * time.Microsecond)
+		}
+		report(b, lat)
+	})
 }
 
 // The Ratios benchmark alternates short rounds of taskgen and of the raw
