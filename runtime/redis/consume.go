@@ -20,8 +20,7 @@ import (
 // fetchScript pops up to ARGV[1] messages from the lists KEYS[3..] in order
 // and, in the same atomic step, records each in kombu's unacked bookkeeping:
 // ZADD unacked_index <now> <tag> and HSET unacked <tag> [envelope, "", queue].
-// The first lists are the consumer's inboxes (see blocker), then its queues'
-// lists. ARGV: count, score, nonce (for messages without a delivery tag),
+// ARGV: count, score, nonce (for messages without a delivery tag),
 // then the queue name of each list. It returns a flat array: list index,
 // tag, envelope, ….
 var fetchScript = goredis.NewScript(`
@@ -252,10 +251,12 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 		}
 	}
 	b.consumers.Add(2 + fetchers + len(c.inboxes))
-	var loops sync.WaitGroup
+	var loops sync.WaitGroup // the goroutines that send on c.out
 	for i := range c.inboxes {
+		loops.Add(1)
 		go func() {
 			defer b.consumers.Done()
+			defer loops.Done()
 			c.blocker(ctx, i)
 		}()
 	}
@@ -364,32 +365,22 @@ func (b *Broker) maintain(ctx context.Context, interval time.Duration, fn func(c
 	}
 }
 
-// keys returns the lists to fetch from: the consumer's inboxes, then its
-// queues' lists in kombu's order, priority-major, the queue order rotated by
-// rr; the queue name of each list; and the list a delivery from each goes
-// back to when requeued.
-func (c *consumer) keys(rr uint64) (lists []string, names []any, srcs []string) {
+// keys returns the lists to fetch from, in kombu's order, priority-major,
+// the queue order rotated by rr, after the unacked hash and index; and the
+// queue name of each list.
+func (c *consumer) keys(rr uint64) (lists []string, names []any) {
 	n := len(c.queues)
-	lists = make([]string, 0, 2+5*n)
-	names = make([]any, 0, 5*n)
-	srcs = make([]string, 0, 5*n)
+	lists = make([]string, 0, 2+4*n)
+	names = make([]any, 0, 4*n)
 	lists = append(lists, c.b.opts.key("unacked"), c.b.opts.key("unacked_index"))
-	for i := range n {
-		j := (i + int(rr%uint64(n))) % n
-		lists = append(lists, c.inboxes[j])
-		names = append(names, c.queues[j])
-		srcs = append(srcs, c.srcs[j])
-	}
 	for _, step := range [4]int{0, 3, 6, 9} {
 		for i := range n {
 			q := c.queues[(i+int(rr%uint64(n)))%n]
-			l := c.b.opts.key(listName(q, step))
-			lists = append(lists, l)
+			lists = append(lists, c.b.opts.key(listName(q, step)))
 			names = append(names, q)
-			srcs = append(srcs, l)
 		}
 	}
-	return lists, names, srcs
+	return lists, names
 }
 
 func (c *consumer) loop(ctx context.Context) {
@@ -444,7 +435,8 @@ func (c *consumer) loop(ctx context.Context) {
 		// message after the fetch read the lists fires it, and the loop
 		// fetches again instead of sleeping.
 		woken := c.wake.wait()
-		ds, err := c.fetch(ctx, rr, n)
+		lists, names := c.keys(rr)
+		ds, err := c.fetch(ctx, lists, names, lists[2:], n)
 		if err != nil {
 			for range n {
 				<-c.slots
@@ -517,20 +509,19 @@ const inboxPrefix = "_taskgen.inbox."
 
 // blocker waits, while a fetch loop is idle, for a message on the first
 // (default priority) list of queue i, moving it with BLMOVE into the
-// consumer's inbox for that queue; the next fetch takes it from there and
-// records it in the unacked hash. Unlike BRPOP, a message moved this way is
+// consumer's inbox for that queue. Unlike BRPOP, a message moved this way is
 // never only in the consumer's memory: if Redis dies after the move but
-// before its reply arrives, the message waits in the inbox, which the
-// consumer drains on its next fetch and any consumer's RestoreVisible
-// returns to its queue once the inbox's registration is stale. Messages of
-// the other lists (priorities 3, 6, 9) are fetched when a poll ends, within
-// PollTimeout.
+// before its reply arrives, the message waits in the inbox. The blocker
+// hands the message to the worker at once and records it in the unacked
+// hash meanwhile (claim); an Ack, Requeue or Reject that comes first waits
+// for the record. Messages of the other lists (priorities 3, 6, 9) are
+// fetched by the fetch loops when a poll ends, within PollTimeout.
 func (c *consumer) blocker(ctx context.Context, i int) {
 	b := c.b
 	inbox, src := c.inboxes[i], c.srcs[i]
 	defer func() {
-		// Return what the inbox holds to the front of the queue, and
-		// unregister it.
+		// Return what the inbox holds (a message never claimed) to the
+		// front of the queue, and unregister it.
 		rctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
 		defer cancel()
 		if _, err := inboxRestoreScript.Run(rctx, b.client, []string{b.opts.key(inboxRegistry), inbox, src}, "").Int(); err != nil {
@@ -541,7 +532,14 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 	failing := false
 	var registered time.Time
 	refresh := inboxStale(b.opts) / 4
+	unclaimed := false // the inbox may hold messages: claim before blocking
 	for {
+		if unclaimed {
+			if !c.claim(ctx, i, nil) {
+				return
+			}
+			unclaimed = false
+		}
 		armed := c.arm.wait()
 		if c.idle.Load() == 0 {
 			select {
@@ -564,7 +562,7 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 				registered = now
 			}
 		}
-		err := c.block(ctx, src, inbox)
+		v, err := c.block(ctx, src, inbox)
 		if err != nil {
 			if ctx.Err() != nil {
 				return
@@ -575,8 +573,8 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 			failing = true
 			registered = time.Time{}
 			// The command may have moved a message before its connection
-			// died: let the fetch loops look now.
-			c.wake.fire()
+			// died.
+			unclaimed = true
 			if !sleepCtx(ctx, backoff) {
 				return
 			}
@@ -585,8 +583,103 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 		}
 		failing = false
 		backoff = 50 * time.Millisecond
-		c.wake.fire()
+		if v == nil {
+			c.wake.fire() // a poll ended: let the fetch loops look at every list
+			continue
+		}
+		// Hand the message over now, record it right after.
+		select {
+		case c.slots <- struct{}{}:
+		case <-ctx.Done():
+			return // still in the inbox: returned to the queue above
+		}
+		d := &delivery{c: c, raw: v, queue: c.queues[i], list: src} // done: false until claimed
+		select {
+		case c.out <- d:
+		case <-ctx.Done():
+			<-c.slots
+			return
+		}
+		c.wake.fire() // more may wait behind it
+		if !c.claim(ctx, i, d) {
+			return
+		}
 	}
+}
+
+// claim records the messages in inbox i in the unacked hash (the fetch
+// script) and settles d, a delivery handed over before its record, with
+// the tag it got. Older messages found in the inbox (moved by a command
+// whose reply was lost) are delivered as fetched ones. It retries until the
+// record is written; it returns false when ctx ended first (the inbox then
+// goes back to the queue, and d, if any, runs again later: at least once).
+func (c *consumer) claim(ctx context.Context, i int, d *delivery) bool {
+	b := c.b
+	lists := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), c.inboxes[i]}
+	names := []any{c.queues[i]}
+	srcs := []string{c.srcs[i]}
+	backoff := 50 * time.Millisecond
+	var ds []*delivery
+	for {
+		var err error
+		ds, err = c.fetch(ctx, lists, names, srcs, 1<<16)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			if d != nil {
+				d.record("", false)
+			}
+			return false
+		}
+		b.log.Warn("redis: recording a delivered message failed; retrying", "queue", c.queues[i], "err", err)
+		time.Sleep(backoff)
+		backoff = min(backoff*2, 2*time.Second)
+	}
+	mine := -1
+	if d != nil {
+		for k := len(ds) - 1; k >= 0; k-- {
+			if string(ds[k].raw) == string(d.raw) {
+				mine = k
+				break
+			}
+		}
+		if mine >= 0 {
+			c.liveMu.Lock()
+			delete(c.live, ds[mine].tag) // d stands for it
+			c.liveMu.Unlock()
+			d.record(ds[mine].tag, true)
+		} else {
+			// Returned to the queue meanwhile (stale inbox): it runs again.
+			d.record("", false)
+		}
+	}
+	extras := make([]*delivery, 0, len(ds))
+	for k, e := range ds {
+		if k != mine {
+			extras = append(extras, e)
+		}
+	}
+	for k, e := range extras {
+		sent := false
+		select {
+		case c.slots <- struct{}{}:
+			select {
+			case c.out <- e:
+				sent = true
+			case <-ctx.Done():
+				<-c.slots
+			}
+		case <-ctx.Done():
+		}
+		if !sent {
+			for _, r := range extras[k:] {
+				r.requeueUnsent()
+			}
+			return false
+		}
+	}
+	return true
 }
 
 // inboxStale is how long an inbox registration lives without a refresh
@@ -596,25 +689,31 @@ func inboxStale(o *Options) time.Duration {
 }
 
 // block waits up to PollTimeout for a message on list src and moves it to
-// inbox.
-func (c *consumer) block(ctx context.Context, src, inbox string) error {
+// inbox; it returns the message, or nil when none came.
+func (c *consumer) block(ctx context.Context, src, inbox string) ([]byte, error) {
 	pt := c.b.opts.PollTimeout
 	bctx := context.WithoutCancel(ctx)
 	client := c.b.blocking()
+	var v string
 	var err error
 	if pt < time.Second || pt%time.Second != 0 {
-		err = client.Do(bctx, "blmove", src, inbox, "RIGHT", "LEFT", strconv.FormatFloat(pt.Seconds(), 'f', 3, 64)).Err()
+		v, err = client.Do(bctx, "blmove", src, inbox, "RIGHT", "LEFT", strconv.FormatFloat(pt.Seconds(), 'f', 3, 64)).Text()
 	} else {
-		err = client.BLMove(bctx, src, inbox, "RIGHT", "LEFT", pt).Err()
+		v, err = client.BLMove(bctx, src, inbox, "RIGHT", "LEFT", pt).Result()
 	}
 	if errors.Is(err, goredis.Nil) {
-		return nil
+		return nil, nil
 	}
-	return err
+	if err != nil {
+		return nil, err
+	}
+	return []byte(v), nil
 }
 
-func (c *consumer) fetch(ctx context.Context, rr uint64, n int) ([]*delivery, error) {
-	lists, names, srcs := c.keys(rr)
+// fetch runs the fetch script on lists (the unacked hash and index, then the
+// lists to pop from), names the queue of each list to pop from, and srcs the
+// list a delivery from each goes back to when requeued.
+func (c *consumer) fetch(ctx context.Context, lists []string, names []any, srcs []string, n int) ([]*delivery, error) {
 	seq := c.seq.Add(1)
 	score := strconv.FormatFloat(float64(time.Now().UnixMicro())/1e6, 'f', 6, 64)
 	args := make([]any, 0, 3+len(names))
@@ -639,7 +738,7 @@ func (c *consumer) fetch(ctx context.Context, rr uint64, n int) ([]*delivery, er
 		}
 		// Decoded on first use, by the worker's goroutines: the fetch loop
 		// goes on to its next round trip meanwhile.
-		ds = append(ds, &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: srcs[idx-1]})
+		ds = append(ds, &delivery{c: c, tag: tag, raw: []byte(env), queue: names[idx-1].(string), list: srcs[idx-1], done: true, recorded: true})
 	}
 	if len(ds) > 0 {
 		c.liveMu.Lock()
@@ -654,15 +753,21 @@ func (c *consumer) fetch(ctx context.Context, rr uint64, n int) ([]*delivery, er
 // ---- deliveries ----
 
 type delivery struct {
-	c       *consumer
-	m       *runtime.Message
-	err     error
-	raw     []byte
-	tag     string
-	queue   string
-	list    string
+	c     *consumer
+	m     *runtime.Message
+	err   error
+	raw   []byte
+	queue string
+	list  string
+	once  sync.Once // decodes m and err from raw
+
 	settled atomic.Bool
-	once    sync.Once // decodes m and err from raw
+
+	// Guarded by c.liveMu.
+	tag      string
+	done     bool // the record's outcome is known (false: handed over by a blocker before its record)
+	recorded bool // its unacked entry was written, under tag
+	pending  func(tag string, ok bool)
 }
 
 func (d *delivery) decode() {
@@ -673,8 +778,13 @@ func (d *delivery) Message() *runtime.Message { d.decode(); return d.m }
 func (d *delivery) Raw() []byte               { return d.raw }
 func (d *delivery) DecodeError() error        { d.decode(); return d.err }
 
-// Tag returns kombu's delivery tag of the delivery (the unacked hash field).
-func (d *delivery) Tag() string { return d.tag }
+// Tag returns kombu's delivery tag of the delivery (the unacked hash field),
+// "" while its record is not written.
+func (d *delivery) Tag() string {
+	d.c.liveMu.Lock()
+	defer d.c.liveMu.Unlock()
+	return d.tag
+}
 
 var errSettled = errors.New("redis: delivery already settled")
 
@@ -683,10 +793,57 @@ func (d *delivery) settle() bool {
 		return false
 	}
 	d.c.liveMu.Lock()
-	delete(d.c.live, d.tag)
+	if d.recorded {
+		delete(d.c.live, d.tag)
+	}
 	d.c.liveMu.Unlock()
 	<-d.c.slots
 	return true
+}
+
+// record sets the outcome of a claimed delivery's record and runs the
+// settlement that waited for it.
+func (d *delivery) record(tag string, ok bool) {
+	c := d.c
+	c.liveMu.Lock()
+	d.tag, d.recorded, d.done = tag, ok, true
+	if ok && !d.settled.Load() {
+		c.live[tag] = struct{}{}
+	}
+	op := d.pending
+	d.pending = nil
+	c.liveMu.Unlock()
+	if op != nil {
+		op(tag, ok)
+	}
+}
+
+// afterRecord runs op with the delivery's tag once its unacked entry is
+// written: now, or (for a claimed delivery whose record is in flight) when
+// it is, in which case it returns nil at once and logs op's error. op does
+// not run when the record was never written: the message went back to its
+// queue instead.
+func (d *delivery) afterRecord(op func(tag string) error) error {
+	c := d.c
+	c.liveMu.Lock()
+	if !d.done {
+		d.pending = func(tag string, ok bool) {
+			if !ok {
+				return
+			}
+			if err := op(tag); err != nil {
+				c.b.log.Error("redis: settling a delivery after its record failed", "tag", tag, "err", err)
+			}
+		}
+		c.liveMu.Unlock()
+		return nil
+	}
+	tag, ok := d.tag, d.recorded
+	c.liveMu.Unlock()
+	if !ok {
+		return nil
+	}
+	return op(tag)
 }
 
 // Ack removes the delivery from the unacked bookkeeping. The removal is
@@ -696,15 +853,18 @@ func (d *delivery) Ack() error {
 	if !d.settle() {
 		return errSettled
 	}
-	b := d.c.b
+	return d.afterRecord(d.c.b.ack)
+}
+
+func (b *Broker) ack(tag string) error {
 	select {
-	case b.ackCh <- d.tag:
+	case b.ackCh <- tag:
 		return nil
 	case <-b.closing:
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
 	defer cancel()
-	return b.flushAcks(ctx, []string{d.tag})
+	return b.flushAcks(ctx, []string{tag})
 }
 
 // Reject moves the original bytes, with reason, to the dead-letter list and
@@ -715,13 +875,15 @@ func (d *delivery) Reject(reason string) error {
 	}
 	b := d.c.b
 	entry := appendDeadLetter(nil, d.raw, reason, d.queue, b.opts.host, time.Now())
-	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
-	defer cancel()
-	keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), b.opts.key(b.DeadLetterList(d.queue))}
-	if err := settleScript.Run(ctx, b.client, keys, d.tag, entry, "back").Err(); err != nil {
-		return fmt.Errorf("redis dead-letter: %w", err)
-	}
-	return nil
+	return d.afterRecord(func(tag string) error {
+		ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
+		defer cancel()
+		keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), b.opts.key(b.DeadLetterList(d.queue))}
+		if err := settleScript.Run(ctx, b.client, keys, tag, entry, "back").Err(); err != nil {
+			return fmt.Errorf("redis dead-letter: %w", err)
+		}
+		return nil
+	})
 }
 
 // Requeue puts the message back at the front of its list, marked
@@ -730,14 +892,32 @@ func (d *delivery) Requeue() error {
 	if !d.settle() {
 		return errSettled
 	}
+	return d.afterRecord(d.requeue)
+}
+
+func (d *delivery) requeue(tag string) error {
 	b := d.c.b
 	ctx, cancel := context.WithTimeout(context.Background(), b.opts.ConnectTimeout)
 	defer cancel()
 	keys := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), d.list}
-	if err := settleScript.Run(ctx, b.client, keys, d.tag, markRedelivered(d.raw), "front").Err(); err != nil {
+	if err := settleScript.Run(ctx, b.client, keys, tag, markRedelivered(d.raw), "front").Err(); err != nil {
 		return fmt.Errorf("redis requeue: %w", err)
 	}
 	return nil
+}
+
+// requeueUnsent requeues a fetched delivery that was never handed over (it
+// holds no prefetch slot).
+func (d *delivery) requeueUnsent() {
+	if !d.settled.CompareAndSwap(false, true) {
+		return
+	}
+	d.c.liveMu.Lock()
+	delete(d.c.live, d.tag)
+	d.c.liveMu.Unlock()
+	if err := d.requeue(d.tag); err != nil {
+		d.c.b.log.Error("redis: requeueing an undelivered message failed; it comes back after the visibility timeout", "err", err)
+	}
 }
 
 // ---- acknowledgements ----

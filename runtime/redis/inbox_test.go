@@ -144,3 +144,44 @@ func TestManyIdleQueuesLeaveThePoolFree(t *testing.T) {
 		require.NoError(t, d.Ack())
 	}
 }
+
+// An idle consumer hands a message over before its unacked entry is
+// written; an Ack, Requeue or Reject that comes first is applied once the
+// entry is written. Whatever the order, nothing is left behind.
+func TestHandOffBeforeRecordSettlesInOrder(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", ""))
+	p := b.Options().GlobalKeyPrefix
+	c := b.Client()
+	ctx := ctxT(t, 60*time.Second)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"ho"}, 4)
+	require.NoError(t, err)
+	idle := func() { time.Sleep(20 * time.Millisecond) } // the consumer blocks again
+	const n = 60
+	for i := range n {
+		idle()
+		id := "ho-" + strconv.Itoa(i)
+		require.NoError(t, b.Publish(ctx, "ho", pubMsg(id, 0)))
+		d := <-ds
+		require.Equal(t, id, d.Message().Headers.ID)
+		switch i % 3 {
+		case 0:
+			require.NoError(t, d.Ack())
+		case 1:
+			require.NoError(t, d.Requeue())
+			d2 := <-ds
+			require.Equal(t, id, d2.Message().Headers.ID)
+			require.True(t, d2.Message().Redelivered)
+			require.NoError(t, d2.Ack())
+		case 2:
+			require.NoError(t, d.Reject("test"))
+		}
+	}
+	require.Eventually(t, func() bool {
+		return c.HLen(ctx, p+"unacked").Val() == 0 && c.ZCard(ctx, p+"unacked_index").Val() == 0
+	}, 10*time.Second, 20*time.Millisecond, "unacked entries left: %v", c.HKeys(ctx, p+"unacked").Val())
+	require.EqualValues(t, n/3, c.LLen(ctx, p+b.DeadLetterList("ho")).Val())
+	require.Zero(t, c.LLen(ctx, p+"ho").Val())
+}
