@@ -86,8 +86,10 @@
 // it. Instead, one goroutine per queue blocks in BLMOVE from the queue's
 // default-priority list into an inbox list of the consumer
 // ("_taskgen.inbox.<consumer>.<queue>", registered with the time and source
-// list in the hash "_taskgen.inboxes"), and the next fetch script takes the
-// inbox first. Messages with a priority above 2 (Redis lists 3, 6, 9) are
+// list in the hash "_taskgen.inboxes"); it hands the message to the worker
+// at once and meanwhile records it from the inbox with the fetch script (an
+// Ack, Requeue or Reject that comes first is written after the record, so
+// kombu's bookkeeping never keeps a stale entry). Messages with a priority above 2 (Redis lists 3, 6, 9) are
 // fetched when a poll ends, within poll_timeout. A consumer returns its
 // inbox to the queue when it stops; RestoreVisible returns the inbox of a
 // consumer whose registration was not refreshed for max(10×poll_timeout,
