@@ -991,27 +991,37 @@ func (b *Broker) flushAcks(ctx context.Context, tags []string) error {
 
 // ---- visibility timeout ----
 
+// restoreLockTTL is how long the unacked_mutex taken by RestoreVisible
+// lives if its holder dies before releasing it. kombu takes it for 300 s;
+// a Go worker SIGKILLed while holding it would stop every restore for that
+// long. The lock only saves duplicate work: each entry is restored by an
+// atomic script (and kombu restores by tag in MULTI), so two restorers never
+// restore one entry twice.
+const restoreLockTTL = 10 * time.Second
+
 // RestoreVisible restores messages delivered longer than the visibility
 // timeout ago and never acknowledged (their consumer died), as kombu does:
 // under the unacked_mutex lock, each goes back to the front of its queue
 // marked redelivered. It returns how many it restored. Consumers call it
 // periodically; it is exported for tools and tests.
 func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
+	// Inboxes first, without the lock: each inbox moves in one atomic
+	// script.
+	fromInboxes, err := b.restoreInboxes(ctx)
+	if err != nil {
+		return fromInboxes, err
+	}
 	token := string(newTag(nil))
 	mutex := b.opts.key("unacked_mutex")
-	ok, err := b.client.SetNX(ctx, mutex, token, 300*time.Second).Result()
+	ok, err := b.client.SetNX(ctx, mutex, token, restoreLockTTL).Result()
 	if err != nil || !ok {
-		return 0, err
+		return fromInboxes, err
 	}
 	defer func() {
 		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = unlockScript.Run(uctx, b.client, []string{mutex}, token).Err()
 	}()
-	fromInboxes, err := b.restoreInboxes(ctx)
-	if err != nil {
-		return fromInboxes, err
-	}
 	restored := 0
 	ceil := float64(time.Now().Add(-b.opts.VisibilityTimeout).UnixMicro()) / 1e6
 	tags, err := b.client.ZRevRangeByScore(ctx, b.opts.key("unacked_index"), &goredis.ZRangeBy{

@@ -95,7 +95,10 @@
 // consumer whose registration was not refreshed for max(10×poll_timeout,
 // 30s). Acknowledgements are pipelined ZREM/HDEL in
 // batches, written right after Ack returns. Every consumer, under the
-// unacked_mutex lock (SET NX PX 300000), restores entries older than the
+// unacked_mutex lock (SET NX PX 10000: kombu's 300 s would stop every
+// restore for five minutes after a worker is killed holding it; entries are
+// restored by atomic scripts, so the lock only saves duplicate work),
+// restores entries older than the
 // visibility timeout to the front of their queue marked redelivered, in
 // kombu's format, so a Python worker restores a dead Go worker's tasks and
 // the reverse.
