@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -27,6 +29,9 @@ func (noArgs) ArgName(int) string             { return "" }
 // scriptedBroker hands the worker the deliveries a test puts into in.
 type scriptedBroker struct {
 	in chan *scriptedDelivery
+	// direct, when set, is the deliveries channel itself (no forwarding
+	// goroutine): the latency benchmark sends on it.
+	direct chan Delivery
 }
 
 func (b *scriptedBroker) Publish(context.Context, string, *Message) error { return nil }
@@ -35,6 +40,9 @@ func (b *scriptedBroker) Close() error                                    { retu
 // Consume forwards in until ctx ends (then requeues what it holds) or in is
 // closed (a transport that stopped).
 func (b *scriptedBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan Delivery, error) {
+	if b.direct != nil {
+		return b.direct, nil
+	}
 	out := make(chan Delivery, 4)
 	go func() {
 		defer close(out)
@@ -76,7 +84,7 @@ func (d *scriptedDelivery) Ack() error          { return d.set(1) }
 func (d *scriptedDelivery) Requeue() error      { return d.set(2) }
 func (d *scriptedDelivery) Reject(string) error { return d.set(3) }
 
-func newScriptedWorker(t *testing.T, conc int, def *TaskDef) (*Worker, *scriptedBroker) {
+func newScriptedWorker(t testing.TB, conc int, def *TaskDef) (*Worker, *scriptedBroker) {
 	t.Helper()
 	app, err := New(Config{Broker: "memory://" + NewID(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
@@ -88,7 +96,7 @@ func newScriptedWorker(t *testing.T, conc int, def *TaskDef) (*Worker, *scripted
 	return w, b
 }
 
-func scriptedMessage(t *testing.T, app *App, def *TaskDef, co *callOptions) *scriptedDelivery {
+func scriptedMessage(t testing.TB, app *App, def *TaskDef, co *callOptions) *scriptedDelivery {
 	t.Helper()
 	m, err := app.newMessage(def, co, noArgs{})
 	require.NoError(t, err)
@@ -199,4 +207,53 @@ func TestWorker_HeldTasksRunWhenDueAndGoBackAtShutdown(t *testing.T) {
 		require.Equal(t, int32(1), d.times.Load())
 	}
 	require.Empty(t, ran)
+}
+
+// BenchmarkWorker_StartLatency measures the worker's own share of the start
+// latency: from the transport's send on the deliveries channel to the
+// task's first instruction, paced at 1 000 tasks/s into an idle worker of
+// concurrency 8 (as bench/cmd/compare's latency phase). It reports the
+// median and p99 in µs; ns/op is not meaningful.
+func BenchmarkWorker_StartLatency(b *testing.B) {
+	lat := make([]time.Duration, 0, b.N)
+	var mu sync.Mutex
+	sent := map[string]time.Time{}
+	ran := make(chan struct{}, 1)
+	def := &TaskDef{Name: "t.lat", NewArgs: func() Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ Args) (any, error) {
+			now := time.Now()
+			info, _ := TaskFromContext(ctx)
+			mu.Lock()
+			lat = append(lat, now.Sub(sent[info.ID]))
+			mu.Unlock()
+			ran <- struct{}{}
+			return nil, nil
+		}}
+	w, br := newScriptedWorker(b, 8, def)
+	br.direct = make(chan Delivery, 4)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	ds := make([]*scriptedDelivery, b.N)
+	for i := range ds {
+		ds[i] = scriptedMessage(b, w.app, def, &callOptions{})
+	}
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	b.ResetTimer()
+	for _, d := range ds {
+		<-tick.C
+		mu.Lock()
+		sent[d.m.Headers.ID] = time.Now()
+		mu.Unlock()
+		br.direct <- d
+		<-ran
+	}
+	b.StopTimer()
+	cancel()
+	close(br.direct)
+	<-done
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Nanoseconds())/1e3, "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Nanoseconds())/1e3, "p99-µs")
 }
