@@ -252,34 +252,37 @@ func (w *Worker) Run(ctx context.Context) error {
 	taskCtx, cancelTasks := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancelTasks(nil)
 	abandon := make(chan struct{})
-	work := make(chan job)
-	var pool sync.WaitGroup
+	// The pool goroutines receive deliveries themselves (one at a time, see
+	// poolState.lead) and run the common case (due now, no rate limit) at
+	// once: no dispatcher goroutine between the transport and the task, one
+	// goroutine wake-up fewer per task.
+	p := &poolState{deliveries: deliveries, work: make(chan job), lead: make(chan struct{}, 1), quit: make(chan struct{}), stopped: make(chan struct{})}
+	p.lead <- struct{}{}
+	var workers sync.WaitGroup
 	for i := 0; i < w.opts.Concurrency; i++ {
-		pool.Go(func() {
-			for j := range work {
+		workers.Go(func() {
+			w.serve(ctx, taskCtx, abandon, p)
+			for j := range p.work {
 				w.execute(taskCtx, abandon, j)
 			}
 		})
 	}
 
 	var runErr error
-loop:
-	for {
-		select {
-		case <-ctx.Done():
-			break loop
-		case d, ok := <-deliveries:
-			if !ok {
-				if ctx.Err() == nil {
-					runErr = errors.New("taskgen: worker: transport stopped delivering")
-				}
-				break loop
-			}
-			w.dispatch(ctx, d, work)
+	select {
+	case <-ctx.Done():
+	case <-p.stopped:
+		if ctx.Err() == nil {
+			runErr = errors.New("taskgen: worker: transport stopped delivering")
 		}
 	}
 
 	w.log.Info("worker shutting down", "running", w.active.Load())
+	// No dispatch starts after this: the dispatcher's token is ours once a
+	// dispatch under way (it may still park or hold a task) is done, so that
+	// parking and held are final below.
+	close(p.quit)
+	<-p.lead
 	stopConsume()
 	// Return what the transport still buffers, and held ETA tasks.
 	drained := make(chan struct{})
@@ -291,9 +294,9 @@ loop:
 	}()
 	w.parking.Wait()
 	w.releaseHeld()
-	close(work)
+	close(p.work)
 	done := make(chan struct{})
-	go func() { pool.Wait(); close(done) }()
+	go func() { workers.Wait(); close(done) }()
 	select {
 	case <-done:
 	case <-time.After(w.opts.ShutdownTimeout):
@@ -313,24 +316,98 @@ func (w *Worker) requeue(d Delivery) {
 	}
 }
 
-// dispatch validates a delivery and hands it to the pool, parks it in the
-// broker, or holds it until its ETA.
-func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
+// poolState is what the pool goroutines of a running worker share.
+type poolState struct {
+	deliveries <-chan Delivery
+	// work carries held tasks (ETA, countdown, rate limit) when they are due;
+	// closed at shutdown once nothing can be held any more.
+	work chan job
+	// lead is the dispatcher's token (capacity one): the pool goroutine
+	// holding it receives the next delivery and dispatches it, passes the
+	// token on, then runs the task itself. Dispatch stays one at a time and
+	// in delivery order (task-received events, rate-limit slots), as with a
+	// dispatcher goroutine, without that goroutine's hand-off per task. The
+	// shutdown takes the token for good.
+	lead chan struct{}
+	// quit is closed when the worker starts shutting down: no new dispatch.
+	quit chan struct{}
+	// stopped is closed when the transport closed deliveries.
+	stopped  chan struct{}
+	stopOnce sync.Once
+}
+
+// serve is a pool goroutine's loop until the worker stops: it takes the
+// dispatcher's token or a held task whose time came.
+func (w *Worker) serve(ctx, taskCtx context.Context, abandon <-chan struct{}, p *poolState) {
+	for {
+		select {
+		case <-p.quit:
+			return
+		case j, ok := <-p.work:
+			if !ok {
+				return
+			}
+			w.execute(taskCtx, abandon, j)
+		case <-p.lead:
+			j, run, stop := w.lead(ctx, p)
+			p.lead <- struct{}{}
+			if run {
+				w.execute(taskCtx, abandon, j)
+			}
+			if stop {
+				return
+			}
+		}
+	}
+}
+
+// lead is one turn of the pool goroutine holding the dispatcher's token: it
+// returns the task to run now, if any, and whether the worker is stopping.
+func (w *Worker) lead(ctx context.Context, p *poolState) (j job, run, stop bool) {
+	select {
+	case <-p.quit:
+		return job{}, false, true
+	case j, ok := <-p.work:
+		return j, ok, !ok
+	case d, ok := <-p.deliveries:
+		if !ok {
+			p.stopOnce.Do(func() { close(p.stopped) })
+			return job{}, false, true
+		}
+		select {
+		case <-p.quit: // shutting down: not started, back to the queue
+			w.requeue(d)
+			return job{}, false, true
+		case <-ctx.Done(): // about to shut down: likewise
+			w.requeue(d)
+			return job{}, false, true
+		default:
+		}
+		j, run = w.dispatch(ctx, d, p.work)
+		return j, run, false
+	}
+}
+
+// dispatch validates a delivery and returns it to run now, or parks it in
+// the broker, or holds it until its ETA or rate-limit slot (then it comes
+// through work).
+func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) (job, bool) {
 	j, ok := w.accept(ctx, d)
 	if !ok {
-		return
+		return job{}, false
 	}
 	def, m := j.def, j.m
 	if wait := w.rateWait(def); wait > 0 {
 		w.hold(j, wait, work)
-		return
+		return job{}, false
 	}
 	if eta := m.Headers.ETA; !eta.IsZero() {
 		wait := eta.Sub(w.app.clock.Now())
 		if wait > w.opts.DelayHorizon {
 			if dl, ok := w.app.broker.(Delayer); ok {
 				// Parking waits for the broker's confirmation: do it off the
-				// dispatch loop so a stream of far-future tasks does not stall it.
+				// pool goroutine so a stream of far-future tasks does not
+				// stall it.
 				w.parking.Go(func() {
 					if err := dl.Defer(ctx, queueOf(m, def, w.app), m, eta); err != nil {
 						w.log.Warn("parking a delayed task in the broker failed; holding it in memory", "id", m.Headers.ID, "err", err)
@@ -341,19 +418,15 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) {
 						w.log.Error("ack after parking failed", "task", m.Headers.Task, "id", m.Headers.ID, "err", err)
 					}
 				})
-				return
+				return job{}, false
 			}
 		}
 		if wait > 0 {
 			w.hold(j, wait, work)
-			return
+			return job{}, false
 		}
 	}
-	select {
-	case work <- j:
-	case <-ctx.Done():
-		w.requeue(d)
-	}
+	return j, true
 }
 
 // accept validates a delivery: an undecodable message or an unregistered task
@@ -366,7 +439,7 @@ func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
 		if err := d.DecodeError(); err != nil {
 			reason = err.Error()
 		}
-		// Dead-lettering waits for the broker: off the dispatch loop.
+		// Dead-lettering waits for the broker: in the background.
 		w.parking.Go(func() { w.deadLetter(d, nil, reason) })
 		return job{}, false
 	}
@@ -594,7 +667,9 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 	if out.err == nil {
 		w.succeeded.Add(1)
 		w.obs.TaskSucceeded(m, out.value, runtime)
-		w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", Repr(out.value))
+		if w.log.Enabled(ctx, slog.LevelInfo) { // Repr formats the result: only when logged
+			w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", Repr(out.value))
+		}
 		if !def.IgnoreResult && !h.IgnoreResult {
 			w.store(ctx, &ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
 		}
