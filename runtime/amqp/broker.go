@@ -39,7 +39,7 @@ const (
 	// DefaultPublishChannels is the publish_channels option's default.
 	DefaultPublishChannels = 4
 	// DefaultConsumeConnections is the consume_connections option's default.
-	DefaultConsumeConnections = 2
+	DefaultConsumeConnections = 1
 	// DefaultDeadLetterExchange is the dead_letter_exchange option's default.
 	DefaultDeadLetterExchange = "taskgen.dlx"
 	// DefaultDelayPrefix is the delay_prefix option's default.
