@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/amqp"
 )
 
 // benchMessage is a task message as runtime.App builds it for add(2, 3, 1).
@@ -380,4 +382,134 @@ func BenchmarkCompareDrain(b *testing.B) {
 		require.NoError(b, c2.Close())
 		return s
 	})
+}
+
+// BenchmarkCompareDrainVariants drains n ready messages per round through a
+// worker-shaped loop (one dispatcher calling Message, handing over to conc
+// pool goroutines on an unbuffered channel, which Ack; prefetch 4×conc),
+// alternating transport variants and the raw amqp091 loop (conc goroutines
+// consuming and acking each message) round by round, and reports the median
+// rate and the CPU per message of each (run with -benchtime=5x).
+func BenchmarkCompareDrainVariants(b *testing.B) {
+	raw := testenv.AMQPURL(b)
+	q := queueName(b)
+	purgeLater(b, raw, q)
+	conn, admin := rawConn(b, raw)
+	purge(b, admin, q)
+	m := benchMessage(b)
+	const n = 20000
+	for _, conc := range []int{8, 32} {
+		b.Run(fmt.Sprint("c=", conc), func(b *testing.B) {
+			prefetch := 4 * conc
+			taskgen := func(conns int, lazy bool) func() sample {
+				return func() sample {
+					*amqp.LazyDecode = lazy
+					fill(b, conn, q, m, n)
+					br := openBroker(b, withQuery(raw, fmt.Sprint("consume_connections=", conns)))
+					ctx, cancel := context.WithCancel(context.Background())
+					defer cancel()
+					var wg sync.WaitGroup
+					s := measure(func() {
+						ds, err := br.Consume(ctx, []string{q}, prefetch)
+						require.NoError(b, err)
+						work := make(chan runtime.Delivery)
+						var left atomic.Int64
+						left.Store(n)
+						done := make(chan struct{})
+						for range conc {
+							wg.Go(func() {
+								for d := range work {
+									if d.Ack() != nil {
+										b.Error("ack failed")
+									}
+									if left.Add(-1) == 0 {
+										close(done)
+									}
+								}
+							})
+						}
+						go func() {
+							for d := range ds {
+								if d.Message() == nil {
+									b.Error(d.DecodeError())
+								}
+								work <- d
+							}
+							close(work)
+						}()
+						<-done
+					})
+					cancel()
+					wg.Wait()
+					require.NoError(b, br.Close())
+					return s
+				}
+			}
+			variants := []struct {
+				name string
+				run  func() sample
+			}{
+				{"raw", func() sample {
+					fill(b, conn, q, m, n)
+					c2, ch := rawConn(b, raw)
+					defer c2.Close()
+					require.NoError(b, ch.Qos(prefetch, 0, false))
+					return measure(func() {
+						ds, err := ch.Consume(q, "", false, false, false, false, nil)
+						require.NoError(b, err)
+						var left atomic.Int64
+						left.Store(n)
+						done := make(chan struct{})
+						for range conc {
+							go func() {
+								for d := range ds {
+									if d.Ack(false) != nil {
+										return
+									}
+									if left.Add(-1) == 0 {
+										close(done)
+									}
+								}
+							}()
+						}
+						<-done
+					})
+				}},
+				{"conns1", taskgen(1, false)},
+				{"conns2", taskgen(2, false)},
+				{"conns1-lazy", taskgen(1, true)},
+				{"conns2-lazy", taskgen(2, true)},
+			}
+			if v := os.Getenv("BENCH_VARIANTS"); v != "" {
+				keep := variants[:0]
+				for _, x := range variants {
+					if slices.Contains(strings.Split(v, ","), x.name) {
+						keep = append(keep, x)
+					}
+				}
+				variants = keep
+			}
+			res := make([][]sample, len(variants))
+			for range b.N {
+				for i, v := range variants {
+					res[i] = append(res[i], v.run())
+				}
+			}
+			for i, v := range variants {
+				rates := make([]float64, 0, len(res[i]))
+				var client, broker time.Duration
+				for _, s := range res[i] {
+					rates = append(rates, n/s.wall.Seconds())
+					client += s.client
+					broker += s.broker
+				}
+				slices.Sort(rates)
+				total := float64(n * len(res[i]))
+				b.ReportMetric(rates[len(rates)/2], v.name+"-msg/s")
+				b.ReportMetric(float64(client.Microseconds())/total, v.name+"-client-µs/msg")
+				b.ReportMetric(float64(broker.Microseconds())/total, v.name+"-broker-µs/msg")
+			}
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

@@ -38,6 +38,8 @@ const (
 	DefaultConnectTimeout = 10 * time.Second
 	// DefaultPublishChannels is the publish_channels option's default.
 	DefaultPublishChannels = 4
+	// DefaultConsumeConnections is the consume_connections option's default.
+	DefaultConsumeConnections = 1
 	// DefaultDeadLetterExchange is the dead_letter_exchange option's default.
 	DefaultDeadLetterExchange = "taskgen.dlx"
 	// DefaultDelayPrefix is the delay_prefix option's default.
@@ -62,6 +64,9 @@ type Options struct {
 	MaxPriority uint8
 	// PublishChannels is the number of shared confirm channels (publish_channels).
 	PublishChannels int
+	// ConsumeConnections is the number of connections each Consume call
+	// receives on, sharing its prefetch (consume_connections).
+	ConsumeConnections int
 	// ConfirmTimeout bounds the wait for one publisher confirm; 0 waits as
 	// long as the caller's ctx allows (confirm_timeout).
 	ConfirmTimeout time.Duration
@@ -74,7 +79,7 @@ type Options struct {
 }
 
 var knownOptions = []string{"heartbeat", "connect_timeout", "confirm_timeout", "max_priority", "publish_channels",
-	"dead_letter_exchange", "delay_prefix", "cacertfile", "certfile", "keyfile", "server_name_indication"}
+	"consume_connections", "dead_letter_exchange", "delay_prefix", "cacertfile", "certfile", "keyfile", "server_name_indication"}
 
 func parseDuration(name, s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
@@ -90,6 +95,7 @@ func parseDuration(name, s string) (time.Duration, error) {
 // ParseOptions reads the transport options of u's query.
 func ParseOptions(u *url.URL) (Options, error) {
 	o := Options{Heartbeat: DefaultHeartbeat, ConnectTimeout: DefaultConnectTimeout, PublishChannels: DefaultPublishChannels,
+		ConsumeConnections: DefaultConsumeConnections,
 		DeadLetterExchange: DefaultDeadLetterExchange, DelayPrefix: DefaultDelayPrefix}
 	q := u.Query()
 	for k := range q {
@@ -130,6 +136,13 @@ func ParseOptions(u *url.URL) (Options, error) {
 			return o, fmt.Errorf("option publish_channels=%q: want 1-256", s)
 		}
 		o.PublishChannels = n
+	}
+	if s := q.Get("consume_connections"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 16 {
+			return o, fmt.Errorf("option consume_connections=%q: want 1-16", s)
+		}
+		o.ConsumeConnections = n
 	}
 	if s := q.Get("dead_letter_exchange"); s != "" {
 		o.DeadLetterExchange = s

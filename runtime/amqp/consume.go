@@ -32,6 +32,8 @@ const maxReconnectBackoff = 2 * time.Second
 var consumerSeq atomic.Uint64
 
 // consumer is one Consume call: its delivery channel outlives connections.
+// It receives on one or more connections (consume_connections), each with
+// its own channel, consumers, acknowledger and share of the prefetch.
 type consumer struct {
 	b        *Broker
 	queues   []string
@@ -39,15 +41,36 @@ type consumer struct {
 	out      chan runtime.Delivery
 	stop     chan struct{} // closed by Broker.Close
 	stopOnce sync.Once
+	live     atomic.Int32 // connection slots not yet finished (run ended, drain done)
 }
 
 func (c *consumer) close() { c.stopOnce.Do(func() { close(c.stop) }) }
 
-// Consume declares queues (as Celery does) and consumes them on one channel
-// with basic.qos prefetch, until ctx ends. It returns an error when the first
-// connection cannot be made within TransportOptions.ConnectTimeout; later
-// connection losses are retried with backoff while the returned channel stays
-// open.
+// done ends one connection slot; the last one removes c from the broker.
+func (c *consumer) done() {
+	if c.live.Add(-1) == 0 {
+		c.b.forget(c)
+	}
+}
+
+// splitPrefetch divides prefetch among n connections: each gets
+// prefetch/n, the first prefetch%n one more, so the sum is prefetch.
+func splitPrefetch(prefetch, n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = prefetch / n
+		if i < prefetch%n {
+			out[i]++
+		}
+	}
+	return out
+}
+
+// Consume declares queues (as Celery does) and consumes them with basic.qos
+// prefetch, split among consume_connections connections, until ctx ends. It
+// returns an error when the connections cannot be made within
+// TransportOptions.ConnectTimeout; later connection losses are retried with
+// backoff while the returned channel stays open.
 func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
 	if len(queues) == 0 {
 		return nil, errors.New("amqp: Consume: no queues")
@@ -55,8 +78,9 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	if prefetch <= 0 {
 		prefetch = 1
 	}
-	if prefetch > 65535 {
-		prefetch = 65535
+	n := max(1, min(b.opts.ConsumeConnections, prefetch))
+	if prefetch > 65535*n {
+		prefetch = 65535 * n
 	}
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
 		out: make(chan runtime.Delivery, min(prefetch, outBuffer)), stop: make(chan struct{})}
@@ -70,20 +94,42 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 
 	rctx, cancel := context.WithTimeout(ctx, b.topts.ConnectTimeout)
 	defer cancel()
-	var g *gen
-	var err error
+	shares := splitPrefetch(prefetch, n)
+	gs := make([]*gen, 0, n)
 	backoff := 100 * time.Millisecond
-	for {
-		if g, err = c.connect(); err == nil {
-			break
+	for len(gs) < n {
+		g, err := c.connect(shares[len(gs)])
+		if err == nil {
+			gs = append(gs, g)
+			continue
 		}
 		if permanent(err) || !sleepCtx(rctx, backoff) {
+			for _, g := range gs {
+				g.conn.Close()
+			}
 			b.forget(c)
 			return nil, fmt.Errorf("amqp: consume %v: %w", queues, err)
 		}
 		backoff = min(backoff*2, time.Second)
 	}
-	go c.run(ctx, g)
+	ctx, stopAll := context.WithCancel(ctx)
+	go func() {
+		select {
+		case <-c.stop:
+			stopAll()
+		case <-ctx.Done():
+		}
+	}()
+	c.live.Store(int32(n))
+	var runs sync.WaitGroup
+	for i, g := range gs {
+		runs.Go(func() { c.run(ctx, g, shares[i]) })
+	}
+	go func() {
+		runs.Wait()
+		stopAll()
+		close(c.out)
+	}()
 	return c.out, nil
 }
 
@@ -126,7 +172,9 @@ type gen struct {
 // ack, nack): the multiple ack must not name it.
 const settledTick = ^uint32(0)
 
-func (c *consumer) connect() (*gen, error) {
+// connect opens one connection of c, consuming every queue with basic.qos
+// prefetch_count = prefetch.
+func (c *consumer) connect(prefetch int) (*gen, error) {
 	b := c.b
 	conn, err := b.dial("consumer")
 	if err != nil {
@@ -150,7 +198,7 @@ func (c *consumer) connect() (*gen, error) {
 		return fail(err)
 	}
 	g := &gen{c: c, conn: conn, ch: ch, closed: make(chan struct{}), kick: make(chan struct{}, 1), strag: make(chan struct{}, 1),
-		batch: uint64(max(1, c.prefetch/4)),
+		batch: uint64(max(1, prefetch/4)),
 		idle:  make(chan struct{}), stop: make(chan struct{}), acked: make(chan struct{}), finished: map[uint64]uint32{}}
 	connErrs := conn.NotifyClose(make(chan *amqp.Error, 1))
 	chErrs := ch.NotifyClose(make(chan *amqp.Error, 1))
@@ -169,7 +217,7 @@ func (c *consumer) connect() (*gen, error) {
 		}
 		conn.Close()
 	}()
-	if err := ch.Qos(c.prefetch, 0, false); err != nil {
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return fail(err)
 	}
 	host := b.topts.Hostname
@@ -188,21 +236,13 @@ func (c *consumer) connect() (*gen, error) {
 	return g, nil
 }
 
-func (c *consumer) run(ctx context.Context, g *gen) {
-	defer close(c.out)
+// run serves one connection slot of c (g, then its replacements after
+// connection losses) until ctx ends.
+func (c *consumer) run(ctx context.Context, g *gen, prefetch int) {
 	draining := false
 	defer func() {
 		if !draining {
-			c.b.forget(c)
-		}
-	}()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	go func() {
-		select {
-		case <-c.stop:
-			cancel()
-		case <-ctx.Done():
+			c.done()
 		}
 	}()
 	backoff := 100 * time.Millisecond
@@ -217,7 +257,7 @@ func (c *consumer) run(ctx context.Context, g *gen) {
 				return
 			}
 			var err error
-			if g, err = c.connect(); err == nil {
+			if g, err = c.connect(prefetch); err == nil {
 				c.b.log.Info("amqp consumer reconnected", "queues", c.queues)
 				backoff = 100 * time.Millisecond
 				break
@@ -253,22 +293,44 @@ func (c *consumer) serve(ctx context.Context, g *gen) (draining bool) {
 		return true
 	case <-g.closed:
 		wg.Wait()
-		// Deliveries of the dead connection still buffered for the worker
-		// can no longer be acknowledged and RabbitMQ redelivers them: drop
-		// them rather than run them twice.
-		for {
-			select {
-			case d := <-c.out:
-				if del := d.(*delivery); del.settled.CompareAndSwap(false, true) {
-					_ = del.g.finish(del.tag, true, true)
-				}
-				continue
-			default:
-			}
-			break
-		}
+		c.dropDead(ctx, g)
 	}
 	return false
+}
+
+// dropDead removes the deliveries of g, whose connection died, from the
+// delivery channel's buffer: they can no longer be acknowledged and RabbitMQ
+// redelivers them, so they are dropped rather than run twice. Deliveries of
+// c's other connections met on the way are put back. g's forwarders have
+// stopped, so after cap(c.out) receives (or an empty buffer) none of g's is
+// left.
+func (c *consumer) dropDead(ctx context.Context, g *gen) {
+	var keep []*delivery
+	for range cap(c.out) {
+		var d runtime.Delivery
+		select {
+		case d = <-c.out:
+		default:
+		}
+		if d == nil {
+			break
+		}
+		del := d.(*delivery)
+		if del.g != g {
+			keep = append(keep, del)
+			continue
+		}
+		if del.settled.CompareAndSwap(false, true) {
+			_ = del.g.finish(del.tag, true, true)
+		}
+	}
+	for _, del := range keep {
+		select {
+		case c.out <- del:
+		case <-ctx.Done():
+			_ = del.Requeue()
+		}
+	}
 }
 
 func (c *consumer) forward(ctx context.Context, g *gen, queue string, msgs <-chan amqp.Delivery) {
@@ -308,7 +370,7 @@ func (g *gen) drain() {
 	<-g.acked
 	_ = g.ch.Close()
 	_ = g.conn.Close()
-	g.c.b.forget(g.c)
+	g.c.done()
 }
 
 func (g *gen) delivery(d amqp.Delivery, queue string) *delivery {
@@ -319,13 +381,16 @@ func (g *gen) delivery(d amqp.Delivery, queue string) *delivery {
 	}
 	g.outstanding++
 	g.mu.Unlock()
-	del := &delivery{g: g, tag: d.DeliveryTag, queue: queue}
-	del.msg, del.err = message(&d, queue)
-	if del.msg == nil {
-		del.raw = d
+	del := &delivery{g: g, tag: d.DeliveryTag, queue: queue, raw: d}
+	if !lazyDecode {
+		del.decode()
 	}
 	return del
 }
+
+// lazyDecode defers the header conversion to the goroutine that first asks
+// for the message (false: the consumer converts; benchmarks compare both).
+var lazyDecode = true
 
 // finish records tag as finished; settled means it was already settled on
 // its own (nack). It fails when the connection is gone.
@@ -465,24 +530,40 @@ func (g *gen) requeueTag(tag uint64) {
 	}
 }
 
-// delivery is one received message.
+// delivery is one received message. Its header table is converted to
+// runtime headers on first use (Message, DecodeError, Reject), in the
+// goroutine that asks, not in the consumer's.
 type delivery struct {
 	g       *gen
 	tag     uint64
 	queue   string
+	once    sync.Once
 	msg     *runtime.Message
 	err     error
-	raw     amqp.Delivery // kept only when msg is nil
+	raw     amqp.Delivery // its Headers are dropped once msg is made
 	settled atomic.Bool
 }
 
 var errSettled = errors.New("amqp: delivery already settled")
 
+func (d *delivery) decode() {
+	d.once.Do(func() {
+		d.msg, d.err = message(&d.raw, d.queue)
+		if d.msg != nil {
+			d.raw = amqp.Delivery{}
+		}
+	})
+}
+
 // Message returns the decoded message, or nil (see DecodeError).
-func (d *delivery) Message() *runtime.Message { return d.msg }
+func (d *delivery) Message() *runtime.Message {
+	d.decode()
+	return d.msg
+}
 
 // Raw returns the message body as received.
 func (d *delivery) Raw() []byte {
+	d.decode()
 	if d.msg != nil {
 		return d.msg.Body
 	}
@@ -490,7 +571,10 @@ func (d *delivery) Raw() []byte {
 }
 
 // DecodeError is why Message is nil.
-func (d *delivery) DecodeError() error { return d.err }
+func (d *delivery) DecodeError() error {
+	d.decode()
+	return d.err
+}
 
 // Ack acknowledges the delivery (batched; see the package documentation).
 func (d *delivery) Ack() error {
@@ -536,7 +620,7 @@ func (d *delivery) Reject(reason string) error {
 		return errConnLost
 	}
 	var p amqp.Publishing
-	if d.msg != nil {
+	if d.decode(); d.msg != nil {
 		var err error
 		if p, err = publishing(d.msg); err != nil {
 			p = amqp.Publishing{ContentType: d.msg.ContentType, ContentEncoding: d.msg.ContentEncoding,

@@ -7,3 +7,6 @@ var (
 	LoadFixture  = loadFixture
 	FixtureNames = fixtureNames
 )
+
+// LazyDecode switches where deliveries are decoded (benchmarks).
+var LazyDecode = &lazyDecode

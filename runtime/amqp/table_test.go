@@ -288,12 +288,12 @@ func TestPublishing_Properties(t *testing.T) {
 
 func TestParseOptions(t *testing.T) {
 	t.Parallel()
-	u, _ := url.Parse("amqp://u:p@h//?heartbeat=30&max_priority=10&publish_channels=2&dead_letter_exchange=dlx&delay_prefix=wait&connect_timeout=2s&confirm_timeout=1.5")
+	u, _ := url.Parse("amqp://u:p@h//?heartbeat=30&max_priority=10&publish_channels=2&consume_connections=3&dead_letter_exchange=dlx&delay_prefix=wait&connect_timeout=2s&confirm_timeout=1.5")
 	o, err := ParseOptions(u)
 	require.NoError(t, err)
 	require.Equal(t, Options{Heartbeat: 30 * time.Second, ConnectTimeout: 2 * time.Second, ConfirmTimeout: 1500 * time.Millisecond, MaxPriority: 10, PublishChannels: 2,
-		DeadLetterExchange: "dlx", DelayPrefix: "wait"}, o)
-	for _, bad := range []string{"?visibility_timeout=3", "?max_priority=300", "?heartbeat=x", "?publish_channels=0"} {
+		ConsumeConnections: 3, DeadLetterExchange: "dlx", DelayPrefix: "wait"}, o)
+	for _, bad := range []string{"?visibility_timeout=3", "?max_priority=300", "?heartbeat=x", "?publish_channels=0", "?consume_connections=0", "?consume_connections=17"} {
 		u, _ := url.Parse("amqp://h/" + bad)
 		_, err := ParseOptions(u)
 		require.Error(t, err, bad)
