@@ -76,7 +76,9 @@ type Delivery interface {
 // backend does not interpret them beyond the ready function given to Wait.
 type ResultBackend interface {
 	// Store writes the document of taskID; ttl 0 means no expiry. Writers
-	// should also notify waiters (Redis: PUBLISH on the same key name).
+	// should also notify waiters (Redis: PUBLISH on the same key name). As in
+	// Celery 5, a stored SUCCESS is never overwritten: a task that ran twice
+	// (a lost worker, a partition) keeps its first successful result.
 	Store(ctx context.Context, taskID string, doc []byte, ttl time.Duration) error
 	// Load returns the stored document, or nil and no error when there is none
 	// (state PENDING).

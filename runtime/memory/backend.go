@@ -23,10 +23,14 @@ func NewBackend() *Backend {
 	return &Backend{docs: map[string][]byte{}, wake: make(chan struct{})}
 }
 
-// Store saves doc for taskID; the ttl is ignored.
+// Store saves doc for taskID, unless the stored document is already a
+// SUCCESS (as Celery 5 and the Redis backend do); the ttl is ignored.
 func (b *Backend) Store(_ context.Context, taskID string, doc []byte, _ time.Duration) error {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if isSuccess(b.docs[taskID]) {
+		return nil
+	}
 	b.docs[taskID] = bytes.Clone(doc)
 	close(b.wake)
 	b.wake = make(chan struct{})
@@ -59,3 +63,17 @@ func (b *Backend) Wait(ctx context.Context, taskID string, ready func([]byte) bo
 
 // Close does nothing: the backend lives as long as the process.
 func (b *Backend) Close() error { return nil }
+
+// isSuccess reports whether doc is a result document (JSON or msgpack) in
+// state SUCCESS.
+func isSuccess(doc []byte) bool {
+	if len(doc) == 0 {
+		return false
+	}
+	ser := "msgpack"
+	if doc[0] == '{' {
+		ser = "json"
+	}
+	d, err := runtime.DecodeResultDoc(ser, doc)
+	return err == nil && d.Status == runtime.StateSuccess
+}

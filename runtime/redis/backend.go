@@ -67,20 +67,38 @@ func (b *Backend) key(taskID string) string {
 	return b.opts.GlobalKeyPrefix + b.opts.ResultKeyPrefix + taskID
 }
 
-// Store writes doc with SETEX (SET when ttl is 0) and PUBLISHes it on the
-// key's channel, in one MULTI/EXEC as Celery does.
+// storeScript writes ARGV[1] to KEYS[1] (with an expiry of ARGV[2] seconds
+// unless it is 0) and PUBLISHes it on the key's channel, unless the stored
+// document is already a SUCCESS (JSON or msgpack), as Celery 5 does: a task
+// run twice (a lost worker, a network partition) never overwrites its
+// successful result. It returns 1 when it wrote, 0 when it kept SUCCESS.
+var storeScript = goredis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then
+  local ok, t = pcall(cjson.decode, cur)
+  if not ok then ok, t = pcall(cmsgpack.unpack, cur) end
+  if ok and type(t) == 'table' and t['status'] == 'SUCCESS' then return 0 end
+end
+local ttl = tonumber(ARGV[2])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+`)
+
+// Store writes doc with SET EX (SET when ttl is 0) and PUBLISHes it on the
+// key's channel, in one atomic script, unless the task's stored result is
+// already SUCCESS (Celery 5 skips that write too, so a task that ran twice
+// keeps its first successful result).
 func (b *Backend) Store(ctx context.Context, taskID string, doc []byte, ttl time.Duration) error {
-	k := b.key(taskID)
-	_, err := b.client.TxPipelined(ctx, func(p goredis.Pipeliner) error {
-		if ttl > 0 {
-			p.SetEx(ctx, k, doc, max(ttl, time.Second))
-		} else {
-			p.Set(ctx, k, doc, 0)
-		}
-		p.Publish(ctx, k, doc)
-		return nil
-	})
-	if err != nil {
+	secs := int64(0)
+	if ttl > 0 {
+		secs = int64(max(ttl, time.Second) / time.Second)
+	}
+	if err := storeScript.Run(ctx, b.client, []string{b.key(taskID)}, doc, secs).Err(); err != nil {
 		return fmt.Errorf("redis result store to %s: %w", b.url, err)
 	}
 	return nil

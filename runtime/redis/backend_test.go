@@ -115,8 +115,9 @@ func TestBackendWaitWakesOnPublish(t *testing.T) {
 	r := <-results
 	require.NoError(t, r.err)
 	require.Equal(t, `{"status": "SUCCESS", "result": 2}`, string(r.doc))
-	// One GET per waiter (after subscribing), none while waiting.
-	require.LessOrEqual(t, cmdCalls(t, b.Client(), "get")-gets0, int64(waiters))
+	// One GET per waiter (after subscribing), none while waiting; each of
+	// the 3 stores reads the key too (in its script, to keep a SUCCESS).
+	require.LessOrEqual(t, cmdCalls(t, b.Client(), "get")-gets0, int64(waiters+3))
 	// Unsubscribed when done.
 	require.Eventually(t, func() bool {
 		m := b.Client().PubSubNumSub(ctx, "celery-task-meta-w1").Val()
@@ -215,5 +216,29 @@ func TestURLOptionsAndRedaction(t *testing.T) {
 		require.IsType(t, &redis.Broker{}, app.Broker())
 		require.IsType(t, &redis.Backend{}, app.Backend())
 		require.NoError(t, app.Close())
+	}
+}
+
+// TestBackendKeepsSuccess: as Celery 5, a stored SUCCESS is never
+// overwritten (a task run twice keeps its first result), in either
+// serialization; other states are.
+func TestBackendKeepsSuccess(t *testing.T) {
+	t.Parallel()
+	b := openBackend(t, testURL(t, "", ""))
+	ctx := ctxT(t, 10*time.Second)
+	for _, ser := range []string{"json", "msgpack"} {
+		id := "keep-" + ser
+		enc := func(st runtime.State, result any) []byte {
+			doc, err := runtime.EncodeResultDoc(ser, &runtime.ResultDoc{Status: st, Result: result, TaskID: id})
+			require.NoError(t, err)
+			return doc
+		}
+		started, success, failure := enc(runtime.StateStarted, nil), enc(runtime.StateSuccess, int64(5)), enc(runtime.StateFailure, nil)
+		require.NoError(t, b.Store(ctx, id, started, time.Hour))
+		require.NoError(t, b.Store(ctx, id, success, time.Hour)) // STARTED is overwritten
+		require.NoError(t, b.Store(ctx, id, failure, time.Hour)) // SUCCESS is not
+		doc, err := b.Load(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, success, doc, ser)
 	}
 }

@@ -1,0 +1,32 @@
+package memory_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/memory"
+)
+
+// A stored SUCCESS is never overwritten, as in Celery 5 and the Redis
+// backend; other states are.
+func TestBackendKeepsSuccess(t *testing.T) {
+	ctx := context.Background()
+	b := memory.NewBackend()
+	for _, ser := range []string{"json", "msgpack"} {
+		id := "keep-" + ser
+		enc := func(st runtime.State) []byte {
+			doc, err := runtime.EncodeResultDoc(ser, &runtime.ResultDoc{Status: st, TaskID: id})
+			require.NoError(t, err)
+			return doc
+		}
+		require.NoError(t, b.Store(ctx, id, enc(runtime.StateStarted), 0))
+		require.NoError(t, b.Store(ctx, id, enc(runtime.StateSuccess), 0))
+		require.NoError(t, b.Store(ctx, id, enc(runtime.StateFailure), 0))
+		doc, err := b.Load(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, enc(runtime.StateSuccess), doc, ser)
+	}
+}
