@@ -116,13 +116,11 @@ func (h *TaskHeaders) Map() map[string]any {
 }
 
 func isKnownHeader(name string) bool {
-	if name == "compression" {
+	switch name {
+	case "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
+		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
+		"origin", "ignore_result", "compression":
 		return true
-	}
-	for _, k := range headerOrder {
-		if k == name {
-			return true
-		}
 	}
 	return false
 }

@@ -237,7 +237,8 @@ func decodeEnvelope(raw []byte, queue string) (*runtime.Message, envelope, error
 			m.ContentEncoding = p.optString()
 		case "headers":
 			if p.peek() == '{' {
-				hm, _ = p.value(0).(map[string]any)
+				// Celery sends ~20 headers: size the map once.
+				hm, _ = p.objectValue(0, 24).(map[string]any)
 			} else {
 				p.skip(0)
 			}

@@ -69,39 +69,51 @@ func (p *jsonParser) value(depth int) any {
 	}
 	switch c := p.b[p.i]; {
 	case c == '{':
+		return p.objectValue(depth, 8)
+	}
+	return p.scalarOrArray(depth)
+}
+
+// objectValue parses the object at p.i into a map sized for hint keys.
+func (p *jsonParser) objectValue(depth, hint int) any {
+	p.i++
+	m := make(map[string]any, hint)
+	p.ws()
+	if p.i < len(p.b) && p.b[p.i] == '}' {
 		p.i++
-		m := make(map[string]any, 8)
+		return m
+	}
+	for p.err == nil {
 		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != '"' {
+			p.fail("want an object key")
+			return nil
+		}
+		k := internKey(p.strBytes())
+		p.ws()
+		if p.i >= len(p.b) || p.b[p.i] != ':' {
+			p.fail("want ':'")
+			return nil
+		}
+		p.i++
+		m[k] = p.value(depth + 1)
+		p.ws()
+		if p.i < len(p.b) && p.b[p.i] == ',' {
+			p.i++
+			continue
+		}
 		if p.i < len(p.b) && p.b[p.i] == '}' {
 			p.i++
 			return m
 		}
-		for p.err == nil {
-			p.ws()
-			if p.i >= len(p.b) || p.b[p.i] != '"' {
-				p.fail("want an object key")
-				return nil
-			}
-			k := internKey(p.strBytes())
-			p.ws()
-			if p.i >= len(p.b) || p.b[p.i] != ':' {
-				p.fail("want ':'")
-				return nil
-			}
-			p.i++
-			m[k] = p.value(depth + 1)
-			p.ws()
-			if p.i < len(p.b) && p.b[p.i] == ',' {
-				p.i++
-				continue
-			}
-			if p.i < len(p.b) && p.b[p.i] == '}' {
-				p.i++
-				return m
-			}
-			p.fail("want ',' or '}'")
-		}
-		return nil
+		p.fail("want ',' or '}'")
+	}
+	return nil
+}
+
+// scalarOrArray parses the non-object value at p.i.
+func (p *jsonParser) scalarOrArray(depth int) any {
+	switch c := p.b[p.i]; {
 	case c == '[':
 		p.i++
 		l := make([]any, 0, 4)
