@@ -12,7 +12,7 @@ help: ## list the targets
 
 .PHONY: demo
 demo: generate ## run the sign-up scenario on the in-process broker (nothing to install)
-	$(GO) run ./example/cmd/demo
+	$(GO) run ./example/cmd/demo $(DEMO_FLAGS)
 
 .PHONY: generate
 generate: ## run go generate (taskgen) on the example and regenerate the stubs
@@ -40,7 +40,7 @@ test: ## install and start redis-server and rabbitmq-server on loopback, run eve
 test-inner: fmt-check vet taskvet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
-	$(GO) run ./example/cmd/demo -timeout 30s > /dev/null
+	$(MAKE) --no-print-directory demo DEMO_FLAGS="-timeout 30s" > /dev/null  # the README's first command, as a user runs it
 
 .PHONY: test-short
 test-short: ## unit tests only, no servers (broker tests skip unless CI is set)

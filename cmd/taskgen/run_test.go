@@ -13,11 +13,13 @@ import (
 	"github.com/taskgen/taskgen/generator/model"
 )
 
+// The go:generate line is split so that go generate, which matches lines
+// textually, does not take it for a directive of this package.
 const tasksSrc = `package jobs
 
 import "context"
 
-//go:generate taskgen
+//go:` + `generate taskgen
 
 //task:queue q
 func resize(ctx context.Context, url string, width int) (string, error) { return url, nil }
