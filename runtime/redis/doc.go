@@ -9,6 +9,10 @@
 //		Backend: "redis://127.0.0.1:6379/1",
 //	})
 //
+// It needs Redis 6.2 or later (RPOP with a count, BLMOVE, LMOVE, cjson and
+// cmsgpack in Lua); the tests run against Redis 7.0. On an older server
+// consumers log "unknown command" errors and retry.
+//
 // # URLs
 //
 // Celery's forms are accepted for both the broker and the backend:
