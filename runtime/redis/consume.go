@@ -174,13 +174,15 @@ type consumer struct {
 	nonce    string
 	seq      atomic.Uint64
 
-	// inboxes[i] receives, by BLMOVE, a message of queues[i]'s first list
-	// while the consumer is idle; srcs[i] is that list.
-	inboxes []string
-	srcs    []string
-	idle    atomic.Int32 // fetch loops waiting for wake
-	wake    signal       // fired by blockers: a message moved, or a poll ended
-	arm     signal       // fired by fetch loops when they become idle
+	// Blockers: one per queue's default-priority list from the start, one
+	// per priority list (3, 6, 9) once a message came from it.
+	blockMu  sync.Mutex
+	blocking map[string]bool // source lists with a blocker
+	spawn    func(blockSpec) // starts a blocker (set by Consume)
+	stepOf   map[string]int  // priority step of each consumed list (read-only)
+	idle     atomic.Int32    // fetch loops waiting for wake
+	wake     signal          // fired by blockers: a message moved, or a poll ended
+	arm      signal          // fired by fetch loops when they become idle
 
 	liveMu sync.Mutex
 	live   map[string]struct{} // tags of un-settled deliveries
@@ -230,10 +232,6 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
 		slots: make(chan struct{}, prefetch), out: make(chan runtime.Delivery), nonce: "taskgen-" + string(newTag(nil)),
 		live: map[string]struct{}{}}
-	for _, q := range queues {
-		c.inboxes = append(c.inboxes, b.opts.key(inboxPrefix+c.nonce+"."+q))
-		c.srcs = append(c.srcs, b.opts.key(listName(q, 0)))
-	}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
 		select {
@@ -250,15 +248,26 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 			}
 		}
 	}
-	b.consumers.Add(2 + fetchers + len(c.inboxes))
+	b.consumers.Add(2 + fetchers)
 	var loops sync.WaitGroup // the goroutines that send on c.out
-	for i := range c.inboxes {
+	// spawn is called by Consume and by fetch loops (themselves counted in
+	// loops and b.consumers, so neither counter is zero meanwhile).
+	c.blocking = map[string]bool{}
+	c.spawn = func(sp blockSpec) {
+		b.consumers.Add(1)
 		loops.Add(1)
 		go func() {
 			defer b.consumers.Done()
 			defer loops.Done()
-			c.blocker(ctx, i)
+			c.blocker(ctx, sp)
 		}()
+	}
+	c.stepOf = map[string]int{}
+	for _, q := range c.queues {
+		for _, step := range [...]int{0, 3, 6, 9} {
+			c.stepOf[b.opts.key(listName(q, step))] = step
+		}
+		c.ensureBlocker(q, 0)
 	}
 	for range fetchers {
 		loops.Add(1)
@@ -464,6 +473,13 @@ func (c *consumer) loop(ctx context.Context) {
 		}
 		if len(ds) > 0 {
 			c.rr.Add(1)
+			for _, d := range ds {
+				if step := c.stepOf[d.list]; step > 0 {
+					// Priorities are in use on this queue: block on that
+					// list too, so an idle consumer sees the next at once.
+					c.ensureBlocker(d.queue, step)
+				}
+			}
 			for i, d := range ds {
 				select {
 				case c.out <- d:
@@ -507,18 +523,36 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 // key prefix): inboxPrefix + consumer nonce + "." + queue.
 const inboxPrefix = "_taskgen.inbox."
 
+// blockSpec is what a blocker waits on: list src of queue, moved into inbox.
+type blockSpec struct {
+	queue, src, inbox string
+}
+
+// ensureBlocker starts a blocker for queue's list of priority step (0, 3, 6,
+// 9) unless one runs.
+func (c *consumer) ensureBlocker(queue string, step int) {
+	src := c.b.opts.key(listName(queue, step))
+	c.blockMu.Lock()
+	defer c.blockMu.Unlock()
+	if c.blocking[src] {
+		return
+	}
+	c.blocking[src] = true
+	c.spawn(blockSpec{queue: queue, src: src, inbox: c.b.opts.key(inboxPrefix + c.nonce + "." + listName(queue, step))})
+}
+
 // blocker waits, while a fetch loop is idle, for a message on the first
-// (default priority) list of queue i, moving it with BLMOVE into the
-// consumer's inbox for that queue. Unlike BRPOP, a message moved this way is
+// list sp.src (a queue's list of one priority step), moving it with BLMOVE
+// into the consumer's inbox for that list. Unlike BRPOP, a message moved this way is
 // never only in the consumer's memory: if Redis dies after the move but
 // before its reply arrives, the message waits in the inbox. The blocker
 // hands the message to the worker at once and records it in the unacked
 // hash meanwhile (claim); an Ack, Requeue or Reject that comes first waits
-// for the record. Messages of the other lists (priorities 3, 6, 9) are
+// for the record. Messages of a priority list without a blocker yet are
 // fetched by the fetch loops when a poll ends, within PollTimeout.
-func (c *consumer) blocker(ctx context.Context, i int) {
+func (c *consumer) blocker(ctx context.Context, sp blockSpec) {
 	b := c.b
-	inbox, src := c.inboxes[i], c.srcs[i]
+	inbox, src := sp.inbox, sp.src
 	defer func() {
 		// Return what the inbox holds (a message never claimed) to the
 		// front of the queue, and unregister it.
@@ -528,6 +562,35 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 			b.log.Error("redis: returning a consumer's inbox to its queue failed; another consumer restores it later", "inbox", inbox, "err", err)
 		}
 	}()
+	// A connection of its own, so that when ctx ends CLIENT UNBLOCK ends a
+	// blocked BLMOVE at once: shutdown does not wait for a poll to end.
+	conn := b.blocking().Conn()
+	defer func() { conn.Close() }()
+	var clientID atomic.Int64 // the connection's CLIENT ID, 0 when unknown
+	noClientID := false       // the server refuses CLIENT ID
+	exited := make(chan struct{})
+	defer close(exited)
+	go func() {
+		select {
+		case <-ctx.Done():
+		case <-exited:
+			return
+		}
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if id := clientID.Load(); id != 0 {
+				uctx, cancel := context.WithTimeout(context.Background(), time.Second)
+				_ = b.client.ClientUnblock(uctx, id).Err()
+				cancel()
+			}
+			select {
+			case <-exited:
+				return
+			case <-t.C: // in case the blocker was about to block
+			}
+		}
+	}()
 	backoff := 50 * time.Millisecond
 	failing := false
 	var registered time.Time
@@ -535,7 +598,7 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 	unclaimed := false // the inbox may hold messages: claim before blocking
 	for {
 		if unclaimed {
-			if !c.claim(ctx, i, nil) {
+			if !c.claim(ctx, sp, nil) {
 				return
 			}
 			unclaimed = false
@@ -562,8 +625,33 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 				registered = now
 			}
 		}
-		v, err := c.block(ctx, src, inbox)
+		var v []byte
+		err := error(nil)
+		if clientID.Load() == 0 && !noClientID {
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.opts.ConnectTimeout)
+			var id int64
+			id, err = conn.ClientID(rctx).Result()
+			cancel()
+			var rerr goredis.Error
+			switch {
+			case err == nil:
+				clientID.Store(id)
+			case errors.As(err, &rerr):
+				// Refused (an ACL without CLIENT): block anyway; shutdown
+				// then waits for the poll to end.
+				b.log.Warn("redis: CLIENT ID refused; consumers stop within poll_timeout instead of at once", "err", err)
+				noClientID, err = true, nil
+			}
+		}
+		if err == nil {
+			v, err = c.block(ctx, conn, src, inbox)
+		}
 		if err != nil {
+			// A new connection: a sticky one stays broken once its
+			// connection died.
+			clientID.Store(0)
+			conn.Close()
+			conn = b.blocking().Conn()
 			if ctx.Err() != nil {
 				return
 			}
@@ -573,8 +661,9 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 			failing = true
 			registered = time.Time{}
 			// The command may have moved a message before its connection
-			// died.
+			// died; and the fetch loops should look too.
 			unclaimed = true
+			c.wake.fire()
 			if !sleepCtx(ctx, backoff) {
 				return
 			}
@@ -593,7 +682,7 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 		case <-ctx.Done():
 			return // still in the inbox: returned to the queue above
 		}
-		d := &delivery{c: c, raw: v, queue: c.queues[i], list: src} // done: false until claimed
+		d := &delivery{c: c, raw: v, queue: sp.queue, list: src} // done: false until claimed
 		select {
 		case c.out <- d:
 		case <-ctx.Done():
@@ -601,7 +690,7 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 			return
 		}
 		c.wake.fire() // more may wait behind it
-		if !c.claim(ctx, i, d) {
+		if !c.claim(ctx, sp, d) {
 			return
 		}
 	}
@@ -613,11 +702,11 @@ func (c *consumer) blocker(ctx context.Context, i int) {
 // whose reply was lost) are delivered as fetched ones. It retries until the
 // record is written; it returns false when ctx ended first (the inbox then
 // goes back to the queue, and d, if any, runs again later: at least once).
-func (c *consumer) claim(ctx context.Context, i int, d *delivery) bool {
+func (c *consumer) claim(ctx context.Context, sp blockSpec, d *delivery) bool {
 	b := c.b
-	lists := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), c.inboxes[i]}
-	names := []any{c.queues[i]}
-	srcs := []string{c.srcs[i]}
+	lists := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), sp.inbox}
+	names := []any{sp.queue}
+	srcs := []string{sp.src}
 	backoff := 50 * time.Millisecond
 	var ds []*delivery
 	for {
@@ -632,7 +721,7 @@ func (c *consumer) claim(ctx context.Context, i int, d *delivery) bool {
 			}
 			return false
 		}
-		b.log.Warn("redis: recording a delivered message failed; retrying", "queue", c.queues[i], "err", err)
+		b.log.Warn("redis: recording a delivered message failed; retrying", "queue", sp.queue, "err", err)
 		time.Sleep(backoff)
 		backoff = min(backoff*2, 2*time.Second)
 	}
@@ -690,10 +779,9 @@ func inboxStale(o *Options) time.Duration {
 
 // block waits up to PollTimeout for a message on list src and moves it to
 // inbox; it returns the message, or nil when none came.
-func (c *consumer) block(ctx context.Context, src, inbox string) ([]byte, error) {
+func (c *consumer) block(ctx context.Context, client *goredis.Conn, src, inbox string) ([]byte, error) {
 	pt := c.b.opts.PollTimeout
 	bctx := context.WithoutCancel(ctx)
-	client := c.b.blocking()
 	var v string
 	var err error
 	if pt < time.Second || pt%time.Second != 0 {

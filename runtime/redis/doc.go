@@ -52,9 +52,11 @@
 //	                        "taskgen.delayed").
 //	delay_poll_interval     how often consumers move due deferred messages to
 //	                        their queues (default 250ms).
-//	poll_timeout            how long an idle consumer blocks in BLMOVE (default 1s,
-//	                        like kombu's BRPOP); bounds shutdown latency and how
-//	                        late an idle consumer sees a message of priority > 2.
+//	poll_timeout            how long an idle consumer blocks in BLMOVE at a time
+//	                        (default 1s, like kombu's BRPOP); bounds how late an
+//	                        idle consumer sees the first message of priority > 2
+//	                        on a queue. Shutdown does not wait for it (CLIENT
+//	                        UNBLOCK).
 //	publish_timeout         bound on Publish during an outage (default the app's
 //	                        PublishTimeout, 10s); the caller's ctx also bounds it.
 //	result_key_prefix       result key prefix (default "celery-task-meta-").
@@ -89,12 +91,14 @@
 // dying after writing the pop to its AOF but before the reply arrives loses
 // it. Instead, one goroutine per queue blocks in BLMOVE from the queue's
 // default-priority list into an inbox list of the consumer
-// ("_taskgen.inbox.<consumer>.<queue>", registered with the time and source
+// ("_taskgen.inbox.<consumer>.<list>", registered with the time and source
 // list in the hash "_taskgen.inboxes"); it hands the message to the worker
 // at once and meanwhile records it from the inbox with the fetch script (an
 // Ack, Requeue or Reject that comes first is written after the record, so
-// kombu's bookkeeping never keeps a stale entry). Messages with a priority above 2 (Redis lists 3, 6, 9) are
-// fetched when a poll ends, within poll_timeout. A consumer returns its
+// kombu's bookkeeping never keeps a stale entry). The lists of priorities
+// above 2 (Redis lists 3, 6, 9) get a blocker of their own once a message
+// came from them; until then an idle consumer fetches them when a poll
+// ends, within poll_timeout. A consumer returns its
 // inbox to the queue when it stops; RestoreVisible returns the inbox of a
 // consumer whose registration was not refreshed for max(10×poll_timeout,
 // 30s). Acknowledgements are pipelined ZREM/HDEL in

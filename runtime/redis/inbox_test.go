@@ -3,11 +3,13 @@ package redis_test
 import (
 	"context"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -86,10 +88,12 @@ func TestConsumerLeavesNoInboxBehind(t *testing.T) {
 }
 
 // An idle consumer of several queues gets a message on any of them (each
-// queue has a blocker), and a message on a priority list within a poll.
+// queue has a blocker), and a message on a priority list within a poll;
+// from then on it blocks on that priority list too.
 func TestIdleConsumerSeesEveryQueueAndPriority(t *testing.T) {
 	t.Parallel()
 	b := openBroker(t, testURL(t, "", "poll_timeout=200ms"))
+	p := b.Options().GlobalKeyPrefix
 	ctx := ctxT(t, 20*time.Second)
 	cctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -116,6 +120,41 @@ func TestIdleConsumerSeesEveryQueueAndPriority(t *testing.T) {
 		m := recv()
 		require.Equal(t, id, m.Headers.ID)
 		require.Equal(t, tc.queue, m.RoutingKey)
+	}
+	// q2's priority-6 list got a blocker of its own: 3 queues + 1.
+	require.Eventually(t, func() bool { return b.Client().HLen(ctx, p+"_taskgen.inboxes").Val() == 4 }, 5*time.Second, 10*time.Millisecond)
+	require.Contains(t, strings.Join(b.Client().HVals(ctx, p+"_taskgen.inboxes").Val(), " "), "q2\x06\x166")
+}
+
+// Once a queue's priority list has a blocker, an idle consumer sees its
+// messages before a poll ends: with poll_timeout=30s, a priority message
+// published while the consumer is idle arrives although no poll ends
+// during the test.
+func TestPriorityListGetsABlocker(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", "poll_timeout=30s"))
+	ctx := ctxT(t, 20*time.Second)
+	require.NoError(t, b.Publish(ctx, "pb", pubMsg("first", 9))) // found by the first fetch
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"pb"}, 4)
+	require.NoError(t, err)
+	d := <-ds
+	require.Equal(t, "first", d.Message().Headers.ID)
+	require.NoError(t, d.Ack())
+	for i := range 3 {
+		time.Sleep(100 * time.Millisecond) // idle: blocked on lists 0 and 9
+		id := "prio-" + strconv.Itoa(i)
+		require.NoError(t, b.Publish(ctx, "pb", pubMsg(id, 9)))
+		wait, stop := context.WithTimeout(ctx, 10*time.Second) // a third of the poll
+		select {
+		case d := <-ds:
+			require.Equal(t, id, d.Message().Headers.ID)
+			require.NoError(t, d.Ack())
+		case <-wait.Done():
+			t.Fatalf("priority message %d not delivered before a poll ended", i)
+		}
+		stop()
 	}
 }
 
@@ -184,4 +223,31 @@ func TestHandOffBeforeRecordSettlesInOrder(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "unacked entries left: %v", c.HKeys(ctx, p+"unacked").Val())
 	require.EqualValues(t, n/3, c.LLen(ctx, p+b.DeadLetterList("ho")).Val())
 	require.Zero(t, c.LLen(ctx, p+"ho").Val())
+}
+
+// An ACL user without CLIENT commands can still consume: the consumer
+// blocks without CLIENT ID (and so stops within poll_timeout, not at once).
+func TestConsumeWithoutClientPermission(t *testing.T) {
+	t.Parallel()
+	srv := testenv.NewRedisServer(t, "user app on >app-pw ~* &* +@all -client")
+	raw := strings.Replace(srv.URL(), "redis://", "redis://app:app-pw@", 1) + "?poll_timeout=200ms"
+	b := openBroker(t, raw)
+	require.Error(t, b.Client().ClientID(context.Background()).Err(), "the ACL must refuse CLIENT ID")
+	ctx := ctxT(t, 20*time.Second)
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"acl"}, 4)
+	require.NoError(t, err)
+	for i := range 3 {
+		time.Sleep(50 * time.Millisecond) // idle, blocked
+		id := "acl-" + strconv.Itoa(i)
+		require.NoError(t, b.Publish(ctx, "acl", pubMsg(id, 0)))
+		select {
+		case d := <-ds:
+			require.Equal(t, id, d.Message().Headers.ID)
+			require.NoError(t, d.Ack())
+		case <-ctx.Done():
+			t.Fatal("nothing delivered")
+		}
+	}
 }

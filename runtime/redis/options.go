@@ -45,7 +45,8 @@ type Options struct {
 	// their queues (default 250 ms).
 	DelayPollInterval time.Duration
 	// PollTimeout is how long an idle consumer blocks in BLMOVE before it
-	// checks for shutdown and for messages of priority > 2 (default 1 s, like
+	// looks for messages of priority > 2 on lists it does not block on yet
+	// (default 1 s, like
 	// kombu's BRPOP).
 	PollTimeout time.Duration
 	// ConnectTimeout bounds Publish during an outage (default
