@@ -18,6 +18,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -646,17 +647,6 @@ func (b *Broker) retryContext(ctx context.Context) (context.Context, context.Can
 	return context.WithTimeout(ctx, b.topts.ConnectTimeout)
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
-}
-
 // publish publishes p with a publisher confirm, after prepare succeeded on
 // the session, retrying connection losses within the retry bound.
 func (b *Broker) publish(ctx context.Context, exchange, key string, prepare target, p *amqp.Publishing) error {
@@ -683,7 +673,7 @@ func (b *Broker) publish(ctx context.Context, exchange, key string, prepare targ
 		if rctx == nil {
 			rctx, cancel = b.retryContext(ctx)
 		}
-		if !sleepCtx(rctx, backoff) {
+		if !ctxsleep.Sleep(rctx, backoff) {
 			return fmt.Errorf("amqp: broker unreachable, gave up after %d attempts: %w", attempt+1, lastErr)
 		}
 		backoff = min(backoff*2, time.Second)
@@ -795,7 +785,7 @@ func (b *Broker) QueueLength(ctx context.Context, queue string) (int64, error) {
 			return 0, fmt.Errorf("amqp: queue %q: %w", queue, err)
 		}
 		lastErr = err
-		if !sleepCtx(rctx, 100*time.Millisecond) {
+		if !ctxsleep.Sleep(rctx, 100*time.Millisecond) {
 			return 0, fmt.Errorf("amqp: queue %q: %w", queue, lastErr)
 		}
 	}

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -103,7 +104,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 			gs = append(gs, g)
 			continue
 		}
-		if permanent(err) || !sleepCtx(rctx, backoff) {
+		if permanent(err) || !ctxsleep.Sleep(rctx, backoff) {
 			for _, g := range gs {
 				g.conn.Close()
 			}
@@ -253,7 +254,7 @@ func (c *consumer) run(ctx context.Context, g *gen, prefetch int) {
 		}
 		c.b.log.Warn("amqp consumer reconnecting", "queues", c.queues)
 		for {
-			if !sleepCtx(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			var err error

@@ -11,6 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -484,7 +485,7 @@ func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *runtim
 		if g, err = s.connect(rctx); err == nil {
 			break
 		}
-		if permanent(err) || !sleepCtx(rctx, backoff) {
+		if permanent(err) || !ctxsleep.Sleep(rctx, backoff) {
 			return nil, fmt.Errorf("amqp: subscribe to %s: %w", s.what, err)
 		}
 		backoff = min(backoff*2, time.Second)
@@ -544,7 +545,7 @@ func (s *subscription) run(ctx context.Context, g *subGen) {
 		}
 		s.b.log.Warn("amqp fanout consumer reconnecting", "consumer", s.what)
 		for {
-			if !sleepCtx(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			var err error

@@ -14,6 +14,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -457,7 +458,7 @@ func (c *consumer) loop(ctx context.Context) {
 				c.b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
 			}
 			failing = true
-			if !sleepCtx(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)
@@ -505,17 +506,6 @@ func (c *consumer) loop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-	}
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
 	}
 }
 
@@ -664,7 +654,7 @@ func (c *consumer) blocker(ctx context.Context, sp blockSpec) {
 			// died; and the fetch loops should look too.
 			unclaimed = true
 			c.wake.fire()
-			if !sleepCtx(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(backoff*2, 5*time.Second)

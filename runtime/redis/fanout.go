@@ -15,6 +15,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
 )
 
@@ -298,7 +299,7 @@ func (b *Broker) retryBounded(ctx context.Context, fn func(ctx context.Context) 
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleepCtx(ctx, backoff) {
+		if !ctxsleep.Sleep(ctx, backoff) {
 			return err
 		}
 		backoff = min(2*backoff, 500*time.Millisecond)
@@ -591,7 +592,7 @@ func (s *subscription) reconnect(ctx context.Context, ps *goredis.PubSub, cause 
 	backoff := 100 * time.Millisecond
 	failing := false
 	for {
-		if !sleepCtx(ctx, backoff) {
+		if !ctxsleep.Sleep(ctx, backoff) {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(b.opts.ConnectTimeout, 5*time.Second))
@@ -809,7 +810,7 @@ func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, 
 				b.log.Warn("redis: reading remote-control replies failed; retrying", "queue", queue, "err", err)
 				failing = true
 			}
-			if !sleepCtx(ctx, backoff) {
+			if !ctxsleep.Sleep(ctx, backoff) {
 				return
 			}
 			backoff = min(2*backoff, 2*time.Second)
