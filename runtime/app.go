@@ -284,10 +284,14 @@ func (a *App) send(ctx context.Context, def *TaskDef, co *callOptions, args Args
 	return m.Headers.ID, nil
 }
 
-// publish sends m, bounded by PublishTimeout.
+// publish sends m, bounded by PublishTimeout (by the broker itself when it
+// is a PublishBounder: no timer per call).
 func (a *App) publish(ctx context.Context, queue string, m *Message) error {
-	ctx, cancel := context.WithTimeout(ctx, a.cfg.PublishTimeout)
-	defer cancel()
+	if pb, ok := a.broker.(PublishBounder); !ok || !pb.BoundsPublish() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, a.cfg.PublishTimeout)
+		defer cancel()
+	}
 	if err := a.broker.Publish(ctx, queue, m); err != nil {
 		return fmt.Errorf("taskgen: publish %s[%s] to queue %q: %w", m.Headers.Task, m.Headers.ID, queue, err)
 	}

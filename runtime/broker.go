@@ -90,6 +90,14 @@ type ResultBackend interface {
 	Close() error
 }
 
+// PublishBounder is implemented by a Broker whose Publish returns within
+// TransportOptions.ConnectTimeout (the app's PublishTimeout) by itself, even
+// when the broker is unreachable. App then does not wrap each publish in a
+// context deadline of its own (a timer and a channel per Delay).
+type PublishBounder interface {
+	BoundsPublish() bool
+}
+
 // TransportOptions are given to transport factories.
 type TransportOptions struct {
 	// Logger receives the transport's logs; never nil.

@@ -61,6 +61,7 @@ var (
 	_ runtime.Broker         = (*Broker)(nil)
 	_ runtime.Delayer        = (*Broker)(nil)
 	_ runtime.QueueInspector = (*Broker)(nil)
+	_ runtime.PublishBounder = (*Broker)(nil)
 )
 
 // ErrClosed is returned by a Broker or Backend used after Close.
@@ -164,6 +165,13 @@ type pubReq struct {
 }
 
 var reqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan error, 1), env: make([]byte, 0, 1024)} }}
+
+// BoundsPublish reports that Publish returns by itself during an outage
+// (runtime.PublishBounder): each pipeline it writes is bounded by
+// publish_timeout, so a call returns within publish_timeout of its batch
+// being written — at most twice publish_timeout when it queued behind a
+// batch already stuck.
+func (b *Broker) BoundsPublish() bool { return true }
 
 // Publish LPUSHes kombu's envelope of msg onto queue's list for msg.Priority
 // and returns once Redis has answered. Concurrent calls are written in one

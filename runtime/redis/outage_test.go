@@ -163,3 +163,37 @@ func TestPublishAndCloseRace(t *testing.T) {
 	}
 	require.ErrorIs(t, b.Publish(ctx, "race", pubMsg("late", 0)), redis.ErrClosed)
 }
+
+// TestDelayDuringOutageIsBoundedByTheApp: App adds no deadline of its own
+// around a Redis publish (runtime.PublishBounder), so the broker's bound
+// must hold for Delay with a context that has none: 8 concurrent Delays on
+// a stopped Redis all fail, none hangs.
+func TestDelayDuringOutageIsBoundedByTheApp(t *testing.T) {
+	t.Parallel()
+	srv := testenv.NewRedisServer(t)
+	app, err := runtime.New(runtime.Config{Broker: srv.URL(), PublishTimeout: time.Second})
+	require.NoError(t, err)
+	t.Cleanup(func() { app.Close() })
+	require.Implements(t, (*runtime.PublishBounder)(nil), app.Broker())
+	def := addDef("tasks.add", func(ctx context.Context, a *addArgs) (any, error) { return nil, nil })
+	stub := runtime.NewStub[int64](def).With(runtime.WithApp(app))
+	_, err = stub.Send(context.Background(), &addArgs{x: 1, y: 2})
+	require.NoError(t, err)
+	srv.Stop()
+	errs := make(chan error, 8)
+	for range 8 {
+		go func() {
+			_, err := stub.Send(context.Background(), &addArgs{x: 1, y: 2})
+			errs <- err
+		}()
+	}
+	deadline := time.After(15 * time.Second) // publish_timeout is 1 s: twice that at most, plus slack
+	for range 8 {
+		select {
+		case err := <-errs:
+			require.Error(t, err)
+		case <-deadline:
+			t.Fatal("a Delay hung on a stopped Redis")
+		}
+	}
+}
