@@ -467,7 +467,7 @@ func (b *Broker) MoveDue(ctx context.Context) (int, error) {
 func (b *Broker) QueueLength(ctx context.Context, queue string) (int64, error) {
 	pipe := b.client.Pipeline()
 	var cmds [4]*goredis.IntCmd
-	for i, step := range [4]int{0, 3, 6, 9} {
+	for i, step := range steps {
 		cmds[i] = pipe.LLen(ctx, b.opts.key(listName(queue, step)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

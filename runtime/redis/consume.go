@@ -181,9 +181,14 @@ type consumer struct {
 	blocking map[string]bool // source lists with a blocker
 	spawn    func(blockSpec) // starts a blocker (set by Consume)
 	stepOf   map[string]int  // priority step of each consumed list (read-only)
-	idle     atomic.Int32    // fetch loops waiting for wake
-	wake     signal          // fired by blockers: a message moved, or a poll ended
-	arm      signal          // fired by fetch loops when they become idle
+	// rotations[r] is what the fetch script gets at rotation r (see keys),
+	// built once: the unacked hash and index, then the lists to pop from;
+	// rotNames[r] the queue of each list.
+	rotations [][]string
+	rotNames  [][]any
+	idle      atomic.Int32 // fetch loops waiting for wake
+	wake      signal       // fired by blockers: a message moved, or a poll ended
+	arm       signal       // fired by fetch loops when they become idle
 
 	liveMu sync.Mutex
 	live   map[string]struct{} // tags of un-settled deliveries
@@ -263,11 +268,8 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 			c.blocker(ctx, sp)
 		}()
 	}
-	c.stepOf = map[string]int{}
+	c.buildKeys()
 	for _, q := range c.queues {
-		for _, step := range [...]int{0, 3, 6, 9} {
-			c.stepOf[b.opts.key(listName(q, step))] = step
-		}
 		c.ensureBlocker(q, 0)
 	}
 	for range fetchers {
@@ -375,22 +377,36 @@ func (b *Broker) maintain(ctx context.Context, interval time.Duration, fn func(c
 	}
 }
 
-// keys returns the lists to fetch from, in kombu's order, priority-major,
-// the queue order rotated by rr, after the unacked hash and index; and the
-// queue name of each list.
-func (c *consumer) keys(rr uint64) (lists []string, names []any) {
+// buildKeys computes, once per Consume, the fetch script's keys for every
+// rotation of the queues, and the priority step of each list.
+func (c *consumer) buildKeys() {
 	n := len(c.queues)
-	lists = make([]string, 0, 2+4*n)
-	names = make([]any, 0, 4*n)
-	lists = append(lists, c.b.opts.key("unacked"), c.b.opts.key("unacked_index"))
-	for _, step := range [4]int{0, 3, 6, 9} {
-		for i := range n {
-			q := c.queues[(i+int(rr%uint64(n)))%n]
-			lists = append(lists, c.b.opts.key(listName(q, step)))
-			names = append(names, q)
+	c.stepOf = make(map[string]int, 4*n)
+	for r := range n {
+		lists := make([]string, 0, 2+4*n)
+		names := make([]any, 0, 4*n)
+		lists = append(lists, c.b.opts.key("unacked"), c.b.opts.key("unacked_index"))
+		for _, step := range steps {
+			for i := range n {
+				q := c.queues[(i+r)%n]
+				l := c.b.opts.key(listName(q, step))
+				lists = append(lists, l)
+				names = append(names, q)
+				c.stepOf[l] = step
+			}
 		}
+		c.rotations = append(c.rotations, lists)
+		c.rotNames = append(c.rotNames, names)
 	}
-	return lists, names
+}
+
+// keys returns the fetch script's keys at rotation rr: the unacked hash and
+// index, then the lists in kombu's order, priority-major, the queue order
+// rotated by rr; and the queue name of each list. Callers must not modify
+// them.
+func (c *consumer) keys(rr uint64) (lists []string, names []any) {
+	r := rr % uint64(len(c.queues))
+	return c.rotations[r], c.rotNames[r]
 }
 
 func (c *consumer) loop(ctx context.Context) {
@@ -493,9 +509,9 @@ func (c *consumer) loop(ctx context.Context) {
 			}
 			continue
 		}
-		// Nothing ready: wait for a blocker (one per queue, blocked in
-		// BLMOVE on the queue's list) to move a message into its inbox, or
-		// to end a poll, so that the other lists are looked at too.
+		// Nothing ready: wait for a blocker (blocked in BLMOVE on one of
+		// the lists) to hand a message over, or to end a poll, so that the
+		// lists without a blocker are looked at too.
 		c.idle.Add(1)
 		c.arm.fire()
 		select {
@@ -510,7 +526,7 @@ func (c *consumer) loop(ctx context.Context) {
 }
 
 // inboxPrefix starts the key of a consumer's inbox list (after the global
-// key prefix): inboxPrefix + consumer nonce + "." + queue.
+// key prefix): inboxPrefix + consumer nonce + "." + source list name.
 const inboxPrefix = "_taskgen.inbox."
 
 // blockSpec is what a blocker waits on: list src of queue, moved into inbox.
@@ -518,8 +534,8 @@ type blockSpec struct {
 	queue, src, inbox string
 }
 
-// ensureBlocker starts a blocker for queue's list of priority step (0, 3, 6,
-// 9) unless one runs.
+// ensureBlocker starts a blocker for queue's list of priority step (one of
+// steps) unless one runs.
 func (c *consumer) ensureBlocker(queue string, step int) {
 	src := c.b.opts.key(listName(queue, step))
 	c.blockMu.Lock()
@@ -531,9 +547,9 @@ func (c *consumer) ensureBlocker(queue string, step int) {
 	c.spawn(blockSpec{queue: queue, src: src, inbox: c.b.opts.key(inboxPrefix + c.nonce + "." + listName(queue, step))})
 }
 
-// blocker waits, while a fetch loop is idle, for a message on the first
-// list sp.src (a queue's list of one priority step), moving it with BLMOVE
-// into the consumer's inbox for that list. Unlike BRPOP, a message moved this way is
+// blocker waits, while a fetch loop is idle, for a message on list sp.src (a
+// queue's list of one priority step), moving it with BLMOVE into the
+// consumer's inbox for that list. Unlike BRPOP, a message moved this way is
 // never only in the consumer's memory: if Redis dies after the move but
 // before its reply arrives, the message waits in the inbox. The blocker
 // hands the message to the worker at once and records it in the unacked
@@ -686,7 +702,7 @@ func (c *consumer) blocker(ctx context.Context, sp blockSpec) {
 	}
 }
 
-// claim records the messages in inbox i in the unacked hash (the fetch
+// claim records the messages in sp's inbox in the unacked hash (the fetch
 // script) and settles d, a delivery handed over before its record, with
 // the tag it got. Older messages found in the inbox (moved by a command
 // whose reply was lost) are delivered as fetched ones. It retries until the

@@ -17,6 +17,10 @@ import (
 // sep is kombu's separator in priority list names and binding members.
 const sep = "\x06\x16"
 
+// steps are kombu's priority steps, one list each (see listName), in the
+// order consumers read them.
+var steps = [...]int{0, 3, 6, 9}
+
 // priorityStep maps a message priority to kombu's step (0, 3, 6, 9).
 func priorityStep(p int) int {
 	switch {

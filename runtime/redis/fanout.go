@@ -677,7 +677,7 @@ func (b *Broker) unbind(bindKey, member, queue string) {
 	defer cancel()
 	pipe := b.client.Pipeline()
 	pipe.SRem(ctx, bindKey, member)
-	for _, step := range [4]int{0, 3, 6, 9} {
+	for _, step := range steps {
 		pipe.Del(ctx, b.opts.key(listName(queue, step)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
@@ -767,7 +767,7 @@ func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtim
 // have lost it).
 func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, out chan<- *runtime.RawMessage) {
 	lists := make([]string, 0, 4)
-	for _, step := range [4]int{0, 3, 6, 9} {
+	for _, step := range steps {
 		lists = append(lists, b.opts.key(listName(queue, step)))
 	}
 	pt := b.opts.PollTimeout
