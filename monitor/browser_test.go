@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 var updateScreenshots = flag.Bool("update-screenshots", false, "write docs/dashboard.png and docs/task.png from the browser test")
@@ -137,9 +138,9 @@ func TestBrowser_Monitor(t *testing.T) {
 
 		// A worker that falls silent (no worker-offline) goes offline after
 		// 2 × freq by Flower's rule.
-		et := e.app.Broker().(runtime.EventTransport)
+		et := e.app.Broker().(driver.EventTransport)
 		body := fmt.Sprintf(`{"hostname": "silent@host-9", "utcoffset": 0, "pid": 1, "clock": 1, "freq": 0.25, "active": 0, "processed": 0, "loadavg": [0.1, 0.1, 0.1], "sw_ident": "py-celery", "sw_ver": "5.2.6", "sw_sys": "Linux", "timestamp": %f, "type": "worker-online"}`, float64(time.Now().UnixNano())/1e9)
-		require.NoError(t, et.PublishEvent(context.Background(), &runtime.RawMessage{ContentType: "application/json", RoutingKey: "worker.online", Body: []byte(body)}))
+		require.NoError(t, et.PublishEvent(context.Background(), &driver.RawMessage{ContentType: "application/json", RoutingKey: "worker.online", Body: []byte(body)}))
 		silent := `(document.querySelector('tr[data-worker="silent@host-9"] [data-status]') || {}).textContent`
 		within(t, ctx, 5*time.Second, waitJS(silent+` !== undefined`, 5*time.Second))
 		within(t, ctx, 3*time.Second, waitJS(silent+` === 'offline'`, 3*time.Second))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // applyRequest is the body of POST /api/task/async-apply/<name>, Flower's.
@@ -74,7 +75,7 @@ func (m *Monitor) apiAsyncApply(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*runtime.Message, string, error) {
+func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*driver.Message, string, error) {
 	if name == "" || len(name) > 256 {
 		return nil, "", errors.New("task name: want 1 to 256 characters")
 	}
@@ -94,8 +95,8 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	if id == "" {
 		id = runtime.NewID()
 	}
-	msg := &runtime.Message{
-		ContentType: runtime.ContentTypeJSON, ContentEncoding: runtime.ContentEncodingUTF8,
+	msg := &driver.Message{
+		ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8,
 		CorrelationID: id, DeliveryMode: 2, Body: body,
 	}
 	h := &msg.Headers
@@ -106,7 +107,7 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	h.Origin = "taskmon" + strconv.Itoa(os.Getpid()) + "@" + host
 	switch {
 	case req.ETA != "":
-		t, err := runtime.ParseTime(req.ETA)
+		t, err := driver.ParseTime(req.ETA)
 		if err != nil {
 			return nil, "", fmt.Errorf("eta: %w", err)
 		}
@@ -123,7 +124,7 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 		}
 		h.Expires = now.Add(time.Duration(f * float64(time.Second)))
 	case string:
-		t, err := runtime.ParseTime(e)
+		t, err := driver.ParseTime(e)
 		if err != nil {
 			return nil, "", fmt.Errorf("expires: %w", err)
 		}
@@ -198,7 +199,7 @@ func (m *Monitor) apiRevoke(w http.ResponseWriter, r *http.Request) {
 		signal = "SIGTERM"
 	}
 	broadcast := false
-	if _, ok := m.app.Broker().(runtime.ControlTransport); ok {
+	if _, ok := m.app.Broker().(driver.ControlTransport); ok {
 		if err := m.broadcast(r.Context(), "revoke", map[string]any{"task_id": id, "terminate": terminate, "signal": signal}); err != nil {
 			m.log.Error("revoke: broadcast failed", "id", id, "err", err)
 			jsonError(w, http.StatusServiceUnavailable, "revoke broadcast failed: "+err.Error())

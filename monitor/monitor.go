@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // DefaultAddr is where taskmon listens unless told otherwise: loopback only,
@@ -77,8 +78,8 @@ func New(cfg Config) (*Monitor, error) {
 	if cfg.App == nil {
 		return nil, errors.New("monitor: Config.App is nil")
 	}
-	if _, ok := cfg.App.Broker().(runtime.EventTransport); !ok {
-		return nil, fmt.Errorf("monitor: broker %s does not carry Celery events (its transport does not implement runtime.EventTransport yet)", runtime.Redact(cfg.App.Config().Broker))
+	if _, ok := cfg.App.Broker().(driver.EventTransport); !ok {
+		return nil, fmt.Errorf("monitor: broker %s does not carry Celery events (its transport does not implement runtime.EventTransport yet)", driver.Redact(cfg.App.Config().Broker))
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
@@ -120,7 +121,7 @@ func (m *Monitor) Subscribed() <-chan struct{} { return m.subscribed }
 // Run consumes events and polls queue depths until ctx ends. A subscription
 // that ends early (a transport error) is retried every second.
 func (m *Monitor) Run(ctx context.Context) error {
-	et := m.app.Broker().(runtime.EventTransport)
+	et := m.app.Broker().(driver.EventTransport)
 	go m.pollQueues(ctx)
 	m.wakeWorkers(ctx)
 	for {
@@ -149,7 +150,7 @@ func (m *Monitor) stop() { m.stopOnce.Do(func() { close(m.stopping) }) }
 // wakeWorkers broadcasts Celery's heartbeat control command, as Flower does
 // on start, so that running workers announce themselves at once.
 func (m *Monitor) wakeWorkers(ctx context.Context) {
-	if _, ok := m.app.Broker().(runtime.ControlTransport); !ok {
+	if _, ok := m.app.Broker().(driver.ControlTransport); !ok {
 		return
 	}
 	if err := m.broadcast(ctx, "heartbeat", map[string]any{}); err != nil {
@@ -171,7 +172,7 @@ func (m *Monitor) queueNames() []string {
 // pollQueues records the depth of every queue each PollInterval, when the
 // transport can report it.
 func (m *Monitor) pollQueues(ctx context.Context) {
-	qi, ok := m.app.Broker().(runtime.QueueInspector)
+	qi, ok := m.app.Broker().(driver.QueueInspector)
 	if !ok {
 		return
 	}
@@ -260,7 +261,7 @@ func Serve(ctx context.Context, addr string, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	m.log.Info("taskmon listening", "url", u, "broker", runtime.Redact(cfg.App.Config().Broker), "basic_auth", m.auth, "max_tasks", m.state.MaxTasks())
+	m.log.Info("taskmon listening", "url", u, "broker", driver.Redact(cfg.App.Config().Broker), "basic_auth", m.auth, "max_tasks", m.state.MaxTasks())
 	if !m.auth && !m.hostCheck {
 		m.log.Warn("taskmon listens beyond loopback without basic auth: anyone who can reach it can publish and revoke tasks")
 	}

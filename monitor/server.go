@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 //go:embed assets templates
@@ -111,7 +112,7 @@ type pageData struct {
 
 func (m *Monitor) render(w http.ResponseWriter, status int, page, title string, data any) {
 	var buf bytes.Buffer
-	pd := pageData{Title: title, Nav: page, Broker: runtime.Redact(m.app.Config().Broker), Now: m.fmtTime(m.cfg.Now()), Data: data}
+	pd := pageData{Title: title, Nav: page, Broker: driver.Redact(m.app.Config().Broker), Now: m.fmtTime(m.cfg.Now()), Data: data}
 	if err := pages[page].ExecuteTemplate(&buf, "layout", pd); err != nil {
 		m.log.Error("rendering page", "page", page, "err", err)
 		http.Error(w, "internal error", http.StatusInternalServerError)
@@ -301,18 +302,18 @@ func (m *Monitor) pageTask(w http.ResponseWriter, r *http.Request) {
 }
 
 func (m *Monitor) canControl() bool {
-	_, ok := m.app.Broker().(runtime.ControlTransport)
+	_, ok := m.app.Broker().(driver.ControlTransport)
 	return ok
 }
 
 func (m *Monitor) pageBroker(w http.ResponseWriter, r *http.Request) {
 	b := m.app.Broker()
-	_, qi := b.(runtime.QueueInspector)
+	_, qi := b.(driver.QueueInspector)
 	_, ui := b.(UnackedInspector)
-	_, ct := b.(runtime.ControlTransport)
+	_, ct := b.(driver.ControlTransport)
 	backend := ""
 	if m.app.Backend() != nil {
-		backend = runtime.Redact(m.app.Config().Backend)
+		backend = driver.Redact(m.app.Config().Backend)
 	}
 	type queueRow struct {
 		QueueInfo
@@ -327,7 +328,7 @@ func (m *Monitor) pageBroker(w http.ResponseWriter, r *http.Request) {
 		Lengths, Unacked, Control bool
 		Queues                    []queueRow
 		Poll                      time.Duration
-	}{runtime.Redact(m.app.Config().Broker), backend, fmt.Sprintf("%T", b), qi, ui, ct, rows, m.cfg.PollInterval})
+	}{driver.Redact(m.app.Config().Broker), backend, fmt.Sprintf("%T", b), qi, ui, ct, rows, m.cfg.PollInterval})
 }
 
 func (m *Monitor) metrics(w http.ResponseWriter, r *http.Request) {

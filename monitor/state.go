@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Task states as the monitor shows them: Celery's, with PENDING for a task
@@ -293,7 +294,7 @@ var ErrBadEvent = errors.New("monitor: malformed event")
 
 // HandleMessage applies one event message: a JSON object, or a list of them
 // (Celery's task.multi, possibly empty). Events are always JSON (WIRE §6).
-func (s *State) HandleMessage(msg *runtime.RawMessage) error {
+func (s *State) HandleMessage(msg *driver.RawMessage) error {
 	return s.HandleBody(msg.Body)
 }
 

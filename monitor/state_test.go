@@ -12,7 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // fakeClock is an injected monitor clock.
@@ -186,7 +186,7 @@ func TestState_CeleryFixtures(t *testing.T) {
 		return b
 	}
 	require.NoError(t, s.HandleBody(read("msgpackrun_task_multi_EMPTY_LIST.bin")), "an empty task.multi list is fine")
-	require.NoError(t, s.HandleMessage(&runtime.RawMessage{RoutingKey: "task.multi", Body: read("msgpackrun_task_multi_task_received_task_started_task_succeeded_task_received_task_started_task_failed.bin")}))
+	require.NoError(t, s.HandleMessage(&driver.RawMessage{RoutingKey: "task.multi", Body: read("msgpackrun_task_multi_task_received_task_started_task_succeeded_task_received_task_started_task_failed.bin")}))
 	require.NoError(t, s.HandleBody(read("jsonrun_task_multi_task_received_task_started_task_failed.bin")))
 	require.NoError(t, s.HandleBody(read("jsonrun_worker_heartbeat.bin")))
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"os"
 	"strconv"
@@ -59,8 +60,8 @@ func (systemClock) Now() time.Time { return time.Now() }
 // backend and a serializer. It is safe for concurrent use.
 type App struct {
 	cfg     Config
-	broker  Broker
-	backend ResultBackend
+	broker  driver.Broker
+	backend driver.ResultBackend
 	log     *slog.Logger
 	clock   Clock
 	ctype   string
@@ -99,7 +100,7 @@ func New(cfg Config) (*App, error) {
 		cfg.ResultExpires = 24 * time.Hour
 	}
 	if cfg.DefaultQueue == "" {
-		cfg.DefaultQueue = DefaultQueue
+		cfg.DefaultQueue = driver.DefaultQueue
 	}
 	if cfg.Hostname == "" {
 		h, _ := os.Hostname()
@@ -117,14 +118,14 @@ func New(cfg Config) (*App, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = systemClock{}
 	}
-	topts := TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
+	topts := driver.TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
 	a := &App{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, ctype: ctype, cenc: cenc}
 	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
-	if a.broker, err = openBroker(cfg.Broker, topts); err != nil {
+	if a.broker, err = driver.OpenBroker(cfg.Broker, topts); err != nil {
 		return nil, fmt.Errorf("taskgen: %w", err)
 	}
 	if cfg.Backend != "" {
-		if a.backend, err = openBackend(cfg.Backend, topts); err != nil {
+		if a.backend, err = driver.OpenBackend(cfg.Backend, topts); err != nil {
 			a.broker.Close()
 			return nil, fmt.Errorf("taskgen: %w", err)
 		}
@@ -145,10 +146,10 @@ func hostPart(nodename string) string {
 func (a *App) Config() Config { return a.cfg }
 
 // Broker returns the app's transport.
-func (a *App) Broker() Broker { return a.broker }
+func (a *App) Broker() driver.Broker { return a.broker }
 
 // Backend returns the app's result backend, or nil.
-func (a *App) Backend() ResultBackend { return a.backend }
+func (a *App) Backend() driver.ResultBackend { return a.backend }
 
 // Logger returns the app's logger.
 func (a *App) Logger() *slog.Logger { return a.log }
@@ -205,7 +206,7 @@ func (a *App) queueFor(def *TaskDef, co *callOptions) string {
 }
 
 // NewMessage builds the protocol v2 message of a call of def with args.
-func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*Message, error) {
+func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*driver.Message, error) {
 	id := co.taskID
 	if id == "" {
 		id = NewID()
@@ -215,7 +216,7 @@ func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*Message, er
 		return nil, fmt.Errorf("taskgen: encode arguments of %s: %w", def.Name, err)
 	}
 	now := a.clock.Now()
-	m := &Message{
+	m := &driver.Message{
 		ContentType:     a.ctype,
 		ContentEncoding: a.cenc,
 		CorrelationID:   id,
@@ -223,7 +224,7 @@ func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*Message, er
 		Body:            body,
 	}
 	h := &m.Headers
-	h.Lang = protocolLang
+	h.Lang = driver.ProtocolLang
 	h.Task = def.Name
 	h.ID = id
 	h.RootID = id
@@ -264,7 +265,7 @@ func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*Message, er
 	if len(co.headers) > 0 {
 		h.Extra = make(map[string]any, len(co.headers))
 		for k, v := range co.headers {
-			if isKnownHeader(k) {
+			if driver.IsKnownHeader(k) {
 				return nil, fmt.Errorf("taskgen: Headers: %q is a protocol header; use the matching option", k)
 			}
 			h.Extra[k] = v
@@ -286,8 +287,8 @@ func (a *App) send(ctx context.Context, def *TaskDef, co *callOptions, args Args
 
 // publish sends m, bounded by PublishTimeout (by the broker itself when it
 // is a PublishBounder: no timer per call).
-func (a *App) publish(ctx context.Context, queue string, m *Message) error {
-	if pb, ok := a.broker.(PublishBounder); !ok || !pb.BoundsPublish() {
+func (a *App) publish(ctx context.Context, queue string, m *driver.Message) error {
+	if pb, ok := a.broker.(driver.PublishBounder); !ok || !pb.BoundsPublish() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.cfg.PublishTimeout)
 		defer cancel()

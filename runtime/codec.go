@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"io"
 	"maps"
 	"math"
@@ -30,9 +31,9 @@ const (
 func contentTypeOf(serializer string) (ctype, cenc string, err error) {
 	switch serializer {
 	case "", SerializerMsgpack:
-		return ContentTypeMsgpack, ContentEncodingBinary, nil
+		return driver.ContentTypeMsgpack, driver.ContentEncodingBinary, nil
 	case SerializerJSON:
-		return ContentTypeJSON, ContentEncodingUTF8, nil
+		return driver.ContentTypeJSON, driver.ContentEncodingUTF8, nil
 	}
 	return "", "", fmt.Errorf("unknown serializer %q (want %q or %q)", serializer, SerializerMsgpack, SerializerJSON)
 }
@@ -250,12 +251,12 @@ func appendJSONValueDepth(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, x...), nil
 	case time.Time:
-		return appendJSONString(b, FormatTime(x)), nil
+		return appendJSONString(b, driver.FormatTime(x)), nil
 	case *time.Time:
 		if x == nil {
 			return append(b, "null"...), nil
 		}
-		return appendJSONString(b, FormatTime(*x)), nil
+		return appendJSONString(b, driver.FormatTime(*x)), nil
 	case []any:
 		if x == nil {
 			return append(b, "null"...), nil
@@ -398,12 +399,12 @@ func DecodeBody(contentType, compression string, body []byte, args Args) (embed 
 		}
 	}
 	switch contentType {
-	case ContentTypeMsgpack, "application/msgpack", "application/x-msgpack; charset=binary":
+	case driver.ContentTypeMsgpack, "application/msgpack", "application/x-msgpack; charset=binary":
 		return decodeMsgpackBody(body, args)
-	case ContentTypeJSON, "application/json; charset=utf-8":
+	case driver.ContentTypeJSON, "application/json; charset=utf-8":
 		return decodeJSONBody(body, args)
 	}
-	return nil, fmt.Errorf("content type %q not accepted (want %s or %s)", contentType, ContentTypeMsgpack, ContentTypeJSON)
+	return nil, fmt.Errorf("content type %q not accepted (want %s or %s)", contentType, driver.ContentTypeMsgpack, driver.ContentTypeJSON)
 }
 
 // MaxDecompressedSize bounds a decompressed body.
@@ -859,7 +860,7 @@ func (r *jsonArgReader) String() (string, error) {
 		case []byte:
 			return string(x), nil
 		case time.Time:
-			return FormatTime(x), nil
+			return driver.FormatTime(x), nil
 		}
 	}
 	return "", fmt.Errorf("want a string, got %s", abbrev(r.raw))
@@ -1000,7 +1001,7 @@ func jsonDecodeInto(raw []byte, ptr any) error {
 		case time.Time:
 			*p = x
 		case string:
-			t, err := ParseTime(x)
+			t, err := driver.ParseTime(x)
 			if err != nil {
 				return err
 			}
@@ -1493,7 +1494,7 @@ func untag(typ, val any, mode untagMode) (any, error) {
 		if mode == untagText {
 			return s, nil
 		}
-		tm, err := ParseTime(s)
+		tm, err := driver.ParseTime(s)
 		if err != nil {
 			return nil, fmt.Errorf("kombu datetime %q: %w", s, err)
 		}

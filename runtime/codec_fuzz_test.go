@@ -3,6 +3,7 @@ package runtime
 import (
 	"bytes"
 	"encoding/json"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"os"
 	"path/filepath"
 	"strings"
@@ -51,9 +52,9 @@ func seedBodies(f *testing.F) {
 func FuzzDecodeBody(f *testing.F) {
 	seedBodies(f)
 	f.Fuzz(func(t *testing.T, body []byte, isJSON bool) {
-		ctype := ContentTypeMsgpack
+		ctype := driver.ContentTypeMsgpack
 		if isJSON {
-			ctype = ContentTypeJSON
+			ctype = driver.ContentTypeJSON
 		}
 		for _, a := range []Args{&mixedArgs{}, &addArgs{}, &emailArgs{}, &pairArgs{}, &oneIntArgs{}} {
 			embed, err := DecodeBody(ctype, "", body, a)
@@ -112,12 +113,12 @@ func FuzzParseHeaders(f *testing.F) {
 			if dec.Decode(&m) != nil {
 				return
 			}
-			h, err := ParseHeaders(m)
+			h, err := driver.ParseHeaders(m)
 			if err != nil {
 				continue
 			}
 			h.Range(func(string, any) {})
-			h2, err := ParseHeaders(h.Map())
+			h2, err := driver.ParseHeaders(h.Map())
 			if err != nil {
 				t.Fatalf("re-parse of %v: %v", h.Map(), err)
 			}

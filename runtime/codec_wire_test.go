@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Hand-written Args, exactly as taskgen generates them.
@@ -316,14 +317,14 @@ func TestWire_DecodeTaskFixtures(t *testing.T) {
 	for _, f := range taskFixtures(t) {
 		t.Run(f.name, func(t *testing.T) {
 			switch f.ctype {
-			case ContentTypeJSON:
-				require.Equal(t, ContentEncodingUTF8, f.cenc)
-			case ContentTypeMsgpack:
-				require.Equal(t, ContentEncodingBinary, f.cenc)
+			case driver.ContentTypeJSON:
+				require.Equal(t, driver.ContentEncodingUTF8, f.cenc)
+			case driver.ContentTypeMsgpack:
+				require.Equal(t, driver.ContentEncodingBinary, f.cenc)
 			default:
 				t.Fatalf("content type %q", f.ctype)
 			}
-			h, err := ParseHeaders(f.headers)
+			h, err := driver.ParseHeaders(f.headers)
 			require.NoError(t, err)
 			require.Equal(t, "py", h.Lang)
 			require.Equal(t, f.headers["id"], h.ID)
@@ -370,8 +371,8 @@ func TestWire_DecodeTaskFixtures(t *testing.T) {
 				require.Equal(t, "{}", h.KwargsRepr)
 				require.False(t, h.ETA.IsZero())
 				require.Equal(t, 90*time.Second, h.Expires.Sub(h.ETA), "countdown=30, expires=120")
-				require.Equal(t, f.headers["eta"], FormatTime(h.ETA), "eta round-trips exactly")
-				require.Equal(t, f.headers["expires"], FormatTime(h.Expires))
+				require.Equal(t, f.headers["eta"], driver.FormatTime(h.ETA), "eta round-trips exactly")
+				require.Equal(t, f.headers["expires"], driver.FormatTime(h.Expires))
 				require.Equal(t, "120000", f.props["expiration"])
 				if strings.HasPrefix(f.name, "amqp") {
 					require.Equal(t, [2]float64{60, 50}, h.TimeLimit, "timelimit is [hard, soft]")
@@ -383,7 +384,7 @@ func TestWire_DecodeTaskFixtures(t *testing.T) {
 			}
 			// embed: Celery's empty embed, in the body's serializer.
 			var em map[string]any
-			if f.ctype == ContentTypeJSON {
+			if f.ctype == driver.ContentTypeJSON {
 				require.NoError(t, jsonDecodeInto(embed, &em))
 			} else {
 				require.NoError(t, mpDecodeInto(embed, &em))
@@ -429,7 +430,7 @@ func TestWire_DecodeCompressedFixtures(t *testing.T) {
 			require.Error(t, err, "application/x-gzip carries zlib (RFC 1950) data, not gzip")
 		})
 	}
-	_, err := DecodeBody(ContentTypeJSON, "application/x-lzma", []byte("x"), &addArgs{})
+	_, err := DecodeBody(driver.ContentTypeJSON, "application/x-lzma", []byte("x"), &addArgs{})
 	require.ErrorContains(t, err, "not supported")
 }
 
@@ -454,11 +455,11 @@ func TestWire_EncodeMatchesFixtures(t *testing.T) {
 	for _, f := range taskFixtures(t) {
 		t.Run(f.name, func(t *testing.T) {
 			ser := SerializerJSON
-			if f.ctype == ContentTypeMsgpack {
+			if f.ctype == driver.ContentTypeMsgpack {
 				ser = SerializerMsgpack
 			}
 			app := newWireApp(t, ser)
-			ph, err := ParseHeaders(f.headers)
+			ph, err := driver.ParseHeaders(f.headers)
 			require.NoError(t, err)
 			def := &TaskDef{Name: ph.Task}
 			co := &callOptions{taskID: ph.ID, parentID: ph.ParentID}
@@ -503,7 +504,7 @@ func TestWire_EncodeMatchesFixtures(t *testing.T) {
 			for _, k := range []string{"origin", "eta", "expires"} {
 				if want[k] != nil {
 					require.IsType(t, "", got[k], k)
-					_, err := ParseTime(got[k].(string))
+					_, err := driver.ParseTime(got[k].(string))
 					if k != "origin" {
 						require.NoError(t, err)
 						require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$`, got[k], k)
@@ -553,7 +554,7 @@ func bodyTail(t *testing.T, body []byte) []byte {
 }
 
 func mustFloat(v any) float64 {
-	f, ok := AnyToFloat(v)
+	f, ok := driver.AnyToFloat(v)
 	if !ok {
 		panic(v)
 	}
@@ -595,7 +596,7 @@ func TestWire_JSONBodyText(t *testing.T) {
 	require.Equal(t, `[[7, "\u00e9", 1, 0, 1.0, false, null, "2026-11-23T19:42:38.281413+00:00", null, NaN], {}, `+
 		`{"callbacks": null, "errbacks": null, "chain": null, "chord": null}]`, string(b))
 	var out mixedArgs
-	_, err := DecodeBody(ContentTypeJSON, "", b, &out)
+	_, err := DecodeBody(driver.ContentTypeJSON, "", b, &out)
 	require.NoError(t, err)
 	require.True(t, math.IsNaN(out.Extra.(float64)))
 }
@@ -611,7 +612,7 @@ func TestWire_MsgpackBodyBytes(t *testing.T) {
 
 func decodeJSONArgs(t *testing.T, body string, a Args) error {
 	t.Helper()
-	_, err := DecodeBody(ContentTypeJSON, "", []byte(body), a)
+	_, err := DecodeBody(driver.ContentTypeJSON, "", []byte(body), a)
 	return err
 }
 
@@ -619,7 +620,7 @@ func decodeMsgpackArgs(t *testing.T, parts []any, a Args) error {
 	t.Helper()
 	body, err := mpMarshal(parts)
 	require.NoError(t, err)
-	_, err = DecodeBody(ContentTypeMsgpack, "", body, a)
+	_, err = DecodeBody(driver.ContentTypeMsgpack, "", body, a)
 	return err
 }
 
@@ -839,9 +840,9 @@ func TestWire_HostileBodies(t *testing.T) {
 		encodeBody(t, SerializerJSON, &mixedArgs{Name: "x", Items: []item{{SKU: "s"}}, Extra: []any{1, "a", map[string]any{"k": nil}}}),
 	}
 	for _, body := range good {
-		ctype := ContentTypeMsgpack
+		ctype := driver.ContentTypeMsgpack
 		if body[0] == '[' {
-			ctype = ContentTypeJSON
+			ctype = driver.ContentTypeJSON
 		}
 		// Every truncation fails cleanly.
 		for n := 0; n < len(body); n++ {
@@ -858,16 +859,16 @@ func TestWire_HostileBodies(t *testing.T) {
 		append([]byte{0x93, 0x90, 0x80}, bytes.Repeat([]byte{0x91}, 20000)...),
 		{0x93, 0x91, 0xc7, 0xff, 0xff},
 	} {
-		_, err := DecodeBody(ContentTypeMsgpack, "", body, &mixedArgs{})
+		_, err := DecodeBody(driver.ContentTypeMsgpack, "", body, &mixedArgs{})
 		require.Error(t, err)
 	}
 	deep := "[[], {}, " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "]"
-	_, err := DecodeBody(ContentTypeJSON, "", []byte(deep), &addArgs{})
+	_, err := DecodeBody(driver.ContentTypeJSON, "", []byte(deep), &addArgs{})
 	require.Error(t, err)
 	// The Value path is protected by the validating skip.
 	body := append([]byte{0x93, 0x9a}, bytes.Repeat([]byte{0xc0}, 9)...)
 	body = append(body, bytes.Repeat([]byte{0x91}, 20000)...)
-	_, err = DecodeBody(ContentTypeMsgpack, "", body, &mixedArgs{})
+	_, err = DecodeBody(driver.ContentTypeMsgpack, "", body, &mixedArgs{})
 	require.Error(t, err)
 }
 
@@ -888,16 +889,16 @@ func TestWire_AppendBodyErrors(t *testing.T) {
 func TestWire_FormatTime(t *testing.T) {
 	loc := time.FixedZone("CET", 3600)
 	tm := time.Date(2026, 11, 23, 20, 42, 38, 281413999, loc)
-	require.Equal(t, "2026-11-23T19:42:38.281413+00:00", FormatTime(tm), "UTC, 6 digits truncated, +00:00")
-	require.Equal(t, "2026-11-23T19:42:38.000000+00:00", FormatTime(time.Date(2026, 11, 23, 19, 42, 38, 0, time.UTC)))
-	require.Equal(t, "x2026-11-23T19:42:38.281413+00:00", string(AppendTime([]byte("x"), tm)))
+	require.Equal(t, "2026-11-23T19:42:38.281413+00:00", driver.FormatTime(tm), "UTC, 6 digits truncated, +00:00")
+	require.Equal(t, "2026-11-23T19:42:38.000000+00:00", driver.FormatTime(time.Date(2026, 11, 23, 19, 42, 38, 0, time.UTC)))
+	require.Equal(t, "x2026-11-23T19:42:38.281413+00:00", string(driver.AppendTime([]byte("x"), tm)))
 	for _, s := range []string{"2026-11-23T19:42:38.281413+00:00", "2026-11-23T19:42:38.281413Z", "2026-11-23T19:42:38.281413",
 		"2026-11-23 19:42:38.281413", "2026-11-23T20:42:38.281413+01:00", "2026-11-23T20:42:38.281413+0100"} {
-		p, err := ParseTime(s)
+		p, err := driver.ParseTime(s)
 		require.NoError(t, err, s)
-		require.Equal(t, "2026-11-23T19:42:38.281413+00:00", FormatTime(p), s)
+		require.Equal(t, "2026-11-23T19:42:38.281413+00:00", driver.FormatTime(p), s)
 	}
-	_, err := ParseTime("2026-11-23T19:42:38.281413+00:00junk")
+	_, err := driver.ParseTime("2026-11-23T19:42:38.281413+00:00junk")
 	require.Error(t, err)
 }
 
@@ -962,7 +963,7 @@ func TestWire_BinaryBytesJSON(t *testing.T) {
 			require.Contains(t, string(b), `{"__type__": "base64", "__value__": "/wCA"}`)
 		}
 		var out mixedArgs
-		_, err := DecodeBody(ContentTypeJSON, "", b, &out)
+		_, err := DecodeBody(driver.ContentTypeJSON, "", b, &out)
 		require.NoError(t, err)
 		require.Equal(t, data, out.Data)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"os"
 	"sort"
 	"strings"
@@ -36,7 +37,7 @@ type controlState struct {
 
 type runningTask struct {
 	info   *TaskInfo
-	m      *Message
+	m      *driver.Message
 	start  time.Time
 	cancel context.CancelCauseFunc
 }
@@ -126,23 +127,23 @@ type controlRequest struct {
 }
 
 func decodeAny(contentType string, body []byte, v any) error {
-	if contentType == ContentTypeMsgpack || contentType == "application/msgpack" {
+	if contentType == driver.ContentTypeMsgpack || contentType == "application/msgpack" {
 		return mpUnmarshal(body, v)
 	}
 	return json.Unmarshal(body, v)
 }
 
 func encodeAny(contentType string, v any) ([]byte, string, string, error) {
-	if contentType == ContentTypeMsgpack || contentType == "application/msgpack" {
+	if contentType == driver.ContentTypeMsgpack || contentType == "application/msgpack" {
 		b, err := mpMarshal(v)
-		return b, ContentTypeMsgpack, ContentEncodingBinary, err
+		return b, driver.ContentTypeMsgpack, driver.ContentEncodingBinary, err
 	}
 	b, err := json.Marshal(v)
-	return b, ContentTypeJSON, ContentEncodingUTF8, err
+	return b, driver.ContentTypeJSON, driver.ContentEncodingUTF8, err
 }
 
 // serveControl answers remote-control requests until ctx ends.
-func (w *Worker) serveControl(ctx context.Context, ct ControlTransport) {
+func (w *Worker) serveControl(ctx context.Context, ct driver.ControlTransport) {
 	w.ctl.init()
 	reqs, err := ct.ConsumeControl(ctx, w.opts.Hostname)
 	if err != nil {
@@ -156,13 +157,13 @@ func (w *Worker) serveControl(ctx context.Context, ct ControlTransport) {
 	}
 }
 
-func (w *Worker) handleControl(ctx context.Context, ct ControlTransport, raw *RawMessage) {
+func (w *Worker) handleControl(ctx context.Context, ct driver.ControlTransport, raw *driver.RawMessage) {
 	var req controlRequest
 	if err := decodeAny(raw.ContentType, raw.Body, &req); err != nil {
 		w.log.Warn("bad remote-control request", "err", err)
 		return
 	}
-	if c, ok := AnyToInt(raw.Headers["clock"]); ok {
+	if c, ok := driver.AnyToInt(raw.Headers["clock"]); ok {
 		w.ctl.tick(c)
 	}
 	if len(req.Destination) > 0 {
@@ -189,7 +190,7 @@ func (w *Worker) handleControl(ctx context.Context, ct ControlTransport, raw *Ra
 		w.log.Error("encode remote-control reply", "err", err)
 		return
 	}
-	msg := &RawMessage{ContentType: ctype, ContentEncoding: cenc, Body: body,
+	msg := &driver.RawMessage{ContentType: ctype, ContentEncoding: cenc, Body: body,
 		Headers: map[string]any{"ticket": req.Ticket, "clock": w.ctl.tick(0)}}
 	rctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
@@ -254,7 +255,7 @@ func (w *Worker) controlReply(req controlRequest) (reply any, ok bool) {
 		for _, q := range w.opts.Queues {
 			ex := q
 			if q == w.app.cfg.DefaultQueue {
-				ex = DefaultExchange
+				ex = driver.DefaultExchange
 			}
 			qs = append(qs, map[string]any{
 				"name": q, "routing_key": q, "durable": true, "exclusive": false, "auto_delete": false,
@@ -283,7 +284,7 @@ func (w *Worker) controlReply(req controlRequest) (reply any, ok bool) {
 		return ids, true
 	case "conf":
 		return map[string]any{"task_serializer": w.app.cfg.Serializer, "result_serializer": w.app.cfg.ResultSerializer,
-			"broker_url": Redact(w.app.cfg.Broker), "task_default_queue": w.app.cfg.DefaultQueue}, true
+			"broker_url": driver.Redact(w.app.cfg.Broker), "task_default_queue": w.app.cfg.DefaultQueue}, true
 	case "query_task":
 		return map[string]any{}, true
 	}
@@ -385,7 +386,7 @@ func (a *App) Inspect(ctx context.Context, method string, args map[string]any, t
 }
 
 func (a *App) control(ctx context.Context, method string, args map[string]any, destination []string, timeout time.Duration) (map[string]any, error) {
-	ct, ok := a.broker.(ControlTransport)
+	ct, ok := a.broker.(driver.ControlTransport)
 	if !ok {
 		return nil, ErrNoControl
 	}
@@ -396,7 +397,7 @@ func (a *App) control(ctx context.Context, method string, args map[string]any, d
 	if len(destination) > 0 {
 		req["destination"] = destination
 	}
-	var replies <-chan *RawMessage
+	var replies <-chan *driver.RawMessage
 	ticket := NewID()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -420,7 +421,7 @@ func (a *App) control(ctx context.Context, method string, args map[string]any, d
 		life = 10 * time.Second
 	}
 	exp := float64(time.Now().Add(max(life, time.Second)).UnixNano()) / 1e9
-	msg := &RawMessage{ContentType: ContentTypeJSON, ContentEncoding: ContentEncodingUTF8, Body: body,
+	msg := &driver.RawMessage{ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8, Body: body,
 		Headers: map[string]any{"clock": int64(1), "expires": exp}, Exchange: "celery.pidbox"}
 	if err := ct.PublishControl(ctx, msg); err != nil {
 		return nil, fmt.Errorf("taskgen: %s: %w", method, err)

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -193,8 +194,8 @@ func TestWorker_DeadLettersUnknownTaskAndBadArgs(t *testing.T) {
 	require.Equal(t, "NotRegistered", te.Exception.Type)
 
 	// A body whose second argument is a string, not an int.
-	m := &runtime.Message{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8",
-		Headers: runtime.TaskHeaders{Task: "test.greet", ID: runtime.NewID()},
+	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8",
+		Headers: driver.TaskHeaders{Task: "test.greet", ID: runtime.NewID()},
 		Body:    []byte(`[["ann", "two"], {}, null]`)}
 	require.NoError(t, app.Broker().Publish(ctx, "celery", m))
 	_, err = runtime.NewAsyncResult[string](app, m.Headers.ID).Get(ctx)

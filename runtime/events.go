@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"math"
 	"os"
@@ -87,7 +88,7 @@ type EventDispatcherOptions struct {
 // Published messages share one Headers map ({"hostname": nodename}):
 // transports must not modify it.
 type EventDispatcher struct {
-	tr    EventTransport
+	tr    driver.EventTransport
 	opts  EventDispatcherOptions
 	pid   int
 	swVer string
@@ -144,7 +145,7 @@ type event struct {
 // NewEventDispatcher returns a dispatcher publishing on tr. Call Start to
 // send worker-online and begin heartbeats, and Close to send worker-offline
 // and flush.
-func NewEventDispatcher(tr EventTransport, o EventDispatcherOptions) *EventDispatcher {
+func NewEventDispatcher(tr driver.EventTransport, o EventDispatcherOptions) *EventDispatcher {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
 	}
@@ -256,39 +257,39 @@ func (d *EventDispatcher) enqueue(ev event) {
 }
 
 // TaskReceived sends task-received.
-func (d *EventDispatcher) TaskReceived(m *Message) {
+func (d *EventDispatcher) TaskReceived(m *driver.Message) {
 	h := &m.Headers
 	d.enqueue(event{typ: EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
 		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey})
 }
 
 // TaskStarted sends task-started.
-func (d *EventDispatcher) TaskStarted(m *Message) {
+func (d *EventDispatcher) TaskStarted(m *driver.Message) {
 	d.enqueue(event{typ: EventTaskStarted, uuid: m.Headers.ID})
 }
 
 // TaskSucceeded sends task-succeeded with the result's repr and the runtime.
-func (d *EventDispatcher) TaskSucceeded(m *Message, result any, runtime time.Duration) {
+func (d *EventDispatcher) TaskSucceeded(m *driver.Message, result any, runtime time.Duration) {
 	d.enqueue(event{typ: EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
 }
 
 // TaskFailed sends task-failed with the exception's repr and the traceback.
-func (d *EventDispatcher) TaskFailed(m *Message, exc *ExceptionInfo, traceback string) {
+func (d *EventDispatcher) TaskFailed(m *driver.Message, exc *ExceptionInfo, traceback string) {
 	d.enqueue(event{typ: EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRetried sends task-retried with the cause's repr.
-func (d *EventDispatcher) TaskRetried(m *Message, exc *ExceptionInfo, traceback string) {
+func (d *EventDispatcher) TaskRetried(m *driver.Message, exc *ExceptionInfo, traceback string) {
 	d.enqueue(event{typ: EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRejected sends task-rejected (requeue false: the message is set aside).
-func (d *EventDispatcher) TaskRejected(m *Message, _ string) {
+func (d *EventDispatcher) TaskRejected(m *driver.Message, _ string) {
 	d.enqueue(event{typ: EventTaskRejected, uuid: m.Headers.ID})
 }
 
 // TaskRevoked sends task-revoked.
-func (d *EventDispatcher) TaskRevoked(m *Message, expired, terminated bool) {
+func (d *EventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
 	d.enqueue(event{typ: EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
 }
 
@@ -348,7 +349,7 @@ func (d *EventDispatcher) send() {
 				buf = d.appendEvent(buf, &batch[i])
 			}
 			buf = append(buf, ']')
-			d.publish(new(RawMessage), buf, "task.multi", len(batch))
+			d.publish(new(driver.RawMessage), buf, "task.multi", len(batch))
 		}
 		clear(batch)
 		if next != nil {
@@ -367,13 +368,13 @@ func (d *EventDispatcher) publishOne(ev event) {
 // eventMessage holds a message and room for its body in one allocation;
 // the transport may keep both.
 type eventMessage struct {
-	msg RawMessage
+	msg driver.RawMessage
 	buf [480]byte
 }
 
-func (d *EventDispatcher) publish(msg *RawMessage, body []byte, routingKey string, n int) {
-	*msg = RawMessage{
-		ContentType: ContentTypeJSON, ContentEncoding: ContentEncodingUTF8,
+func (d *EventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKey string, n int) {
+	*msg = driver.RawMessage{
+		ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8,
 		Headers: d.headers, Body: body,
 		Exchange: EventExchange, RoutingKey: routingKey,
 	}
@@ -620,7 +621,7 @@ func evAppendTime(b []byte, t time.Time) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, '"')
-	b = AppendTime(b, t)
+	b = driver.AppendTime(b, t)
 	return append(b, '"')
 }
 
@@ -697,7 +698,7 @@ func evAppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 }
 
 // newWorkerEvents returns the event dispatcher of w (wired in NewWorker).
-func newWorkerEvents(w *Worker, et EventTransport) *EventDispatcher {
+func newWorkerEvents(w *Worker, et driver.EventTransport) *EventDispatcher {
 	return NewEventDispatcher(et, EventDispatcherOptions{
 		Hostname:          w.opts.Hostname,
 		HeartbeatInterval: w.opts.HeartbeatInterval,
@@ -741,25 +742,25 @@ func (o observers) Heartbeat() {
 	}
 }
 
-func (o observers) TaskReceived(m *Message) { o[0].TaskReceived(m); o[1].TaskReceived(m) }
-func (o observers) TaskStarted(m *Message)  { o[0].TaskStarted(m); o[1].TaskStarted(m) }
-func (o observers) TaskSucceeded(m *Message, r any, d time.Duration) {
+func (o observers) TaskReceived(m *driver.Message) { o[0].TaskReceived(m); o[1].TaskReceived(m) }
+func (o observers) TaskStarted(m *driver.Message)  { o[0].TaskStarted(m); o[1].TaskStarted(m) }
+func (o observers) TaskSucceeded(m *driver.Message, r any, d time.Duration) {
 	o[0].TaskSucceeded(m, r, d)
 	o[1].TaskSucceeded(m, r, d)
 }
-func (o observers) TaskFailed(m *Message, e *ExceptionInfo, tb string) {
+func (o observers) TaskFailed(m *driver.Message, e *ExceptionInfo, tb string) {
 	o[0].TaskFailed(m, e, tb)
 	o[1].TaskFailed(m, e, tb)
 }
-func (o observers) TaskRetried(m *Message, e *ExceptionInfo, tb string) {
+func (o observers) TaskRetried(m *driver.Message, e *ExceptionInfo, tb string) {
 	o[0].TaskRetried(m, e, tb)
 	o[1].TaskRetried(m, e, tb)
 }
-func (o observers) TaskRejected(m *Message, reason string) {
+func (o observers) TaskRejected(m *driver.Message, reason string) {
 	o[0].TaskRejected(m, reason)
 	o[1].TaskRejected(m, reason)
 }
-func (o observers) TaskRevoked(m *Message, expired, terminated bool) {
+func (o observers) TaskRevoked(m *driver.Message, expired, terminated bool) {
 	o[0].TaskRevoked(m, expired, terminated)
 	o[1].TaskRevoked(m, expired, terminated)
 }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -26,12 +27,12 @@ import (
 type eventLog struct {
 	mu     sync.Mutex
 	events []map[string]any
-	msgs   []*runtime.RawMessage
+	msgs   []*driver.RawMessage
 }
 
-func collectEvents(t *testing.T, b runtime.Broker) *eventLog {
+func collectEvents(t *testing.T, b driver.Broker) *eventLog {
 	t.Helper()
-	et, ok := b.(runtime.EventTransport)
+	et, ok := b.(driver.EventTransport)
 	require.True(t, ok, "memory broker implements EventTransport")
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
@@ -244,7 +245,7 @@ func TestEvents_RetriedRejectedRevoked(t *testing.T) {
 	for _, e := range log.ofType("task-received") {
 		if e["uuid"] == exp.ID() {
 			require.NotNil(t, e["expires"])
-			_, err := runtime.ParseTime(e["expires"].(string))
+			_, err := driver.ParseTime(e["expires"].(string))
 			require.NoError(t, err)
 		}
 	}
@@ -276,7 +277,7 @@ type blockingTransport struct {
 	n       atomic.Int64
 }
 
-func (b *blockingTransport) PublishEvent(ctx context.Context, _ *runtime.RawMessage) error {
+func (b *blockingTransport) PublishEvent(ctx context.Context, _ *driver.RawMessage) error {
 	select {
 	case <-b.release:
 	case <-ctx.Done():
@@ -286,7 +287,7 @@ func (b *blockingTransport) PublishEvent(ctx context.Context, _ *runtime.RawMess
 	return nil
 }
 
-func (b *blockingTransport) SubscribeEvents(context.Context) (<-chan *runtime.RawMessage, error) {
+func (b *blockingTransport) SubscribeEvents(context.Context) (<-chan *driver.RawMessage, error) {
 	return nil, errors.New("not supported")
 }
 
@@ -296,7 +297,7 @@ func TestEventDispatcher_NeverBlocksAndCountsDrops(t *testing.T) {
 	d := runtime.NewEventDispatcher(tr, runtime.EventDispatcherOptions{Hostname: "w@x", QueueSize: 4, BatchSize: 1,
 		HeartbeatInterval: time.Hour, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	d.Start()
-	m := &runtime.Message{Headers: runtime.TaskHeaders{ID: "id", Task: "t"}}
+	m := &driver.Message{Headers: driver.TaskHeaders{ID: "id", Task: "t"}}
 	start := time.Now()
 	for i := 0; i < 1000; i++ {
 		d.TaskStarted(m)
@@ -316,7 +317,7 @@ func TestEventDispatcher_BatchesTaskEvents(t *testing.T) {
 	tr := &gatedTransport{inner: b, gate: make(chan struct{})}
 	d := runtime.NewEventDispatcher(tr, runtime.EventDispatcherOptions{Hostname: "w@x", HeartbeatInterval: time.Hour})
 	d.Start()
-	m := &runtime.Message{Headers: runtime.TaskHeaders{ID: "id", Task: "t"}}
+	m := &driver.Message{Headers: driver.TaskHeaders{ID: "id", Task: "t"}}
 	for i := 0; i < 30; i++ {
 		d.TaskStarted(m)
 	}
@@ -337,16 +338,16 @@ func TestEventDispatcher_BatchesTaskEvents(t *testing.T) {
 
 // gatedTransport holds the first publish until gate is closed.
 type gatedTransport struct {
-	inner runtime.EventTransport
+	inner driver.EventTransport
 	gate  chan struct{}
 }
 
-func (g *gatedTransport) PublishEvent(ctx context.Context, m *runtime.RawMessage) error {
+func (g *gatedTransport) PublishEvent(ctx context.Context, m *driver.RawMessage) error {
 	<-g.gate
 	return g.inner.PublishEvent(ctx, m)
 }
 
-func (g *gatedTransport) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
+func (g *gatedTransport) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
 	return g.inner.SubscribeEvents(ctx)
 }
 
@@ -396,7 +397,7 @@ func BenchmarkMemory_EventsThroughput(b *testing.B) {
 			defer cancel()
 			var decoded atomic.Int64
 			if mode == "on+monitor" {
-				ch, _ := app.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+				ch, _ := app.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 				go func() {
 					for m := range ch {
 						var v any
@@ -487,7 +488,7 @@ func TestEventDispatcher_TaskEventsOff(t *testing.T) {
 	off.Store(true)
 	d := runtime.NewEventDispatcher(b, runtime.EventDispatcherOptions{Hostname: "w@x", HeartbeatInterval: time.Hour, TaskEventsOff: off.Load})
 	d.Start()
-	m := &runtime.Message{Headers: runtime.TaskHeaders{ID: "id", Task: "t"}}
+	m := &driver.Message{Headers: driver.TaskHeaders{ID: "id", Task: "t"}}
 	d.TaskStarted(m)
 	d.Heartbeat()
 	off.Store(false)

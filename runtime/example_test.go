@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/internal/exampletasks"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
@@ -18,17 +19,17 @@ import (
 type seen struct {
 	runtime.Observer
 	mu   sync.Mutex
-	msgs map[string]*runtime.Message
+	msgs map[string]*driver.Message
 }
 
-func (s *seen) TaskReceived(m *runtime.Message) {
+func (s *seen) TaskReceived(m *driver.Message) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c := *m
 	s.msgs[m.Headers.ID] = &c
 }
 
-func (s *seen) get(id string) *runtime.Message {
+func (s *seen) get(id string) *driver.Message {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.msgs[id]
@@ -36,13 +37,13 @@ func (s *seen) get(id string) *runtime.Message {
 
 type nop struct{}
 
-func (nop) TaskReceived(*runtime.Message)                                {}
-func (nop) TaskStarted(*runtime.Message)                                 {}
-func (nop) TaskSucceeded(*runtime.Message, any, time.Duration)           {}
-func (nop) TaskFailed(*runtime.Message, *runtime.ExceptionInfo, string)  {}
-func (nop) TaskRetried(*runtime.Message, *runtime.ExceptionInfo, string) {}
-func (nop) TaskRejected(*runtime.Message, string)                        {}
-func (nop) TaskRevoked(*runtime.Message, bool, bool)                     {}
+func (nop) TaskReceived(*driver.Message)                                {}
+func (nop) TaskStarted(*driver.Message)                                 {}
+func (nop) TaskSucceeded(*driver.Message, any, time.Duration)           {}
+func (nop) TaskFailed(*driver.Message, *runtime.ExceptionInfo, string)  {}
+func (nop) TaskRetried(*driver.Message, *runtime.ExceptionInfo, string) {}
+func (nop) TaskRejected(*driver.Message, string)                        {}
+func (nop) TaskRevoked(*driver.Message, bool, bool)                     {}
 
 // startExampleWorker makes an in-process app the default, runs a worker for
 // the example tasks, and returns what it saw and a stop function.
@@ -54,7 +55,7 @@ func startExampleWorker() (*runtime.App, *seen, func()) {
 		panic(err)
 	}
 	runtime.SetDefault(app)
-	obs := &seen{Observer: nop{}, msgs: map[string]*runtime.Message{}}
+	obs := &seen{Observer: nop{}, msgs: map[string]*driver.Message{}}
 	w := app.NewWorker(runtime.WorkerOptions{Queues: []string{"celery", "images", "thumbnails"}, Concurrency: 2, Observer: obs})
 	exampletasks.RegisterTasks(w)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func TestWire_ParseHeadersDecoders(t *testing.T) {
@@ -15,7 +16,7 @@ func TestWire_ParseHeadersDecoders(t *testing.T) {
 			"expires": "2026-11-23T19:46:33.593409Z", "group": "g", "root_id": "r", "parent_id": "p", "argsrepr": "(1, 1)",
 			"kwargsrepr": "{}", "origin": "gen1@vm", "ignore_result": true}
 	}
-	want := TaskHeaders{Lang: "py", Task: "tasks.add", ID: "i", ETA: time.Date(2026, 11, 23, 19, 45, 3, 593409000, time.UTC),
+	want := driver.TaskHeaders{Lang: "py", Task: "tasks.add", ID: "i", ETA: time.Date(2026, 11, 23, 19, 45, 3, 593409000, time.UTC),
 		Expires: time.Date(2026, 11, 23, 19, 46, 33, 593409000, time.UTC), Group: "g", Retries: 3, TimeLimit: [2]float64{60, 50.5},
 		RootID: "r", ParentID: "p", ArgsRepr: "(1, 1)", KwargsRepr: "{}", Origin: "gen1@vm", IgnoreResult: true}
 	gi := 2
@@ -32,7 +33,7 @@ func TestWire_ParseHeadersDecoders(t *testing.T) {
 			m["stamps"] = map[string]any{"k": "v"}
 			m["replaced_task_nesting"] = nums[0]
 			m["x-custom"] = []any{"a"}
-			h, err := ParseHeaders(m)
+			h, err := driver.ParseHeaders(m)
 			require.NoError(t, err)
 			require.Equal(t, map[string]any{"stamps": map[string]any{"k": "v"}, "replaced_task_nesting": nums[0], "x-custom": []any{"a"}}, h.Extra)
 			h.Extra = nil
@@ -43,9 +44,9 @@ func TestWire_ParseHeadersDecoders(t *testing.T) {
 
 func TestWire_ParseHeadersErrors(t *testing.T) {
 	ok := map[string]any{"task": "t", "id": "i"}
-	h, err := ParseHeaders(ok)
+	h, err := driver.ParseHeaders(ok)
 	require.NoError(t, err)
-	require.Equal(t, TaskHeaders{Task: "t", ID: "i"}, h)
+	require.Equal(t, driver.TaskHeaders{Task: "t", ID: "i"}, h)
 	for _, c := range []struct {
 		k   string
 		v   any
@@ -68,18 +69,18 @@ func TestWire_ParseHeadersErrors(t *testing.T) {
 	} {
 		m := map[string]any{"task": "t", "id": "i"}
 		m[c.k] = c.v
-		_, err := ParseHeaders(m)
+		_, err := driver.ParseHeaders(m)
 		require.ErrorContains(t, err, c.err, "%s=%v", c.k, c.v)
 	}
-	h, err = ParseHeaders(map[string]any{"task": "t", "id": "i", "timelimit": []any{math.Inf(1), nil}, "argsrepr": []byte("(1,)")})
+	h, err = driver.ParseHeaders(map[string]any{"task": "t", "id": "i", "timelimit": []any{math.Inf(1), nil}, "argsrepr": []byte("(1,)")})
 	require.NoError(t, err)
-	require.EqualValues(t, maxTimeLimit, h.TimeLimit[0], "huge limits are capped")
+	require.EqualValues(t, 1<<32, h.TimeLimit[0], "huge limits are capped")
 	require.Equal(t, "(1,)", h.ArgsRepr)
 }
 
 func TestWire_HeadersProduce(t *testing.T) {
 	gi := 0
-	h := TaskHeaders{Lang: "go", Task: "t", ID: "i", ETA: time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC), GroupIndex: &gi,
+	h := driver.TaskHeaders{Lang: "go", Task: "t", ID: "i", ETA: time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC), GroupIndex: &gi,
 		TimeLimit: [2]float64{0, 2.5}, Compression: CompressionZlib, Extra: map[string]any{"b": 1, "a": 2, "task": "ignored"}}
 	var keys []string
 	h.Range(func(k string, v any) { keys = append(keys, k) })
@@ -92,14 +93,14 @@ func TestWire_HeadersProduce(t *testing.T) {
 	require.Equal(t, int64(0), m["group_index"])
 	require.Equal(t, []any{nil, 2.5}, m["timelimit"])
 	require.Equal(t, "t", m["task"])
-	back, err := ParseHeaders(m)
+	back, err := driver.ParseHeaders(m)
 	require.NoError(t, err)
 	require.Equal(t, h.ETA.Truncate(time.Microsecond), back.ETA)
 	require.Equal(t, map[string]any{"a": 2, "b": 1}, back.Extra)
 	v, ok := h.Get("compression")
 	require.True(t, ok)
 	require.Equal(t, CompressionZlib, v)
-	_, ok = (&TaskHeaders{}).Get("compression")
+	_, ok = (&driver.TaskHeaders{}).Get("compression")
 	require.False(t, ok)
 	// Integral limits are sent as ints, as Python does.
 	h.TimeLimit = [2]float64{60, 50}

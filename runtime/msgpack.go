@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -133,12 +134,12 @@ func mpAppendValue(b []byte, v any) ([]byte, error) {
 	case time.Time:
 		// A top-level time is sent as Celery's ISO-8601 string, which Python
 		// reads as a str (msgpack has no datetime in Python's kombu).
-		return mpAppendString(b, FormatTime(x)), nil
+		return mpAppendString(b, driver.FormatTime(x)), nil
 	case *time.Time:
 		if x == nil {
 			return mpAppendNil(b), nil
 		}
-		return mpAppendString(b, FormatTime(*x)), nil
+		return mpAppendString(b, driver.FormatTime(*x)), nil
 	}
 	raw, err := mpMarshal(v)
 	if err != nil {
@@ -705,9 +706,9 @@ func mpTime(raw []byte) (time.Time, error) {
 	case time.Time:
 		return x, nil
 	case string:
-		return ParseTime(x)
+		return driver.ParseTime(x)
 	case []byte:
-		return ParseTime(string(x))
+		return driver.ParseTime(string(x))
 	}
 	return time.Time{}, fmt.Errorf("want a time, got %T", v)
 }

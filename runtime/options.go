@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"time"
 )
 
@@ -40,12 +41,12 @@ func Countdown(d time.Duration) Option {
 
 // ETA runs the task no earlier than t (Celery's eta).
 func ETA(t time.Time) Option {
-	return optionFunc{func(c *callOptions) { c.eta = t; c.countdown = 0 }, "ETA(" + FormatTime(t) + ")"}
+	return optionFunc{func(c *callOptions) { c.eta = t; c.countdown = 0 }, "ETA(" + driver.FormatTime(t) + ")"}
 }
 
 // Expires revokes the task instead of running it when it starts after t.
 func Expires(t time.Time) Option {
-	return optionFunc{func(c *callOptions) { c.expires = t }, "Expires(" + FormatTime(t) + ")"}
+	return optionFunc{func(c *callOptions) { c.expires = t }, "Expires(" + driver.FormatTime(t) + ")"}
 }
 
 // Queue sends the task to the named queue instead of the task's default.

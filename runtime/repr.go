@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"encoding/json"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"maps"
 	"slices"
 	"strconv"
@@ -118,7 +119,7 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 		return append(b, x...)
 	case time.Time:
 		// Sent as its ISO-8601 string (see mpAppendValue, appendJSONValue).
-		return appendPyStr(b, FormatTime(x))
+		return appendPyStr(b, driver.FormatTime(x))
 	case []byte:
 		return appendPyStr(append(b, 'b'), string(x))
 	case []any:

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"io/fs"
 	"math"
 	"reflect"
@@ -482,7 +483,7 @@ func (doc *ResultDoc) setField(k string, v any) error {
 		if s != "" {
 			// Formats differ between Celery versions; an unparsable date
 			// leaves DateDone zero rather than losing the document.
-			if t, err := ParseTime(s); err == nil {
+			if t, err := driver.ParseTime(s); err == nil {
 				doc.DateDone = t
 			}
 		}
@@ -514,7 +515,7 @@ func (doc *ResultDoc) setField(k string, v any) error {
 		if v == nil {
 			return nil
 		}
-		n, ok := AnyToInt(v)
+		n, ok := driver.AnyToInt(v)
 		if !ok || n < math.MinInt32 || n > math.MaxInt32 {
 			return bad("an integer")
 		}

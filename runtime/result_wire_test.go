@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 type resultFixture struct {
@@ -22,7 +23,7 @@ const (
 )
 
 func dd(s string) time.Time {
-	t, err := ParseTime(s)
+	t, err := driver.ParseTime(s)
 	if err != nil {
 		panic(err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"math/rand/v2"
 	goruntime "runtime"
@@ -93,27 +94,27 @@ type Worker struct {
 // Observer receives a worker's task lifecycle; the Celery event dispatcher
 // (runtime/events.go) implements it. Methods must not block.
 type Observer interface {
-	TaskReceived(m *Message)
-	TaskStarted(m *Message)
-	TaskSucceeded(m *Message, result any, runtime time.Duration)
-	TaskFailed(m *Message, exc *ExceptionInfo, traceback string)
-	TaskRetried(m *Message, exc *ExceptionInfo, traceback string)
-	TaskRejected(m *Message, reason string)
-	TaskRevoked(m *Message, expired, terminated bool)
+	TaskReceived(m *driver.Message)
+	TaskStarted(m *driver.Message)
+	TaskSucceeded(m *driver.Message, result any, runtime time.Duration)
+	TaskFailed(m *driver.Message, exc *ExceptionInfo, traceback string)
+	TaskRetried(m *driver.Message, exc *ExceptionInfo, traceback string)
+	TaskRejected(m *driver.Message, reason string)
+	TaskRevoked(m *driver.Message, expired, terminated bool)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) TaskReceived(*Message)                        {}
-func (nopObserver) TaskStarted(*Message)                         {}
-func (nopObserver) TaskSucceeded(*Message, any, time.Duration)   {}
-func (nopObserver) TaskFailed(*Message, *ExceptionInfo, string)  {}
-func (nopObserver) TaskRetried(*Message, *ExceptionInfo, string) {}
-func (nopObserver) TaskRejected(*Message, string)                {}
-func (nopObserver) TaskRevoked(*Message, bool, bool)             {}
+func (nopObserver) TaskReceived(*driver.Message)                        {}
+func (nopObserver) TaskStarted(*driver.Message)                         {}
+func (nopObserver) TaskSucceeded(*driver.Message, any, time.Duration)   {}
+func (nopObserver) TaskFailed(*driver.Message, *ExceptionInfo, string)  {}
+func (nopObserver) TaskRetried(*driver.Message, *ExceptionInfo, string) {}
+func (nopObserver) TaskRejected(*driver.Message, string)                {}
+func (nopObserver) TaskRevoked(*driver.Message, bool, bool)             {}
 
 type heldTask struct {
-	d     Delivery
+	d     driver.Delivery
 	timer *time.Timer
 }
 
@@ -148,7 +149,7 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 		w.obs = o.Observer
 	}
 	// Celery events (runtime/events.go).
-	if et, ok := a.broker.(EventTransport); ok && !o.WithoutEvents {
+	if et, ok := a.broker.(driver.EventTransport); ok && !o.WithoutEvents {
 		w.events = newWorkerEvents(w, et)
 		w.obs = observers{w.events, w.obs}
 	}
@@ -223,8 +224,8 @@ func (w *Worker) lookup(name string) *TaskDef {
 }
 
 type job struct {
-	d   Delivery
-	m   *Message
+	d   driver.Delivery
+	m   *driver.Message
 	def *TaskDef
 }
 
@@ -245,7 +246,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		defer w.closeEvents()
 	}
 	w.ctl.init()
-	if ct, ok := w.app.broker.(ControlTransport); ok {
+	if ct, ok := w.app.broker.(driver.ControlTransport); ok {
 		go w.serveControl(consumeCtx, ct)
 	}
 
@@ -310,7 +311,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	return runErr
 }
 
-func (w *Worker) requeue(d Delivery) {
+func (w *Worker) requeue(d driver.Delivery) {
 	if err := d.Requeue(); err != nil {
 		w.log.Error("requeue failed", "err", err)
 	}
@@ -318,7 +319,7 @@ func (w *Worker) requeue(d Delivery) {
 
 // poolState is what the pool goroutines of a running worker share.
 type poolState struct {
-	deliveries <-chan Delivery
+	deliveries <-chan driver.Delivery
 	// work carries held tasks (ETA, countdown, rate limit) when they are due;
 	// closed at shutdown once nothing can be held any more.
 	work chan job
@@ -391,7 +392,7 @@ func (w *Worker) lead(ctx context.Context, p *poolState) (j job, run, stop bool)
 // dispatch validates a delivery and returns it to run now, or parks it in
 // the broker, or holds it until its ETA or rate-limit slot (then it comes
 // through work).
-func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) (job, bool) {
+func (w *Worker) dispatch(ctx context.Context, d driver.Delivery, work chan<- job) (job, bool) {
 	j, ok := w.accept(ctx, d)
 	if !ok {
 		return job{}, false
@@ -404,7 +405,7 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) (job
 	if eta := m.Headers.ETA; !eta.IsZero() {
 		wait := eta.Sub(w.app.clock.Now())
 		if wait > w.opts.DelayHorizon {
-			if dl, ok := w.app.broker.(Delayer); ok {
+			if dl, ok := w.app.broker.(driver.Delayer); ok {
 				// Parking waits for the broker's confirmation: do it off the
 				// pool goroutine so a stream of far-future tasks does not
 				// stall it.
@@ -431,7 +432,7 @@ func (w *Worker) dispatch(ctx context.Context, d Delivery, work chan<- job) (job
 
 // accept validates a delivery: an undecodable message or an unregistered task
 // is dead-lettered (and FAILURE stored for the latter).
-func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
+func (w *Worker) accept(ctx context.Context, d driver.Delivery) (job, bool) {
 	w.received.Add(1)
 	m := d.Message()
 	if m == nil {
@@ -463,7 +464,7 @@ func (w *Worker) accept(ctx context.Context, d Delivery) (job, bool) {
 // Process handles one delivery synchronously in the calling goroutine, as
 // the worker's pool would, ignoring its ETA and rate limit: the test kit's
 // eager mode uses it. Run is the normal way to drive a worker.
-func (w *Worker) Process(ctx context.Context, d Delivery) {
+func (w *Worker) Process(ctx context.Context, d driver.Delivery) {
 	w.ctl.init()
 	if j, ok := w.accept(ctx, d); ok {
 		w.execute(ctx, nil, j)
@@ -506,7 +507,7 @@ func (w *Worker) releaseHeld() {
 	}
 }
 
-func queueOf(m *Message, def *TaskDef, app *App) string {
+func queueOf(m *driver.Message, def *TaskDef, app *App) string {
 	if m.RoutingKey != "" {
 		return m.RoutingKey
 	}
@@ -516,7 +517,7 @@ func queueOf(m *Message, def *TaskDef, app *App) string {
 	return app.cfg.DefaultQueue
 }
 
-func (w *Worker) deadLetter(d Delivery, m *Message, reason string) {
+func (w *Worker) deadLetter(d driver.Delivery, m *driver.Message, reason string) {
 	attrs := []any{"reason", reason}
 	if m != nil {
 		attrs = append(attrs, "task", m.Headers.Task, "id", m.Headers.ID)
@@ -600,7 +601,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	}
 }
 
-func (w *Worker) ack(d Delivery, m *Message) {
+func (w *Worker) ack(d driver.Delivery, m *driver.Message) {
 	if err := d.Ack(); err != nil {
 		w.log.Error("ack failed", "task", m.Headers.Task, "id", m.Headers.ID, "err", err)
 	}
@@ -608,7 +609,7 @@ func (w *Worker) ack(d Delivery, m *Message) {
 
 // run calls the task with its time limits and panic recovery. abandoned is
 // true when the worker gave up on it at shutdown.
-func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, m *Message, args Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
+func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, m *driver.Message, args Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
 	h := &m.Headers
 	hard, soft := def.TimeLimit, def.SoftTimeLimit
 	if h.TimeLimit[0] > 0 {
@@ -662,7 +663,7 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *Task
 }
 
 // settle records the outcome of a run: result, retry or failure.
-func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outcome, runtime time.Duration) {
+func (w *Worker) settle(ctx context.Context, m *driver.Message, def *TaskDef, out outcome, runtime time.Duration) {
 	h := &m.Headers
 	if out.err == nil {
 		w.succeeded.Add(1)
@@ -706,7 +707,7 @@ func (w *Worker) settle(ctx context.Context, m *Message, def *TaskDef, out outco
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false
 // when the retries are exhausted or the re-publish failed.
-func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause error, re *RetryError) bool {
+func (w *Worker) retry(ctx context.Context, m *driver.Message, def *TaskDef, cause error, re *RetryError) bool {
 	h := &m.Headers
 	max := def.Retry.MaxRetries
 	if re != nil && re.MaxRetries != nil {
@@ -733,7 +734,7 @@ func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause erro
 	}
 	queue := queueOf(m, def, w.app)
 	var err error
-	if dl, ok := w.app.broker.(Delayer); ok && countdown > w.opts.DelayHorizon {
+	if dl, ok := w.app.broker.(driver.Delayer); ok && countdown > w.opts.DelayHorizon {
 		err = dl.Defer(ctx, queue, &nm, eta)
 	} else {
 		err = w.app.publish(ctx, queue, &nm)
@@ -758,7 +759,7 @@ func (w *Worker) retry(ctx context.Context, m *Message, def *TaskDef, cause erro
 // revokedTask records a task that was not run or was stopped: why is
 // "expired", "revoked" (skipped) or "terminated", as the REVOKED document's
 // TaskRevokedError message and the task-revoked event's flags say.
-func (w *Worker) revokedTask(ctx context.Context, m *Message, why, logMsg string) {
+func (w *Worker) revokedTask(ctx context.Context, m *driver.Message, why, logMsg string) {
 	h := &m.Headers
 	w.revoked.Add(1)
 	w.obs.TaskRevoked(m, why == "expired", why == "terminated")
@@ -767,7 +768,7 @@ func (w *Worker) revokedTask(ctx context.Context, m *Message, why, logMsg string
 		Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
 }
 
-func (w *Worker) storeFailure(ctx context.Context, m *Message, def *TaskDef, exc *ExceptionInfo, tb string) {
+func (w *Worker) storeFailure(ctx context.Context, m *driver.Message, def *TaskDef, exc *ExceptionInfo, tb string) {
 	if def != nil && def.IgnoreResult {
 		return
 	}

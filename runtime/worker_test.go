@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The pool goroutines receive deliveries themselves (no dispatcher goroutine
@@ -31,19 +32,19 @@ type scriptedBroker struct {
 	in chan *scriptedDelivery
 	// direct, when set, is the deliveries channel itself (no forwarding
 	// goroutine): the latency benchmark sends on it.
-	direct chan Delivery
+	direct chan driver.Delivery
 }
 
-func (b *scriptedBroker) Publish(context.Context, string, *Message) error { return nil }
-func (b *scriptedBroker) Close() error                                    { return nil }
+func (b *scriptedBroker) Publish(context.Context, string, *driver.Message) error { return nil }
+func (b *scriptedBroker) Close() error                                           { return nil }
 
 // Consume forwards in until ctx ends (then requeues what it holds) or in is
 // closed (a transport that stopped).
-func (b *scriptedBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan Delivery, error) {
+func (b *scriptedBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan driver.Delivery, error) {
 	if b.direct != nil {
 		return b.direct, nil
 	}
-	out := make(chan Delivery, 4)
+	out := make(chan driver.Delivery, 4)
 	go func() {
 		defer close(out)
 		for {
@@ -67,14 +68,14 @@ func (b *scriptedBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan
 }
 
 type scriptedDelivery struct {
-	m       *Message
+	m       *driver.Message
 	settled atomic.Int32 // 1 acked, 2 requeued, 3 rejected
 	times   atomic.Int32 // how many settlements (must end at 1)
 }
 
-func (d *scriptedDelivery) Message() *Message  { return d.m }
-func (d *scriptedDelivery) Raw() []byte        { return nil }
-func (d *scriptedDelivery) DecodeError() error { return nil }
+func (d *scriptedDelivery) Message() *driver.Message { return d.m }
+func (d *scriptedDelivery) Raw() []byte              { return nil }
+func (d *scriptedDelivery) DecodeError() error       { return nil }
 func (d *scriptedDelivery) set(v int32) error {
 	d.times.Add(1)
 	d.settled.Store(v)
@@ -230,7 +231,7 @@ func BenchmarkWorker_StartLatency(b *testing.B) {
 			return nil, nil
 		}}
 	w, br := newScriptedWorker(b, 8, def)
-	br.direct = make(chan Delivery, 4)
+	br.direct = make(chan driver.Delivery, 4)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

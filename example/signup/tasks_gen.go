@@ -8,6 +8,7 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -42,7 +43,7 @@ type SendWelcomeEmailArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of SendWelcomeEmail through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SendWelcomeEmailTask) DecodeArgs(m *runtime.Message) (SendWelcomeEmailArgs, error) {
+func (SendWelcomeEmailTask) DecodeArgs(m *driver.Message) (SendWelcomeEmailArgs, error) {
 	var args sendWelcomeEmailArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SendWelcomeEmailArgs{}, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -50,7 +51,7 @@ type AddNumbersArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of AddNumbers through the generated codec, as a worker does (tasktest.Calls uses it).
-func (AddNumbersTask) DecodeArgs(m *runtime.Message) (AddNumbersArgs, error) {
+func (AddNumbersTask) DecodeArgs(m *driver.Message) (AddNumbersArgs, error) {
 	var args addNumbersArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return AddNumbersArgs{}, err
@@ -152,7 +153,7 @@ type GreetArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Greet through the generated codec, as a worker does (tasktest.Calls uses it).
-func (GreetTask) DecodeArgs(m *runtime.Message) (GreetArgs, error) {
+func (GreetTask) DecodeArgs(m *driver.Message) (GreetArgs, error) {
 	var args greetArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return GreetArgs{}, err
@@ -262,7 +263,7 @@ type FailWithArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of FailWith through the generated codec, as a worker does (tasktest.Calls uses it).
-func (FailWithTask) DecodeArgs(m *runtime.Message) (FailWithArgs, error) {
+func (FailWithTask) DecodeArgs(m *driver.Message) (FailWithArgs, error) {
 	var args failWithArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return FailWithArgs{}, err
@@ -354,7 +355,7 @@ type FlakyArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Flaky through the generated codec, as a worker does (tasktest.Calls uses it).
-func (FlakyTask) DecodeArgs(m *runtime.Message) (FlakyArgs, error) {
+func (FlakyTask) DecodeArgs(m *driver.Message) (FlakyArgs, error) {
 	var args flakyArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return FlakyArgs{}, err
@@ -454,7 +455,7 @@ type LaterArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Later through the generated codec, as a worker does (tasktest.Calls uses it).
-func (LaterTask) DecodeArgs(m *runtime.Message) (LaterArgs, error) {
+func (LaterTask) DecodeArgs(m *driver.Message) (LaterArgs, error) {
 	var args laterArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return LaterArgs{}, err
@@ -543,7 +544,7 @@ type ResizeImageArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of ResizeImage through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ResizeImageTask) DecodeArgs(m *runtime.Message) (ResizeImageArgs, error) {
+func (ResizeImageTask) DecodeArgs(m *driver.Message) (ResizeImageArgs, error) {
 	var args resizeImageArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ResizeImageArgs{}, err
@@ -641,7 +642,7 @@ type PyFailArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of PyFail through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PyFailTask) DecodeArgs(m *runtime.Message) (PyFailArgs, error) {
+func (PyFailTask) DecodeArgs(m *driver.Message) (PyFailArgs, error) {
 	var args pyFailArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PyFailArgs{}, err
@@ -725,7 +726,7 @@ type SharedSlowArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of SharedSlow through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SharedSlowTask) DecodeArgs(m *runtime.Message) (SharedSlowArgs, error) {
+func (SharedSlowTask) DecodeArgs(m *driver.Message) (SharedSlowArgs, error) {
 	var args sharedSlowArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SharedSlowArgs{}, err

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -49,7 +50,7 @@ type RecordArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Record through the generated codec, as a worker does (tasktest.Calls uses it).
-func (RecordTask) DecodeArgs(m *runtime.Message) (RecordArgs, error) {
+func (RecordTask) DecodeArgs(m *driver.Message) (RecordArgs, error) {
 	var args recordArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return RecordArgs{}, err
@@ -152,7 +153,7 @@ type PingArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PingTask) DecodeArgs(m *runtime.Message) (PingArgs, error) {
+func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
 	var args pingArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PingArgs{}, err
@@ -247,7 +248,7 @@ type SlowArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Slow through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SlowTask) DecodeArgs(m *runtime.Message) (SlowArgs, error) {
+func (SlowTask) DecodeArgs(m *driver.Message) (SlowArgs, error) {
 	var args slowArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SlowArgs{}, err
@@ -358,7 +359,7 @@ type BoomArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Boom through the generated codec, as a worker does (tasktest.Calls uses it).
-func (BoomTask) DecodeArgs(m *runtime.Message) (BoomArgs, error) {
+func (BoomTask) DecodeArgs(m *driver.Message) (BoomArgs, error) {
 	var args boomArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return BoomArgs{}, err
@@ -452,7 +453,7 @@ type StubbornArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Stubborn through the generated codec, as a worker does (tasktest.Calls uses it).
-func (StubbornTask) DecodeArgs(m *runtime.Message) (StubbornArgs, error) {
+func (StubbornTask) DecodeArgs(m *driver.Message) (StubbornArgs, error) {
 	var args stubbornArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return StubbornArgs{}, err
@@ -548,7 +549,7 @@ type StormArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Storm through the generated codec, as a worker does (tasktest.Calls uses it).
-func (StormTask) DecodeArgs(m *runtime.Message) (StormArgs, error) {
+func (StormTask) DecodeArgs(m *driver.Message) (StormArgs, error) {
 	var args stormArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return StormArgs{}, err
@@ -658,7 +659,7 @@ type TypedArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Typed through the generated codec, as a worker does (tasktest.Calls uses it).
-func (TypedTask) DecodeArgs(m *runtime.Message) (TypedArgs, error) {
+func (TypedTask) DecodeArgs(m *driver.Message) (TypedArgs, error) {
 	var args typedArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return TypedArgs{}, err

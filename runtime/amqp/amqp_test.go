@@ -22,6 +22,7 @@ import (
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/amqp"
+	"github.com/taskgen/taskgen/runtime/driver"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -252,7 +253,7 @@ func openBroker(t testing.TB, raw string) *amqp.Broker {
 	t.Helper()
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
-	b, err := amqp.New(u, runtime.TransportOptions{Hostname: "test@" + t.Name(), ConnectTimeout: 10 * time.Second, Logger: testLogger})
+	b, err := amqp.New(u, driver.TransportOptions{Hostname: "test@" + t.Name(), ConnectTimeout: 10 * time.Second, Logger: testLogger})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -272,7 +273,7 @@ func TestConsume_CeleryMessages(t *testing.T) {
 	for _, name := range amqp.FixtureNames {
 		f := amqp.LoadFixture(t, name)
 		publishFixture(t, ch, q, f, nil)
-		var d runtime.Delivery
+		var d driver.Delivery
 		select {
 		case d = <-ds:
 		case <-time.After(5 * time.Second):
@@ -502,7 +503,7 @@ func TestWorker_PoisonDeadLettered(t *testing.T) {
 	v, err := res.Get(ctxT(t, 10*time.Second))
 	require.NoError(t, err)
 	require.Equal(t, 1, v)
-	n, err := app.Broker().(runtime.QueueInspector).QueueLength(context.Background(), q)
+	n, err := app.Broker().(driver.QueueInspector).QueueLength(context.Background(), q)
 	require.NoError(t, err)
 	require.Zero(t, n)
 }
@@ -519,8 +520,8 @@ func TestDefer_WaitsInRabbitMQ(t *testing.T) {
 	b := openBroker(t, raw)
 	body, err := runtime.AppendBody(nil, "json", &addArgs{x: 1}, nil)
 	require.NoError(t, err)
-	m := &runtime.Message{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: "d1", DeliveryMode: 2, Body: body,
-		Headers: runtime.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "d1", RootID: "d1"}}
+	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: "d1", DeliveryMode: 2, Body: body,
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "d1", RootID: "d1"}}
 	start := time.Now()
 	require.NoError(t, b.Defer(ctxT(t, 10*time.Second), q, m, start.Add(4500*time.Millisecond)))
 	n, err := b.QueueLength(context.Background(), wait)
@@ -563,7 +564,7 @@ func TestWorker_CountdownParkedInBroker(t *testing.T) {
 	res, err := runtime.NewStub[int](def).With(runtime.WithApp(app), runtime.Countdown(3*time.Second)).Send(ctxT(t, 10*time.Second), &addArgs{x: 7})
 	require.NoError(t, err)
 	time.Sleep(time.Second)
-	n, err := app.Broker().(runtime.QueueInspector).QueueLength(context.Background(), "taskgen.delay."+q+".2s")
+	n, err := app.Broker().(driver.QueueInspector).QueueLength(context.Background(), "taskgen.delay."+q+".2s")
 	require.NoError(t, err)
 	require.EqualValues(t, 1, n, "parked in the 2 s wait queue")
 	v, err := res.Get(ctxT(t, 15*time.Second))
@@ -590,8 +591,8 @@ func TestConsume_OutOfOrderAcks(t *testing.T) {
 	for i := range n {
 		wg.Go(func() {
 			id := fmt.Sprint(i)
-			m := &runtime.Message{ContentType: runtime.ContentTypeMsgpack, ContentEncoding: "binary", CorrelationID: id, Body: body,
-				Headers: runtime.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id}}
+			m := &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: "binary", CorrelationID: id, Body: body,
+				Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id}}
 			require.NoError(t, b.Publish(ctxT(t, 20*time.Second), q, m))
 		})
 	}
@@ -606,7 +607,7 @@ func TestConsume_OutOfOrderAcks(t *testing.T) {
 	ackedN := func() int { mu.Lock(); defer mu.Unlock(); return len(acked) }
 	deadline := time.Now().Add(20 * time.Second)
 	for ackedN() < n {
-		var d runtime.Delivery
+		var d driver.Delivery
 		select {
 		case d = <-ds:
 		case <-time.After(50 * time.Millisecond):

@@ -21,16 +21,17 @@ import (
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/amqp"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // benchMessage is a task message as runtime.App builds it for add(2, 3, 1).
-func benchMessage(b testing.TB) *runtime.Message {
+func benchMessage(b testing.TB) *driver.Message {
 	body, err := runtime.AppendBody(nil, runtime.SerializerMsgpack, &addArgs{x: 2, y: 3, z: 1}, nil)
 	require.NoError(b, err)
 	id := runtime.NewID()
-	return &runtime.Message{ContentType: runtime.ContentTypeMsgpack, ContentEncoding: runtime.ContentEncodingBinary,
+	return &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: driver.ContentEncodingBinary,
 		CorrelationID: id, DeliveryMode: 2, Body: body,
-		Headers: runtime.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id, RootID: id, ArgsRepr: "(2, 3, 1)", KwargsRepr: "{}", Origin: "gen1@bench"}}
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id, RootID: id, ArgsRepr: "(2, 3, 1)", KwargsRepr: "{}", Origin: "gen1@bench"}}
 }
 
 // parallel runs n goroutines that together call op b.N times.
@@ -116,7 +117,7 @@ func BenchmarkEnqueue(b *testing.B) {
 }
 
 // publishingOf is the raw equivalent of what taskgen publishes for m.
-func publishingOf(m *runtime.Message) (amqp091.Publishing, error) {
+func publishingOf(m *driver.Message) (amqp091.Publishing, error) {
 	h := amqp091.Table{}
 	m.Headers.Range(func(k string, v any) {
 		switch x := v.(type) {
@@ -132,11 +133,11 @@ func publishingOf(m *runtime.Message) (amqp091.Publishing, error) {
 }
 
 // fill publishes n copies of m to q with pipelined confirms.
-func fill(b *testing.B, conn *amqp091.Connection, q string, m *runtime.Message, n int) {
+func fill(b *testing.B, conn *amqp091.Connection, q string, m *driver.Message, n int) {
 	fillT(b, conn, q, m, n)
 }
 
-func fillT(b testing.TB, conn *amqp091.Connection, q string, m *runtime.Message, n int) {
+func fillT(b testing.TB, conn *amqp091.Connection, q string, m *driver.Message, n int) {
 	p, err := publishingOf(m)
 	require.NoError(b, err)
 	ch, err := conn.Channel()
@@ -412,7 +413,7 @@ func BenchmarkCompareDrainVariants(b *testing.B) {
 					s := measure(func() {
 						ds, err := br.Consume(ctx, []string{q}, prefetch)
 						require.NoError(b, err)
-						work := make(chan runtime.Delivery)
+						work := make(chan driver.Delivery)
 						var left atomic.Int64
 						left.Store(n)
 						done := make(chan struct{})

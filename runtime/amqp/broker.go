@@ -19,15 +19,15 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func init() {
-	runtime.RegisterBroker("amqp", open)
-	runtime.RegisterBroker("amqps", open)
+	driver.RegisterBroker("amqp", open)
+	driver.RegisterBroker("amqps", open)
 }
 
-func open(u *url.URL, opts runtime.TransportOptions) (runtime.Broker, error) {
+func open(u *url.URL, opts driver.TransportOptions) (driver.Broker, error) {
 	return New(u, opts)
 }
 
@@ -183,7 +183,7 @@ func ParseOptions(u *url.URL) (Options, error) {
 // [runtime.ControlTransport] and is safe for concurrent use.
 type Broker struct {
 	opts     Options
-	topts    runtime.TransportOptions
+	topts    driver.TransportOptions
 	dialURL  string // without taskgen's options; holds the password
 	redacted string
 	log      *slog.Logger
@@ -201,15 +201,15 @@ type Broker struct {
 }
 
 var (
-	_ runtime.Broker         = (*Broker)(nil)
-	_ runtime.Delayer        = (*Broker)(nil)
-	_ runtime.QueueInspector = (*Broker)(nil)
+	_ driver.Broker         = (*Broker)(nil)
+	_ driver.Delayer        = (*Broker)(nil)
+	_ driver.QueueInspector = (*Broker)(nil)
 )
 
 // New returns a broker for an amqp:// or amqps:// URL. It does not connect:
 // the first Publish, Consume or QueueLength does.
-func New(u *url.URL, topts runtime.TransportOptions) (*Broker, error) {
-	redacted := runtime.Redact(u.String())
+func New(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
+	redacted := driver.Redact(u.String())
 	if u.Scheme != "amqp" && u.Scheme != "amqps" {
 		return nil, fmt.Errorf("amqp: %s: scheme must be amqp or amqps", redacted)
 	}
@@ -724,7 +724,7 @@ func (b *Broker) publishOnce(ctx context.Context, exchange, key string, prepare 
 // Publish sends msg to queue (default exchange, routing key = queue) and
 // returns once RabbitMQ confirmed it. The queue is declared first, once per
 // connection, as Celery declares it.
-func (b *Broker) Publish(ctx context.Context, queue string, msg *runtime.Message) error {
+func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	p, err := publishing(msg)
 	if err != nil {
 		return fmt.Errorf("amqp: publish to %q: %w", queue, err)
@@ -746,7 +746,7 @@ func delayLevel(d time.Duration) int {
 // of two seconds not above the remaining delay; RabbitMQ dead-letters it to
 // queue when the TTL ends (see the package documentation). A message due in
 // less than a second is published to queue directly.
-func (b *Broker) Defer(ctx context.Context, queue string, msg *runtime.Message, due time.Time) error {
+func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, due time.Time) error {
 	level := delayLevel(time.Until(due))
 	if level < 0 {
 		return b.Publish(ctx, queue, msg)

@@ -12,7 +12,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // outBuffer caps the buffer of the delivery channel: the forwarding
@@ -39,7 +39,7 @@ type consumer struct {
 	b        *Broker
 	queues   []string
 	prefetch int
-	out      chan runtime.Delivery
+	out      chan driver.Delivery
 	stop     chan struct{} // closed by Broker.Close
 	stopOnce sync.Once
 	live     atomic.Int32 // connection slots not yet finished (run ended, drain done)
@@ -72,7 +72,7 @@ func splitPrefetch(prefetch, n int) []int {
 // returns an error when the connections cannot be made within
 // TransportOptions.ConnectTimeout; later connection losses are retried with
 // backoff while the returned channel stays open.
-func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan driver.Delivery, error) {
 	if len(queues) == 0 {
 		return nil, errors.New("amqp: Consume: no queues")
 	}
@@ -84,7 +84,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 		prefetch = 65535 * n
 	}
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
-		out: make(chan runtime.Delivery, min(prefetch, outBuffer)), stop: make(chan struct{})}
+		out: make(chan driver.Delivery, min(prefetch, outBuffer)), stop: make(chan struct{})}
 	b.mu.Lock()
 	if b.closed {
 		b.mu.Unlock()
@@ -308,7 +308,7 @@ func (c *consumer) serve(ctx context.Context, g *gen) (draining bool) {
 func (c *consumer) dropDead(ctx context.Context, g *gen) {
 	var keep []*delivery
 	for range cap(c.out) {
-		var d runtime.Delivery
+		var d driver.Delivery
 		select {
 		case d = <-c.out:
 		default:
@@ -539,7 +539,7 @@ type delivery struct {
 	tag     uint64
 	queue   string
 	once    sync.Once
-	msg     *runtime.Message
+	msg     *driver.Message
 	err     error
 	raw     amqp.Delivery // its Headers are dropped once msg is made
 	settled atomic.Bool
@@ -557,7 +557,7 @@ func (d *delivery) decode() {
 }
 
 // Message returns the decoded message, or nil (see DecodeError).
-func (d *delivery) Message() *runtime.Message {
+func (d *delivery) Message() *driver.Message {
 	d.decode()
 	return d.msg
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func TestSplitPrefetch(t *testing.T) {
@@ -23,7 +23,7 @@ func TestSplitPrefetch(t *testing.T) {
 }
 
 // recv returns the next delivery of ds, failing after within.
-func recv(t *testing.T, ds <-chan runtime.Delivery, within time.Duration) *delivery {
+func recv(t *testing.T, ds <-chan driver.Delivery, within time.Duration) *delivery {
 	t.Helper()
 	select {
 	case d, ok := <-ds:

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Celery's fanout traffic on RabbitMQ: events on the "celeryev" topic
@@ -63,8 +64,8 @@ const (
 )
 
 var (
-	_ runtime.EventTransport   = (*Broker)(nil)
-	_ runtime.ControlTransport = (*Broker)(nil)
+	_ driver.EventTransport   = (*Broker)(nil)
+	_ driver.ControlTransport = (*Broker)(nil)
 )
 
 // errBlocked is returned by fanout publishes while RabbitMQ blocks the
@@ -260,7 +261,7 @@ func (l *link) close() {
 }
 
 // rawPublishing builds the AMQP message of msg.
-func rawPublishing(msg *runtime.RawMessage, mode uint8) (amqp.Publishing, error) {
+func rawPublishing(msg *driver.RawMessage, mode uint8) (amqp.Publishing, error) {
 	p := amqp.Publishing{ContentType: msg.ContentType, ContentEncoding: msg.ContentEncoding, DeliveryMode: mode, Body: msg.Body}
 	if len(msg.Headers) > 0 {
 		t, err := tableValue(msg.Headers)
@@ -274,8 +275,8 @@ func rawPublishing(msg *runtime.RawMessage, mode uint8) (amqp.Publishing, error)
 
 // rawMessage maps a received delivery to a runtime message; header values
 // become int64, float64, string, bool, nil, []any and map[string]any.
-func rawMessage(d *amqp.Delivery) *runtime.RawMessage {
-	m := &runtime.RawMessage{ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Body: d.Body,
+func rawMessage(d *amqp.Delivery) *driver.RawMessage {
+	m := &driver.RawMessage{ContentType: d.ContentType, ContentEncoding: d.ContentEncoding, Body: d.Body,
 		Exchange: d.Exchange, RoutingKey: d.RoutingKey}
 	if len(d.Headers) > 0 {
 		m.Headers = make(map[string]any, len(d.Headers))
@@ -357,7 +358,7 @@ func warnExchange(b *Broker, ex exchangeSpec, err error) {
 // confirm. It never waits for a connection attempt while the last one
 // failed recently, nor while RabbitMQ blocks publishers: it returns an
 // error and the event is lost, as events are transient.
-func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error {
 	p, err := rawPublishing(msg, amqp.Transient)
 	if err == nil {
 		err = b.publishFanout(ctx, eventExchange(msg.Exchange), msg.RoutingKey, &p, true)
@@ -371,7 +372,7 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) erro
 // PublishControl broadcasts a remote-control request on msg.Exchange
 // ("celery.pidbox" when empty; fanout, not durable) with routing key
 // msg.RoutingKey (normally "") and delivery_mode 2, as kombu does.
-func (b *Broker) PublishControl(ctx context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishControl(ctx context.Context, msg *driver.RawMessage) error {
 	p, err := rawPublishing(msg, amqp.Persistent)
 	if err == nil {
 		err = b.publishFanout(ctx, controlExchange(msg.Exchange), msg.RoutingKey, &p, false)
@@ -385,7 +386,7 @@ func (b *Broker) PublishControl(ctx context.Context, msg *runtime.RawMessage) er
 // Reply publishes a remote-control reply to exchange (declared as kombu
 // declares reply exchanges: direct, not durable; "" is the default
 // exchange) with routingKey and delivery_mode 1.
-func (b *Broker) Reply(ctx context.Context, exchange, routingKey string, msg *runtime.RawMessage) error {
+func (b *Broker) Reply(ctx context.Context, exchange, routingKey string, msg *driver.RawMessage) error {
 	p, err := rawPublishing(msg, amqp.Transient)
 	if err == nil {
 		err = b.publishFanout(ctx, replyExchange(exchange), routingKey, &p, false)
@@ -455,7 +456,7 @@ type subscription struct {
 	b    *Broker
 	what string // for logs
 	q    fanoutQueue
-	out  chan *runtime.RawMessage
+	out  chan *driver.RawMessage
 	drop bool // drop messages when out is full (events) instead of waiting
 }
 
@@ -472,7 +473,7 @@ var fanoutConsumerSeq atomic.Uint64
 // TransportOptions.ConnectTimeout (or ctx); later losses are retried with
 // backoff while the returned channel stays open, until ctx ends or the
 // broker is closed.
-func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *driver.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -609,8 +610,8 @@ func (s *subscription) dropped() {
 // x-expires 60000) bound with "#", no-ack. Messages keep their routing key
 // ("task.multi" bodies are JSON lists). It returns once the queue is bound.
 // The channel is closed when ctx ends or the broker is closed.
-func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
-	s := &subscription{b: b, what: "events", drop: true, out: make(chan *runtime.RawMessage, EventBuffer),
+func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
+	s := &subscription{b: b, what: "events", drop: true, out: make(chan *driver.RawMessage, EventBuffer),
 		q: fanoutQueue{exchange: eventExchange(""), name: EventQueuePrefix + runtime.NewID(), key: "#",
 			args: amqp.Table{"x-message-ttl": ms(EventQueueTTL), "x-expires": ms(EventQueueExpires)}}}
 	return b.subscribe(ctx, s)
@@ -620,11 +621,11 @@ func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessag
 // workers, as node nodename: queue "<nodename>.celery.pidbox" (not durable,
 // auto-delete, x-expires 10000, x-message-ttl 300000) bound to the
 // "celery.pidbox" fanout exchange with routing key "", no-ack.
-func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *driver.RawMessage, error) {
 	if nodename == "" {
 		return nil, errors.New("amqp: ConsumeControl: empty node name")
 	}
-	s := &subscription{b: b, what: "control " + nodename, out: make(chan *runtime.RawMessage, controlBuffer),
+	s := &subscription{b: b, what: "control " + nodename, out: make(chan *driver.RawMessage, controlBuffer),
 		q: fanoutQueue{exchange: controlExchange(""), name: nodename + ControlQueueSuffix, key: "",
 			args: amqp.Table{"x-expires": ms(ControlQueueExpires), "x-message-ttl": ms(ControlQueueTTL)}}}
 	return b.subscribe(ctx, s)
@@ -635,11 +636,11 @@ func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *r
 // 10000, x-message-ttl 300000) bound to "reply.celery.pidbox" (direct, not
 // durable) with routing key oid, no-ack. It returns once the queue is
 // bound, so a request published afterwards cannot miss its replies.
-func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *driver.RawMessage, error) {
 	if oid == "" {
 		return nil, errors.New("amqp: ConsumeReplies: empty oid")
 	}
-	s := &subscription{b: b, what: "replies " + oid, out: make(chan *runtime.RawMessage, controlBuffer),
+	s := &subscription{b: b, what: "replies " + oid, out: make(chan *driver.RawMessage, controlBuffer),
 		q: fanoutQueue{exchange: replyExchange(ReplyExchange), name: oid + ReplyQueueSuffix, key: oid,
 			args: amqp.Table{"x-expires": ms(ControlQueueExpires), "x-message-ttl": ms(ControlQueueTTL)}}}
 	return b.subscribe(ctx, s)

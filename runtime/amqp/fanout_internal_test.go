@@ -11,17 +11,18 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
-func eventMsg(host string) *runtime.RawMessage {
-	return &runtime.RawMessage{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8",
+func eventMsg(host string) *driver.RawMessage {
+	return &driver.RawMessage{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8",
 		Headers: map[string]any{"hostname": host}, Body: []byte(`{"type": "worker-heartbeat", "hostname": "` + host + `"}`),
 		Exchange: runtime.EventExchange, RoutingKey: "worker.heartbeat"}
 }
 
 // awaitHost publishes with publish every 100 ms until a message whose
 // hostname header is host arrives on ch.
-func awaitHost(t *testing.T, ch <-chan *runtime.RawMessage, host string, publish func() error) {
+func awaitHost(t *testing.T, ch <-chan *driver.RawMessage, host string, publish func() error) {
 	t.Helper()
 	deadline := time.After(20 * time.Second)
 	tick := time.NewTicker(100 * time.Millisecond)
@@ -78,7 +79,7 @@ func TestFanout_ConnectionLoss(t *testing.T) {
 		awaitHost(t, events, host, func() error { return b.PublishEvent(ctx, eventMsg(host)) })
 		ctlHost := uniqueQueue("c")
 		awaitHost(t, control, ctlHost, func() error {
-			return b.PublishControl(ctx, &runtime.RawMessage{ContentType: runtime.ContentTypeJSON, Headers: map[string]any{"hostname": ctlHost}, Body: []byte(`{}`)})
+			return b.PublishControl(ctx, &driver.RawMessage{ContentType: driver.ContentTypeJSON, Headers: map[string]any{"hostname": ctlHost}, Body: []byte(`{}`)})
 		})
 	}
 
@@ -132,7 +133,7 @@ func TestFanout_ChannelErrorsIsolated(t *testing.T) {
 	_, err = ch.QueueDeclare(capQ, false, true, true, false, nil)
 	require.NoError(t, err)
 	require.NoError(t, ch.QueueBind(capQ, "", ex, false, nil))
-	reply := &runtime.RawMessage{ContentType: runtime.ContentTypeJSON, Headers: map[string]any{"ticket": "t", "clock": 1}, Body: []byte(`{"n": {"ok": "pong"}}`)}
+	reply := &driver.RawMessage{ContentType: driver.ContentTypeJSON, Headers: map[string]any{"ticket": "t", "clock": 1}, Body: []byte(`{"n": {"ok": "pong"}}`)}
 	require.NoError(t, b.Reply(ctx, ex, "k", reply))
 	d := getMessage(t, ch, capQ)
 	require.Equal(t, reply.Body, d.Body)
@@ -171,7 +172,7 @@ func TestFanout_ChannelErrorsIsolated(t *testing.T) {
 	require.NoError(t, err)
 	host := uniqueQueue("h")
 	awaitHost(t, ctl, host, func() error {
-		return b.PublishControl(ctx, &runtime.RawMessage{ContentType: runtime.ContentTypeJSON, Headers: map[string]any{"hostname": host}, Body: []byte(`{}`)})
+		return b.PublishControl(ctx, &driver.RawMessage{ContentType: driver.ContentTypeJSON, Headers: map[string]any{"hostname": host}, Body: []byte(`{}`)})
 	})
 	roundTrip("after-subscription-406")
 }
@@ -193,7 +194,7 @@ func TestFanout_PublishEventFailsFast(t *testing.T) {
 	t.Parallel()
 	u, err := url.Parse("amqp://guest:guest@127.0.0.1:1/")
 	require.NoError(t, err)
-	b, err := New(u, runtime.TransportOptions{Hostname: "test@fast", ConnectTimeout: 5 * time.Second})
+	b, err := New(u, driver.TransportOptions{Hostname: "test@fast", ConnectTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	defer b.Close()
 	ctx := context.Background()

@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The control exchange and the event exchange are shared by every test of
@@ -51,7 +52,7 @@ func newSharedApp(t testing.TB, brokerURL, backend string) *runtime.App {
 
 // decodeEvents returns the events of one message: a JSON object, or a list
 // of them ("task.multi").
-func decodeEvents(t testing.TB, m *runtime.RawMessage) []map[string]any {
+func decodeEvents(t testing.TB, m *driver.RawMessage) []map[string]any {
 	t.Helper()
 	body := bytes.TrimSpace(m.Body)
 	if len(body) > 0 && body[0] == '[' {
@@ -68,11 +69,11 @@ func decodeEvents(t testing.TB, m *runtime.RawMessage) []map[string]any {
 type eventLog struct {
 	mu     sync.Mutex
 	events []map[string]any
-	msgs   []*runtime.RawMessage
+	msgs   []*driver.RawMessage
 	wake   chan struct{}
 }
 
-func collectEvents(t testing.TB, ch <-chan *runtime.RawMessage, hostname string) *eventLog {
+func collectEvents(t testing.TB, ch <-chan *driver.RawMessage, hostname string) *eventLog {
 	l := &eventLog{wake: make(chan struct{}, 1)}
 	go func() {
 		for m := range ch {
@@ -119,10 +120,10 @@ func (l *eventLog) wait(t testing.TB, typ string, within time.Duration, match fu
 	}
 }
 
-func (l *eventLog) messages() []*runtime.RawMessage {
+func (l *eventLog) messages() []*driver.RawMessage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]*runtime.RawMessage(nil), l.msgs...)
+	return append([]*driver.RawMessage(nil), l.msgs...)
 }
 
 // TestFanout_DeclaredAsCelery: every fanout entity has Celery's type, flags
@@ -241,7 +242,7 @@ func TestFanout_PublishEventAsCelery(t *testing.T) {
 	require.NoError(t, ch.ExchangeDeclare("celeryev", "topic", true, false, false, false, nil))
 	require.NoError(t, ch.QueueBind(q, "worker.#", "celeryev", false, nil))
 	body := readFixture(t, "amqp_event_jsonrun_worker_heartbeat.bin")
-	require.NoError(t, b.PublishEvent(ctx, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"hostname": host}, Body: body, Exchange: "celeryev", RoutingKey: "worker.heartbeat"}))
 	for {
 		d := getRaw(t, ch, q, 10*time.Second)
@@ -324,7 +325,7 @@ func TestFanout_PidboxAsCelery(t *testing.T) {
 	b := openBroker(t, raw)
 	ticket := runtime.NewID()
 	body := []byte(`{"method": "ping", "arguments": {}, "destination": ["nobody@nowhere"], "pattern": null, "matcher": null, "ticket": "` + ticket + `", "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": "x"}}`)
-	require.NoError(t, b.PublishControl(ctx, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.PublishControl(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"clock": int64(7), "expires": 1795463139.3645277}, Body: body, Exchange: "celery.pidbox"}))
 	for {
 		d := getRaw(t, ch, capQ, 5*time.Second)
@@ -437,7 +438,7 @@ func TestEvents_GoWorker(t *testing.T) {
 	q := queueName(t)
 	purgeLater(t, raw, q)
 	app := newApp(t, raw, "json")
-	sub, err := app.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+	sub, err := app.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 	require.NoError(t, err)
 	log := collectEvents(t, sub, node)
 	runWorker(t, app, runtime.WorkerOptions{Queues: []string{q}, Concurrency: 1, Hostname: node, HeartbeatInterval: 500 * time.Millisecond}, addDef(q, nil))
@@ -649,7 +650,7 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 	q := queueName(t)
 	purgeLater(t, raw, q)
 	app := newApp(t, raw, "json")
-	sub, err := app.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+	sub, err := app.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 	require.NoError(t, err)
 	log := collectEvents(t, sub, node)
 

@@ -12,22 +12,22 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func testBroker(t *testing.T, raw string) *Broker {
 	t.Helper()
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
-	b, err := New(u, runtime.TransportOptions{Hostname: "test@reconnect", ConnectTimeout: 5 * time.Second})
+	b, err := New(u, driver.TransportOptions{Hostname: "test@reconnect", ConnectTimeout: 5 * time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
 }
 
-func testMessage(id string) *runtime.Message {
-	return &runtime.Message{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: id,
-		Body: []byte(`[[], {}, null]`), Headers: runtime.TaskHeaders{Lang: "go", Task: "t", ID: id}}
+func testMessage(id string) *driver.Message {
+	return &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: id,
+		Body: []byte(`[[], {}, null]`), Headers: driver.TaskHeaders{Lang: "go", Task: "t", ID: id}}
 }
 
 func uniqueQueue(prefix string) string {
@@ -62,7 +62,7 @@ func TestConsume_ConnectionLoss(t *testing.T) {
 	<-d1.g.closed
 	require.ErrorIs(t, d1.Ack(), errConnLost)
 
-	var d2 runtime.Delivery
+	var d2 driver.Delivery
 	select {
 	case d2 = <-ds:
 	case <-time.After(10 * time.Second):
@@ -107,7 +107,7 @@ func TestPublish_ConnectionLossRetried(t *testing.T) {
 func TestPublish_Unreachable(t *testing.T) {
 	t.Parallel()
 	u, _ := url.Parse("amqp://user:s3cret@127.0.0.1:1/v?connect_timeout=1")
-	b, err := New(u, runtime.TransportOptions{ConnectTimeout: 700 * time.Millisecond})
+	b, err := New(u, driver.TransportOptions{ConnectTimeout: 700 * time.Millisecond})
 	require.NoError(t, err)
 	defer b.Close()
 	start := time.Now()

@@ -11,7 +11,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Header names this transport adds to dead-lettered messages.
@@ -24,7 +24,7 @@ const (
 
 // headerTable converts task headers to an AMQP field table typed as py-amqp
 // reads it (WIRE §1.7).
-func headerTable(h *runtime.TaskHeaders) (amqp.Table, error) {
+func headerTable(h *driver.TaskHeaders) (amqp.Table, error) {
 	t := make(amqp.Table, 18+len(h.Extra))
 	var err error
 	h.Range(func(name string, v any) {
@@ -156,7 +156,7 @@ func tableValue(m map[string]any) (amqp.Table, error) {
 }
 
 // publishing builds the AMQP message of msg.
-func publishing(msg *runtime.Message) (amqp.Publishing, error) {
+func publishing(msg *driver.Message) (amqp.Publishing, error) {
 	t, err := headerTable(&msg.Headers)
 	if err != nil {
 		return amqp.Publishing{}, err
@@ -219,13 +219,13 @@ var errNoTask = errors.New("not a taskgen/Celery protocol v2 task message")
 
 // message maps a received AMQP delivery to a runtime message. queue is the
 // queue it was consumed from.
-func message(d *amqp.Delivery, queue string) (*runtime.Message, error) {
+func message(d *amqp.Delivery, queue string) (*driver.Message, error) {
 	switch d.ContentType {
-	case runtime.ContentTypeMsgpack, runtime.ContentTypeJSON:
+	case driver.ContentTypeMsgpack, driver.ContentTypeJSON:
 	default:
 		return nil, fmt.Errorf("%w: unsupported content type %q", errNoTask, d.ContentType)
 	}
-	h, err := runtime.ParseHeaders(map[string]any(d.Headers))
+	h, err := driver.ParseHeaders(map[string]any(d.Headers))
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", errNoTask, err)
 	}
@@ -239,7 +239,7 @@ func message(d *amqp.Delivery, queue string) (*runtime.Message, error) {
 	if len(h.Extra) == 0 {
 		h.Extra = nil
 	}
-	return &runtime.Message{
+	return &driver.Message{
 		ContentType:     d.ContentType,
 		ContentEncoding: d.ContentEncoding,
 		CorrelationID:   d.CorrelationId,

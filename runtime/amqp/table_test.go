@@ -15,7 +15,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // fixture is one captured Celery 5.2.6 task message (testdata/celery/amqp).
@@ -142,8 +142,8 @@ func TestMessage_CeleryFixtures(t *testing.T) {
 			if strings.Contains(name, "eta_expires_prio") {
 				require.Equal(t, [2]float64{60, 50}, h.TimeLimit)
 				require.False(t, h.ETA.IsZero())
-				require.Equal(t, f.Headers["eta"], runtime.FormatTime(h.ETA))
-				require.Equal(t, f.Headers["expires"], runtime.FormatTime(h.Expires))
+				require.Equal(t, f.Headers["eta"], driver.FormatTime(h.ETA))
+				require.Equal(t, f.Headers["expires"], driver.FormatTime(h.Expires))
 				require.Equal(t, "120000", m.Expiration)
 				require.EqualValues(t, 5, m.Priority)
 			} else {
@@ -194,9 +194,9 @@ func TestMessage_ExtraHeaders(t *testing.T) {
 }
 
 // celeryHeaders builds TaskHeaders equal to a fixture's headers.
-func celeryHeaders(t *testing.T, f fixture) runtime.TaskHeaders {
+func celeryHeaders(t *testing.T, f fixture) driver.TaskHeaders {
 	t.Helper()
-	h, err := runtime.ParseHeaders(map[string]any(f.PyTable()))
+	h, err := driver.ParseHeaders(map[string]any(f.PyTable()))
 	require.NoError(t, err)
 	return h
 }
@@ -262,7 +262,7 @@ func TestFieldValue(t *testing.T) {
 		_, err := fieldValue(bad)
 		require.Error(t, err, "%#v", bad)
 	}
-	h := runtime.TaskHeaders{Task: "t", ID: "i", Extra: map[string]any{"bad": make(chan int)}}
+	h := driver.TaskHeaders{Task: "t", ID: "i", Extra: map[string]any{"bad": make(chan int)}}
 	_, err := headerTable(&h)
 	require.ErrorContains(t, err, `header "bad"`)
 }
@@ -313,20 +313,20 @@ func TestNew_VhostAndRedaction(t *testing.T) {
 	} {
 		u, err := url.Parse(raw)
 		require.NoError(t, err)
-		b, err := New(u, runtime.TransportOptions{})
+		b, err := New(u, driver.TransportOptions{})
 		require.NoError(t, err, raw)
 		require.Equal(t, vhost, b.Vhost(), raw)
 		require.NotContains(t, b.redacted, ":p@", raw)
 	}
 	u, _ := url.Parse("amqp://user:s3cret@127.0.0.1:1/v?connect_timeout=0.2")
-	b, err := New(u, runtime.TransportOptions{ConnectTimeout: 300 * time.Millisecond})
+	b, err := New(u, driver.TransportOptions{ConnectTimeout: 300 * time.Millisecond})
 	require.NoError(t, err)
 	_, err = b.Consume(t.Context(), []string{"q"}, 1)
 	require.Error(t, err)
 	require.NotContains(t, err.Error(), "s3cret")
 	require.Contains(t, err.Error(), "user:")
 	u, _ = url.Parse("amqp://user:s3cret@h/?bogus=1")
-	_, err = New(u, runtime.TransportOptions{})
+	_, err = New(u, driver.TransportOptions{})
 	require.ErrorContains(t, err, "bogus")
 	require.NotContains(t, err.Error(), "s3cret")
 }

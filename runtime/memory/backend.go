@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Backend is an in-process result backend.
@@ -16,7 +17,7 @@ type Backend struct {
 	wake chan struct{}
 }
 
-var _ runtime.ResultBackend = (*Backend)(nil)
+var _ driver.ResultBackend = (*Backend)(nil)
 
 // NewBackend returns an empty backend not registered under any URL.
 func NewBackend() *Backend {

@@ -5,22 +5,22 @@ import (
 	"context"
 	"sync"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
-var _ runtime.ControlTransport = (*Broker)(nil)
+var _ driver.ControlTransport = (*Broker)(nil)
 
 // fanout is a set of subscriber channels.
 type fanout struct {
 	mu   sync.Mutex
-	subs map[chan *runtime.RawMessage]struct{}
+	subs map[chan *driver.RawMessage]struct{}
 }
 
-func (f *fanout) subscribe(ctx context.Context) <-chan *runtime.RawMessage {
-	ch := make(chan *runtime.RawMessage, 64)
+func (f *fanout) subscribe(ctx context.Context) <-chan *driver.RawMessage {
+	ch := make(chan *driver.RawMessage, 64)
 	f.mu.Lock()
 	if f.subs == nil {
-		f.subs = map[chan *runtime.RawMessage]struct{}{}
+		f.subs = map[chan *driver.RawMessage]struct{}{}
 	}
 	f.subs[ch] = struct{}{}
 	f.mu.Unlock()
@@ -36,7 +36,7 @@ func (f *fanout) subscribe(ctx context.Context) <-chan *runtime.RawMessage {
 
 // publish delivers a copy of msg to every subscriber, dropping it for a
 // subscriber whose buffer is full (fanout traffic is transient).
-func (f *fanout) publish(msg *runtime.RawMessage) {
+func (f *fanout) publish(msg *driver.RawMessage) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	for ch := range f.subs {
@@ -65,12 +65,12 @@ func (b *Broker) bus() *controlBus {
 }
 
 // ConsumeControl delivers broadcast control requests.
-func (b *Broker) ConsumeControl(ctx context.Context, _ string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeControl(ctx context.Context, _ string) (<-chan *driver.RawMessage, error) {
 	return b.bus().control.subscribe(ctx), nil
 }
 
 // PublishControl broadcasts a control request to every consumer.
-func (b *Broker) PublishControl(_ context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishControl(_ context.Context, msg *driver.RawMessage) error {
 	b.bus().control.publish(msg)
 	return nil
 }
@@ -87,13 +87,13 @@ func (c *controlBus) replyFanout(oid string) *fanout {
 }
 
 // Reply delivers a reply to the client consuming routingKey.
-func (b *Broker) Reply(_ context.Context, _, routingKey string, msg *runtime.RawMessage) error {
+func (b *Broker) Reply(_ context.Context, _, routingKey string, msg *driver.RawMessage) error {
 	b.bus().replyFanout(routingKey).publish(msg)
 	return nil
 }
 
 // ConsumeReplies delivers the replies addressed to oid.
-func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *driver.RawMessage, error) {
 	bus := b.bus()
 	ch := bus.replyFanout(oid).subscribe(ctx)
 	go func() {

@@ -8,9 +8,10 @@ import (
 	"sync/atomic"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
-var _ runtime.EventTransport = (*Broker)(nil)
+var _ driver.EventTransport = (*Broker)(nil)
 
 // EventBuffer is how many events a subscriber may lag behind before the
 // broker drops events for it (Redis pub/sub and AMQP queues drop or block
@@ -21,7 +22,7 @@ const EventBuffer = 16384
 // it) so that the core transport stays about task messages.
 type eventHub struct {
 	mu      sync.RWMutex
-	subs    map[chan *runtime.RawMessage]struct{}
+	subs    map[chan *driver.RawMessage]struct{}
 	dropped atomic.Int64
 }
 
@@ -31,7 +32,7 @@ func (b *Broker) hub() *eventHub {
 	if h, ok := hubs.Load(b); ok {
 		return h.(*eventHub)
 	}
-	h, _ := hubs.LoadOrStore(b, &eventHub{subs: map[chan *runtime.RawMessage]struct{}{}})
+	h, _ := hubs.LoadOrStore(b, &eventHub{subs: map[chan *driver.RawMessage]struct{}{}})
 	return h.(*eventHub)
 }
 
@@ -39,7 +40,7 @@ func (b *Broker) hub() *eventHub {
 // (in-process fanout, the "celeryev" exchange). It never blocks: a
 // subscriber more than EventBuffer events behind misses the event, counted
 // by DroppedEvents.
-func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -73,12 +74,12 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) erro
 
 // SubscribeEvents delivers every event published on the broker from now on
 // until ctx ends, then closes the channel.
-func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	h := b.hub()
-	ch := make(chan *runtime.RawMessage, EventBuffer)
+	ch := make(chan *driver.RawMessage, EventBuffer)
 	h.mu.Lock()
 	h.subs[ch] = struct{}{}
 	h.mu.Unlock()

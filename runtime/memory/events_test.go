@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -16,7 +17,7 @@ func TestBroker_EventsFanOut(t *testing.T) {
 	b := memory.NewBroker()
 	ctx := context.Background()
 	// Nobody listens: publishing is a no-op.
-	require.NoError(t, b.PublishEvent(ctx, &runtime.RawMessage{RoutingKey: "worker.heartbeat", Body: []byte("{}")}))
+	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{RoutingKey: "worker.heartbeat", Body: []byte("{}")}))
 
 	c1, cancel1 := context.WithCancel(ctx)
 	s1, err := b.SubscribeEvents(c1)
@@ -26,12 +27,12 @@ func TestBroker_EventsFanOut(t *testing.T) {
 	s2, err := b.SubscribeEvents(c2)
 	require.NoError(t, err)
 
-	msg := &runtime.RawMessage{ContentType: "application/json", RoutingKey: "task.succeeded",
+	msg := &driver.RawMessage{ContentType: "application/json", RoutingKey: "task.succeeded",
 		Headers: map[string]any{"hostname": "w@h"}, Body: []byte(`{"type": "task-succeeded"}`)}
 	require.NoError(t, b.PublishEvent(ctx, msg))
 	msg.Body[2] = 'X' // the publisher's buffer is not shared
 	got1, got2 := <-s1, <-s2
-	for _, g := range []*runtime.RawMessage{got1, got2} {
+	for _, g := range []*driver.RawMessage{got1, got2} {
 		require.Equal(t, `{"type": "task-succeeded"}`, string(g.Body))
 		require.Equal(t, "celeryev", g.Exchange)
 		require.Equal(t, "task.succeeded", g.RoutingKey)
@@ -66,7 +67,7 @@ func TestBroker_SlowSubscriberLosesEventsNotPublisher(t *testing.T) {
 	defer cancel()
 	_, err := b.SubscribeEvents(ctx) // never read
 	require.NoError(t, err)
-	msg := &runtime.RawMessage{RoutingKey: "task.started", Body: []byte("{}")}
+	msg := &driver.RawMessage{RoutingKey: "task.started", Body: []byte("{}")}
 	start := time.Now()
 	for i := 0; i < memory.EventBuffer+10; i++ {
 		require.NoError(t, b.PublishEvent(ctx, msg))
@@ -84,8 +85,8 @@ func TestBroker_URLsShareEvents(t *testing.T) {
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	sub, err := a2.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+	sub, err := a2.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 	require.NoError(t, err)
-	require.NoError(t, a1.Broker().(runtime.EventTransport).PublishEvent(ctx, &runtime.RawMessage{RoutingKey: "worker.online", Body: []byte("{}")}))
+	require.NoError(t, a1.Broker().(driver.EventTransport).PublishEvent(ctx, &driver.RawMessage{RoutingKey: "worker.online", Body: []byte("{}")}))
 	require.Equal(t, "worker.online", (<-sub).RoutingKey)
 }

@@ -19,14 +19,14 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func init() {
-	runtime.RegisterBroker("memory", func(u *url.URL, _ runtime.TransportOptions) (runtime.Broker, error) {
+	driver.RegisterBroker("memory", func(u *url.URL, _ driver.TransportOptions) (driver.Broker, error) {
 		return brokerNamed(u.Host), nil
 	})
-	runtime.RegisterBackend("memory", func(u *url.URL, _ runtime.TransportOptions) (runtime.ResultBackend, error) {
+	driver.RegisterBackend("memory", func(u *url.URL, _ driver.TransportOptions) (driver.ResultBackend, error) {
 		return backendNamed(u.Host), nil
 	})
 }
@@ -63,14 +63,14 @@ func backendNamed(name string) *Backend {
 type DeadLetter struct {
 	Queue   string
 	Reason  string
-	Message *runtime.Message
+	Message *driver.Message
 }
 
 // Broker is an in-process message broker with at-least-once semantics:
 // un-acknowledged deliveries go back to their queue when requeued.
 type Broker struct {
 	mu      sync.Mutex
-	queues  map[string][]*runtime.Message
+	queues  map[string][]*driver.Message
 	wake    chan struct{} // closed and replaced when a message arrives
 	dead    []DeadLetter
 	timers  map[*time.Timer]struct{}
@@ -80,20 +80,20 @@ type Broker struct {
 }
 
 var (
-	_ runtime.Broker         = (*Broker)(nil)
-	_ runtime.Delayer        = (*Broker)(nil)
-	_ runtime.QueueInspector = (*Broker)(nil)
+	_ driver.Broker         = (*Broker)(nil)
+	_ driver.Delayer        = (*Broker)(nil)
+	_ driver.QueueInspector = (*Broker)(nil)
 )
 
 // NewBroker returns an empty broker not registered under any URL.
 func NewBroker() *Broker {
-	return &Broker{queues: map[string][]*runtime.Message{}, wake: make(chan struct{}), timers: map[*time.Timer]struct{}{}}
+	return &Broker{queues: map[string][]*driver.Message{}, wake: make(chan struct{}), timers: map[*time.Timer]struct{}{}}
 }
 
 var errClosed = errors.New("memory broker closed")
 
 // Publish appends a copy of msg to queue.
-func (b *Broker) Publish(ctx context.Context, queue string, msg *runtime.Message) error {
+func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -116,7 +116,7 @@ func (b *Broker) signal() {
 }
 
 // Defer publishes msg to queue when due.
-func (b *Broker) Defer(ctx context.Context, queue string, msg *runtime.Message, due time.Time) error {
+func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, due time.Time) error {
 	c := msg.Clone()
 	b.mu.Lock()
 	defer b.mu.Unlock()
@@ -157,11 +157,11 @@ func (b *Broker) Unacked() int {
 
 // Consume delivers messages from queues, in the order given, keeping at most
 // prefetch of them unsettled.
-func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan driver.Delivery, error) {
 	if prefetch <= 0 {
 		prefetch = 1
 	}
-	out := make(chan runtime.Delivery)
+	out := make(chan driver.Delivery)
 	slots := make(chan struct{}, prefetch)
 	go func() {
 		defer close(out)
@@ -171,7 +171,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 			case <-ctx.Done():
 				return
 			}
-			var m *runtime.Message
+			var m *driver.Message
 			var q string
 			for m == nil {
 				b.mu.Lock()
@@ -240,16 +240,16 @@ func (b *Broker) Close() error {
 
 type delivery struct {
 	b       *Broker
-	m       *runtime.Message
+	m       *driver.Message
 	queue   string
 	slots   chan struct{}
 	once    sync.Once
 	settled bool
 }
 
-func (d *delivery) Message() *runtime.Message { return d.m }
-func (d *delivery) Raw() []byte               { return d.m.Body }
-func (d *delivery) DecodeError() error        { return nil }
+func (d *delivery) Message() *driver.Message { return d.m }
+func (d *delivery) Raw() []byte              { return d.m.Body }
+func (d *delivery) DecodeError() error       { return nil }
 
 var errSettled = errors.New("memory: delivery already settled")
 
@@ -280,7 +280,7 @@ func (d *delivery) Requeue() error {
 	return d.settle(func() {
 		m := d.m.Clone()
 		m.Redelivered = true
-		d.b.queues[d.queue] = append([]*runtime.Message{m}, d.b.queues[d.queue]...)
+		d.b.queues[d.queue] = append([]*driver.Message{m}, d.b.queues[d.queue]...)
 		d.b.signal()
 	})
 }

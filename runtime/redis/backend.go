@@ -11,7 +11,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Backend is Celery's Redis result backend: documents live under
@@ -42,11 +42,11 @@ type waiter struct {
 	done chan struct{} // the dispatcher stopped
 }
 
-var _ runtime.ResultBackend = (*Backend)(nil)
+var _ driver.ResultBackend = (*Backend)(nil)
 
 // OpenBackend opens a result backend for a redis:// or rediss:// URL. It
 // does not contact Redis.
-func OpenBackend(u *url.URL, topts runtime.TransportOptions) (*Backend, error) {
+func OpenBackend(u *url.URL, topts driver.TransportOptions) (*Backend, error) {
 	o, err := parseOptions(u, topts)
 	if err != nil {
 		return nil, err
@@ -54,8 +54,8 @@ func OpenBackend(u *url.URL, topts runtime.TransportOptions) (*Backend, error) {
 	return &Backend{
 		opts:   o,
 		client: goredis.NewClient(o.redis),
-		log:    o.log.With("backend", "redis", "url", runtime.Redact(u.String())),
-		url:    runtime.Redact(u.String()),
+		log:    o.log.With("backend", "redis", "url", driver.Redact(u.String())),
+		url:    driver.Redact(u.String()),
 		subs:   map[string]*channelState{},
 	}, nil
 }

@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -22,7 +23,7 @@ func openBackend(t testing.TB, raw string) *redis.Backend {
 	t.Helper()
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
-	b, err := redis.OpenBackend(u, runtime.TransportOptions{})
+	b, err := redis.OpenBackend(u, driver.TransportOptions{})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -165,7 +166,7 @@ func TestURLOptionsAndRedaction(t *testing.T) {
 	open := func(raw string) (*redis.Broker, error) {
 		u, err := url.Parse(raw)
 		require.NoError(t, err)
-		return redis.Open(u, runtime.TransportOptions{})
+		return redis.Open(u, driver.TransportOptions{})
 	}
 	_, err := open("redis://:s3cret@127.0.0.1:1/0?bogus_option=1")
 	require.Error(t, err)

@@ -12,15 +12,16 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
 // benchMsg is a typical task message: msgpack body, Celery's headers.
-func benchMsg() *runtime.Message {
+func benchMsg() *driver.Message {
 	id := runtime.NewID()
-	m := &runtime.Message{ContentType: runtime.ContentTypeMsgpack, ContentEncoding: runtime.ContentEncodingBinary,
+	m := &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: driver.ContentEncodingBinary,
 		CorrelationID: id, DeliveryMode: 2,
-		Headers: runtime.TaskHeaders{Lang: "go", Task: "signup.send_welcome_email", ID: id, RootID: id,
+		Headers: driver.TaskHeaders{Lang: "go", Task: "signup.send_welcome_email", ID: id, RootID: id,
 			ArgsRepr: "('ann@example.com',)", KwargsRepr: "{}", Origin: "gen1234@bench"},
 		Body: []byte("\x93\x91\xb0ann@example.com\x80\x84\xa9callbacks\xc0\xa8errbacks\xc0\xa5chain\xc0\xa5chord\xc0")}
 	return m

@@ -14,15 +14,15 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func init() {
 	for _, scheme := range []string{"redis", "rediss"} {
-		runtime.RegisterBroker(scheme, func(u *url.URL, o runtime.TransportOptions) (runtime.Broker, error) {
+		driver.RegisterBroker(scheme, func(u *url.URL, o driver.TransportOptions) (driver.Broker, error) {
 			return Open(u, o)
 		})
-		runtime.RegisterBackend(scheme, func(u *url.URL, o runtime.TransportOptions) (runtime.ResultBackend, error) {
+		driver.RegisterBackend(scheme, func(u *url.URL, o driver.TransportOptions) (driver.ResultBackend, error) {
 			return OpenBackend(u, o)
 		})
 	}
@@ -58,10 +58,10 @@ type Broker struct {
 }
 
 var (
-	_ runtime.Broker         = (*Broker)(nil)
-	_ runtime.Delayer        = (*Broker)(nil)
-	_ runtime.QueueInspector = (*Broker)(nil)
-	_ runtime.PublishBounder = (*Broker)(nil)
+	_ driver.Broker         = (*Broker)(nil)
+	_ driver.Delayer        = (*Broker)(nil)
+	_ driver.QueueInspector = (*Broker)(nil)
+	_ driver.PublishBounder = (*Broker)(nil)
 )
 
 // ErrClosed is returned by a Broker or Backend used after Close.
@@ -77,7 +77,7 @@ const (
 // Open opens a broker for a redis:// or rediss:// URL (see the package
 // documentation for the options). It does not contact Redis: an unreachable
 // server shows in Publish and Consume.
-func Open(u *url.URL, topts runtime.TransportOptions) (*Broker, error) {
+func Open(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
 	o, err := parseOptions(u, topts)
 	if err != nil {
 		return nil, err
@@ -85,8 +85,8 @@ func Open(u *url.URL, topts runtime.TransportOptions) (*Broker, error) {
 	b := &Broker{
 		opts:    o,
 		client:  goredis.NewClient(o.redis),
-		log:     o.log.With("transport", "redis", "url", runtime.Redact(u.String())),
-		url:     runtime.Redact(u.String()),
+		log:     o.log.With("transport", "redis", "url", driver.Redact(u.String())),
+		url:     driver.Redact(u.String()),
 		ackCh:   make(chan string, 4096),
 		closing: make(chan struct{}),
 	}
@@ -176,7 +176,7 @@ func (b *Broker) BoundsPublish() bool { return true }
 // Publish LPUSHes kombu's envelope of msg onto queue's list for msg.Priority
 // and returns once Redis has answered. Concurrent calls are written in one
 // pipeline.
-func (b *Broker) Publish(ctx context.Context, queue string, msg *runtime.Message) error {
+func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -408,7 +408,7 @@ func retryable(err error) bool {
 // consumer of any queue moves it to queue's list when due. While parked the
 // message is in no list and not in kombu's unacked hash, so the visibility
 // timeout never applies to it.
-func (b *Broker) Defer(ctx context.Context, queue string, msg *runtime.Message, due time.Time) error {
+func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, due time.Time) error {
 	env, err := appendEnvelope(nil, queue, msg)
 	if err != nil {
 		return fmt.Errorf("redis defer: %w", err)

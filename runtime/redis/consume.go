@@ -15,7 +15,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // fetchScript pops up to ARGV[1] messages from the lists KEYS[3..] in order
@@ -170,7 +170,7 @@ type consumer struct {
 	queues   []string
 	prefetch int
 	slots    chan struct{} // one per un-settled delivery
-	out      chan runtime.Delivery
+	out      chan driver.Delivery
 	rr       atomic.Uint64
 	nonce    string
 	seq      atomic.Uint64
@@ -225,7 +225,7 @@ func (s *signal) fire() {
 // kombu's unacked hash and unacked_index in the same Lua call that pops it.
 // While consuming, the broker also restores messages whose visibility
 // timeout expired and moves due deferred messages to their queues.
-func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan runtime.Delivery, error) {
+func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-chan driver.Delivery, error) {
 	if b.isClosing() {
 		return nil, ErrClosed
 	}
@@ -236,7 +236,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 		prefetch = 1
 	}
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
-		slots: make(chan struct{}, prefetch), out: make(chan runtime.Delivery), nonce: "taskgen-" + string(newTag(nil)),
+		slots: make(chan struct{}, prefetch), out: make(chan driver.Delivery), nonce: "taskgen-" + string(newTag(nil)),
 		live: map[string]struct{}{}}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -848,7 +848,7 @@ func (c *consumer) fetch(ctx context.Context, lists []string, names []any, srcs 
 
 type delivery struct {
 	c     *consumer
-	m     *runtime.Message
+	m     *driver.Message
 	err   error
 	raw   []byte
 	queue string
@@ -868,9 +868,9 @@ func (d *delivery) decode() {
 	d.once.Do(func() { d.m, _, d.err = decodeEnvelope(d.raw, d.queue) })
 }
 
-func (d *delivery) Message() *runtime.Message { d.decode(); return d.m }
-func (d *delivery) Raw() []byte               { return d.raw }
-func (d *delivery) DecodeError() error        { d.decode(); return d.err }
+func (d *delivery) Message() *driver.Message { d.decode(); return d.m }
+func (d *delivery) Raw() []byte              { return d.raw }
+func (d *delivery) DecodeError() error       { d.decode(); return d.err }
 
 // Tag returns kombu's delivery tag of the delivery (the unacked hash field),
 // "" while its record is not written.
@@ -1247,7 +1247,7 @@ func appendDeadLetter(b, raw []byte, reason, queue, host string, t time.Time) []
 	b = append(b, `, "queue": `...)
 	b = appendJSONString(b, queue)
 	b = append(b, `, "time": "`...)
-	b = runtime.AppendTime(b, t)
+	b = driver.AppendTime(b, t)
 	b = append(b, `", "hostname": `...)
 	b = appendJSONString(b, host)
 	if utf8.Valid(raw) {
@@ -1275,7 +1275,7 @@ func parseDeadLetter(b []byte) (DeadLetter, error) {
 	dl.Queue, _ = m["queue"].(string)
 	dl.Hostname, _ = m["hostname"].(string)
 	if s, ok := m["time"].(string); ok {
-		dl.Time, _ = runtime.ParseTime(s)
+		dl.Time, _ = driver.ParseTime(s)
 	}
 	if s, ok := m["message"].(string); ok {
 		dl.Raw = []byte(s)

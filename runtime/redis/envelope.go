@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // sep is kombu's separator in priority list names and binding members.
@@ -59,7 +59,7 @@ func newTag(b []byte) []byte {
 
 // appendEnvelope appends kombu's JSON envelope of m, published to queue (the
 // base queue name: delivery_info.routing_key), in kombu's key order.
-func appendEnvelope(b []byte, queue string, m *runtime.Message) ([]byte, error) {
+func appendEnvelope(b []byte, queue string, m *driver.Message) ([]byte, error) {
 	b = append(b, `{"body": "`...)
 	b = base64.StdEncoding.AppendEncode(b, m.Body)
 	b = append(b, `", "content-encoding": `...)
@@ -112,7 +112,7 @@ func appendNullTime(b []byte, t time.Time) []byte {
 		return append(b, "null"...)
 	}
 	b = append(b, '"')
-	b = runtime.AppendTime(b, t)
+	b = driver.AppendTime(b, t)
 	return append(b, '"')
 }
 
@@ -129,7 +129,7 @@ func appendLimit(b []byte, f float64) []byte {
 // appendHeaders writes h's members in the order and with the values of
 // TaskHeaders.Range (Celery's order, compression, then Extra sorted), without
 // boxing each value.
-func appendHeaders(b []byte, h *runtime.TaskHeaders) ([]byte, error) {
+func appendHeaders(b []byte, h *driver.TaskHeaders) ([]byte, error) {
 	b = append(b, `"lang": `...)
 	b = appendJSONString(b, h.Lang)
 	b = append(b, `, "task": `...)
@@ -214,9 +214,9 @@ func strField(m map[string]any, k string) (string, bool) {
 // decodeEnvelope decodes kombu's JSON envelope into a Message. queue is the
 // queue it was consumed from (RoutingKey). It walks the envelope without
 // building maps, except for the headers (runtime.ParseHeaders).
-func decodeEnvelope(raw []byte, queue string) (*runtime.Message, envelope, error) {
+func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error) {
 	var env envelope
-	m := &runtime.Message{RoutingKey: queue}
+	m := &driver.Message{RoutingKey: queue}
 	p := jsonParser{b: raw}
 	var (
 		body                          []byte
@@ -261,11 +261,11 @@ func decodeEnvelope(raw []byte, queue string) (*runtime.Message, envelope, error
 				case "delivery_tag":
 					env.tag = p.optString()
 				case "delivery_mode":
-					if n, ok := runtime.AnyToInt(p.value(0)); ok && n >= 0 && n < 256 {
+					if n, ok := driver.AnyToInt(p.value(0)); ok && n >= 0 && n < 256 {
 						m.DeliveryMode = uint8(n)
 					}
 				case "priority":
-					if n, ok := runtime.AnyToInt(p.value(0)); ok {
+					if n, ok := driver.AnyToInt(p.value(0)); ok {
 						m.Priority = uint8(min(max(n, 0), 255))
 					}
 				case "delivery_info":
@@ -340,7 +340,7 @@ func decodeEnvelope(raw []byte, queue string) (*runtime.Message, envelope, error
 	}
 	delete(hm, "redelivered")
 	m.Redelivered = red
-	if m.Headers, err = runtime.ParseHeaders(hm); err != nil {
+	if m.Headers, err = driver.ParseHeaders(hm); err != nil {
 		return nil, env, fmt.Errorf("task headers: %w", err)
 	}
 	return m, env, nil

@@ -10,7 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func fixture(t *testing.T, name string) []byte {
@@ -44,8 +44,8 @@ func TestDecodeFixtures(t *testing.T) {
 	for _, tc := range []struct {
 		file, ctype, cenc, body, tag, id string
 	}{
-		{"redis_task_json_basic.bin", runtime.ContentTypeJSON, "utf-8", "redis_task_json_basic.body.bin", "624a4ecb-7c12-4940-a57c-1c6aadda4790", "11111111-1111-4111-8111-111111111111"},
-		{"redis_task_msgpack_basic.bin", runtime.ContentTypeMsgpack, "binary", "redis_task_msgpack_basic.body.bin", "d99411e6-a3da-4e14-ac39-314994125e7f", "11111111-1111-4111-8111-111111111112"},
+		{"redis_task_json_basic.bin", driver.ContentTypeJSON, "utf-8", "redis_task_json_basic.body.bin", "624a4ecb-7c12-4940-a57c-1c6aadda4790", "11111111-1111-4111-8111-111111111111"},
+		{"redis_task_msgpack_basic.bin", driver.ContentTypeMsgpack, "binary", "redis_task_msgpack_basic.body.bin", "d99411e6-a3da-4e14-ac39-314994125e7f", "11111111-1111-4111-8111-111111111112"},
 	} {
 		t.Run(tc.file, func(t *testing.T) {
 			raw := fixture(t, tc.file)
@@ -244,7 +244,7 @@ func TestDeadLetterEntryRoundTrip(t *testing.T) {
 // what TaskHeaders.Range gives, in the same order.
 func TestAppendHeadersMatchesRange(t *testing.T) {
 	gi := 3
-	for _, h := range []runtime.TaskHeaders{
+	for _, h := range []driver.TaskHeaders{
 		{Lang: "go", Task: "t", ID: "i"},
 		{Lang: "go", Task: "t\"x", ID: "i", Shadow: "s", ETA: time.Date(2026, 1, 2, 3, 4, 5, 123456789, time.UTC),
 			Expires: time.Date(2026, 1, 2, 3, 4, 6, 0, time.FixedZone("x", 3600)), Group: "g", GroupIndex: &gi, Retries: 7,

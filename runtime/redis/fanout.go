@@ -17,11 +17,12 @@ import (
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 var (
-	_ runtime.EventTransport   = (*Broker)(nil)
-	_ runtime.ControlTransport = (*Broker)(nil)
+	_ driver.EventTransport   = (*Broker)(nil)
+	_ driver.ControlTransport = (*Broker)(nil)
 )
 
 // Names of Celery's fanout exchanges and queues.
@@ -169,7 +170,7 @@ var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b 
 // appendRawEnvelope appends kombu's JSON envelope of msg as published to
 // exchange with routingKey, in kombu's key order (WIRE §3.1, the captured
 // event and pidbox payloads).
-func appendRawEnvelope(b []byte, msg *runtime.RawMessage, exchange, routingKey string, mode int) ([]byte, error) {
+func appendRawEnvelope(b []byte, msg *driver.RawMessage, exchange, routingKey string, mode int) ([]byte, error) {
 	b = append(b, `{"body": "`...)
 	b = base64.StdEncoding.AppendEncode(b, msg.Body)
 	b = append(b, `", "content-encoding": `...)
@@ -198,8 +199,8 @@ func appendRawEnvelope(b []byte, msg *runtime.RawMessage, exchange, routingKey s
 
 // decodeRawEnvelope decodes kombu's JSON envelope of a fanout message or
 // reply. Exchange and RoutingKey come from properties.delivery_info.
-func decodeRawEnvelope(raw []byte) (*runtime.RawMessage, error) {
-	m := &runtime.RawMessage{}
+func decodeRawEnvelope(raw []byte) (*driver.RawMessage, error) {
+	m := &driver.RawMessage{}
 	p := jsonParser{b: raw}
 	var (
 		body         []byte
@@ -311,7 +312,7 @@ func (b *Broker) retryBounded(ctx context.Context, fn func(ctx context.Context) 
 // with delivery_mode 1. It gives up after a second, and fails at once for a
 // short while (100 ms doubling to 2 s) after a connection failure: events
 // are transient and the worker must not wait for them.
-func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error {
 	if b.isClosing() {
 		return ErrClosed
 	}
@@ -360,7 +361,7 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *runtime.RawMessage) erro
 // "/<routing key>" appended when msg.RoutingKey is set) in kombu's envelope
 // with delivery_mode 2, as kombu's Mailbox does. Connection failures are
 // retried until publish_timeout or ctx ends.
-func (b *Broker) PublishControl(ctx context.Context, msg *runtime.RawMessage) error {
+func (b *Broker) PublishControl(ctx context.Context, msg *driver.RawMessage) error {
 	if b.isClosing() {
 		return ErrClosed
 	}
@@ -416,7 +417,7 @@ return n
 // "<oid>.reply.celery.pidbox"), resolved and pushed in one Lua call. A reply
 // no client is bound for any more is dropped, as kombu drops it. Exchange
 // "" is kombu's default exchange: the list named routingKey.
-func (b *Broker) Reply(ctx context.Context, exchange, routingKey string, msg *runtime.RawMessage) error {
+func (b *Broker) Reply(ctx context.Context, exchange, routingKey string, msg *driver.RawMessage) error {
 	if b.isClosing() {
 		return ErrClosed
 	}
@@ -458,7 +459,7 @@ type subscription struct {
 	bindKey  string // kombu binding set (prefixed) …
 	member   string // … and member kept while subscribed
 	queue    string // the binding's queue (its lists are deleted at the end, as kombu does)
-	out      chan *runtime.RawMessage
+	out      chan *driver.RawMessage
 	drop     bool // drop messages when out is full (events) instead of waiting
 
 	mu     sync.Mutex
@@ -468,7 +469,7 @@ type subscription struct {
 
 // subscribe makes s's first subscription, retrying until publish_timeout
 // (or ctx) ends, and starts forwarding.
-func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *driver.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -692,13 +693,13 @@ func (b *Broker) unbind(bindKey, member, queue string) {
 // the subscription. Messages keep their routing key ("task.multi" bodies
 // are JSON lists). The channel is closed when ctx ends or the broker is
 // closed.
-func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
 	ex := runtime.EventExchange
 	topic := b.fanoutTopic(ex, "")
 	queue := ex + "." + runtime.NewID()
 	s := &subscription{b: b, what: "events", pattern: globEscape(topic+"/") + "*", topic: topic, exchange: ex,
 		bindKey: b.opts.key("_kombu.binding." + ex), member: bindingMember("#", queue), queue: queue,
-		out: make(chan *runtime.RawMessage, EventBuffer), drop: true}
+		out: make(chan *driver.RawMessage, EventBuffer), drop: true}
 	return b.subscribe(ctx, s)
 }
 
@@ -707,7 +708,7 @@ func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *runtime.RawMessag
 // "/<db>.celery.pidbox" on a connection of its own, with binding member
 // "\x06\x16\x06\x16<nodename>.celery.pidbox" in _kombu.binding.celery.pidbox
 // while it runs. It returns once Redis confirmed the subscription.
-func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *driver.RawMessage, error) {
 	if nodename == "" {
 		return nil, errors.New("redis: ConsumeControl: empty node name")
 	}
@@ -715,7 +716,7 @@ func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *r
 	queue := nodename + ControlQueueSuffix
 	s := &subscription{b: b, what: "control " + nodename, pattern: globEscape(topic), topic: topic, exchange: ControlExchange,
 		bindKey: b.opts.key("_kombu.binding." + ControlExchange), member: bindingMember("", queue), queue: queue,
-		out: make(chan *runtime.RawMessage, controlBuffer)}
+		out: make(chan *driver.RawMessage, controlBuffer)}
 	return b.subscribe(ctx, s)
 }
 
@@ -727,7 +728,7 @@ func (b *Broker) ConsumeControl(ctx context.Context, nodename string) (<-chan *r
 // "<oid>.reply.celery.pidbox" (and its priority lists), and when ctx ends
 // removes the member and the lists. The channel is closed then, within
 // poll_timeout.
-func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtime.RawMessage, error) {
+func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *driver.RawMessage, error) {
 	if oid == "" {
 		return nil, errors.New("redis: ConsumeReplies: empty oid")
 	}
@@ -746,7 +747,7 @@ func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtim
 	if err != nil {
 		return nil, fmt.Errorf("redis: consume replies: %w", err)
 	}
-	out := make(chan *runtime.RawMessage, controlBuffer)
+	out := make(chan *driver.RawMessage, controlBuffer)
 	rctx, cancel := b.fanoutCtx(ctx)
 	err = b.goFanout(func() {
 		defer cancel()
@@ -765,7 +766,7 @@ func (b *Broker) ConsumeReplies(ctx context.Context, oid string) (<-chan *runtim
 // popReplies BRPOPs queue's lists until ctx ends, handing replies to out.
 // After a failure it adds the binding member again (a restarted Redis may
 // have lost it).
-func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, out chan<- *runtime.RawMessage) {
+func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, out chan<- *driver.RawMessage) {
 	lists := make([]string, 0, 4)
 	for _, step := range steps {
 		lists = append(lists, b.opts.key(listName(queue, step)))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -128,7 +129,7 @@ func recvMsg(t testing.TB, ch <-chan *goredis.Message) *goredis.Message {
 	}
 }
 
-func recvRaw(t testing.TB, ch <-chan *runtime.RawMessage) *runtime.RawMessage {
+func recvRaw(t testing.TB, ch <-chan *driver.RawMessage) *driver.RawMessage {
 	t.Helper()
 	select {
 	case m, ok := <-ch:
@@ -140,7 +141,7 @@ func recvRaw(t testing.TB, ch <-chan *runtime.RawMessage) *runtime.RawMessage {
 	}
 }
 
-func requireClosed(t testing.TB, ch <-chan *runtime.RawMessage, within time.Duration) {
+func requireClosed(t testing.TB, ch <-chan *driver.RawMessage, within time.Duration) {
 	t.Helper()
 	deadline := time.After(within)
 	for {
@@ -168,7 +169,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 
 	evs := psubscribe(t, c, "pfx:/13.celeryev/*")
 	body := []byte(`{"hostname": "w@h", "type": "worker-heartbeat"}`)
-	require.NoError(t, b.PublishEvent(ctx, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"hostname": "w@h"}, Body: body, Exchange: "celeryev", RoutingKey: "worker.heartbeat"}))
 	m := recvMsg(t, evs)
 	require.Equal(t, "pfx:/13.celeryev/worker.heartbeat", m.Channel)
@@ -182,7 +183,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 	require.Equal(t, "celeryev", env.Properties.DeliveryInfo.Exchange)
 	require.Equal(t, "worker.heartbeat", env.Properties.DeliveryInfo.RoutingKey)
 	// The exchange defaults to celeryev.
-	require.NoError(t, b.PublishEvent(ctx, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Body: []byte("[]"), RoutingKey: "task.multi"}))
 	m = recvMsg(t, evs)
 	require.Equal(t, "pfx:/13.celeryev/task.multi", m.Channel)
@@ -192,7 +193,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 
 	ctl := psubscribe(t, c, "pfx:/13.celery.pidbox")
 	req := []byte(`{"method": "ping", "arguments": {}, "destination": null, "pattern": null, "matcher": null, "ticket": "t1", "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": "oid1"}}`)
-	require.NoError(t, b.PublishControl(ctx, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.PublishControl(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"clock": int64(1), "expires": 1795462961.941098}, Body: req, Exchange: "celery.pidbox"}))
 	m = recvMsg(t, ctl)
 	require.Equal(t, "pfx:/13.celery.pidbox", m.Channel)
@@ -210,7 +211,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 	list := oid + ".reply.celery.pidbox"
 	require.NoError(t, c.SAdd(ctx, "pfx:_kombu.binding.reply.celery.pidbox", oid+"\x06\x16\x06\x16"+list, "other\x06\x16\x06\x16other.reply.celery.pidbox").Err())
 	reply := []byte(`{"w@h": {"ok": "pong"}}`)
-	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", oid, &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
+	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", oid, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"ticket": "t1", "clock": int64(3)}, Body: reply}))
 	vals, err := c.LRange(ctx, "pfx:"+list, 0, -1).Result()
 	require.NoError(t, err)
@@ -227,7 +228,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 	require.Greater(t, ttl, 200*time.Second)
 	require.Zero(t, c.Exists(ctx, "pfx:other.reply.celery.pidbox").Val())
 	// Nobody bound for the oid any more: dropped, as kombu drops it.
-	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", "gone", &runtime.RawMessage{ContentType: "application/json", Body: reply}))
+	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", "gone", &driver.RawMessage{ContentType: "application/json", Body: reply}))
 	require.Zero(t, c.Exists(ctx, "pfx:gone.reply.celery.pidbox", "gone.reply.celery.pidbox").Val())
 	// No prefix leaks outside it.
 	keys, err := c.Keys(ctx, "*").Result()
@@ -309,7 +310,7 @@ func TestFanout_CeleryPayloadsReceived(t *testing.T) {
 
 	// Undecodable payloads are skipped.
 	require.NoError(t, c.Publish(ctx, p+db+".celeryev/worker.heartbeat", "not json").Err())
-	require.NoError(t, b.PublishEvent(ctx, &runtime.RawMessage{ContentType: "application/json", Body: []byte(`{}`), RoutingKey: "worker.heartbeat"}))
+	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{ContentType: "application/json", Body: []byte(`{}`), RoutingKey: "worker.heartbeat"}))
 	require.Equal(t, "{}", string(recvRaw(t, events).Body))
 
 	cancel()
@@ -336,8 +337,8 @@ func TestFanout_SubscriptionsSurviveRestart(t *testing.T) {
 	require.NoError(t, err)
 	replies, err := b.ConsumeReplies(ctx, "oid-restart")
 	require.NoError(t, err)
-	ev := func(key string) *runtime.RawMessage {
-		return &runtime.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8", Body: []byte(`"` + key + `"`), RoutingKey: key}
+	ev := func(key string) *driver.RawMessage {
+		return &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8", Body: []byte(`"` + key + `"`), RoutingKey: key}
 	}
 	require.NoError(t, b.PublishEvent(ctx, ev("before")))
 	require.Equal(t, "before", recvRaw(t, events).RoutingKey)
@@ -374,13 +375,13 @@ func TestFanout_SubscriptionsSurviveRestart(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return c.SIsMember(ctx, "_kombu.binding.celery.pidbox", "\x06\x16\x06\x16w@restart.celery.pidbox").Val()
 	}, 10*time.Second, 50*time.Millisecond)
-	require.NoError(t, b.PublishControl(ctx, &runtime.RawMessage{ContentType: "application/json", Body: []byte(`{"method": "ping"}`)}))
+	require.NoError(t, b.PublishControl(ctx, &driver.RawMessage{ContentType: "application/json", Body: []byte(`{"method": "ping"}`)}))
 	require.Equal(t, `{"method": "ping"}`, string(recvRaw(t, control).Body))
 	// The reply binding is back too.
 	require.Eventually(t, func() bool {
 		return c.SIsMember(ctx, "_kombu.binding.reply.celery.pidbox", "oid-restart\x06\x16\x06\x16oid-restart.reply.celery.pidbox").Val()
 	}, 10*time.Second, 50*time.Millisecond)
-	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", "oid-restart", &runtime.RawMessage{ContentType: "application/json", Body: []byte(`{"w@restart": {"ok": "pong"}}`)}))
+	require.NoError(t, b.Reply(ctx, "reply.celery.pidbox", "oid-restart", &driver.RawMessage{ContentType: "application/json", Body: []byte(`{"w@restart": {"ok": "pong"}}`)}))
 	require.Equal(t, `{"w@restart": {"ok": "pong"}}`, string(recvRaw(t, replies).Body))
 }
 
@@ -412,7 +413,7 @@ func TestFanout_CloseEndsSubscriptions(t *testing.T) {
 	require.ErrorIs(t, err, redis.ErrClosed)
 	_, err = b.ConsumeReplies(ctx, "x")
 	require.ErrorIs(t, err, redis.ErrClosed)
-	require.ErrorIs(t, b.PublishEvent(ctx, &runtime.RawMessage{RoutingKey: "x"}), redis.ErrClosed)
+	require.ErrorIs(t, b.PublishEvent(ctx, &driver.RawMessage{RoutingKey: "x"}), redis.ErrClosed)
 }
 
 // ---- Go worker and client ----
@@ -421,11 +422,11 @@ func TestFanout_CloseEndsSubscriptions(t *testing.T) {
 type eventLog struct {
 	mu     sync.Mutex
 	events []map[string]any
-	msgs   []*runtime.RawMessage
+	msgs   []*driver.RawMessage
 	wake   chan struct{}
 }
 
-func decodeEvents(t testing.TB, m *runtime.RawMessage) []map[string]any {
+func decodeEvents(t testing.TB, m *driver.RawMessage) []map[string]any {
 	body := bytes.TrimSpace(m.Body)
 	if len(body) > 0 && body[0] == '[' {
 		var list []map[string]any
@@ -441,7 +442,7 @@ func decodeEvents(t testing.TB, m *runtime.RawMessage) []map[string]any {
 	return []map[string]any{ev}
 }
 
-func collectEvents(t testing.TB, ch <-chan *runtime.RawMessage, hostname string) *eventLog {
+func collectEvents(t testing.TB, ch <-chan *driver.RawMessage, hostname string) *eventLog {
 	l := &eventLog{wake: make(chan struct{}, 1)}
 	go func() {
 		for m := range ch {
@@ -486,10 +487,10 @@ func (l *eventLog) wait(t testing.TB, typ string, within time.Duration, match fu
 	}
 }
 
-func (l *eventLog) messages() []*runtime.RawMessage {
+func (l *eventLog) messages() []*driver.RawMessage {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return append([]*runtime.RawMessage(nil), l.msgs...)
+	return append([]*driver.RawMessage(nil), l.msgs...)
 }
 
 // slowDef is a task that reports its start and runs until its ctx ends.
@@ -616,7 +617,7 @@ func TestEvents_GoWorker(t *testing.T) {
 	ctx := ctxT(t, 60*time.Second)
 	node := "w-" + randHex(4) + "@taskgen-test"
 	mon := newApp(t, raw, "json")
-	sub, err := mon.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+	sub, err := mon.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 	require.NoError(t, err)
 	log := collectEvents(t, sub, node)
 
@@ -837,7 +838,7 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 	ctx := ctxT(t, 2*time.Minute)
 	node := "py1@taskgen-test"
 	app := newApp(t, raw, "json")
-	sub, err := app.Broker().(runtime.EventTransport).SubscribeEvents(ctx)
+	sub, err := app.Broker().(driver.EventTransport).SubscribeEvents(ctx)
 	require.NoError(t, err)
 	log := collectEvents(t, sub, node)
 

@@ -10,7 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // An idle consumer blocks with BLMOVE into an inbox of its own, never with
@@ -99,7 +99,7 @@ func TestIdleConsumerSeesEveryQueueAndPriority(t *testing.T) {
 	defer cancel()
 	ds, err := b.Consume(cctx, []string{"q1", "q2", "q3"}, 4)
 	require.NoError(t, err)
-	recv := func() *runtime.Message {
+	recv := func() *driver.Message {
 		select {
 		case d := <-ds:
 			require.NoError(t, d.DecodeError())

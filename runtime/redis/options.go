@@ -13,7 +13,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Options are the transport options of a redis:// or rediss:// URL, parsed
@@ -83,8 +83,8 @@ func parseDuration(name, s string) (time.Duration, error) {
 
 // parseOptions splits u's query into taskgen's options and go-redis's own
 // (dial_timeout, pool_size, …), and builds the client options.
-func parseOptions(u *url.URL, topts runtime.TransportOptions) (*Options, error) {
-	redacted := runtime.Redact(u.String())
+func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
+	redacted := driver.Redact(u.String())
 	wrap := func(err error) error { return fmt.Errorf("redis URL %s: %w", redacted, err) }
 	o := &Options{
 		VisibilityTimeout: time.Hour,

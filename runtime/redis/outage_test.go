@@ -11,6 +11,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -174,7 +175,7 @@ func TestDelayDuringOutageIsBoundedByTheApp(t *testing.T) {
 	app, err := runtime.New(runtime.Config{Broker: srv.URL(), PublishTimeout: time.Second})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
-	require.Implements(t, (*runtime.PublishBounder)(nil), app.Broker())
+	require.Implements(t, (*driver.PublishBounder)(nil), app.Broker())
 	def := addDef("tasks.add", func(ctx context.Context, a *addArgs) (any, error) { return nil, nil })
 	stub := runtime.NewStub[int64](def).With(runtime.WithApp(app))
 	_, err = stub.Send(context.Background(), &addArgs{x: 1, y: 2})

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -87,7 +88,7 @@ func openBroker(t testing.TB, raw string) *redis.Broker {
 	t.Helper()
 	u, err := url.Parse(raw)
 	require.NoError(t, err)
-	b, err := redis.Open(u, runtime.TransportOptions{Hostname: "test@host"})
+	b, err := redis.Open(u, driver.TransportOptions{Hostname: "test@host"})
 	require.NoError(t, err)
 	t.Cleanup(func() { b.Close() })
 	return b
@@ -175,9 +176,9 @@ func TestE2E_DelayRunGet(t *testing.T) {
 	}
 }
 
-func pubMsg(id string, prio uint8) *runtime.Message {
-	return &runtime.Message{ContentType: runtime.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: id, DeliveryMode: 2, Priority: prio,
-		Headers: runtime.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id, RootID: id, ArgsRepr: "(1, 2)", KwargsRepr: "{}"},
+func pubMsg(id string, prio uint8) *driver.Message {
+	return &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: id, DeliveryMode: 2, Priority: prio,
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id, RootID: id, ArgsRepr: "(1, 2)", KwargsRepr: "{}"},
 		Body:    []byte(`[[1, 2], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]`)}
 }
 
@@ -249,7 +250,7 @@ func TestPrefetchBound(t *testing.T) {
 	cctx, cancel := context.WithCancel(ctx)
 	ds, err := b.Consume(cctx, []string{"pf"}, 3)
 	require.NoError(t, err)
-	var held []runtime.Delivery
+	var held []driver.Delivery
 	for range 3 {
 		held = append(held, <-ds)
 	}

@@ -34,6 +34,7 @@ import (
 	"github.com/vmihailenco/msgpack/v5"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -68,7 +69,7 @@ type Call struct {
 	Kwargs  map[string]any // keyword arguments
 	ETA     time.Time      // zero: run at once
 	Retries int
-	Message *runtime.Message
+	Message *driver.Message
 }
 
 // Option configures a Kit.
@@ -112,7 +113,7 @@ var (
 )
 
 func init() {
-	runtime.RegisterBroker("tasktest", func(u *url.URL, _ runtime.TransportOptions) (runtime.Broker, error) {
+	driver.RegisterBroker("tasktest", func(u *url.URL, _ driver.TransportOptions) (driver.Broker, error) {
 		kitsMu.Lock()
 		defer kitsMu.Unlock()
 		b, ok := kits[u.Host]
@@ -210,7 +211,7 @@ type TypedCall[A any] struct {
 // A body that does not decode fails the test.
 func Calls[A any, S interface {
 	Name() string
-	DecodeArgs(*runtime.Message) (A, error)
+	DecodeArgs(*driver.Message) (A, error)
 }](k *Kit, stub S) []TypedCall[A] {
 	k.t.Helper()
 	var out []TypedCall[A]
@@ -276,7 +277,7 @@ func (k *Kit) Advance(d time.Duration) {
 type pendingMsg struct {
 	call  Call
 	queue string
-	msg   *runtime.Message
+	msg   *driver.Message
 }
 
 // eagerBroker runs each published task synchronously, or holds it until the
@@ -290,7 +291,7 @@ type eagerBroker struct {
 	dead    []memory.DeadLetter
 }
 
-func (b *eagerBroker) Publish(ctx context.Context, queue string, msg *runtime.Message) error {
+func (b *eagerBroker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	m := msg.Clone()
 	m.RoutingKey = queue
 	call := Call{ID: m.Headers.ID, Task: m.Headers.Task, Queue: queue, ETA: m.Headers.ETA, Retries: m.Headers.Retries, Message: m}
@@ -314,11 +315,11 @@ func (b *eagerBroker) Publish(ctx context.Context, queue string, msg *runtime.Me
 	return nil
 }
 
-func (b *eagerBroker) process(queue string, m *runtime.Message) {
+func (b *eagerBroker) process(queue string, m *driver.Message) {
 	b.kit.Worker.Process(context.Background(), &delivery{b: b, m: m, queue: queue})
 }
 
-func (b *eagerBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan runtime.Delivery, error) {
+func (b *eagerBroker) Consume(ctx context.Context, _ []string, _ int) (<-chan driver.Delivery, error) {
 	return nil, fmt.Errorf("tasktest: the eager transport runs tasks at Delay; do not Run the kit's worker")
 }
 
@@ -326,14 +327,14 @@ func (b *eagerBroker) Close() error { return nil }
 
 type delivery struct {
 	b     *eagerBroker
-	m     *runtime.Message
+	m     *driver.Message
 	queue string
 }
 
-func (d *delivery) Message() *runtime.Message { return d.m }
-func (d *delivery) Raw() []byte               { return d.m.Body }
-func (d *delivery) DecodeError() error        { return nil }
-func (d *delivery) Ack() error                { return nil }
+func (d *delivery) Message() *driver.Message { return d.m }
+func (d *delivery) Raw() []byte              { return d.m.Body }
+func (d *delivery) DecodeError() error       { return nil }
+func (d *delivery) Ack() error               { return nil }
 func (d *delivery) Requeue() error {
 	return d.b.Publish(context.Background(), d.queue, d.m)
 }
@@ -344,11 +345,11 @@ func (d *delivery) Reject(reason string) error {
 	return nil
 }
 
-func decodeGeneric(m *runtime.Message) ([]any, map[string]any, error) {
+func decodeGeneric(m *driver.Message) ([]any, map[string]any, error) {
 	var body []any
 	var err error
 	switch m.ContentType {
-	case runtime.ContentTypeJSON:
+	case driver.ContentTypeJSON:
 		dec := json.NewDecoder(bytes.NewReader(m.Body))
 		dec.UseNumber()
 		err = dec.Decode(&body)
@@ -383,7 +384,7 @@ func normalize(v any) any {
 		f, _ := x.Float64()
 		return f
 	case int8, int16, int32, int, uint8, uint16, uint32:
-		i, _ := runtime.AnyToInt(x)
+		i, _ := driver.AnyToInt(x)
 		return i
 	case []any:
 		for i := range x {

@@ -8,6 +8,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/internal/exampletasks"
 	"github.com/taskgen/taskgen/runtime/tasktest"
 )
@@ -57,10 +58,10 @@ func TestCalls_FailsTheTestOnArgumentsTheCodecRejects(t *testing.T) {
 	rec := &fatalRecorder{TB: t}
 	kit := tasktest.NewWith(rec, []tasktest.Option{tasktest.RecordOnly(), tasktest.WithoutDefault()}, exampletasks.RegisterTasks)
 	// A body any decoder reads, with a number where Resize takes a string.
-	msg := &runtime.Message{
-		ContentType:     runtime.ContentTypeJSON,
-		ContentEncoding: runtime.ContentEncodingUTF8,
-		Headers:         runtime.TaskHeaders{Task: exampletasks.Resize.Name(), ID: "bad-1"},
+	msg := &driver.Message{
+		ContentType:     driver.ContentTypeJSON,
+		ContentEncoding: driver.ContentEncodingUTF8,
+		Headers:         driver.TaskHeaders{Task: exampletasks.Resize.Name(), ID: "bad-1"},
 		Body:            []byte(`[[7, 320], {}, {"callbacks": null, "errbacks": null, "chain": null, "chord": null}]`),
 	}
 	require.NoError(t, kit.App.Broker().Publish(context.Background(), "images", msg))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/taskgen/taskgen/bench/tasks"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // tsLen is the length of a Unix-nanosecond time in decimal.
@@ -180,7 +181,7 @@ func (s *rawAMQP) sender(context.Context) (func(context.Context, string) error, 
 	}
 	return func(ctx context.Context, ts string) error {
 			dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", s.queue, false, false, amqp.Publishing{
-				ContentType: runtime.ContentTypeMsgpack, ContentEncoding: "binary", DeliveryMode: amqp.Persistent,
+				ContentType: driver.ContentTypeMsgpack, ContentEncoding: "binary", DeliveryMode: amqp.Persistent,
 				Headers: s.headers, Body: payload(ts, s.pad)})
 			if err != nil {
 				return err

@@ -18,6 +18,7 @@ import (
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func main() {
@@ -45,7 +46,7 @@ func main() {
 		defer cancel()
 		srv.Shutdown(shut)
 	}()
-	log.Info("listening", "addr", *addr, "broker", runtime.Redact(*broker))
+	log.Info("listening", "addr", *addr, "broker", driver.Redact(*broker))
 	if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 		log.Error("serve", "err", err)
 		os.Exit(1)

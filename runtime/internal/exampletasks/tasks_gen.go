@@ -8,6 +8,7 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -52,7 +53,7 @@ type ResizeArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Resize through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ResizeTask) DecodeArgs(m *runtime.Message) (ResizeArgs, error) {
+func (ResizeTask) DecodeArgs(m *driver.Message) (ResizeArgs, error) {
 	var args resizeArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ResizeArgs{}, err
@@ -154,7 +155,7 @@ type ChargeArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Charge through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ChargeTask) DecodeArgs(m *runtime.Message) (ChargeArgs, error) {
+func (ChargeTask) DecodeArgs(m *driver.Message) (ChargeArgs, error) {
 	var args chargeArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ChargeArgs{}, err
@@ -259,7 +260,7 @@ type PollArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Poll through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PollTask) DecodeArgs(m *runtime.Message) (PollArgs, error) {
+func (PollTask) DecodeArgs(m *driver.Message) (PollArgs, error) {
 	var args pollArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PollArgs{}, err
@@ -352,7 +353,7 @@ type CrunchArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Crunch through the generated codec, as a worker does (tasktest.Calls uses it).
-func (CrunchTask) DecodeArgs(m *runtime.Message) (CrunchArgs, error) {
+func (CrunchTask) DecodeArgs(m *driver.Message) (CrunchArgs, error) {
 	var args crunchArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return CrunchArgs{}, err
@@ -445,7 +446,7 @@ func (t HangTask) Call(ctx context.Context) error {
 type HangArgs struct{}
 
 // DecodeArgs decodes the arguments of a message of Hang through the generated codec, as a worker does (tasktest.Calls uses it).
-func (HangTask) DecodeArgs(m *runtime.Message) (HangArgs, error) {
+func (HangTask) DecodeArgs(m *driver.Message) (HangArgs, error) {
 	var args hangArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return HangArgs{}, err
@@ -521,7 +522,7 @@ type PingArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PingTask) DecodeArgs(m *runtime.Message) (PingArgs, error) {
+func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
 	var args pingArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PingArgs{}, err
@@ -615,7 +616,7 @@ type ReportArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Report through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ReportTask) DecodeArgs(m *runtime.Message) (ReportArgs, error) {
+func (ReportTask) DecodeArgs(m *driver.Message) (ReportArgs, error) {
 	var args reportArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ReportArgs{}, err
@@ -707,7 +708,7 @@ type AuditArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Audit through the generated codec, as a worker does (tasktest.Calls uses it).
-func (AuditTask) DecodeArgs(m *runtime.Message) (AuditArgs, error) {
+func (AuditTask) DecodeArgs(m *driver.Message) (AuditArgs, error) {
 	var args auditArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return AuditArgs{}, err
@@ -799,7 +800,7 @@ type NotifyArgs struct {
 }
 
 // DecodeArgs decodes the arguments of a message of Notify through the generated codec, as a worker does (tasktest.Calls uses it).
-func (NotifyTask) DecodeArgs(m *runtime.Message) (NotifyArgs, error) {
+func (NotifyTask) DecodeArgs(m *driver.Message) (NotifyArgs, error) {
 	var args notifyArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return NotifyArgs{}, err
@@ -889,7 +890,7 @@ func (t UrgentTask) Call(ctx context.Context) (uint8, error) {
 type UrgentArgs struct{}
 
 // DecodeArgs decodes the arguments of a message of Urgent through the generated codec, as a worker does (tasktest.Calls uses it).
-func (UrgentTask) DecodeArgs(m *runtime.Message) (UrgentArgs, error) {
+func (UrgentTask) DecodeArgs(m *driver.Message) (UrgentArgs, error) {
 	var args urgentArgs
 	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return UrgentArgs{}, err

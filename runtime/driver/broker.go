@@ -1,4 +1,4 @@
-package runtime
+package driver
 
 import (
 	"context"
@@ -154,7 +154,7 @@ func registered[F any](m map[string]F) []string {
 // ErrUnknownScheme is returned for a URL whose scheme no imported transport handles.
 var ErrUnknownScheme = errors.New("unknown URL scheme")
 
-func openBroker(raw string, opts TransportOptions) (Broker, error) {
+func OpenBroker(raw string, opts TransportOptions) (Broker, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("broker URL: %w", redactErr(err))
@@ -169,7 +169,7 @@ func openBroker(raw string, opts TransportOptions) (Broker, error) {
 	return f(u, opts)
 }
 
-func openBackend(raw string, opts TransportOptions) (ResultBackend, error) {
+func OpenBackend(raw string, opts TransportOptions) (ResultBackend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return nil, fmt.Errorf("backend URL: %w", redactErr(err))

@@ -1,4 +1,4 @@
-package runtime
+package driver
 
 import (
 	"bytes"
@@ -14,7 +14,7 @@ const (
 	ContentEncodingUTF8   = "utf-8"
 	DefaultQueue          = "celery"
 	DefaultExchange       = "celery"
-	protocolLang          = "go"
+	ProtocolLang          = "go"
 )
 
 // Message is one Celery protocol v2 task message: AMQP-style properties, the

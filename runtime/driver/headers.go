@@ -1,4 +1,4 @@
-package runtime
+package driver
 
 import (
 	"encoding/json"
@@ -101,7 +101,7 @@ func (h *TaskHeaders) Range(fn func(name string, value any)) {
 		fn("compression", h.Compression)
 	}
 	for _, k := range slices.Sorted(maps.Keys(h.Extra)) {
-		if isKnownHeader(k) {
+		if IsKnownHeader(k) {
 			continue
 		}
 		fn(k, h.Extra[k])
@@ -115,7 +115,7 @@ func (h *TaskHeaders) Map() map[string]any {
 	return m
 }
 
-func isKnownHeader(name string) bool {
+func IsKnownHeader(name string) bool {
 	switch name {
 	case "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
 		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
@@ -227,7 +227,7 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 		}
 	}
 	for k, v := range m {
-		if !isKnownHeader(k) {
+		if !IsKnownHeader(k) {
 			if h.Extra == nil {
 				h.Extra = make(map[string]any)
 			}
