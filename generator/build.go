@@ -49,7 +49,7 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 	for _, n := range predeclaredUsed {
 		taken[n] = true
 	}
-	paths := []string{runtimePath, contextPath}
+	paths := []string{runtimePath, codegenPath, driverPath, contextPath}
 	if needErrors {
 		paths = append(paths, errorsPath)
 	}

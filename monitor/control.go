@@ -102,7 +102,7 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	h := &msg.Headers
 	h.Lang, h.Task, h.ID, h.RootID = "go", name, id, id
 	h.ArgsRepr = tupleRepr(args)
-	h.KwargsRepr = runtime.Repr(jsonPlain(kwargs))
+	h.KwargsRepr = driver.Repr(jsonPlain(kwargs))
 	host, _ := os.Hostname()
 	h.Origin = "taskmon" + strconv.Itoa(os.Getpid()) + "@" + host
 	switch {
@@ -174,7 +174,7 @@ func jsonPlain(v any) any {
 func tupleRepr(args []any) string {
 	parts := make([]string, len(args))
 	for i, a := range args {
-		parts[i] = runtime.Repr(jsonPlain(a))
+		parts[i] = driver.Repr(jsonPlain(a))
 	}
 	s := "(" + strings.Join(parts, ", ")
 	if len(args) == 1 {

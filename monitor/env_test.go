@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -23,12 +24,12 @@ type emailArgs struct {
 }
 
 func (a *emailArgs) NumArgs() int { return 2 }
-func (a *emailArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *emailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.email)
 	w.Int(int64(a.n))
 	return nil
 }
-func (a *emailArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *emailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.email, err = r.String()
@@ -56,19 +57,19 @@ type HTTPError struct{ Status int }
 func (e *HTTPError) Error() string { return "email provider answered 503" }
 
 var (
-	sendDef = &runtime.TaskDef{Name: "signup.send_welcome_email", Queue: "emails", Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(emailArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	sendDef = &codegen.TaskDef{Name: "signup.send_welcome_email", Queue: "emails", Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(emailArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			x := a.(*emailArgs)
 			if x.n < 0 {
 				return nil, &HTTPError{Status: 503}
 			}
 			return "msg-" + x.email, nil
 		}}
-	flakyDef = &runtime.TaskDef{Name: "signup.sync_crm", Retry: runtime.RetryPolicy{MaxRetries: 3, Backoff: 200 * time.Millisecond,
+	flakyDef = &codegen.TaskDef{Name: "signup.sync_crm", Retry: codegen.RetryPolicy{MaxRetries: 3, Backoff: 200 * time.Millisecond,
 		BackoffMax: time.Second, DefaultDelay: time.Second, AutoretryFor: func(err error) bool { _, ok := errors.AsType[*HTTPError](err); return ok }},
-		NewArgs: func() runtime.Args { return new(emailArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+		NewArgs: func() codegen.Args { return new(emailArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			x := a.(*emailArgs)
 			info, _ := runtime.TaskFromContext(ctx)
 			if info.Retries < x.n%3 {
@@ -77,9 +78,9 @@ var (
 			time.Sleep(time.Duration(x.n%7) * 3 * time.Millisecond)
 			return map[string]any{"contact": x.email, "attempts": info.Retries + 1}, nil
 		}}
-	slowDef = &runtime.TaskDef{Name: "report.slow", Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(emailArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	slowDef = &codegen.TaskDef{Name: "report.slow", Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(emailArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			select {
 			case <-time.After(time.Duration(a.(*emailArgs).n) * time.Millisecond):
 				return a.(*emailArgs).n, nil

@@ -547,7 +547,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			if err := doc.DecodeResult(&v); err != nil {
 				out = append(out, kv{"result", nil})
 			} else if _, err := json.Marshal(v); err != nil {
-				out = append(out, kv{"result", runtime.Repr(v)})
+				out = append(out, kv{"result", driver.Repr(v)})
 			} else {
 				out = append(out, kv{"result", v})
 			}

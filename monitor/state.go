@@ -874,5 +874,5 @@ func reprField(v any) string {
 	if s, ok := v.(string); ok {
 		return s
 	}
-	return runtime.Repr(v)
+	return driver.Repr(v)
 }

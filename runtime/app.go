@@ -5,13 +5,16 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"os"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // Config configures an App. The zero value of every field but Broker is a
@@ -84,16 +87,16 @@ func New(cfg Config) (*App, error) {
 		return nil, errors.New("taskgen: Config.Broker is empty (for example memory://, redis://127.0.0.1:6379/0, amqp://guest:guest@127.0.0.1:5672//)")
 	}
 	if cfg.Serializer == "" {
-		cfg.Serializer = SerializerMsgpack
+		cfg.Serializer = wire.SerializerMsgpack
 	}
 	if cfg.ResultSerializer == "" {
 		cfg.ResultSerializer = cfg.Serializer
 	}
-	ctype, cenc, err := contentTypeOf(cfg.Serializer)
+	ctype, cenc, err := wire.ContentTypeOf(cfg.Serializer)
 	if err != nil {
 		return nil, fmt.Errorf("taskgen: Config.Serializer: %w", err)
 	}
-	if _, _, err := contentTypeOf(cfg.ResultSerializer); err != nil {
+	if _, _, err := wire.ContentTypeOf(cfg.ResultSerializer); err != nil {
 		return nil, fmt.Errorf("taskgen: Config.ResultSerializer: %w", err)
 	}
 	if cfg.ResultExpires == 0 {
@@ -188,14 +191,14 @@ func NewID() string {
 			b[j] = '-'
 			j++
 		}
-		b[j], b[j+1] = hexDigits[c>>4], hexDigits[c&0xf]
+		b[j], b[j+1] = wire.HexDigits[c>>4], wire.HexDigits[c&0xf]
 		j += 2
 	}
 	return string(b[:])
 }
 
 // queueFor returns the queue a call of def goes to.
-func (a *App) queueFor(def *TaskDef, co *callOptions) string {
+func (a *App) queueFor(def *codegen.TaskDef, co *callOptions) string {
 	if co.queue != "" {
 		return co.queue
 	}
@@ -206,12 +209,12 @@ func (a *App) queueFor(def *TaskDef, co *callOptions) string {
 }
 
 // NewMessage builds the protocol v2 message of a call of def with args.
-func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*driver.Message, error) {
+func (a *App) newMessage(def *codegen.TaskDef, co *callOptions, args wire.Args) (*driver.Message, error) {
 	id := co.taskID
 	if id == "" {
 		id = NewID()
 	}
-	body, err := AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
+	body, err := wire.AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
 	if err != nil {
 		return nil, fmt.Errorf("taskgen: encode arguments of %s: %w", def.Name, err)
 	}
@@ -233,7 +236,7 @@ func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*driver.Mess
 	}
 	h.ParentID = co.parentID
 	h.Origin = a.origin
-	h.ArgsRepr = ArgsRepr(args)
+	h.ArgsRepr = wire.ArgsRepr(args)
 	h.KwargsRepr = "{}"
 	h.IgnoreResult = def.IgnoreResult
 	h.TimeLimit = [2]float64{def.TimeLimit.Seconds(), def.SoftTimeLimit.Seconds()}
@@ -274,7 +277,7 @@ func (a *App) newMessage(def *TaskDef, co *callOptions, args Args) (*driver.Mess
 	return m, nil
 }
 
-func (a *App) send(ctx context.Context, def *TaskDef, co *callOptions, args Args) (string, error) {
+func (a *App) send(ctx context.Context, def *codegen.TaskDef, co *callOptions, args wire.Args) (string, error) {
 	m, err := a.newMessage(def, co, args)
 	if err != nil {
 		return "", err
@@ -298,3 +301,10 @@ func (a *App) publish(ctx context.Context, queue string, m *driver.Message) erro
 	}
 	return nil
 }
+
+// Serializers accepted in [Config].Serializer: msgpack (the default) and json,
+// Celery's task_serializer values.
+const (
+	SerializerMsgpack = wire.SerializerMsgpack
+	SerializerJSON    = wire.SerializerJSON
+)

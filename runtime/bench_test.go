@@ -7,6 +7,8 @@ import (
 	"testing"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // BenchmarkMemory_DelayRunGet measures one task round trip through memory://:
@@ -19,9 +21,9 @@ func BenchmarkMemory_DelayRunGet(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer app.Close()
-	def := &runtime.TaskDef{Name: "bench.echo", Retry: runtime.DefaultRetryPolicy(), IgnoreResult: false,
-		NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run:     func(ctx context.Context, a runtime.Args) (any, error) { return a.(*greetArgs).name, nil }}
+	def := &codegen.TaskDef{Name: "bench.echo", Retry: codegen.DefaultRetryPolicy(), IgnoreResult: false,
+		NewArgs: func() wire.Args { return new(greetArgs) },
+		Run:     func(ctx context.Context, a wire.Args) (any, error) { return a.(*greetArgs).name, nil }}
 	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 4})
 	w.Register(def)
 	ctx, cancel := context.WithCancel(context.Background())

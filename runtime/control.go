@@ -4,13 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"os"
 	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // Remote control: the worker side of Celery's pidbox (WIRE.md §7), so that
@@ -128,14 +130,14 @@ type controlRequest struct {
 
 func decodeAny(contentType string, body []byte, v any) error {
 	if contentType == driver.ContentTypeMsgpack || contentType == "application/msgpack" {
-		return mpUnmarshal(body, v)
+		return wire.MsgpackUnmarshal(body, v)
 	}
 	return json.Unmarshal(body, v)
 }
 
 func encodeAny(contentType string, v any) ([]byte, string, string, error) {
 	if contentType == driver.ContentTypeMsgpack || contentType == "application/msgpack" {
-		b, err := mpMarshal(v)
+		b, err := wire.MsgpackMarshal(v)
 		return b, driver.ContentTypeMsgpack, driver.ContentEncodingBinary, err
 	}
 	b, err := json.Marshal(v)

@@ -9,14 +9,16 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 func TestControl_InspectAndRevoke(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "json")
 	started := make(chan string, 4)
-	slow := &runtime.TaskDef{Name: "test.slow", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	slow := &codegen.TaskDef{Name: "test.slow", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) {
 			info, _ := runtime.TaskFromContext(ctx)
 			started <- info.ID
 			<-ctx.Done()

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
@@ -23,12 +24,12 @@ type greetArgs struct {
 }
 
 func (a *greetArgs) NumArgs() int { return 2 }
-func (a *greetArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *greetArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.name)
 	w.Int(int64(a.times))
 	return nil
 }
-func (a *greetArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *greetArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.name, err = r.String()
@@ -63,7 +64,7 @@ func newApp(t *testing.T, ser string) *runtime.App {
 	return app
 }
 
-func runWorker(t *testing.T, app *runtime.App, defs ...*runtime.TaskDef) {
+func runWorker(t *testing.T, app *runtime.App, defs ...*codegen.TaskDef) {
 	t.Helper()
 	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 2, ShutdownTimeout: 2 * time.Second})
 	for _, d := range defs {
@@ -84,11 +85,11 @@ func TestWorker_DelayRunGet(t *testing.T) {
 		t.Run(ser, func(t *testing.T) {
 			t.Parallel()
 			app := newApp(t, ser)
-			def := &runtime.TaskDef{
+			def := &codegen.TaskDef{
 				Name:    "test.greet",
-				Retry:   runtime.DefaultRetryPolicy(),
-				NewArgs: func() runtime.Args { return new(greetArgs) },
-				Run: func(ctx context.Context, a runtime.Args) (any, error) {
+				Retry:   codegen.DefaultRetryPolicy(),
+				NewArgs: func() codegen.Args { return new(greetArgs) },
+				Run: func(ctx context.Context, a codegen.Args) (any, error) {
 					x := a.(*greetArgs)
 					info, ok := runtime.TaskFromContext(ctx)
 					if !ok || info.Name != "test.greet" {
@@ -121,12 +122,12 @@ func TestWorker_AutoretryThenSuccess(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "msgpack")
 	var calls atomic.Int32
-	pol := runtime.DefaultRetryPolicy()
+	pol := codegen.DefaultRetryPolicy()
 	pol.Backoff = 10 * time.Millisecond
 	pol.Jitter = false
 	pol.AutoretryFor = func(err error) bool { _, ok := errors.AsType[flakyErr](err); return ok }
-	def := &runtime.TaskDef{Name: "test.flaky", Retry: pol, NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	def := &codegen.TaskDef{Name: "test.flaky", Retry: pol, NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			if calls.Add(1) < 3 {
 				return nil, flakyErr{}
 			}
@@ -147,15 +148,15 @@ func TestWorker_AutoretryThenSuccess(t *testing.T) {
 func TestWorker_RetriesExhaustedAndPanics(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "json")
-	pol := runtime.DefaultRetryPolicy()
+	pol := codegen.DefaultRetryPolicy()
 	pol.MaxRetries = 2
 	pol.Backoff = time.Millisecond
 	pol.AutoretryFor = func(err error) bool { return true }
 	var calls atomic.Int32
-	failing := &runtime.TaskDef{Name: "test.failing", Retry: pol, NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { calls.Add(1); return nil, flakyErr{} }}
-	panicking := &runtime.TaskDef{Name: "test.panicking", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { panic("boom") }}
+	failing := &codegen.TaskDef{Name: "test.failing", Retry: pol, NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) { calls.Add(1); return nil, flakyErr{} }}
+	panicking := &codegen.TaskDef{Name: "test.panicking", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) { panic("boom") }}
 	runWorker(t, app, failing, panicking)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -180,9 +181,9 @@ func TestWorker_RetriesExhaustedAndPanics(t *testing.T) {
 func TestWorker_DeadLettersUnknownTaskAndBadArgs(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "msgpack")
-	def := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return "ok", nil }}
-	unknown := &runtime.TaskDef{Name: "test.unknown", NewArgs: def.NewArgs}
+	def := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) { return "ok", nil }}
+	unknown := &codegen.TaskDef{Name: "test.unknown", NewArgs: def.NewArgs}
 	runWorker(t, app, def)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -217,9 +218,9 @@ func TestWorker_RateLimitSpacesStarts(t *testing.T) {
 	app := newApp(t, "msgpack")
 	var mu sync.Mutex
 	var starts []time.Time
-	def := &runtime.TaskDef{Name: "test.limited", Retry: runtime.DefaultRetryPolicy(), RateLimit: runtime.RateLimit{N: 20, Per: time.Second},
-		NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	def := &codegen.TaskDef{Name: "test.limited", Retry: codegen.DefaultRetryPolicy(), RateLimit: codegen.RateLimit{N: 20, Per: time.Second},
+		NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			mu.Lock()
 			starts = append(starts, time.Now())
 			mu.Unlock()
@@ -259,8 +260,8 @@ func TestWorker_DeadLettersOversizedBody(t *testing.T) {
 	name := runtime.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name})
 	require.NoError(t, err)
-	def := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return a.(*greetArgs).name[:3], nil }}
+	def := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() codegen.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) { return a.(*greetArgs).name[:3], nil }}
 	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 1, MaxBodySize: 1000})
 	w.Register(def)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

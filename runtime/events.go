@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"math"
 	"os"
@@ -14,6 +13,9 @@ import (
 	"sync/atomic"
 	"time"
 	"unicode/utf8"
+
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // Celery event types (WIRE §6.3).
@@ -464,9 +466,9 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 		case EventTaskSucceeded:
 			b = append(b, `, "result": `...)
 			// The repr goes through a scratch buffer of the sender.
-			d.scratch = appendPyRepr(d.scratch[:0], ev.result, 0)
-			if len(d.scratch) > maxReprLen {
-				d.scratch = append(d.scratch[:0], truncateRepr(string(d.scratch))...)
+			d.scratch = wire.AppendPyRepr(d.scratch[:0], ev.result, 0)
+			if len(d.scratch) > wire.MaxReprLen {
+				d.scratch = append(d.scratch[:0], wire.TruncateRepr(string(d.scratch))...)
 			}
 			b = evAppendString(b, d.scratch)
 			b = append(b, `, "runtime": `...)
@@ -530,9 +532,9 @@ func ExceptionRepr(e *ExceptionInfo) string {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
-		b = appendPyRepr(b, m, 0)
+		b = wire.AppendPyRepr(b, m, 0)
 	}
-	return truncateRepr(string(append(b, ')')))
+	return wire.TruncateRepr(string(append(b, ')')))
 }
 
 // exceptionLine is the last line of a Python traceback, for failures without
@@ -550,7 +552,7 @@ func exceptionLine(e *ExceptionInfo) string {
 		if s, ok := m.(string); ok {
 			parts[i] = s
 		} else {
-			parts[i] = Repr(m)
+			parts[i] = wire.Repr(m)
 		}
 	}
 	return typ + ": " + strings.Join(parts, ", ") + "\n"

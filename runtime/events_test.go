@@ -19,7 +19,9 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -91,7 +93,7 @@ type HTTPError struct{ Status int }
 
 func (e *HTTPError) Error() string { return "email provider answered 503" }
 
-func startWorker(t *testing.T, app *runtime.App, o runtime.WorkerOptions, defs ...*runtime.TaskDef) (stop func()) {
+func startWorker(t *testing.T, app *runtime.App, o runtime.WorkerOptions, defs ...*codegen.TaskDef) (stop func()) {
 	t.Helper()
 	w := app.NewWorker(o)
 	for _, d := range defs {
@@ -115,10 +117,10 @@ func TestEvents_WorkerLifecycleAndTasks(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "msgpack")
 	log := collectEvents(t, app.Broker())
-	ok := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return "hi " + a.(*greetArgs).name, nil }}
-	bad := &runtime.TaskDef{Name: "test.bad", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return nil, &HTTPError{Status: 503} }}
+	ok := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) { return "hi " + a.(*greetArgs).name, nil }}
+	bad := &codegen.TaskDef{Name: "test.bad", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) { return nil, &HTTPError{Status: 503} }}
 	stop := startWorker(t, app, runtime.WorkerOptions{Hostname: "w1@test", Concurrency: 2, HeartbeatInterval: 50 * time.Millisecond}, ok, bad)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -205,11 +207,11 @@ func TestEvents_RetriedRejectedRevoked(t *testing.T) {
 	app := newApp(t, "json")
 	log := collectEvents(t, app.Broker())
 	var calls atomic.Int32
-	pol := runtime.DefaultRetryPolicy()
+	pol := codegen.DefaultRetryPolicy()
 	pol.Backoff, pol.Jitter = time.Millisecond, false
 	pol.AutoretryFor = func(err error) bool { return true }
-	flaky := &runtime.TaskDef{Name: "test.flaky", Retry: pol, NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	flaky := &codegen.TaskDef{Name: "test.flaky", Retry: pol, NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) {
 			if calls.Add(1) == 1 {
 				return nil, errors.New("not yet")
 			}
@@ -230,7 +232,7 @@ func TestEvents_RetriedRejectedRevoked(t *testing.T) {
 	require.Equal(t, "42", log.waitFor(t, "task-succeeded", 1)[0]["result"])
 
 	// An unregistered task is rejected; an expired one revoked.
-	unknown := &runtime.TaskDef{Name: "test.unknown", NewArgs: flaky.NewArgs}
+	unknown := &codegen.TaskDef{Name: "test.unknown", NewArgs: flaky.NewArgs}
 	_, err = runtime.NewStub[int](unknown).With(runtime.WithApp(app)).Send(ctx, &greetArgs{})
 	require.NoError(t, err)
 	rej := log.waitFor(t, "task-rejected", 1)[0]
@@ -255,8 +257,8 @@ func TestEvents_WithoutEvents(t *testing.T) {
 	t.Parallel()
 	app := newApp(t, "msgpack")
 	log := collectEvents(t, app.Broker())
-	def := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return "ok", nil }}
+	def := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) { return "ok", nil }}
 	w := app.NewWorker(runtime.WorkerOptions{WithoutEvents: true})
 	require.Nil(t, w.Events())
 	stop := startWorker(t, app, runtime.WorkerOptions{WithoutEvents: true, HeartbeatInterval: 10 * time.Millisecond}, def)
@@ -407,9 +409,9 @@ func BenchmarkMemory_EventsThroughput(b *testing.B) {
 					}
 				}()
 			}
-			def := &runtime.TaskDef{Name: "bench.echo", Retry: runtime.DefaultRetryPolicy(), IgnoreResult: true,
-				NewArgs: func() runtime.Args { return new(greetArgs) },
-				Run:     func(ctx context.Context, a runtime.Args) (any, error) { return a.(*greetArgs).name, nil }}
+			def := &codegen.TaskDef{Name: "bench.echo", Retry: codegen.DefaultRetryPolicy(), IgnoreResult: true,
+				NewArgs: func() wire.Args { return new(greetArgs) },
+				Run:     func(ctx context.Context, a wire.Args) (any, error) { return a.(*greetArgs).name, nil }}
 			stub := runtime.NewStub[string](def).With(runtime.WithApp(app))
 			for i := 0; i < b.N; i++ {
 				if _, err := stub.Send(ctx, &greetArgs{name: "ann@example.com", times: i}); err != nil {
@@ -453,9 +455,9 @@ func BenchmarkMemory_DelayRunGetEvents(b *testing.B) {
 				b.Fatal(err)
 			}
 			defer app.Close()
-			def := &runtime.TaskDef{Name: "bench.echo", Retry: runtime.DefaultRetryPolicy(),
-				NewArgs: func() runtime.Args { return new(greetArgs) },
-				Run:     func(ctx context.Context, a runtime.Args) (any, error) { return a.(*greetArgs).name, nil }}
+			def := &codegen.TaskDef{Name: "bench.echo", Retry: codegen.DefaultRetryPolicy(),
+				NewArgs: func() wire.Args { return new(greetArgs) },
+				Run:     func(ctx context.Context, a wire.Args) (any, error) { return a.(*greetArgs).name, nil }}
 			w := app.NewWorker(runtime.WorkerOptions{Concurrency: 4, WithoutEvents: mode == "off"})
 			w.Register(def)
 			ctx, cancel := context.WithCancel(context.Background())
@@ -509,12 +511,12 @@ func TestEvents_CeleryStateAcceptsThem(t *testing.T) {
 	py := testenv.Python(t)
 	app := newApp(t, "msgpack")
 	log := collectEvents(t, app.Broker())
-	ok := &runtime.TaskDef{Name: "test.greet", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+	ok := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) {
 			return map[string]any{"hi": a.(*greetArgs).name}, nil
 		}}
-	bad := &runtime.TaskDef{Name: "test.bad", Retry: runtime.DefaultRetryPolicy(), NewArgs: func() runtime.Args { return new(greetArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) { return nil, &HTTPError{Status: 503} }}
+	bad := &codegen.TaskDef{Name: "test.bad", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() wire.Args { return new(greetArgs) },
+		Run: func(ctx context.Context, a wire.Args) (any, error) { return nil, &HTTPError{Status: 503} }}
 	stop := startWorker(t, app, runtime.WorkerOptions{Hostname: "go1@test", HeartbeatInterval: 100 * time.Millisecond}, ok, bad)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

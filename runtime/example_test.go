@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/internal/exampletasks"
 	_ "github.com/taskgen/taskgen/runtime/memory"
@@ -215,7 +216,7 @@ func ExampleRetryPolicy() {
 	_, err := res.Get(ctx)
 	fmt.Println(exampletasks.Attempts.Load(), err != nil)
 
-	p := runtime.RetryPolicy{Backoff: time.Second, BackoffMax: 10 * time.Second}
+	p := codegen.RetryPolicy{Backoff: time.Second, BackoffMax: 10 * time.Second}
 	for retries := 0; retries < 5; retries++ {
 		fmt.Print(p.Countdown(retries, nil), " ")
 	}

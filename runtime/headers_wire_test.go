@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 func TestWire_ParseHeadersDecoders(t *testing.T) {
@@ -81,7 +82,7 @@ func TestWire_ParseHeadersErrors(t *testing.T) {
 func TestWire_HeadersProduce(t *testing.T) {
 	gi := 0
 	h := driver.TaskHeaders{Lang: "go", Task: "t", ID: "i", ETA: time.Date(2026, 1, 2, 3, 4, 5, 6789, time.UTC), GroupIndex: &gi,
-		TimeLimit: [2]float64{0, 2.5}, Compression: CompressionZlib, Extra: map[string]any{"b": 1, "a": 2, "task": "ignored"}}
+		TimeLimit: [2]float64{0, 2.5}, Compression: wire.CompressionZlib, Extra: map[string]any{"b": 1, "a": 2, "task": "ignored"}}
 	var keys []string
 	h.Range(func(k string, v any) { keys = append(keys, k) })
 	require.Equal(t, []string{"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index", "retries", "timelimit",
@@ -99,7 +100,7 @@ func TestWire_HeadersProduce(t *testing.T) {
 	require.Equal(t, map[string]any{"a": 2, "b": 1}, back.Extra)
 	v, ok := h.Get("compression")
 	require.True(t, ok)
-	require.Equal(t, CompressionZlib, v)
+	require.Equal(t, wire.CompressionZlib, v)
 	_, ok = (&driver.TaskHeaders{}).Get("compression")
 	require.False(t, ok)
 	// Integral limits are sent as ints, as Python does.

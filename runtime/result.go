@@ -5,12 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"io/fs"
 	"math"
 	"reflect"
 	"strings"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // State is a Celery task state.
@@ -198,7 +200,7 @@ func (e *TaskError) Error() string {
 		if s, ok := m.(string); ok {
 			msg = append(msg, s)
 		} else {
-			msg = append(msg, Repr(m))
+			msg = append(msg, wire.Repr(m))
 		}
 	}
 	typ := e.Exception.Type
@@ -216,36 +218,36 @@ func (e *TaskError) Error() string {
 const dateDoneLayout = "2006-01-02T15:04:05.000000"
 
 func (e *ExceptionInfo) appendMsgpack(b []byte) ([]byte, error) {
-	b = mpAppendMapLen(b, 3)
-	b = mpAppendString(b, "exc_type")
-	b = mpAppendString(b, e.Type)
-	b = mpAppendString(b, "exc_message")
-	b = mpAppendArrayLen(b, len(e.Message))
+	b = wire.MsgpackAppendMapLen(b, 3)
+	b = wire.MsgpackAppendString(b, "exc_type")
+	b = wire.MsgpackAppendString(b, e.Type)
+	b = wire.MsgpackAppendString(b, "exc_message")
+	b = wire.MsgpackAppendArrayLen(b, len(e.Message))
 	for _, m := range e.Message {
 		var err error
-		if b, err = mpAppendValue(b, m); err != nil {
+		if b, err = wire.MsgpackAppendValue(b, m); err != nil {
 			return b, err
 		}
 	}
-	b = mpAppendString(b, "exc_module")
-	return mpAppendString(b, e.Module), nil
+	b = wire.MsgpackAppendString(b, "exc_module")
+	return wire.MsgpackAppendString(b, e.Module), nil
 }
 
 func (e *ExceptionInfo) appendJSON(b []byte) ([]byte, error) {
 	b = append(b, `{"exc_type": `...)
-	b = appendJSONString(b, e.Type)
+	b = wire.AppendJSONString(b, e.Type)
 	b = append(b, `, "exc_message": [`...)
 	for i, m := range e.Message {
 		if i > 0 {
 			b = append(b, ", "...)
 		}
 		var err error
-		if b, err = appendJSONValue(b, m); err != nil {
+		if b, err = wire.AppendJSONValue(b, m); err != nil {
 			return b, err
 		}
 	}
 	b = append(b, `], "exc_module": `...)
-	b = appendJSONString(b, e.Module)
+	b = wire.AppendJSONString(b, e.Module)
 	return append(b, '}'), nil
 }
 
@@ -304,10 +306,10 @@ func (doc *ResultDoc) fields() []resultField {
 func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 	fields := doc.fields()
 	switch serializer {
-	case "", SerializerMsgpack:
-		b := mpAppendMapLen(make([]byte, 0, 128), len(fields))
+	case "", wire.SerializerMsgpack:
+		b := wire.MsgpackAppendMapLen(make([]byte, 0, 128), len(fields))
 		for _, f := range fields {
-			b = mpAppendString(b, f.k)
+			b = wire.MsgpackAppendString(b, f.k)
 			var err error
 			switch e := f.v.(type) {
 			case *ExceptionInfo:
@@ -315,20 +317,20 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 			case ExceptionInfo:
 				b, err = e.appendMsgpack(b)
 			default:
-				b, err = mpAppendValue(b, f.v)
+				b, err = wire.MsgpackAppendValue(b, f.v)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("encode result field %s: %w", f.k, err)
 			}
 		}
 		return b, nil
-	case SerializerJSON:
+	case wire.SerializerJSON:
 		b := append(make([]byte, 0, 128), '{')
 		for i, f := range fields {
 			if i > 0 {
 				b = append(b, ", "...)
 			}
-			b = appendJSONString(b, f.k)
+			b = wire.AppendJSONString(b, f.k)
 			b = append(b, ": "...)
 			var err error
 			switch e := f.v.(type) {
@@ -337,7 +339,7 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 			case ExceptionInfo:
 				b, err = e.appendJSON(b)
 			default:
-				b, err = appendJSONValue(b, f.v)
+				b, err = wire.AppendJSONValue(b, f.v)
 			}
 			if err != nil {
 				return nil, fmt.Errorf("encode result field %s: %w", f.k, err)
@@ -345,7 +347,7 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 		}
 		return append(b, '}'), nil
 	}
-	_, _, err := contentTypeOf(serializer)
+	_, _, err := wire.ContentTypeOf(serializer)
 	return nil, err
 }
 
@@ -358,27 +360,27 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
 	doc := &ResultDoc{serializer: serializer}
 	switch serializer {
-	case "", SerializerMsgpack:
-		doc.serializer = SerializerMsgpack
-		d := mpDec{b: data}
-		n, err := d.mapLen()
+	case "", wire.SerializerMsgpack:
+		doc.serializer = wire.SerializerMsgpack
+		d := wire.NewMsgpackDecoder(data)
+		n, err := d.MapLen()
 		if err != nil || n < 0 {
 			return nil, errors.New("result document: want a map")
 		}
 		for ; n > 0; n-- {
-			k, err := d.strBytes(true)
+			k, err := d.StrBytes(true)
 			if err != nil {
 				return nil, fmt.Errorf("result document: key: %w", err)
 			}
 			if string(k) == "result" {
-				raw, err := d.raw()
+				raw, err := d.Raw()
 				if err != nil {
 					return nil, fmt.Errorf("result document field result: %w", err)
 				}
 				doc.RawResult = bytes.Clone(raw)
 				continue
 			}
-			v, err := d.anyValue(0)
+			v, err := d.AnyValue(0)
 			if err != nil {
 				return nil, fmt.Errorf("result document field %s: %w", k, err)
 			}
@@ -386,29 +388,29 @@ func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
 				return nil, err
 			}
 		}
-		if d.i != len(d.b) {
+		if !d.Done() {
 			return nil, errors.New("result document: extra data after the map")
 		}
-	case SerializerJSON:
-		d := jsonDec{b: data}
-		if !d.expect('{') {
+	case wire.SerializerJSON:
+		d := wire.NewJSONDecoder(data)
+		if !d.Expect('{') {
 			return nil, errors.New("result document: want an object")
 		}
 		first := true
 		for {
-			more, err := d.more('}', &first)
+			more, err := d.More('}', &first)
 			if err != nil {
 				return nil, fmt.Errorf("result document: %w", err)
 			}
 			if !more {
 				break
 			}
-			k, err := d.key()
+			k, err := d.Key()
 			if err != nil {
 				return nil, fmt.Errorf("result document: %w", err)
 			}
 			if string(k) == "result" {
-				raw, err := d.raw()
+				raw, err := d.Raw()
 				if err != nil {
 					return nil, fmt.Errorf("result document field result: %w", err)
 				}
@@ -416,7 +418,7 @@ func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
 				continue
 			}
 			key := string(k)
-			v, err := d.value(0, untagGo)
+			v, err := d.Value(0, wire.UntagGo)
 			if err != nil {
 				return nil, fmt.Errorf("result document field %s: %w", key, err)
 			}
@@ -424,11 +426,11 @@ func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
 				return nil, err
 			}
 		}
-		if d.peek() != 0 || d.i != len(d.b) {
+		if !d.Done() {
 			return nil, errors.New("result document: extra data after the object")
 		}
 	default:
-		_, _, err := contentTypeOf(serializer)
+		_, _, err := wire.ContentTypeOf(serializer)
 		return nil, err
 	}
 	if doc.Status == "" {
@@ -532,10 +534,10 @@ func (d *ResultDoc) DecodeResult(ptr any) error {
 		return nil
 	}
 	switch d.serializer {
-	case "", SerializerMsgpack:
-		return mpDecodeInto(d.RawResult, ptr)
+	case "", wire.SerializerMsgpack:
+		return wire.MsgpackDecodeInto(d.RawResult, ptr)
 	default:
-		return jsonDecodeInto(d.RawResult, ptr)
+		return wire.JSONDecodeInto(d.RawResult, ptr)
 	}
 }
 
@@ -559,7 +561,7 @@ func (d *ResultDoc) Exception() ExceptionInfo {
 				return e
 			}
 		}
-		return ExceptionInfo{Type: "Exception", Message: []any{Repr(v)}, Module: "builtins"}
+		return ExceptionInfo{Type: "Exception", Message: []any{wire.Repr(v)}, Module: "builtins"}
 	}
 	return ExceptionInfo{Type: "Exception", Message: []any{fmt.Sprintf("undecodable result: %v", err)}, Module: "builtins"}
 }

@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 type resultFixture struct {
@@ -118,7 +119,7 @@ type point struct {
 
 func TestWire_ResultValues(t *testing.T) {
 	when := time.Date(2026, 11, 23, 19, 42, 38, 281413000, time.UTC)
-	for _, ser := range []string{SerializerJSON, SerializerMsgpack} {
+	for _, ser := range []string{wire.SerializerJSON, wire.SerializerMsgpack} {
 		t.Run(ser, func(t *testing.T) {
 			for _, c := range []struct {
 				in  any
@@ -160,10 +161,10 @@ func TestWire_ResultValues(t *testing.T) {
 		})
 	}
 	// NaN results, as Python writes them.
-	raw, err := EncodeResultDoc(SerializerJSON, &ResultDoc{Status: StateSuccess, Result: math.Inf(-1), TaskID: "t"})
+	raw, err := EncodeResultDoc(wire.SerializerJSON, &ResultDoc{Status: StateSuccess, Result: math.Inf(-1), TaskID: "t"})
 	require.NoError(t, err)
 	require.Contains(t, string(raw), `"result": -Infinity`)
-	doc, err := DecodeResultDoc(SerializerJSON, raw)
+	doc, err := DecodeResultDoc(wire.SerializerJSON, raw)
 	require.NoError(t, err)
 	var f float64
 	require.NoError(t, doc.DecodeResult(&f))
@@ -195,8 +196,8 @@ func TestWire_ResultDocErrors(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, ExceptionInfo{Type: "KeyError", Message: []any{"k"}, Module: "builtins"}, doc.Exception())
 	// Encoding failures are reported.
-	_, err = EncodeResultDoc(SerializerJSON, &ResultDoc{Status: StateSuccess, Result: func() {}})
+	_, err = EncodeResultDoc(wire.SerializerJSON, &ResultDoc{Status: StateSuccess, Result: func() {}})
 	require.Error(t, err)
-	_, err = EncodeResultDoc(SerializerMsgpack, &ResultDoc{Status: StateFailure, Result: ExceptionFromError(errors.New("x"))})
+	_, err = EncodeResultDoc(wire.SerializerMsgpack, &ResultDoc{Status: StateFailure, Result: ExceptionFromError(errors.New("x"))})
 	require.NoError(t, err)
 }

@@ -1,20 +1,25 @@
 package runtime
 
-import "context"
+import (
+	"context"
+
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
+)
 
 // Stub is the typed face of one task, embedded by the generated stub type
 // (SendWelcomeEmail). R is the task's result type (struct{} for error-only
 // tasks). A Stub is a value: With returns a copy.
 type Stub[R any] struct {
-	def  *TaskDef
+	def  *codegen.TaskDef
 	opts []Option
 }
 
 // NewStub returns the stub for def.
-func NewStub[R any](def *TaskDef) Stub[R] { return Stub[R]{def: def} }
+func NewStub[R any](def *codegen.TaskDef) Stub[R] { return Stub[R]{def: def} }
 
 // Def returns the task definition.
-func (s Stub[R]) Def() *TaskDef { return s.def }
+func (s Stub[R]) Def() *codegen.TaskDef { return s.def }
 
 // Name returns the Celery task name.
 func (s Stub[R]) Name() string { return s.def.Name }
@@ -33,7 +38,7 @@ func (s Stub[R]) With(opts ...Option) Stub[R] {
 
 // Send enqueues a call with already-built arguments; generated Delay methods
 // call it. It returns once the broker accepted the message.
-func (s Stub[R]) Send(ctx context.Context, args Args) (*AsyncResult[R], error) {
+func (s Stub[R]) Send(ctx context.Context, args wire.Args) (*AsyncResult[R], error) {
 	var co callOptions
 	for _, o := range s.opts {
 		o.apply(&co)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"log/slog"
 	"math/rand/v2"
 	goruntime "runtime"
@@ -13,6 +12,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // WorkerOptions configure a Worker; zero values are defaults. The names mirror
@@ -70,7 +73,7 @@ type Worker struct {
 	opts  WorkerOptions
 	log   *slog.Logger
 	mu    sync.RWMutex
-	tasks map[string]*TaskDef
+	tasks map[string]*codegen.TaskDef
 
 	received, succeeded, failed, retried, revoked, deadLettered, active atomic.Int64
 
@@ -144,7 +147,7 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = DefaultHeartbeatInterval
 	}
-	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
+	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*codegen.TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
 	if o.Observer != nil {
 		w.obs = o.Observer
 	}
@@ -159,14 +162,14 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 // Register adds a task definition; generated RegisterTasks functions call it.
 // It panics on an invalid or duplicate definition (a programming error); use
 // RegisterSafely to get the error instead.
-func (w *Worker) Register(def *TaskDef) {
+func (w *Worker) Register(def *codegen.TaskDef) {
 	if err := w.RegisterSafely(def); err != nil {
 		panic(err)
 	}
 }
 
 // RegisterSafely is Register returning the error instead of panicking.
-func (w *Worker) RegisterSafely(def *TaskDef) error {
+func (w *Worker) RegisterSafely(def *codegen.TaskDef) error {
 	switch {
 	case def == nil:
 		return errors.New("taskgen: Register: nil task definition")
@@ -217,7 +220,7 @@ func (w *Worker) Stats() WorkerStats {
 	}
 }
 
-func (w *Worker) lookup(name string) *TaskDef {
+func (w *Worker) lookup(name string) *codegen.TaskDef {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
 	return w.tasks[name]
@@ -226,7 +229,7 @@ func (w *Worker) lookup(name string) *TaskDef {
 type job struct {
 	d   driver.Delivery
 	m   *driver.Message
-	def *TaskDef
+	def *codegen.TaskDef
 }
 
 // Run consumes and runs tasks until ctx ends, then shuts down gracefully: it
@@ -507,7 +510,7 @@ func (w *Worker) releaseHeld() {
 	}
 }
 
-func queueOf(m *driver.Message, def *TaskDef, app *App) string {
+func queueOf(m *driver.Message, def *codegen.TaskDef, app *App) string {
 	if m.RoutingKey != "" {
 		return m.RoutingKey
 	}
@@ -554,7 +557,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		return
 	}
 	args := def.NewArgs()
-	if _, err := DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
+	if _, err := wire.DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
 		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
 		w.failed.Add(1)
 		w.deadLetter(d, m, reason)
@@ -609,7 +612,7 @@ func (w *Worker) ack(d driver.Delivery, m *driver.Message) {
 
 // run calls the task with its time limits and panic recovery. abandoned is
 // true when the worker gave up on it at shutdown.
-func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *TaskDef, m *driver.Message, args Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
+func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *codegen.TaskDef, m *driver.Message, args wire.Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
 	h := &m.Headers
 	hard, soft := def.TimeLimit, def.SoftTimeLimit
 	if h.TimeLimit[0] > 0 {
@@ -663,13 +666,13 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *Task
 }
 
 // settle records the outcome of a run: result, retry or failure.
-func (w *Worker) settle(ctx context.Context, m *driver.Message, def *TaskDef, out outcome, runtime time.Duration) {
+func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.TaskDef, out outcome, runtime time.Duration) {
 	h := &m.Headers
 	if out.err == nil {
 		w.succeeded.Add(1)
 		w.obs.TaskSucceeded(m, out.value, runtime)
 		if w.log.Enabled(ctx, slog.LevelInfo) { // Repr formats the result: only when logged
-			w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", Repr(out.value))
+			w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", wire.Repr(out.value))
 		}
 		if !def.IgnoreResult && !h.IgnoreResult {
 			w.store(ctx, &ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
@@ -707,13 +710,13 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *TaskDef, ou
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false
 // when the retries are exhausted or the re-publish failed.
-func (w *Worker) retry(ctx context.Context, m *driver.Message, def *TaskDef, cause error, re *RetryError) bool {
+func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.TaskDef, cause error, re *RetryError) bool {
 	h := &m.Headers
 	max := def.Retry.MaxRetries
 	if re != nil && re.MaxRetries != nil {
 		max = *re.MaxRetries
 	}
-	if exhausted(h.Retries, max) {
+	if codegen.Exhausted(h.Retries, max) {
 		w.log.Warn("task retries exhausted", "task", h.Task, "id", h.ID, "retries", h.Retries, "max_retries", max)
 		return false
 	}
@@ -768,7 +771,7 @@ func (w *Worker) revokedTask(ctx context.Context, m *driver.Message, why, logMsg
 		Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
 }
 
-func (w *Worker) storeFailure(ctx context.Context, m *driver.Message, def *TaskDef, exc *ExceptionInfo, tb string) {
+func (w *Worker) storeFailure(ctx context.Context, m *driver.Message, def *codegen.TaskDef, exc *ExceptionInfo, tb string) {
 	if def != nil && def.IgnoreResult {
 		return
 	}
@@ -784,7 +787,7 @@ func (w *Worker) store(ctx context.Context, doc *ResultDoc) {
 // rateWait reserves the next start slot of def under its rate limit (a token
 // bucket of capacity one, per worker and task, as in Celery) and returns how
 // long the task must wait for it.
-func (w *Worker) rateWait(def *TaskDef) time.Duration {
+func (w *Worker) rateWait(def *codegen.TaskDef) time.Duration {
 	if def.RateLimit.IsZero() {
 		return 0
 	}

@@ -11,7 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // The pool goroutines receive deliveries themselves (no dispatcher goroutine
@@ -21,11 +23,11 @@ import (
 
 type noArgs struct{}
 
-func (noArgs) NumArgs() int                   { return 0 }
-func (noArgs) EncodeArgs(ArgWriter) error     { return nil }
-func (noArgs) DecodeArg(int, ArgReader) error { return nil }
-func (noArgs) ArgIndex(string) int            { return -1 }
-func (noArgs) ArgName(int) string             { return "" }
+func (noArgs) NumArgs() int                        { return 0 }
+func (noArgs) EncodeArgs(wire.ArgWriter) error     { return nil }
+func (noArgs) DecodeArg(int, wire.ArgReader) error { return nil }
+func (noArgs) ArgIndex(string) int                 { return -1 }
+func (noArgs) ArgName(int) string                  { return "" }
 
 // scriptedBroker hands the worker the deliveries a test puts into in.
 type scriptedBroker struct {
@@ -85,7 +87,7 @@ func (d *scriptedDelivery) Ack() error          { return d.set(1) }
 func (d *scriptedDelivery) Requeue() error      { return d.set(2) }
 func (d *scriptedDelivery) Reject(string) error { return d.set(3) }
 
-func newScriptedWorker(t testing.TB, conc int, def *TaskDef) (*Worker, *scriptedBroker) {
+func newScriptedWorker(t testing.TB, conc int, def *codegen.TaskDef) (*Worker, *scriptedBroker) {
 	t.Helper()
 	app, err := New(Config{Broker: "memory://" + NewID(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
@@ -97,7 +99,7 @@ func newScriptedWorker(t testing.TB, conc int, def *TaskDef) (*Worker, *scripted
 	return w, b
 }
 
-func scriptedMessage(t testing.TB, app *App, def *TaskDef, co *callOptions) *scriptedDelivery {
+func scriptedMessage(t testing.TB, app *App, def *codegen.TaskDef, co *callOptions) *scriptedDelivery {
 	t.Helper()
 	m, err := app.newMessage(def, co, noArgs{})
 	require.NoError(t, err)
@@ -108,8 +110,8 @@ func TestWorker_ConcurrencyBoundAndShutdownSettleEveryMessageOnce(t *testing.T) 
 	release := make(chan struct{})
 	started := make(chan struct{}, 16)
 	var running, peak atomic.Int32
-	def := &TaskDef{Name: "t.block", NewArgs: func() Args { return noArgs{} }, IgnoreResult: true,
-		Run: func(ctx context.Context, _ Args) (any, error) {
+	def := &codegen.TaskDef{Name: "t.block", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ wire.Args) (any, error) {
 			n := running.Add(1)
 			for p := peak.Load(); n > p && !peak.CompareAndSwap(p, n); p = peak.Load() {
 			}
@@ -159,8 +161,8 @@ func TestWorker_ConcurrencyBoundAndShutdownSettleEveryMessageOnce(t *testing.T) 
 func TestWorker_TransportStopEndsRunAfterRunningTasks(t *testing.T) {
 	release := make(chan struct{})
 	started := make(chan struct{}, 1)
-	def := &TaskDef{Name: "t.one", NewArgs: func() Args { return noArgs{} }, IgnoreResult: true,
-		Run: func(ctx context.Context, _ Args) (any, error) {
+	def := &codegen.TaskDef{Name: "t.one", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ wire.Args) (any, error) {
 			started <- struct{}{}
 			<-release
 			return "ok", nil
@@ -182,8 +184,8 @@ func TestWorker_TransportStopEndsRunAfterRunningTasks(t *testing.T) {
 
 func TestWorker_HeldTasksRunWhenDueAndGoBackAtShutdown(t *testing.T) {
 	ran := make(chan string, 4)
-	def := &TaskDef{Name: "t.eta", NewArgs: func() Args { return noArgs{} }, IgnoreResult: true,
-		Run: func(ctx context.Context, _ Args) (any, error) {
+	def := &codegen.TaskDef{Name: "t.eta", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ wire.Args) (any, error) {
 			info, _ := TaskFromContext(ctx)
 			ran <- info.ID
 			return nil, nil
@@ -220,8 +222,8 @@ func BenchmarkWorker_StartLatency(b *testing.B) {
 	var mu sync.Mutex
 	sent := map[string]time.Time{}
 	ran := make(chan struct{}, 1)
-	def := &TaskDef{Name: "t.lat", NewArgs: func() Args { return noArgs{} }, IgnoreResult: true,
-		Run: func(ctx context.Context, _ Args) (any, error) {
+	def := &codegen.TaskDef{Name: "t.lat", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ wire.Args) (any, error) {
 			now := time.Now()
 			info, _ := TaskFromContext(ctx)
 			mu.Lock()

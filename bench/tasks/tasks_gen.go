@@ -7,6 +7,8 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
+	codegen "github.com/taskgen/taskgen/runtime/codegen"
+	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -36,9 +38,23 @@ func (t NoopTask) Call(ctx context.Context, ts string) error {
 	return noop(ctx, ts)
 }
 
-var noopDef = runtime.TaskDef{
+// NoopArgs are the arguments of one call of Noop, as Noop.DecodeArgs returns them.
+type NoopArgs struct {
+	Ts string
+}
+
+// DecodeArgs decodes the arguments of a message of Noop through the generated codec, as a worker does (tasktest.Calls uses it).
+func (NoopTask) DecodeArgs(m *driver.Message) (NoopArgs, error) {
+	var args noopArgs
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return NoopArgs{}, err
+	}
+	return NoopArgs{Ts: args.ts}, nil
+}
+
+var noopDef = codegen.TaskDef{
 	Name: "bench.noop",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -46,12 +62,12 @@ var noopDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(noopArgs) },
+	NewArgs:      func() codegen.Args { return new(noopArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	noopDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	noopDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*noopArgs)
 		return nil, noop(ctx, args.ts)
 	}
@@ -64,12 +80,12 @@ type noopArgs struct {
 
 func (a *noopArgs) NumArgs() int { return 1 }
 
-func (a *noopArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *noopArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.ts)
 	return nil
 }
 
-func (a *noopArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *noopArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.ts, err = r.String()
@@ -114,9 +130,23 @@ func (t NoopLateTask) Call(ctx context.Context, ts string) error {
 	return noopLate(ctx, ts)
 }
 
-var noopLateDef = runtime.TaskDef{
+// NoopLateArgs are the arguments of one call of NoopLate, as NoopLate.DecodeArgs returns them.
+type NoopLateArgs struct {
+	Ts string
+}
+
+// DecodeArgs decodes the arguments of a message of NoopLate through the generated codec, as a worker does (tasktest.Calls uses it).
+func (NoopLateTask) DecodeArgs(m *driver.Message) (NoopLateArgs, error) {
+	var args noopLateArgs
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+		return NoopLateArgs{}, err
+	}
+	return NoopLateArgs{Ts: args.ts}, nil
+}
+
+var noopLateDef = codegen.TaskDef{
 	Name: "bench.noop_late",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -125,12 +155,12 @@ var noopLateDef = runtime.TaskDef{
 	},
 	AcksLate:     true,
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(noopLateArgs) },
+	NewArgs:      func() codegen.Args { return new(noopLateArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	noopLateDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	noopLateDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*noopLateArgs)
 		return nil, noopLate(ctx, args.ts)
 	}
@@ -143,12 +173,12 @@ type noopLateArgs struct {
 
 func (a *noopLateArgs) NumArgs() int { return 1 }
 
-func (a *noopLateArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *noopLateArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.ts)
 	return nil
 }
 
-func (a *noopLateArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *noopLateArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.ts, err = r.String()

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
-	"github.com/taskgen/taskgen/runtime/driver"
+	codegen "github.com/taskgen/taskgen/runtime/codegen"
+	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -45,16 +46,16 @@ type SendWelcomeEmailArgs struct {
 // DecodeArgs decodes the arguments of a message of SendWelcomeEmail through the generated codec, as a worker does (tasktest.Calls uses it).
 func (SendWelcomeEmailTask) DecodeArgs(m *driver.Message) (SendWelcomeEmailArgs, error) {
 	var args sendWelcomeEmailArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SendWelcomeEmailArgs{}, err
 	}
 	return SendWelcomeEmailArgs{Email: args.email}, nil
 }
 
-var sendWelcomeEmailDef = runtime.TaskDef{
+var sendWelcomeEmailDef = codegen.TaskDef{
 	Name:  "signup.send_welcome_email",
 	Queue: "emails",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   5,
 		Backoff:      1 * time.Second,
 		BackoffMax:   600 * time.Second,
@@ -67,12 +68,12 @@ var sendWelcomeEmailDef = runtime.TaskDef{
 			return false
 		},
 	},
-	NewArgs: func() runtime.Args { return new(sendWelcomeEmailArgs) },
+	NewArgs: func() codegen.Args { return new(sendWelcomeEmailArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	sendWelcomeEmailDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	sendWelcomeEmailDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*sendWelcomeEmailArgs)
 		return sendWelcomeEmail(ctx, args.email)
 	}
@@ -85,12 +86,12 @@ type sendWelcomeEmailArgs struct {
 
 func (a *sendWelcomeEmailArgs) NumArgs() int { return 1 }
 
-func (a *sendWelcomeEmailArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *sendWelcomeEmailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.email)
 	return nil
 }
 
-func (a *sendWelcomeEmailArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *sendWelcomeEmailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.email, err = r.String()

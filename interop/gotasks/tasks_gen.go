@@ -8,7 +8,8 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
-	"github.com/taskgen/taskgen/runtime/driver"
+	codegen "github.com/taskgen/taskgen/runtime/codegen"
+	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -53,28 +54,28 @@ type AddNumbersArgs struct {
 // DecodeArgs decodes the arguments of a message of AddNumbers through the generated codec, as a worker does (tasktest.Calls uses it).
 func (AddNumbersTask) DecodeArgs(m *driver.Message) (AddNumbersArgs, error) {
 	var args addNumbersArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return AddNumbersArgs{}, err
 	}
 	return AddNumbersArgs{X: args.x, Y: args.y}, nil
 }
 
-var addNumbersDef = runtime.TaskDef{
+var addNumbersDef = codegen.TaskDef{
 	Name:  "go.add",
 	Queue: "go",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(addNumbersArgs) },
+	NewArgs: func() codegen.Args { return new(addNumbersArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	addNumbersDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	addNumbersDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*addNumbersArgs)
 		return addNumbers(ctx, args.x, args.y)
 	}
@@ -88,13 +89,13 @@ type addNumbersArgs struct {
 
 func (a *addNumbersArgs) NumArgs() int { return 2 }
 
-func (a *addNumbersArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *addNumbersArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.x)
 	w.Int(a.y)
 	return nil
 }
 
-func (a *addNumbersArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *addNumbersArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.x, err = r.Int(64)
@@ -155,28 +156,28 @@ type GreetArgs struct {
 // DecodeArgs decodes the arguments of a message of Greet through the generated codec, as a worker does (tasktest.Calls uses it).
 func (GreetTask) DecodeArgs(m *driver.Message) (GreetArgs, error) {
 	var args greetArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return GreetArgs{}, err
 	}
 	return GreetArgs{Name: args.name, Punctuation: args.punctuation, Times: args.times}, nil
 }
 
-var greetDef = runtime.TaskDef{
+var greetDef = codegen.TaskDef{
 	Name:  "go.greet",
 	Queue: "go",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(greetArgs) },
+	NewArgs: func() codegen.Args { return new(greetArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	greetDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	greetDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*greetArgs)
 		return greet(ctx, args.name, args.punctuation, args.times)
 	}
@@ -191,14 +192,14 @@ type greetArgs struct {
 
 func (a *greetArgs) NumArgs() int { return 3 }
 
-func (a *greetArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *greetArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.name)
 	w.String(a.punctuation)
 	w.Int(int64(a.times))
 	return nil
 }
 
-func (a *greetArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *greetArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.name, err = r.String()
@@ -265,28 +266,28 @@ type FailWithArgs struct {
 // DecodeArgs decodes the arguments of a message of FailWith through the generated codec, as a worker does (tasktest.Calls uses it).
 func (FailWithTask) DecodeArgs(m *driver.Message) (FailWithArgs, error) {
 	var args failWithArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return FailWithArgs{}, err
 	}
 	return FailWithArgs{Reason: args.reason}, nil
 }
 
-var failWithDef = runtime.TaskDef{
+var failWithDef = codegen.TaskDef{
 	Name:  "go.fail",
 	Queue: "go",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(failWithArgs) },
+	NewArgs: func() codegen.Args { return new(failWithArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	failWithDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	failWithDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*failWithArgs)
 		return nil, failWith(ctx, args.reason)
 	}
@@ -299,12 +300,12 @@ type failWithArgs struct {
 
 func (a *failWithArgs) NumArgs() int { return 1 }
 
-func (a *failWithArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *failWithArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.reason)
 	return nil
 }
 
-func (a *failWithArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *failWithArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.reason, err = r.String()
@@ -357,16 +358,16 @@ type FlakyArgs struct {
 // DecodeArgs decodes the arguments of a message of Flaky through the generated codec, as a worker does (tasktest.Calls uses it).
 func (FlakyTask) DecodeArgs(m *driver.Message) (FlakyArgs, error) {
 	var args flakyArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return FlakyArgs{}, err
 	}
 	return FlakyArgs{SucceedAt: args.succeedAt}, nil
 }
 
-var flakyDef = runtime.TaskDef{
+var flakyDef = codegen.TaskDef{
 	Name:  "go.flaky",
 	Queue: "go",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   5,
 		Backoff:      100 * time.Millisecond,
 		BackoffMax:   600 * time.Second,
@@ -379,12 +380,12 @@ var flakyDef = runtime.TaskDef{
 			return false
 		},
 	},
-	NewArgs: func() runtime.Args { return new(flakyArgs) },
+	NewArgs: func() codegen.Args { return new(flakyArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	flakyDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	flakyDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*flakyArgs)
 		return flaky(ctx, args.succeedAt)
 	}
@@ -397,12 +398,12 @@ type flakyArgs struct {
 
 func (a *flakyArgs) NumArgs() int { return 1 }
 
-func (a *flakyArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *flakyArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.succeedAt))
 	return nil
 }
 
-func (a *flakyArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *flakyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -457,28 +458,28 @@ type LaterArgs struct {
 // DecodeArgs decodes the arguments of a message of Later through the generated codec, as a worker does (tasktest.Calls uses it).
 func (LaterTask) DecodeArgs(m *driver.Message) (LaterArgs, error) {
 	var args laterArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return LaterArgs{}, err
 	}
 	return LaterArgs{Key: args.key}, nil
 }
 
-var laterDef = runtime.TaskDef{
+var laterDef = codegen.TaskDef{
 	Name:  "go.later",
 	Queue: "go",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(laterArgs) },
+	NewArgs: func() codegen.Args { return new(laterArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	laterDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	laterDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*laterArgs)
 		return later(ctx, args.key)
 	}
@@ -491,12 +492,12 @@ type laterArgs struct {
 
 func (a *laterArgs) NumArgs() int { return 1 }
 
-func (a *laterArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *laterArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.key)
 	return nil
 }
 
-func (a *laterArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *laterArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.key, err = r.String()
@@ -546,22 +547,22 @@ type ResizeImageArgs struct {
 // DecodeArgs decodes the arguments of a message of ResizeImage through the generated codec, as a worker does (tasktest.Calls uses it).
 func (ResizeImageTask) DecodeArgs(m *driver.Message) (ResizeImageArgs, error) {
 	var args resizeImageArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ResizeImageArgs{}, err
 	}
 	return ResizeImageArgs{Url: args.url, Width: args.width, Height: args.height}, nil
 }
 
-var resizeImageDef = runtime.TaskDef{
+var resizeImageDef = codegen.TaskDef{
 	Name: "py.resize_image",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(resizeImageArgs) },
+	NewArgs: func() codegen.Args { return new(resizeImageArgs) },
 }
 
 // resizeImageArgs holds the arguments of resizeImage; its methods are the generated codec.
@@ -573,14 +574,14 @@ type resizeImageArgs struct {
 
 func (a *resizeImageArgs) NumArgs() int { return 3 }
 
-func (a *resizeImageArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *resizeImageArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.url)
 	w.Int(int64(a.width))
 	w.Int(int64(a.height))
 	return nil
 }
 
-func (a *resizeImageArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *resizeImageArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.url, err = r.String()
@@ -644,22 +645,22 @@ type PyFailArgs struct {
 // DecodeArgs decodes the arguments of a message of PyFail through the generated codec, as a worker does (tasktest.Calls uses it).
 func (PyFailTask) DecodeArgs(m *driver.Message) (PyFailArgs, error) {
 	var args pyFailArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PyFailArgs{}, err
 	}
 	return PyFailArgs{Msg: args.msg}, nil
 }
 
-var pyFailDef = runtime.TaskDef{
+var pyFailDef = codegen.TaskDef{
 	Name: "py.fail",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(pyFailArgs) },
+	NewArgs: func() codegen.Args { return new(pyFailArgs) },
 }
 
 // pyFailArgs holds the arguments of pyFail; its methods are the generated codec.
@@ -669,12 +670,12 @@ type pyFailArgs struct {
 
 func (a *pyFailArgs) NumArgs() int { return 1 }
 
-func (a *pyFailArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *pyFailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.msg)
 	return nil
 }
 
-func (a *pyFailArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *pyFailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.msg, err = r.String()
@@ -728,16 +729,16 @@ type SharedSlowArgs struct {
 // DecodeArgs decodes the arguments of a message of SharedSlow through the generated codec, as a worker does (tasktest.Calls uses it).
 func (SharedSlowTask) DecodeArgs(m *driver.Message) (SharedSlowArgs, error) {
 	var args sharedSlowArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SharedSlowArgs{}, err
 	}
 	return SharedSlowArgs{Seconds: args.seconds, Marker: args.marker}, nil
 }
 
-var sharedSlowDef = runtime.TaskDef{
+var sharedSlowDef = codegen.TaskDef{
 	Name:  "shared.slow",
 	Queue: "shared",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -745,12 +746,12 @@ var sharedSlowDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	AcksLate: true,
-	NewArgs:  func() runtime.Args { return new(sharedSlowArgs) },
+	NewArgs:  func() codegen.Args { return new(sharedSlowArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	sharedSlowDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	sharedSlowDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*sharedSlowArgs)
 		return sharedSlow(ctx, args.seconds, args.marker)
 	}
@@ -764,13 +765,13 @@ type sharedSlowArgs struct {
 
 func (a *sharedSlowArgs) NumArgs() int { return 2 }
 
-func (a *sharedSlowArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *sharedSlowArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Float(a.seconds)
 	w.String(a.marker)
 	return nil
 }
 
-func (a *sharedSlowArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *sharedSlowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.seconds, err = r.Float(64)

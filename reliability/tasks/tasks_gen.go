@@ -8,7 +8,8 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
-	"github.com/taskgen/taskgen/runtime/driver"
+	codegen "github.com/taskgen/taskgen/runtime/codegen"
+	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -52,15 +53,15 @@ type RecordArgs struct {
 // DecodeArgs decodes the arguments of a message of Record through the generated codec, as a worker does (tasktest.Calls uses it).
 func (RecordTask) DecodeArgs(m *driver.Message) (RecordArgs, error) {
 	var args recordArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return RecordArgs{}, err
 	}
 	return RecordArgs{Id: args.id, Ms: args.ms}, nil
 }
 
-var recordDef = runtime.TaskDef{
+var recordDef = codegen.TaskDef{
 	Name: "rel.record",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -69,12 +70,12 @@ var recordDef = runtime.TaskDef{
 	},
 	AcksLate:     true,
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(recordArgs) },
+	NewArgs:      func() codegen.Args { return new(recordArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	recordDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	recordDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*recordArgs)
 		return nil, record(ctx, args.id, args.ms)
 	}
@@ -88,13 +89,13 @@ type recordArgs struct {
 
 func (a *recordArgs) NumArgs() int { return 2 }
 
-func (a *recordArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *recordArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.id)
 	w.Int(int64(a.ms))
 	return nil
 }
 
-func (a *recordArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *recordArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.id, err = r.String()
@@ -155,16 +156,16 @@ type PingArgs struct {
 // DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
 func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
 	var args pingArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PingArgs{}, err
 	}
 	return PingArgs{Id: args.id}, nil
 }
 
-var pingDef = runtime.TaskDef{
+var pingDef = codegen.TaskDef{
 	Name:  "rel.ping",
 	Queue: "rel.ping",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -172,12 +173,12 @@ var pingDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(pingArgs) },
+	NewArgs:      func() codegen.Args { return new(pingArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	pingDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	pingDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*pingArgs)
 		return nil, ping(ctx, args.id)
 	}
@@ -190,12 +191,12 @@ type pingArgs struct {
 
 func (a *pingArgs) NumArgs() int { return 1 }
 
-func (a *pingArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *pingArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.id)
 	return nil
 }
 
-func (a *pingArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *pingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.id, err = r.String()
@@ -250,15 +251,15 @@ type SlowArgs struct {
 // DecodeArgs decodes the arguments of a message of Slow through the generated codec, as a worker does (tasktest.Calls uses it).
 func (SlowTask) DecodeArgs(m *driver.Message) (SlowArgs, error) {
 	var args slowArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return SlowArgs{}, err
 	}
 	return SlowArgs{Id: args.id, Ms: args.ms, HonorCtx: args.honorCtx}, nil
 }
 
-var slowDef = runtime.TaskDef{
+var slowDef = codegen.TaskDef{
 	Name: "rel.slow",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -267,12 +268,12 @@ var slowDef = runtime.TaskDef{
 	},
 	AcksLate:     true,
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(slowArgs) },
+	NewArgs:      func() codegen.Args { return new(slowArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	slowDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	slowDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*slowArgs)
 		return nil, slow(ctx, args.id, args.ms, args.honorCtx)
 	}
@@ -287,14 +288,14 @@ type slowArgs struct {
 
 func (a *slowArgs) NumArgs() int { return 3 }
 
-func (a *slowArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *slowArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.id)
 	w.Int(int64(a.ms))
 	w.Bool(a.honorCtx)
 	return nil
 }
 
-func (a *slowArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *slowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.id, err = r.String()
@@ -361,15 +362,15 @@ type BoomArgs struct {
 // DecodeArgs decodes the arguments of a message of Boom through the generated codec, as a worker does (tasktest.Calls uses it).
 func (BoomTask) DecodeArgs(m *driver.Message) (BoomArgs, error) {
 	var args boomArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return BoomArgs{}, err
 	}
 	return BoomArgs{N: args.n}, nil
 }
 
-var boomDef = runtime.TaskDef{
+var boomDef = codegen.TaskDef{
 	Name: "rel.boom",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -377,12 +378,12 @@ var boomDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(boomArgs) },
+	NewArgs:      func() codegen.Args { return new(boomArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	boomDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	boomDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*boomArgs)
 		return nil, boom(ctx, args.n)
 	}
@@ -395,12 +396,12 @@ type boomArgs struct {
 
 func (a *boomArgs) NumArgs() int { return 1 }
 
-func (a *boomArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *boomArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.n))
 	return nil
 }
 
-func (a *boomArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *boomArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -455,15 +456,15 @@ type StubbornArgs struct {
 // DecodeArgs decodes the arguments of a message of Stubborn through the generated codec, as a worker does (tasktest.Calls uses it).
 func (StubbornTask) DecodeArgs(m *driver.Message) (StubbornArgs, error) {
 	var args stubbornArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return StubbornArgs{}, err
 	}
 	return StubbornArgs{Ms: args.ms}, nil
 }
 
-var stubbornDef = runtime.TaskDef{
+var stubbornDef = codegen.TaskDef{
 	Name: "rel.stubborn",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -472,12 +473,12 @@ var stubbornDef = runtime.TaskDef{
 	},
 	TimeLimit:    500 * time.Millisecond,
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(stubbornArgs) },
+	NewArgs:      func() codegen.Args { return new(stubbornArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	stubbornDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	stubbornDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*stubbornArgs)
 		return nil, stubborn(ctx, args.ms)
 	}
@@ -490,12 +491,12 @@ type stubbornArgs struct {
 
 func (a *stubbornArgs) NumArgs() int { return 1 }
 
-func (a *stubbornArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *stubbornArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.ms))
 	return nil
 }
 
-func (a *stubbornArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *stubbornArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -551,15 +552,15 @@ type StormArgs struct {
 // DecodeArgs decodes the arguments of a message of Storm through the generated codec, as a worker does (tasktest.Calls uses it).
 func (StormTask) DecodeArgs(m *driver.Message) (StormArgs, error) {
 	var args stormArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return StormArgs{}, err
 	}
 	return StormArgs{Id: args.id, Until: args.until}, nil
 }
 
-var stormDef = runtime.TaskDef{
+var stormDef = codegen.TaskDef{
 	Name: "rel.storm",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   50,
 		Backoff:      10 * time.Millisecond,
 		BackoffMax:   50 * time.Millisecond,
@@ -574,12 +575,12 @@ var stormDef = runtime.TaskDef{
 	},
 	AcksLate:     true,
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(stormArgs) },
+	NewArgs:      func() codegen.Args { return new(stormArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	stormDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	stormDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*stormArgs)
 		return nil, storm(ctx, args.id, args.until)
 	}
@@ -593,13 +594,13 @@ type stormArgs struct {
 
 func (a *stormArgs) NumArgs() int { return 2 }
 
-func (a *stormArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *stormArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.id)
 	w.Int(int64(a.until))
 	return nil
 }
 
-func (a *stormArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *stormArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.id, err = r.String()
@@ -661,15 +662,15 @@ type TypedArgs struct {
 // DecodeArgs decodes the arguments of a message of Typed through the generated codec, as a worker does (tasktest.Calls uses it).
 func (TypedTask) DecodeArgs(m *driver.Message) (TypedArgs, error) {
 	var args typedArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return TypedArgs{}, err
 	}
 	return TypedArgs{N: args.n, S: args.s}, nil
 }
 
-var typedDef = runtime.TaskDef{
+var typedDef = codegen.TaskDef{
 	Name: "rel.typed",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -677,12 +678,12 @@ var typedDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(typedArgs) },
+	NewArgs:      func() codegen.Args { return new(typedArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	typedDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	typedDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*typedArgs)
 		return nil, typed(ctx, args.n, args.s)
 	}
@@ -696,13 +697,13 @@ type typedArgs struct {
 
 func (a *typedArgs) NumArgs() int { return 2 }
 
-func (a *typedArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *typedArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.n)
 	w.String(a.s)
 	return nil
 }
 
-func (a *typedArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *typedArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.n, err = r.Int(64)

@@ -22,6 +22,7 @@ import (
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/amqp"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
@@ -30,13 +31,13 @@ import (
 type addArgs struct{ x, y, z int64 }
 
 func (a *addArgs) NumArgs() int { return 3 }
-func (a *addArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *addArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.x)
 	w.Int(a.y)
 	w.Int(a.z)
 	return nil
 }
-func (a *addArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *addArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.x, err = r.Int(64)
@@ -60,13 +61,13 @@ func (a *addArgs) ArgIndex(name string) int {
 }
 func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y", "z"}[i] }
 
-func addDef(queue string, run func(ctx context.Context, a *addArgs) (any, error)) *runtime.TaskDef {
+func addDef(queue string, run func(ctx context.Context, a *addArgs) (any, error)) *codegen.TaskDef {
 	if run == nil {
 		run = func(ctx context.Context, a *addArgs) (any, error) { return a.x + a.y + a.z, nil }
 	}
-	return &runtime.TaskDef{Name: "tasks.add", Queue: queue, Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(addArgs) },
-		Run:     func(ctx context.Context, a runtime.Args) (any, error) { return run(ctx, a.(*addArgs)) }}
+	return &codegen.TaskDef{Name: "tasks.add", Queue: queue, Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(addArgs) },
+		Run:     func(ctx context.Context, a codegen.Args) (any, error) { return run(ctx, a.(*addArgs)) }}
 }
 
 // testLogger shows warnings and errors only.
@@ -111,7 +112,7 @@ func rawConn(t testing.TB, raw string) (*amqp091.Connection, *amqp091.Channel) {
 }
 
 // runWorker runs a worker until the test ends.
-func runWorker(t testing.TB, app *runtime.App, opts runtime.WorkerOptions, defs ...*runtime.TaskDef) *runtime.Worker {
+func runWorker(t testing.TB, app *runtime.App, opts runtime.WorkerOptions, defs ...*codegen.TaskDef) *runtime.Worker {
 	t.Helper()
 	if opts.ShutdownTimeout == 0 {
 		opts.ShutdownTimeout = 2 * time.Second
@@ -230,7 +231,7 @@ func TestPublish_HeadersTypedAsCelery(t *testing.T) {
 			}
 			// The body decodes as Celery's [args, kwargs, embed].
 			var got addArgs
-			_, err = runtime.DecodeBody(d.ContentType, "", d.Body, &got)
+			_, err = codegen.DecodeBody(d.ContentType, "", d.Body, &got)
 			require.NoError(t, err)
 			require.Equal(t, addArgs{2, 3, 1}, got)
 		})
@@ -290,7 +291,7 @@ func TestConsume_CeleryMessages(t *testing.T) {
 			require.Equal(t, [2]float64{60, 50}, m.Headers.TimeLimit)
 		} else {
 			var a addArgs
-			_, err := runtime.DecodeBody(m.ContentType, "", m.Body, &a)
+			_, err := codegen.DecodeBody(m.ContentType, "", m.Body, &a)
 			require.NoError(t, err, name)
 			require.Equal(t, addArgs{2, 3, 1}, a)
 		}
@@ -518,7 +519,7 @@ func TestDefer_WaitsInRabbitMQ(t *testing.T) {
 	wait := "taskgen.delay." + q + ".4s"
 	purgeLater(t, raw, q, wait)
 	b := openBroker(t, raw)
-	body, err := runtime.AppendBody(nil, "json", &addArgs{x: 1}, nil)
+	body, err := codegen.AppendBody(nil, "json", &addArgs{x: 1}, nil)
 	require.NoError(t, err)
 	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8", CorrelationID: "d1", DeliveryMode: 2, Body: body,
 		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "d1", RootID: "d1"}}
@@ -585,7 +586,7 @@ func TestConsume_OutOfOrderAcks(t *testing.T) {
 	purgeLater(t, raw, q)
 	b := openBroker(t, raw)
 	const n = 600
-	body, err := runtime.AppendBody(nil, "msgpack", &addArgs{}, nil)
+	body, err := codegen.AppendBody(nil, "msgpack", &addArgs{}, nil)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	for i := range n {

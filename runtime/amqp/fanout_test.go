@@ -21,6 +21,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -342,10 +343,10 @@ func TestFanout_PidboxAsCelery(t *testing.T) {
 }
 
 // slowDef is a task that reports its start and runs until its ctx ends.
-func slowDef(queue string, started chan<- string) *runtime.TaskDef {
-	return &runtime.TaskDef{Name: "tasks.slow", Queue: queue, Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(addArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+func slowDef(queue string, started chan<- string) *codegen.TaskDef {
+	return &codegen.TaskDef{Name: "tasks.slow", Queue: queue, Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(addArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			info, _ := runtime.TaskFromContext(ctx)
 			started <- info.ID
 			<-ctx.Done()

@@ -1,13 +1,13 @@
 package driver
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"math"
 	"slices"
-	"strconv"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // headerOrder is the order in which Celery 5.2 inserts the protocol v2 headers.
@@ -240,57 +240,9 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 // maxTimeLimit caps time limits (seconds) so they convert to a time.Duration.
 const maxTimeLimit = 1 << 32
 
-// AnyToInt converts any decoded integer representation (Go integer types,
-// json.Number, integral float64) to int64.
-func AnyToInt(v any) (int64, bool) {
-	switch n := v.(type) {
-	case int:
-		return int64(n), true
-	case int8:
-		return int64(n), true
-	case int16:
-		return int64(n), true
-	case int32:
-		return int64(n), true
-	case int64:
-		return n, true
-	case uint8:
-		return int64(n), true
-	case uint16:
-		return int64(n), true
-	case uint32:
-		return int64(n), true
-	case uint64:
-		if n > math.MaxInt64 {
-			return 0, false
-		}
-		return int64(n), true
-	case uint:
-		return int64(n), true
-	case float64:
-		if n == math.Trunc(n) && math.Abs(n) < 1<<63 {
-			return int64(n), true
-		}
-	case float32:
-		return AnyToInt(float64(n))
-	case json.Number:
-		i, err := strconv.ParseInt(string(n), 10, 64)
-		return i, err == nil
-	}
-	return 0, false
-}
+// AnyToInt converts a decoded header or field value (any integer type, or a
+// float with an integral value) to int64.
+func AnyToInt(v any) (int64, bool) { return wire.AnyToInt(v) }
 
-// AnyToFloat converts any decoded number to float64.
-func AnyToFloat(v any) (float64, bool) {
-	switch n := v.(type) {
-	case float64:
-		return n, true
-	case float32:
-		return float64(n), true
-	case json.Number:
-		f, err := n.Float64()
-		return f, err == nil
-	}
-	i, ok := AnyToInt(v)
-	return float64(i), ok
-}
+// AnyToFloat converts a decoded numeric value to float64.
+func AnyToFloat(v any) (float64, bool) { return wire.AnyToFloat(v) }

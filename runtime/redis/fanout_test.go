@@ -22,6 +22,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
@@ -494,10 +495,10 @@ func (l *eventLog) messages() []*driver.RawMessage {
 }
 
 // slowDef is a task that reports its start and runs until its ctx ends.
-func slowDef(started chan<- string) *runtime.TaskDef {
-	return &runtime.TaskDef{Name: "tasks.slow", Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(addArgs) },
-		Run: func(ctx context.Context, a runtime.Args) (any, error) {
+func slowDef(started chan<- string) *codegen.TaskDef {
+	return &codegen.TaskDef{Name: "tasks.slow", Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(addArgs) },
+		Run: func(ctx context.Context, a codegen.Args) (any, error) {
 			info, _ := runtime.TaskFromContext(ctx)
 			started <- info.ID
 			<-ctx.Done()
@@ -505,7 +506,7 @@ func slowDef(started chan<- string) *runtime.TaskDef {
 		}}
 }
 
-func sumDef() *runtime.TaskDef {
+func sumDef() *codegen.TaskDef {
 	return addDef("tasks.add", func(ctx context.Context, a *addArgs) (any, error) { return a.x + a.y, nil })
 }
 

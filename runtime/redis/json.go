@@ -8,7 +8,7 @@ import (
 	"unicode/utf16"
 	"unicode/utf8"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // A small JSON reader and writer for kombu's envelope. The envelope is read
@@ -453,10 +453,10 @@ func (p *jsonParser) hex4() (rune, bool) {
 const hexDigits = "0123456789abcdef"
 
 // appendJSONString appends s as a JSON string (runtime.AppendJSONString).
-func appendJSONString(b []byte, s string) []byte { return runtime.AppendJSONString(b, s) }
+func appendJSONString(b []byte, s string) []byte { return wire.AppendJSONString(b, s) }
 
 // appendJSONFloat appends f as Python writes it (runtime.AppendJSONFloat).
-func appendJSONFloat(b []byte, f float64) []byte { return runtime.AppendJSONFloat(b, f) }
+func appendJSONFloat(b []byte, f float64) []byte { return wire.AppendJSONFloat(b, f) }
 
 // appendJSONValue appends v as JSON (runtime.AppendJSONValue).
-func appendJSONValue(b []byte, v any) ([]byte, error) { return runtime.AppendJSONValue(b, v) }
+func appendJSONValue(b []byte, v any) ([]byte, error) { return wire.AppendJSONValue(b, v) }

@@ -19,6 +19,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
@@ -27,12 +28,12 @@ import (
 type addArgs struct{ x, y int64 }
 
 func (a *addArgs) NumArgs() int { return 2 }
-func (a *addArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *addArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.x)
 	w.Int(a.y)
 	return nil
 }
-func (a *addArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *addArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.x, err = r.Int(64)
@@ -52,10 +53,10 @@ func (a *addArgs) ArgIndex(name string) int {
 }
 func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y"}[i] }
 
-func addDef(name string, run func(ctx context.Context, a *addArgs) (any, error)) *runtime.TaskDef {
-	return &runtime.TaskDef{Name: name, Retry: runtime.DefaultRetryPolicy(),
-		NewArgs: func() runtime.Args { return new(addArgs) },
-		Run:     func(ctx context.Context, a runtime.Args) (any, error) { return run(ctx, a.(*addArgs)) }}
+func addDef(name string, run func(ctx context.Context, a *addArgs) (any, error)) *codegen.TaskDef {
+	return &codegen.TaskDef{Name: name, Retry: codegen.DefaultRetryPolicy(),
+		NewArgs: func() codegen.Args { return new(addArgs) },
+		Run:     func(ctx context.Context, a codegen.Args) (any, error) { return run(ctx, a.(*addArgs)) }}
 }
 
 func randHex(n int) string {
@@ -102,7 +103,7 @@ func newApp(t testing.TB, brokerURL, ser string) *runtime.App {
 	return app
 }
 
-func runWorker(t testing.TB, app *runtime.App, o runtime.WorkerOptions, defs ...*runtime.TaskDef) *runtime.Worker {
+func runWorker(t testing.TB, app *runtime.App, o runtime.WorkerOptions, defs ...*codegen.TaskDef) *runtime.Worker {
 	t.Helper()
 	if o.Concurrency == 0 {
 		o.Concurrency = 4

@@ -8,7 +8,8 @@ import (
 	"time"
 
 	runtime "github.com/taskgen/taskgen/runtime"
-	"github.com/taskgen/taskgen/runtime/driver"
+	codegen "github.com/taskgen/taskgen/runtime/codegen"
+	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -55,28 +56,28 @@ type ResizeArgs struct {
 // DecodeArgs decodes the arguments of a message of Resize through the generated codec, as a worker does (tasktest.Calls uses it).
 func (ResizeTask) DecodeArgs(m *driver.Message) (ResizeArgs, error) {
 	var args resizeArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ResizeArgs{}, err
 	}
 	return ResizeArgs{Url: args.url, Width: args.width}, nil
 }
 
-var resizeDef = runtime.TaskDef{
+var resizeDef = codegen.TaskDef{
 	Name:  "images.resize",
 	Queue: "images",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	NewArgs: func() runtime.Args { return new(resizeArgs) },
+	NewArgs: func() codegen.Args { return new(resizeArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	resizeDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	resizeDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*resizeArgs)
 		return resize(ctx, args.url, args.width)
 	}
@@ -90,13 +91,13 @@ type resizeArgs struct {
 
 func (a *resizeArgs) NumArgs() int { return 2 }
 
-func (a *resizeArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *resizeArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.url)
 	w.Int(int64(a.width))
 	return nil
 }
 
-func (a *resizeArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *resizeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.url, err = r.String()
@@ -157,15 +158,15 @@ type ChargeArgs struct {
 // DecodeArgs decodes the arguments of a message of Charge through the generated codec, as a worker does (tasktest.Calls uses it).
 func (ChargeTask) DecodeArgs(m *driver.Message) (ChargeArgs, error) {
 	var args chargeArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ChargeArgs{}, err
 	}
 	return ChargeArgs{Cents: args.cents}, nil
 }
 
-var chargeDef = runtime.TaskDef{
+var chargeDef = codegen.TaskDef{
 	Name: "payments.charge",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   4,
 		Backoff:      10 * time.Millisecond,
 		BackoffMax:   1 * time.Second,
@@ -184,12 +185,12 @@ var chargeDef = runtime.TaskDef{
 			return false
 		},
 	},
-	NewArgs: func() runtime.Args { return new(chargeArgs) },
+	NewArgs: func() codegen.Args { return new(chargeArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	chargeDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	chargeDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*chargeArgs)
 		return charge(ctx, args.cents)
 	}
@@ -202,12 +203,12 @@ type chargeArgs struct {
 
 func (a *chargeArgs) NumArgs() int { return 1 }
 
-func (a *chargeArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *chargeArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.cents))
 	return nil
 }
 
-func (a *chargeArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *chargeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -262,27 +263,27 @@ type PollArgs struct {
 // DecodeArgs decodes the arguments of a message of Poll through the generated codec, as a worker does (tasktest.Calls uses it).
 func (PollTask) DecodeArgs(m *driver.Message) (PollArgs, error) {
 	var args pollArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PollArgs{}, err
 	}
 	return PollArgs{Want: args.want}, nil
 }
 
-var pollDef = runtime.TaskDef{
+var pollDef = codegen.TaskDef{
 	Name: "jobs.poll",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   2,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 10 * time.Millisecond,
 	},
-	NewArgs: func() runtime.Args { return new(pollArgs) },
+	NewArgs: func() codegen.Args { return new(pollArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	pollDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	pollDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*pollArgs)
 		return poll(ctx, args.want)
 	}
@@ -295,12 +296,12 @@ type pollArgs struct {
 
 func (a *pollArgs) NumArgs() int { return 1 }
 
-func (a *pollArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *pollArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.want))
 	return nil
 }
 
-func (a *pollArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *pollArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -355,15 +356,15 @@ type CrunchArgs struct {
 // DecodeArgs decodes the arguments of a message of Crunch through the generated codec, as a worker does (tasktest.Calls uses it).
 func (CrunchTask) DecodeArgs(m *driver.Message) (CrunchArgs, error) {
 	var args crunchArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return CrunchArgs{}, err
 	}
 	return CrunchArgs{N: args.n}, nil
 }
 
-var crunchDef = runtime.TaskDef{
+var crunchDef = codegen.TaskDef{
 	Name: "jobs.crunch",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -372,12 +373,12 @@ var crunchDef = runtime.TaskDef{
 	},
 	TimeLimit:     1 * time.Second,
 	SoftTimeLimit: 20 * time.Millisecond,
-	NewArgs:       func() runtime.Args { return new(crunchArgs) },
+	NewArgs:       func() codegen.Args { return new(crunchArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	crunchDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	crunchDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*crunchArgs)
 		return crunch(ctx, args.n)
 	}
@@ -390,12 +391,12 @@ type crunchArgs struct {
 
 func (a *crunchArgs) NumArgs() int { return 1 }
 
-func (a *crunchArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *crunchArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.n))
 	return nil
 }
 
-func (a *crunchArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *crunchArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -448,15 +449,15 @@ type HangArgs struct{}
 // DecodeArgs decodes the arguments of a message of Hang through the generated codec, as a worker does (tasktest.Calls uses it).
 func (HangTask) DecodeArgs(m *driver.Message) (HangArgs, error) {
 	var args hangArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return HangArgs{}, err
 	}
 	return HangArgs{}, nil
 }
 
-var hangDef = runtime.TaskDef{
+var hangDef = codegen.TaskDef{
 	Name: "jobs.hang",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -464,12 +465,12 @@ var hangDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	TimeLimit: 30 * time.Millisecond,
-	NewArgs:   func() runtime.Args { return new(hangArgs) },
+	NewArgs:   func() codegen.Args { return new(hangArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	hangDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	hangDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		return nil, hang(ctx)
 	}
 }
@@ -479,11 +480,11 @@ type hangArgs struct{}
 
 func (a *hangArgs) NumArgs() int { return 0 }
 
-func (a *hangArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *hangArgs) EncodeArgs(w codegen.ArgWriter) error {
 	return nil
 }
 
-func (a *hangArgs) DecodeArg(i int, r runtime.ArgReader) error {
+func (a *hangArgs) DecodeArg(i int, r codegen.ArgReader) error {
 	return nil
 }
 
@@ -524,28 +525,28 @@ type PingArgs struct {
 // DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
 func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
 	var args pingArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return PingArgs{}, err
 	}
 	return PingArgs{I: args.i}, nil
 }
 
-var pingDef = runtime.TaskDef{
+var pingDef = codegen.TaskDef{
 	Name: "jobs.ping",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 	},
-	RateLimit: runtime.RateLimit{N: 20, Per: time.Second},
-	NewArgs:   func() runtime.Args { return new(pingArgs) },
+	RateLimit: codegen.RateLimit{N: 20, Per: time.Second},
+	NewArgs:   func() codegen.Args { return new(pingArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	pingDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	pingDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*pingArgs)
 		return ping(ctx, args.i)
 	}
@@ -558,12 +559,12 @@ type pingArgs struct {
 
 func (a *pingArgs) NumArgs() int { return 1 }
 
-func (a *pingArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *pingArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.i))
 	return nil
 }
 
-func (a *pingArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *pingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		var v int64
@@ -618,15 +619,15 @@ type ReportArgs struct {
 // DecodeArgs decodes the arguments of a message of Report through the generated codec, as a worker does (tasktest.Calls uses it).
 func (ReportTask) DecodeArgs(m *driver.Message) (ReportArgs, error) {
 	var args reportArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return ReportArgs{}, err
 	}
 	return ReportArgs{Day: args.day}, nil
 }
 
-var reportDef = runtime.TaskDef{
+var reportDef = codegen.TaskDef{
 	Name: "jobs.report",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -634,12 +635,12 @@ var reportDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	Expires: 3600 * time.Second,
-	NewArgs: func() runtime.Args { return new(reportArgs) },
+	NewArgs: func() codegen.Args { return new(reportArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	reportDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	reportDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*reportArgs)
 		return report(ctx, args.day)
 	}
@@ -652,12 +653,12 @@ type reportArgs struct {
 
 func (a *reportArgs) NumArgs() int { return 1 }
 
-func (a *reportArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *reportArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.day)
 	return nil
 }
 
-func (a *reportArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *reportArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.day, err = r.String()
@@ -710,15 +711,15 @@ type AuditArgs struct {
 // DecodeArgs decodes the arguments of a message of Audit through the generated codec, as a worker does (tasktest.Calls uses it).
 func (AuditTask) DecodeArgs(m *driver.Message) (AuditArgs, error) {
 	var args auditArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return AuditArgs{}, err
 	}
 	return AuditArgs{Entry: args.entry}, nil
 }
 
-var auditDef = runtime.TaskDef{
+var auditDef = codegen.TaskDef{
 	Name: "jobs.audit",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -726,12 +727,12 @@ var auditDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	AcksLate: true,
-	NewArgs:  func() runtime.Args { return new(auditArgs) },
+	NewArgs:  func() codegen.Args { return new(auditArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	auditDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	auditDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*auditArgs)
 		return audit(ctx, args.entry)
 	}
@@ -744,12 +745,12 @@ type auditArgs struct {
 
 func (a *auditArgs) NumArgs() int { return 1 }
 
-func (a *auditArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *auditArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.entry)
 	return nil
 }
 
-func (a *auditArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *auditArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.entry, err = r.String()
@@ -802,15 +803,15 @@ type NotifyArgs struct {
 // DecodeArgs decodes the arguments of a message of Notify through the generated codec, as a worker does (tasktest.Calls uses it).
 func (NotifyTask) DecodeArgs(m *driver.Message) (NotifyArgs, error) {
 	var args notifyArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return NotifyArgs{}, err
 	}
 	return NotifyArgs{User: args.user}, nil
 }
 
-var notifyDef = runtime.TaskDef{
+var notifyDef = codegen.TaskDef{
 	Name: "jobs.notify",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -818,12 +819,12 @@ var notifyDef = runtime.TaskDef{
 		DefaultDelay: 180 * time.Second,
 	},
 	IgnoreResult: true,
-	NewArgs:      func() runtime.Args { return new(notifyArgs) },
+	NewArgs:      func() codegen.Args { return new(notifyArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	notifyDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	notifyDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		args := a.(*notifyArgs)
 		return nil, notify(ctx, args.user)
 	}
@@ -836,12 +837,12 @@ type notifyArgs struct {
 
 func (a *notifyArgs) NumArgs() int { return 1 }
 
-func (a *notifyArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *notifyArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.user)
 	return nil
 }
 
-func (a *notifyArgs) DecodeArg(i int, r runtime.ArgReader) (err error) {
+func (a *notifyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
 		a.user, err = r.String()
@@ -892,15 +893,15 @@ type UrgentArgs struct{}
 // DecodeArgs decodes the arguments of a message of Urgent through the generated codec, as a worker does (tasktest.Calls uses it).
 func (UrgentTask) DecodeArgs(m *driver.Message) (UrgentArgs, error) {
 	var args urgentArgs
-	if _, err := runtime.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
+	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
 		return UrgentArgs{}, err
 	}
 	return UrgentArgs{}, nil
 }
 
-var urgentDef = runtime.TaskDef{
+var urgentDef = codegen.TaskDef{
 	Name: "jobs.urgent",
-	Retry: runtime.RetryPolicy{
+	Retry: codegen.RetryPolicy{
 		MaxRetries:   3,
 		Backoff:      0,
 		BackoffMax:   600 * time.Second,
@@ -909,12 +910,12 @@ var urgentDef = runtime.TaskDef{
 	},
 	Priority:    9,
 	HasPriority: true,
-	NewArgs:     func() runtime.Args { return new(urgentArgs) },
+	NewArgs:     func() codegen.Args { return new(urgentArgs) },
 }
 
 // Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	urgentDef.Run = func(ctx context.Context, a runtime.Args) (any, error) {
+	urgentDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
 		return urgent(ctx)
 	}
 }
@@ -924,11 +925,11 @@ type urgentArgs struct{}
 
 func (a *urgentArgs) NumArgs() int { return 0 }
 
-func (a *urgentArgs) EncodeArgs(w runtime.ArgWriter) error {
+func (a *urgentArgs) EncodeArgs(w codegen.ArgWriter) error {
 	return nil
 }
 
-func (a *urgentArgs) DecodeArg(i int, r runtime.ArgReader) error {
+func (a *urgentArgs) DecodeArg(i int, r codegen.ArgReader) error {
 	return nil
 }
 

@@ -1,8 +1,7 @@
-package runtime
+package wire
 
 import (
 	"encoding/json"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"maps"
 	"slices"
 	"strconv"
@@ -12,7 +11,7 @@ import (
 )
 
 // maxReprLen is Celery's limit on argsrepr and result reprs.
-const maxReprLen = 1024
+const MaxReprLen = 1024
 
 // ArgsRepr returns the Python repr of the positional arguments, as Celery puts
 // in the argsrepr header: "('a@example.com',)". It is for display only.
@@ -24,14 +23,14 @@ func ArgsRepr(args Args) string {
 		w.b = append(w.b, ',')
 	}
 	w.b = append(w.b, ')')
-	return truncateRepr(string(w.b))
+	return TruncateRepr(string(w.b))
 }
 
-func truncateRepr(s string) string {
-	if len(s) <= maxReprLen {
+func TruncateRepr(s string) string {
+	if len(s) <= MaxReprLen {
 		return s
 	}
-	cut := maxReprLen - 3
+	cut := MaxReprLen - 3
 	for cut > 0 && !utf8.RuneStart(s[cut]) {
 		cut--
 	}
@@ -69,15 +68,15 @@ func (w *reprWriter) Bytes(v []byte) {
 }
 func (w *reprWriter) Value(v any) error {
 	w.sep()
-	w.b = appendPyRepr(w.b, v, 0)
+	w.b = AppendPyRepr(w.b, v, 0)
 	return nil
 }
 
 // Repr returns a Python-style repr of v (strings quoted, True/False/None,
 // lists, dicts), used for argsrepr, result reprs in events and logs.
-func Repr(v any) string { return truncateRepr(string(appendPyRepr(nil, v, 0))) }
+func Repr(v any) string { return TruncateRepr(string(AppendPyRepr(nil, v, 0))) }
 
-func appendPyRepr(b []byte, v any, depth int) []byte {
+func AppendPyRepr(b []byte, v any, depth int) []byte {
 	if depth > 32 {
 		return append(b, "..."...)
 	}
@@ -119,7 +118,7 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 		return append(b, x...)
 	case time.Time:
 		// Sent as its ISO-8601 string (see mpAppendValue, appendJSONValue).
-		return appendPyStr(b, driver.FormatTime(x))
+		return appendPyStr(b, FormatTime(x))
 	case []byte:
 		return appendPyStr(append(b, 'b'), string(x))
 	case []any:
@@ -128,7 +127,7 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 			if i > 0 {
 				b = append(b, ", "...)
 			}
-			b = appendPyRepr(b, e, depth+1)
+			b = AppendPyRepr(b, e, depth+1)
 		}
 		return append(b, ']')
 	case map[string]any:
@@ -139,7 +138,7 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 			}
 			b = appendPyStr(b, k)
 			b = append(b, ": "...)
-			b = appendPyRepr(b, x[k], depth+1)
+			b = AppendPyRepr(b, x[k], depth+1)
 		}
 		return append(b, '}')
 	}
@@ -152,7 +151,7 @@ func appendPyRepr(b []byte, v any, depth int) []byte {
 	if err != nil {
 		return append(b, raw...)
 	}
-	return appendPyRepr(b, g, depth+1)
+	return AppendPyRepr(b, g, depth+1)
 }
 
 func appendPyFloat(b []byte, f float64) []byte {
@@ -189,7 +188,7 @@ func appendPyStr(b []byte, s string) []byte {
 		case r == '\t':
 			b = append(b, `\t`...)
 		case r < 0x20 || r == 0x7f:
-			b = append(b, '\\', 'x', hexDigits[r>>4], hexDigits[r&0xf])
+			b = append(b, '\\', 'x', HexDigits[r>>4], HexDigits[r&0xf])
 		default:
 			b = utf8.AppendRune(b, r)
 		}

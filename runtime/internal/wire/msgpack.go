@@ -1,4 +1,4 @@
-package runtime
+package wire
 
 import (
 	"encoding/binary"
@@ -8,7 +8,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/vmihailenco/msgpack/v5"
 )
 
@@ -58,7 +57,7 @@ func mpAppendFloat(b []byte, v float64) []byte {
 	return binary.BigEndian.AppendUint64(append(b, 0xcb), math.Float64bits(v))
 }
 
-func mpAppendString(b []byte, s string) []byte {
+func MsgpackAppendString(b []byte, s string) []byte {
 	n := len(s)
 	switch {
 	case n < 32:
@@ -86,7 +85,7 @@ func mpAppendBytes(b []byte, v []byte) []byte {
 	return append(b, v...)
 }
 
-func mpAppendArrayLen(b []byte, n int) []byte {
+func MsgpackAppendArrayLen(b []byte, n int) []byte {
 	switch {
 	case n < 16:
 		return append(b, 0x90|byte(n))
@@ -96,7 +95,7 @@ func mpAppendArrayLen(b []byte, n int) []byte {
 	return binary.BigEndian.AppendUint32(append(b, 0xdd), uint32(n))
 }
 
-func mpAppendMapLen(b []byte, n int) []byte {
+func MsgpackAppendMapLen(b []byte, n int) []byte {
 	switch {
 	case n < 16:
 		return append(b, 0x80|byte(n))
@@ -109,12 +108,12 @@ func mpAppendMapLen(b []byte, n int) []byte {
 // mpAppendValue appends v: basic values directly, a time.Time as an ISO-8601
 // string (FormatTime), anything else by reflection (vmihailenco/msgpack, with
 // structs as maps keyed by their msgpack/json names and compact integers).
-func mpAppendValue(b []byte, v any) ([]byte, error) {
+func MsgpackAppendValue(b []byte, v any) ([]byte, error) {
 	switch x := v.(type) {
 	case nil:
 		return mpAppendNil(b), nil
 	case string:
-		return mpAppendString(b, x), nil
+		return MsgpackAppendString(b, x), nil
 	case []byte:
 		return mpAppendBytes(b, x), nil
 	case bool:
@@ -134,21 +133,21 @@ func mpAppendValue(b []byte, v any) ([]byte, error) {
 	case time.Time:
 		// A top-level time is sent as Celery's ISO-8601 string, which Python
 		// reads as a str (msgpack has no datetime in Python's kombu).
-		return mpAppendString(b, driver.FormatTime(x)), nil
+		return MsgpackAppendString(b, FormatTime(x)), nil
 	case *time.Time:
 		if x == nil {
 			return mpAppendNil(b), nil
 		}
-		return mpAppendString(b, driver.FormatTime(*x)), nil
+		return MsgpackAppendString(b, FormatTime(*x)), nil
 	}
-	raw, err := mpMarshal(v)
+	raw, err := MsgpackMarshal(v)
 	if err != nil {
 		return b, err
 	}
 	return append(b, raw...), nil
 }
 
-func mpMarshal(v any) ([]byte, error) {
+func MsgpackMarshal(v any) ([]byte, error) {
 	enc := msgpack.GetEncoder()
 	defer msgpack.PutEncoder(enc)
 	var buf mpBuffer
@@ -161,7 +160,7 @@ func mpMarshal(v any) ([]byte, error) {
 	return buf.b, nil
 }
 
-func mpUnmarshal(data []byte, ptr any) error {
+func MsgpackUnmarshal(data []byte, ptr any) error {
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	dec.Reset(&mpReader{b: data})
@@ -212,26 +211,26 @@ func (r *mpReader) UnreadByte() error {
 var errEOF = errors.New("msgpack: unexpected end of data")
 
 // mpDec reads msgpack from a byte slice without allocating for basic values.
-type mpDec struct {
+type MsgpackDecoder struct {
 	b []byte
 	i int
 }
 
-func (d *mpDec) need(n int) error {
+func (d *MsgpackDecoder) need(n int) error {
 	if n < 0 || len(d.b)-d.i < n {
 		return errEOF
 	}
 	return nil
 }
 
-func (d *mpDec) peek() (byte, error) {
+func (d *MsgpackDecoder) peek() (byte, error) {
 	if d.i >= len(d.b) {
 		return 0, errEOF
 	}
 	return d.b[d.i], nil
 }
 
-func (d *mpDec) byte1() (byte, error) {
+func (d *MsgpackDecoder) byte1() (byte, error) {
 	if d.i >= len(d.b) {
 		return 0, errEOF
 	}
@@ -240,7 +239,7 @@ func (d *mpDec) byte1() (byte, error) {
 	return c, nil
 }
 
-func (d *mpDec) uintN(n int) (uint64, error) {
+func (d *MsgpackDecoder) uintN(n int) (uint64, error) {
 	if err := d.need(n); err != nil {
 		return 0, err
 	}
@@ -281,7 +280,7 @@ func mpTypeName(c byte) string {
 	return "extension"
 }
 
-func (d *mpDec) arrayLen() (int, error) {
+func (d *MsgpackDecoder) arrayLen() (int, error) {
 	c, err := d.byte1()
 	if err != nil {
 		return 0, err
@@ -305,7 +304,7 @@ func (d *mpDec) arrayLen() (int, error) {
 	return int(n), err
 }
 
-func (d *mpDec) mapLen() (int, error) {
+func (d *MsgpackDecoder) MapLen() (int, error) {
 	c, err := d.byte1()
 	if err != nil {
 		return 0, err
@@ -330,7 +329,7 @@ func (d *mpDec) mapLen() (int, error) {
 }
 
 // strBytes reads a str or bin and returns a slice aliasing the input.
-func (d *mpDec) strBytes(allowBin bool) ([]byte, error) {
+func (d *MsgpackDecoder) StrBytes(allowBin bool) ([]byte, error) {
 	c, err := d.byte1()
 	if err != nil {
 		return nil, err
@@ -361,7 +360,7 @@ func (d *mpDec) strBytes(allowBin bool) ([]byte, error) {
 
 // number reads any msgpack number: integers as int64/uint64, floats as float64.
 // kind is 'i', 'u' or 'f'.
-func (d *mpDec) number() (i int64, u uint64, f float64, kind byte, err error) {
+func (d *MsgpackDecoder) number() (i int64, u uint64, f float64, kind byte, err error) {
 	c, err := d.byte1()
 	if err != nil {
 		return
@@ -406,11 +405,11 @@ func (d *mpDec) number() (i int64, u uint64, f float64, kind byte, err error) {
 }
 
 // skip advances past one complete value.
-func (d *mpDec) skip() error {
+func (d *MsgpackDecoder) Skip() error {
 	return d.skipDepth(0)
 }
 
-func (d *mpDec) skipDepth(depth int) error {
+func (d *MsgpackDecoder) skipDepth(depth int) error {
 	if depth > maxNesting {
 		return errors.New("msgpack: nesting too deep")
 	}
@@ -499,7 +498,7 @@ func (d *mpDec) skipDepth(depth int) error {
 	return d.advance(n)
 }
 
-func (d *mpDec) advance(n uint64) error {
+func (d *MsgpackDecoder) advance(n uint64) error {
 	if n > uint64(len(d.b)-d.i) {
 		return errEOF
 	}
@@ -507,7 +506,7 @@ func (d *mpDec) advance(n uint64) error {
 	return nil
 }
 
-func (d *mpDec) skipN(n uint64, depth int) error {
+func (d *MsgpackDecoder) skipN(n uint64, depth int) error {
 	if n > uint64(len(d.b)-d.i) {
 		return errEOF
 	}
@@ -520,9 +519,9 @@ func (d *mpDec) skipN(n uint64, depth int) error {
 }
 
 // raw returns the bytes of the next value and advances past it.
-func (d *mpDec) raw() ([]byte, error) {
+func (d *MsgpackDecoder) Raw() ([]byte, error) {
 	start := d.i
-	if err := d.skip(); err != nil {
+	if err := d.Skip(); err != nil {
 		return nil, err
 	}
 	return d.b[start:d.i], nil
@@ -535,7 +534,7 @@ const maxNesting = 10000
 var errNesting = errors.New("nesting too deep")
 
 // ext reads an extension header and returns its type and data.
-func (d *mpDec) ext(c byte) (typ int8, data []byte, err error) {
+func (d *MsgpackDecoder) ext(c byte) (typ int8, data []byte, err error) {
 	var n uint64
 	switch c {
 	case 0xd4, 0xd5, 0xd6, 0xd7, 0xd8:
@@ -591,7 +590,7 @@ func mpTimestamp(data []byte) (time.Time, error) {
 // float64, str as string, bin as []byte, arrays as []any, maps as
 // map[string]any (non-string keys are written as Python's json would), the
 // timestamp extension as time.Time.
-func (d *mpDec) anyValue(depth int) (any, error) {
+func (d *MsgpackDecoder) AnyValue(depth int) (any, error) {
 	if depth > maxNesting {
 		return nil, errNesting
 	}
@@ -610,10 +609,10 @@ func (d *mpDec) anyValue(depth int) (any, error) {
 		}
 		return f, err
 	case c >= 0xa0 && c <= 0xbf, c == 0xd9, c == 0xda, c == 0xdb:
-		s, err := d.strBytes(false)
+		s, err := d.StrBytes(false)
 		return string(s), err
 	case c == 0xc4, c == 0xc5, c == 0xc6:
-		s, err := d.strBytes(true)
+		s, err := d.StrBytes(true)
 		if err != nil {
 			return nil, err
 		}
@@ -631,19 +630,19 @@ func (d *mpDec) anyValue(depth int) (any, error) {
 		}
 		l := make([]any, n)
 		for i := range l {
-			if l[i], err = d.anyValue(depth + 1); err != nil {
+			if l[i], err = d.AnyValue(depth + 1); err != nil {
 				return nil, err
 			}
 		}
 		return l, nil
 	case c >= 0x80 && c <= 0x8f, c == 0xde, c == 0xdf:
-		n, err := d.mapLen()
+		n, err := d.MapLen()
 		if err != nil {
 			return nil, err
 		}
 		m := make(map[string]any, min(n, 64))
 		for ; n > 0; n-- {
-			k, err := d.anyValue(depth + 1)
+			k, err := d.AnyValue(depth + 1)
 			if err != nil {
 				return nil, err
 			}
@@ -651,7 +650,7 @@ func (d *mpDec) anyValue(depth int) (any, error) {
 			if err != nil {
 				return nil, err
 			}
-			if m[ks], err = d.anyValue(depth + 1); err != nil {
+			if m[ks], err = d.AnyValue(depth + 1); err != nil {
 				return nil, err
 			}
 		}
@@ -695,8 +694,8 @@ func mapKeyString(k any) (string, error) {
 // mpTime decodes a time: an ISO-8601 string (as Celery and taskgen send
 // times), a msgpack timestamp extension, or nil (the zero time).
 func mpTime(raw []byte) (time.Time, error) {
-	d := mpDec{b: raw}
-	v, err := d.anyValue(0)
+	d := MsgpackDecoder{b: raw}
+	v, err := d.AnyValue(0)
 	if err != nil {
 		return time.Time{}, err
 	}
@@ -706,9 +705,9 @@ func mpTime(raw []byte) (time.Time, error) {
 	case time.Time:
 		return x, nil
 	case string:
-		return driver.ParseTime(x)
+		return ParseTime(x)
 	case []byte:
-		return driver.ParseTime(string(x))
+		return ParseTime(string(x))
 	}
 	return time.Time{}, fmt.Errorf("want a time, got %T", v)
 }
@@ -716,7 +715,7 @@ func mpTime(raw []byte) (time.Time, error) {
 // mpDecodeInto decodes one msgpack value into ptr: generic destinations
 // (*any, *[]any, *map[string]any) and *time.Time directly, others by
 // reflection, with integers inside interface values normalized to int64.
-func mpDecodeInto(raw []byte, ptr any) error {
+func MsgpackDecodeInto(raw []byte, ptr any) error {
 	switch p := ptr.(type) {
 	case **time.Time:
 		if len(raw) == 1 && raw[0] == 0xc0 {
@@ -735,14 +734,14 @@ func mpDecodeInto(raw []byte, ptr any) error {
 		}
 		return err
 	case *any, *[]any, *map[string]any:
-		d := mpDec{b: raw}
-		v, err := d.anyValue(0)
+		d := MsgpackDecoder{b: raw}
+		v, err := d.AnyValue(0)
 		if err != nil {
 			return err
 		}
 		return assignGeneric(ptr, v)
 	}
-	if err := mpUnmarshal(raw, ptr); err != nil {
+	if err := MsgpackUnmarshal(raw, ptr); err != nil {
 		return err
 	}
 	normalizeInterfaces(ptr)

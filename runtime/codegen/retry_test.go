@@ -1,4 +1,4 @@
-package runtime
+package codegen
 
 import (
 	"errors"
@@ -73,9 +73,9 @@ func TestRetryPolicy_ShouldAutoretry(t *testing.T) {
 
 func TestExhausted(t *testing.T) {
 	t.Parallel()
-	require.False(t, exhausted(0, 3))
-	require.False(t, exhausted(2, 3))
-	require.True(t, exhausted(3, 3))
-	require.True(t, exhausted(0, 0))
-	require.False(t, exhausted(1000, -1), "none: unlimited")
+	require.False(t, Exhausted(0, 3))
+	require.False(t, Exhausted(2, 3))
+	require.True(t, Exhausted(3, 3))
+	require.True(t, Exhausted(0, 0))
+	require.False(t, Exhausted(1000, -1), "none: unlimited")
 }

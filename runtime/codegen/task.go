@@ -1,8 +1,10 @@
-package runtime
+package codegen
 
 import (
 	"context"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // TaskDef describes one task: its Celery name, its options and how to run it.
@@ -33,10 +35,10 @@ type TaskDef struct {
 	Priority    uint8
 	HasPriority bool
 	// NewArgs returns a fresh argument struct for decoding.
-	NewArgs func() Args
+	NewArgs func() wire.Args
 	// Run calls the task function with decoded arguments. It is nil for a
 	// remote stub (a task implemented in another process, e.g. Python).
-	Run func(ctx context.Context, args Args) (any, error)
+	Run func(ctx context.Context, args wire.Args) (any, error)
 }
 
 // RateLimit is a rate of N task starts per Per (Celery's "N/s", "N/m", "N/h").

@@ -1,4 +1,4 @@
-package runtime
+package wire
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"io"
 	"maps"
 	"math"
@@ -28,12 +27,12 @@ const (
 	SerializerJSON    = "json"
 )
 
-func contentTypeOf(serializer string) (ctype, cenc string, err error) {
+func ContentTypeOf(serializer string) (ctype, cenc string, err error) {
 	switch serializer {
 	case "", SerializerMsgpack:
-		return driver.ContentTypeMsgpack, driver.ContentEncodingBinary, nil
+		return ContentTypeMsgpack, ContentEncodingBinary, nil
 	case SerializerJSON:
-		return driver.ContentTypeJSON, driver.ContentEncodingUTF8, nil
+		return ContentTypeJSON, ContentEncodingUTF8, nil
 	}
 	return "", "", fmt.Errorf("unknown serializer %q (want %q or %q)", serializer, SerializerMsgpack, SerializerJSON)
 }
@@ -62,14 +61,14 @@ type mpArgWriter struct {
 	err error
 }
 
-func (w *mpArgWriter) String(v string) { w.b = mpAppendString(w.b, v) }
+func (w *mpArgWriter) String(v string) { w.b = MsgpackAppendString(w.b, v) }
 func (w *mpArgWriter) Int(v int64)     { w.b = mpAppendInt(w.b, v) }
 func (w *mpArgWriter) Uint(v uint64)   { w.b = mpAppendUint(w.b, v) }
 func (w *mpArgWriter) Float(v float64) { w.b = mpAppendFloat(w.b, v) }
 func (w *mpArgWriter) Bool(v bool)     { w.b = mpAppendBool(w.b, v) }
 func (w *mpArgWriter) Bytes(v []byte)  { w.b = mpAppendBytes(w.b, v) }
 func (w *mpArgWriter) Value(v any) error {
-	b, err := mpAppendValue(w.b, v)
+	b, err := MsgpackAppendValue(w.b, v)
 	if err != nil {
 		// Keep the array well-formed; the error fails the whole body.
 		w.b = mpAppendNil(w.b)
@@ -84,9 +83,9 @@ func (w *mpArgWriter) Value(v any) error {
 
 // mpEmbedEmpty is Celery's embed map with every field null, in msgpack.
 var mpEmbedEmpty = func() []byte {
-	b := mpAppendMapLen(nil, 4)
+	b := MsgpackAppendMapLen(nil, 4)
 	for _, k := range []string{"callbacks", "errbacks", "chain", "chord"} {
-		b = mpAppendString(b, k)
+		b = MsgpackAppendString(b, k)
 		b = mpAppendNil(b)
 	}
 	return b
@@ -112,7 +111,7 @@ func AppendBody(dst []byte, serializer string, args Args, embed []byte) ([]byte,
 	case "", SerializerMsgpack:
 		w := mpWriterPool.Get().(*mpArgWriter)
 		w.b = append(dst, 0x93)
-		w.b = mpAppendArrayLen(w.b, args.NumArgs())
+		w.b = MsgpackAppendArrayLen(w.b, args.NumArgs())
 		err := args.EncodeArgs(w)
 		if err == nil {
 			err = w.err
@@ -149,7 +148,7 @@ func AppendBody(dst []byte, serializer string, args Args, embed []byte) ([]byte,
 		}
 		return append(out, ']'), nil
 	}
-	_, _, err := contentTypeOf(serializer)
+	_, _, err := ContentTypeOf(serializer)
 	return dst, err
 }
 
@@ -251,12 +250,12 @@ func appendJSONValueDepth(b []byte, v any, depth int) ([]byte, error) {
 		}
 		return append(b, x...), nil
 	case time.Time:
-		return appendJSONString(b, driver.FormatTime(x)), nil
+		return appendJSONString(b, FormatTime(x)), nil
 	case *time.Time:
 		if x == nil {
 			return append(b, "null"...), nil
 		}
-		return appendJSONString(b, driver.FormatTime(*x)), nil
+		return appendJSONString(b, FormatTime(*x)), nil
 	case []any:
 		if x == nil {
 			return append(b, "null"...), nil
@@ -298,7 +297,7 @@ func appendJSONValueDepth(b []byte, v any, depth int) ([]byte, error) {
 }
 
 func isJSONNumber(b []byte) bool {
-	d := jsonDec{b: b}
+	d := JSONDecoder{b: b}
 	_, err := d.number()
 	return err == nil && d.i == len(b) && len(b) > 0
 }
@@ -329,7 +328,7 @@ func AppendJSONFloat(b []byte, f float64) []byte {
 	return b
 }
 
-const hexDigits = "0123456789abcdef"
+const HexDigits = "0123456789abcdef"
 
 func appendJSONString(b []byte, s string) []byte { return AppendJSONString(b, s) }
 
@@ -356,7 +355,7 @@ func AppendJSONString(b []byte, s string) []byte {
 			case '\t':
 				b = append(b, '\\', 't')
 			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+				b = append(b, '\\', 'u', '0', '0', HexDigits[c>>4], HexDigits[c&0xf])
 			}
 			i++
 			start = i
@@ -381,7 +380,7 @@ func AppendJSONString(b []byte, s string) []byte {
 }
 
 func appendU4(b []byte, r rune) []byte {
-	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+	return append(b, '\\', 'u', HexDigits[r>>12&0xf], HexDigits[r>>8&0xf], HexDigits[r>>4&0xf], HexDigits[r&0xf])
 }
 
 // ---- body decoding ----
@@ -399,12 +398,12 @@ func DecodeBody(contentType, compression string, body []byte, args Args) (embed 
 		}
 	}
 	switch contentType {
-	case driver.ContentTypeMsgpack, "application/msgpack", "application/x-msgpack; charset=binary":
+	case ContentTypeMsgpack, "application/msgpack", "application/x-msgpack; charset=binary":
 		return decodeMsgpackBody(body, args)
-	case driver.ContentTypeJSON, "application/json; charset=utf-8":
+	case ContentTypeJSON, "application/json; charset=utf-8":
 		return decodeJSONBody(body, args)
 	}
-	return nil, fmt.Errorf("content type %q not accepted (want %s or %s)", contentType, driver.ContentTypeMsgpack, driver.ContentTypeJSON)
+	return nil, fmt.Errorf("content type %q not accepted (want %s or %s)", contentType, ContentTypeMsgpack, ContentTypeJSON)
 }
 
 // MaxDecompressedSize bounds a decompressed body.
@@ -451,9 +450,9 @@ var errBodyShape = errors.New("body is not a 3-element array [args, kwargs, embe
 // readers handed to Args.DecodeArg (an interface call) are not allocated per
 // message: decoding basic arguments allocates only strings and byte slices.
 type bodyDecoder struct {
-	mp   mpDec
+	mp   MsgpackDecoder
 	mr   mpArgReader
-	jd   jsonDec
+	jd   JSONDecoder
 	jr   jsonArgReader
 	seen [64]bool
 }
@@ -467,8 +466,8 @@ var bodyDecoderPool = sync.Pool{New: func() any {
 func getBodyDecoder() *bodyDecoder { return bodyDecoderPool.Get().(*bodyDecoder) }
 
 func (bd *bodyDecoder) release() {
-	bd.mp = mpDec{}
-	bd.jd = jsonDec{}
+	bd.mp = MsgpackDecoder{}
+	bd.jd = JSONDecoder{}
 	bd.jr.raw = nil
 	bd.seen = [64]bool{}
 	bodyDecoderPool.Put(bd)
@@ -527,12 +526,12 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 		}
 		seen[i] = true
 	}
-	nkw, err := d.mapLen()
+	nkw, err := d.MapLen()
 	if err != nil {
 		return nil, fmt.Errorf("kwargs: %w", err)
 	}
 	for j := 0; j < nkw; j++ {
-		key, err := d.strBytes(true)
+		key, err := d.StrBytes(true)
 		if err != nil {
 			return nil, fmt.Errorf("kwargs: %w", err)
 		}
@@ -555,7 +554,7 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 	var embed []byte
 	if c, err := d.peek(); err == nil && c == 0xc0 {
 		d.i++
-	} else if embed, err = d.raw(); err != nil {
+	} else if embed, err = d.Raw(); err != nil {
 		return nil, fmt.Errorf("embed: %w", err)
 	}
 	if d.i != len(d.b) {
@@ -567,12 +566,12 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 // settle makes sure the value that started at start was consumed exactly once:
 // an Args implementation that read nothing (or whose reader failed midway
 // without an error) must not desynchronize the stream.
-func (d *mpDec) settle(start int) error {
+func (d *MsgpackDecoder) settle(start int) error {
 	if d.i > start {
 		return nil
 	}
 	d.i = start
-	return d.skip()
+	return d.Skip()
 }
 
 // ArgDefaults may be implemented by an Args whose trailing parameters are
@@ -596,10 +595,10 @@ func checkMissing(seen []bool, args Args) error {
 	return nil
 }
 
-type mpArgReader struct{ d *mpDec }
+type mpArgReader struct{ d *MsgpackDecoder }
 
 func (r *mpArgReader) String() (string, error) {
-	s, err := r.d.strBytes(true)
+	s, err := r.d.StrBytes(true)
 	return string(s), err
 }
 
@@ -612,7 +611,7 @@ func (r *mpArgReader) Bytes() ([]byte, error) {
 		r.d.i++
 		return nil, nil
 	}
-	s, err := r.d.strBytes(true)
+	s, err := r.d.StrBytes(true)
 	if err != nil {
 		return nil, err
 	}
@@ -659,11 +658,11 @@ func (r *mpArgReader) Float(bits int) (float64, error) {
 }
 
 func (r *mpArgReader) Value(ptr any) error {
-	raw, err := r.d.raw()
+	raw, err := r.d.Raw()
 	if err != nil {
 		return err
 	}
-	return mpDecodeInto(raw, ptr)
+	return MsgpackDecodeInto(raw, ptr)
 }
 
 // normBits maps a bit size to 8, 16, 32 or 64 (anything else is 64).
@@ -741,7 +740,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 	defer bd.release()
 	d := &bd.jd
 	d.b = body
-	if d.peek() != '[' {
+	if d.Peek() != '[' {
 		return nil, errBodyShape
 	}
 	d.i++
@@ -749,7 +748,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 	seen := bd.seenSlice(nargs)
 	r := &bd.jr
 	npos := 0
-	switch d.peek() {
+	switch d.Peek() {
 	case 'n':
 		if !d.lit("null") {
 			return nil, errBodyShape
@@ -758,7 +757,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 		d.i++
 		first := true
 		for {
-			more, err := d.more(']', &first)
+			more, err := d.More(']', &first)
 			if err != nil {
 				return nil, fmt.Errorf("args: %w", err)
 			}
@@ -768,7 +767,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 			if npos >= nargs {
 				return nil, fmt.Errorf("more than %d positional arguments given, the task takes %d", nargs, nargs)
 			}
-			if r.raw, err = d.raw(); err != nil {
+			if r.raw, err = d.Raw(); err != nil {
 				return nil, fmt.Errorf("args: %w", err)
 			}
 			if err := args.DecodeArg(npos, r); err != nil {
@@ -780,10 +779,10 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 	default:
 		return nil, errors.New("args: want an array")
 	}
-	if !d.expect(',') {
+	if !d.Expect(',') {
 		return nil, errBodyShape
 	}
-	switch d.peek() {
+	switch d.Peek() {
 	case 'n':
 		if !d.lit("null") {
 			return nil, errBodyShape
@@ -792,14 +791,14 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 		d.i++
 		first := true
 		for {
-			more, err := d.more('}', &first)
+			more, err := d.More('}', &first)
 			if err != nil {
 				return nil, fmt.Errorf("kwargs: %w", err)
 			}
 			if !more {
 				break
 			}
-			key, err := d.key()
+			key, err := d.Key()
 			if err != nil {
 				return nil, fmt.Errorf("kwargs: %w", err)
 			}
@@ -807,7 +806,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if r.raw, err = d.raw(); err != nil {
+			if r.raw, err = d.Raw(); err != nil {
 				return nil, fmt.Errorf("kwargs: %w", err)
 			}
 			if err := args.DecodeArg(i, r); err != nil {
@@ -821,22 +820,22 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 	if err := checkMissing(seen, args); err != nil {
 		return nil, err
 	}
-	if !d.expect(',') {
+	if !d.Expect(',') {
 		return nil, errBodyShape
 	}
 	var embed []byte
-	if d.peek() == 'n' && d.lit("null") {
+	if d.Peek() == 'n' && d.lit("null") {
 		embed = nil
 	} else {
 		var err error
-		if embed, err = d.raw(); err != nil {
+		if embed, err = d.Raw(); err != nil {
 			return nil, fmt.Errorf("embed: %w", err)
 		}
 	}
-	if !d.expect(']') {
+	if !d.Expect(']') {
 		return nil, errBodyShape
 	}
-	if d.peek() != 0 || d.i != len(d.b) {
+	if d.Peek() != 0 || d.i != len(d.b) {
 		return nil, errors.New("extra data after the body")
 	}
 	return embed, nil
@@ -851,7 +850,7 @@ func (r *jsonArgReader) String() (string, error) {
 	if len(r.raw) > 0 && r.raw[0] == '{' {
 		// kombu >= 5.3 sends uuid.UUID, Decimal, dates and bytes as tagged
 		// objects where kombu 5.2 sent strings.
-		v, err := jsonValueOf(r.raw, untagGo)
+		v, err := jsonValueOf(r.raw, UntagGo)
 		switch x := v.(type) {
 		case string:
 			if err == nil {
@@ -860,7 +859,7 @@ func (r *jsonArgReader) String() (string, error) {
 		case []byte:
 			return string(x), nil
 		case time.Time:
-			return driver.FormatTime(x), nil
+			return FormatTime(x), nil
 		}
 	}
 	return "", fmt.Errorf("want a string, got %s", abbrev(r.raw))
@@ -875,7 +874,7 @@ func (r *jsonArgReader) Bytes() ([]byte, error) {
 			return []byte(jsonUnquote(r.raw)), nil
 		case '{':
 			// kombu >= 5.3: {"__type__": "bytes"|"base64", "__value__": ...}
-			v, err := jsonValueOf(r.raw, untagGo)
+			v, err := jsonValueOf(r.raw, UntagGo)
 			if b, ok := v.([]byte); ok && err == nil {
 				return b, nil
 			}
@@ -934,7 +933,7 @@ func (r *jsonArgReader) Float(bits int) (float64, error) {
 	return floatFrom(i, u, f, kind, bits)
 }
 
-func (r *jsonArgReader) Value(ptr any) error { return jsonDecodeInto(r.raw, ptr) }
+func (r *jsonArgReader) Value(ptr any) error { return JSONDecodeInto(r.raw, ptr) }
 
 func abbrev(raw []byte) string {
 	raw = bytes.TrimSpace(raw)
@@ -977,7 +976,7 @@ func jsonNumber(tok []byte) any {
 // *time.Time accepts an ISO-8601 string or a tagged datetime; other types go
 // through encoding/json with UseNumber, interface values inside them
 // normalized the same way.
-func jsonDecodeInto(raw []byte, ptr any) error {
+func JSONDecodeInto(raw []byte, ptr any) error {
 	switch p := ptr.(type) {
 	case **time.Time:
 		if string(bytes.TrimSpace(raw)) == "null" {
@@ -985,13 +984,13 @@ func jsonDecodeInto(raw []byte, ptr any) error {
 			return nil
 		}
 		var t time.Time
-		if err := jsonDecodeInto(raw, &t); err != nil {
+		if err := JSONDecodeInto(raw, &t); err != nil {
 			return err
 		}
 		*p = &t
 		return nil
 	case *time.Time:
-		v, err := jsonValueOf(raw, untagGo)
+		v, err := jsonValueOf(raw, UntagGo)
 		if err != nil {
 			return err
 		}
@@ -1001,7 +1000,7 @@ func jsonDecodeInto(raw []byte, ptr any) error {
 		case time.Time:
 			*p = x
 		case string:
-			t, err := driver.ParseTime(x)
+			t, err := ParseTime(x)
 			if err != nil {
 				return err
 			}
@@ -1011,7 +1010,7 @@ func jsonDecodeInto(raw []byte, ptr any) error {
 		}
 		return nil
 	case *any, *[]any, *map[string]any:
-		v, err := jsonValueOf(raw, untagGo)
+		v, err := jsonValueOf(raw, UntagGo)
 		if err != nil {
 			return err
 		}
@@ -1073,12 +1072,12 @@ func assignGeneric(ptr, v any) error {
 
 // jsonDec scans JSON as Python's json module writes it: standard JSON plus
 // the NaN, Infinity and -Infinity literals.
-type jsonDec struct {
+type JSONDecoder struct {
 	b []byte
 	i int
 }
 
-func (d *jsonDec) ws() {
+func (d *JSONDecoder) ws() {
 	for d.i < len(d.b) {
 		switch d.b[d.i] {
 		case ' ', '\t', '\n', '\r':
@@ -1090,7 +1089,7 @@ func (d *jsonDec) ws() {
 }
 
 // peek returns the next non-space byte, 0 at the end.
-func (d *jsonDec) peek() byte {
+func (d *JSONDecoder) Peek() byte {
 	d.ws()
 	if d.i < len(d.b) {
 		return d.b[d.i]
@@ -1098,15 +1097,15 @@ func (d *jsonDec) peek() byte {
 	return 0
 }
 
-func (d *jsonDec) expect(c byte) bool {
-	if d.peek() != c {
+func (d *JSONDecoder) Expect(c byte) bool {
+	if d.Peek() != c {
 		return false
 	}
 	d.i++
 	return true
 }
 
-func (d *jsonDec) lit(s string) bool {
+func (d *JSONDecoder) lit(s string) bool {
 	if len(d.b)-d.i >= len(s) && string(d.b[d.i:d.i+len(s)]) == s {
 		d.i += len(s)
 		return true
@@ -1114,7 +1113,7 @@ func (d *jsonDec) lit(s string) bool {
 	return false
 }
 
-func (d *jsonDec) syntax(what string) error {
+func (d *JSONDecoder) syntax(what string) error {
 	if d.i >= len(d.b) {
 		return errors.New("invalid JSON: unexpected end of data")
 	}
@@ -1123,8 +1122,8 @@ func (d *jsonDec) syntax(what string) error {
 
 // more steps through an array or object whose opening bracket was read: it
 // reports whether another element follows, consuming the separator.
-func (d *jsonDec) more(closing byte, first *bool) (bool, error) {
-	c := d.peek()
+func (d *JSONDecoder) More(closing byte, first *bool) (bool, error) {
+	c := d.Peek()
 	if c == closing {
 		d.i++
 		return false, nil
@@ -1140,8 +1139,8 @@ func (d *jsonDec) more(closing byte, first *bool) (bool, error) {
 }
 
 // key reads an object key and its colon. The result may alias the input.
-func (d *jsonDec) key() ([]byte, error) {
-	if d.peek() != '"' {
+func (d *JSONDecoder) Key() ([]byte, error) {
+	if d.Peek() != '"' {
 		return nil, d.syntax("want an object key")
 	}
 	start := d.i
@@ -1153,28 +1152,28 @@ func (d *jsonDec) key() ([]byte, error) {
 	if esc {
 		k = []byte(jsonUnquote(d.b[start:d.i]))
 	}
-	if !d.expect(':') {
+	if !d.Expect(':') {
 		return nil, d.syntax("want ':'")
 	}
 	return k, nil
 }
 
 // raw returns the bytes of the next value and advances past it.
-func (d *jsonDec) raw() ([]byte, error) {
+func (d *JSONDecoder) Raw() ([]byte, error) {
 	d.ws()
 	start := d.i
-	if err := d.skip(0); err != nil {
+	if err := d.Skip(0); err != nil {
 		return nil, err
 	}
 	return d.b[start:d.i], nil
 }
 
 // skip advances past one value, validating it.
-func (d *jsonDec) skip(depth int) error {
+func (d *JSONDecoder) Skip(depth int) error {
 	if depth > maxNesting {
 		return errNesting
 	}
-	switch c := d.peek(); {
+	switch c := d.Peek(); {
 	case c == '"':
 		_, err := d.skipString()
 		return err
@@ -1182,14 +1181,14 @@ func (d *jsonDec) skip(depth int) error {
 		d.i++
 		first := true
 		for {
-			more, err := d.more('}', &first)
+			more, err := d.More('}', &first)
 			if err != nil || !more {
 				return err
 			}
-			if _, err := d.key(); err != nil {
+			if _, err := d.Key(); err != nil {
 				return err
 			}
-			if err := d.skip(depth + 1); err != nil {
+			if err := d.Skip(depth + 1); err != nil {
 				return err
 			}
 		}
@@ -1197,11 +1196,11 @@ func (d *jsonDec) skip(depth int) error {
 		d.i++
 		first := true
 		for {
-			more, err := d.more(']', &first)
+			more, err := d.More(']', &first)
 			if err != nil || !more {
 				return err
 			}
-			if err := d.skip(depth + 1); err != nil {
+			if err := d.Skip(depth + 1); err != nil {
 				return err
 			}
 		}
@@ -1233,7 +1232,7 @@ func (d *jsonDec) skip(depth int) error {
 }
 
 // number scans a number (or -Infinity) and returns its text.
-func (d *jsonDec) number() ([]byte, error) {
+func (d *JSONDecoder) number() ([]byte, error) {
 	start := d.i
 	if d.i < len(d.b) && d.b[d.i] == '-' {
 		d.i++
@@ -1277,7 +1276,7 @@ func (d *jsonDec) number() ([]byte, error) {
 
 // skipString advances past a string (at its opening quote) and reports
 // whether it holds escapes.
-func (d *jsonDec) skipString() (escaped bool, err error) {
+func (d *JSONDecoder) skipString() (escaped bool, err error) {
 	d.i++
 	for d.i < len(d.b) {
 		c := d.b[d.i]
@@ -1384,18 +1383,18 @@ func jsonUnquote(raw []byte) string {
 type untagMode int
 
 const (
-	untagGo   untagMode = iota // datetime → time.Time, bytes/base64 → []byte
+	UntagGo   untagMode = iota // datetime → time.Time, bytes/base64 → []byte
 	untagText                  // every tag → its text, for re-encoding for encoding/json
 )
 
 // jsonValueOf decodes one JSON value (the whole of raw) into generic values.
 func jsonValueOf(raw []byte, mode untagMode) (any, error) {
-	d := jsonDec{b: raw}
-	v, err := d.value(0, mode)
+	d := JSONDecoder{b: raw}
+	v, err := d.Value(0, mode)
 	if err != nil {
 		return nil, err
 	}
-	if d.peek() != 0 || d.i != len(d.b) {
+	if d.Peek() != 0 || d.i != len(d.b) {
 		return nil, errors.New("invalid JSON: extra data after the value")
 	}
 	return v, nil
@@ -1403,11 +1402,11 @@ func jsonValueOf(raw []byte, mode untagMode) (any, error) {
 
 // value decodes the next value: objects as map[string]any, arrays as []any,
 // numbers as jsonNumber does, kombu type tags per mode.
-func (d *jsonDec) value(depth int, mode untagMode) (any, error) {
+func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
 	if depth > maxNesting {
 		return nil, errNesting
 	}
-	switch c := d.peek(); {
+	switch c := d.Peek(); {
 	case c == '"':
 		start := d.i
 		if _, err := d.skipString(); err != nil {
@@ -1419,18 +1418,18 @@ func (d *jsonDec) value(depth int, mode untagMode) (any, error) {
 		m := map[string]any{}
 		first := true
 		for {
-			more, err := d.more('}', &first)
+			more, err := d.More('}', &first)
 			if err != nil {
 				return nil, err
 			}
 			if !more {
 				break
 			}
-			k, err := d.key()
+			k, err := d.Key()
 			if err != nil {
 				return nil, err
 			}
-			if m[string(k)], err = d.value(depth+1, mode); err != nil {
+			if m[string(k)], err = d.Value(depth+1, mode); err != nil {
 				return nil, err
 			}
 		}
@@ -1447,14 +1446,14 @@ func (d *jsonDec) value(depth int, mode untagMode) (any, error) {
 		l := []any{}
 		first := true
 		for {
-			more, err := d.more(']', &first)
+			more, err := d.More(']', &first)
 			if err != nil {
 				return nil, err
 			}
 			if !more {
 				return l, nil
 			}
-			v, err := d.value(depth+1, mode)
+			v, err := d.Value(depth+1, mode)
 			if err != nil {
 				return nil, err
 			}
@@ -1494,7 +1493,7 @@ func untag(typ, val any, mode untagMode) (any, error) {
 		if mode == untagText {
 			return s, nil
 		}
-		tm, err := driver.ParseTime(s)
+		tm, err := ParseTime(s)
 		if err != nil {
 			return nil, fmt.Errorf("kombu datetime %q: %w", s, err)
 		}

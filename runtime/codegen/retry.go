@@ -1,4 +1,4 @@
-package runtime
+package codegen
 
 import (
 	"math/rand/v2"
@@ -47,6 +47,6 @@ func (p *RetryPolicy) ShouldAutoretry(err error) bool {
 
 // Exhausted reports whether a task that already made retries retries may not
 // retry again (Celery: retries+1 > max_retries). max < 0 means unlimited.
-func exhausted(retries, max int) bool {
+func Exhausted(retries, max int) bool {
 	return max >= 0 && retries+1 > max
 }

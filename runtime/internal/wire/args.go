@@ -1,4 +1,4 @@
-package runtime
+package wire
 
 // ArgWriter writes the positional arguments of one task call. The runtime
 // implements it for msgpack, JSON and Python repr; generated code calls one method

@@ -1,4 +1,4 @@
-package runtime
+package wire
 
 import (
 	"testing"
@@ -27,7 +27,7 @@ type reflectBody struct {
 func BenchmarkCodec(b *testing.B) {
 	in := &emailArgs{email: benchEmail}
 	for _, ser := range []string{SerializerMsgpack, SerializerJSON} {
-		ctype, _, _ := contentTypeOf(ser)
+		ctype, _, _ := ContentTypeOf(ser)
 		b.Run("generated/"+ser+"/encode", func(b *testing.B) {
 			buf := make([]byte, 0, 256)
 			b.ReportAllocs()

@@ -1,20 +1,18 @@
-package runtime
+package wire
 
 import (
 	"bytes"
 	"encoding/json"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-	"unicode/utf8"
 )
 
 func fuzzSeedFiles(f *testing.F, pattern string) [][]byte {
 	f.Helper()
-	names, err := filepath.Glob(filepath.Join("..", "testdata", "celery", pattern))
+	names, err := filepath.Glob(filepath.Join("..", "..", "..", "testdata", "celery", pattern))
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -52,9 +50,9 @@ func seedBodies(f *testing.F) {
 func FuzzDecodeBody(f *testing.F) {
 	seedBodies(f)
 	f.Fuzz(func(t *testing.T, body []byte, isJSON bool) {
-		ctype := driver.ContentTypeMsgpack
+		ctype := ContentTypeMsgpack
 		if isJSON {
-			ctype = driver.ContentTypeJSON
+			ctype = ContentTypeJSON
 		}
 		for _, a := range []Args{&mixedArgs{}, &addArgs{}, &emailArgs{}, &pairArgs{}, &oneIntArgs{}} {
 			embed, err := DecodeBody(ctype, "", body, a)
@@ -62,12 +60,12 @@ func FuzzDecodeBody(f *testing.F) {
 				continue
 			}
 			if isJSON {
-				if _, err := jsonValueOf(embed, untagGo); err != nil && !strings.Contains(err.Error(), "kombu") {
+				if _, err := jsonValueOf(embed, UntagGo); err != nil && !strings.Contains(err.Error(), "kombu") {
 					t.Fatalf("embed %q: %v", embed, err)
 				}
 			} else {
-				d := mpDec{b: embed}
-				if err := d.skip(); err != nil || d.i != len(embed) {
+				d := MsgpackDecoder{b: embed}
+				if err := d.Skip(); err != nil || d.i != len(embed) {
 					t.Fatalf("embed %x: %v", embed, err)
 				}
 			}
@@ -90,89 +88,6 @@ func FuzzDecodeBody(f *testing.F) {
 
 // FuzzParseHeaders: headers from any JSON object parse without panicking, and
 // what parses is re-produced (Map) and parses again to the same headers.
-func FuzzParseHeaders(f *testing.F) {
-	for _, b := range fuzzSeedFiles(f, "*.meta.json") {
-		var m struct{ Headers json.RawMessage }
-		_ = json.Unmarshal(b, &m)
-		f.Add([]byte(m.Headers))
-	}
-	for _, b := range fuzzSeedFiles(f, "redis_task_*.bin") {
-		var env struct{ Headers json.RawMessage }
-		if json.Unmarshal(b, &env) == nil && env.Headers != nil {
-			f.Add([]byte(env.Headers))
-		}
-	}
-	f.Add([]byte(`{"task": "t", "id": "i", "eta": "9999-12-31T23:59:59.999999-23:59", "timelimit": [1e308, 0.5], "retries": 1e18}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		for _, useNumber := range []bool{false, true} {
-			dec := json.NewDecoder(bytes.NewReader(data))
-			if useNumber {
-				dec.UseNumber()
-			}
-			var m map[string]any
-			if dec.Decode(&m) != nil {
-				return
-			}
-			h, err := driver.ParseHeaders(m)
-			if err != nil {
-				continue
-			}
-			h.Range(func(string, any) {})
-			h2, err := driver.ParseHeaders(h.Map())
-			if err != nil {
-				t.Fatalf("re-parse of %v: %v", h.Map(), err)
-			}
-			h.ETA, h.Expires = h.ETA.Truncate(time.Microsecond), h.Expires.Truncate(time.Microsecond)
-			if !h.ETA.Equal(h2.ETA) || !h.Expires.Equal(h2.Expires) || h.Task != h2.Task || h.ID != h2.ID ||
-				h.Retries != h2.Retries || h.TimeLimit != h2.TimeLimit || len(h.Extra) != len(h2.Extra) {
-				t.Fatalf("round trip changed headers:\n%+v\n%+v", h, h2)
-			}
-		}
-	})
-}
-
-// FuzzDecodeResultDoc: result documents in either serializer decode without
-// panicking; what decodes re-encodes and decodes again.
-func FuzzDecodeResultDoc(f *testing.F) {
-	for _, b := range fuzzSeedFiles(f, "redis_result_*.bin") {
-		f.Add(b, b[0] == '{')
-	}
-	f.Add([]byte(`{"status": "SUCCESS", "result": {"__type__": "datetime", "__value__": "2026-11-23T19:42:38"}, "children": [[["a", null], null]], "date_done": "2026-11-23T19:42:39.917492+01:00"}`), true)
-	f.Fuzz(func(t *testing.T, data []byte, isJSON bool) {
-		ser := SerializerMsgpack
-		if isJSON {
-			ser = SerializerJSON
-		}
-		doc, err := DecodeResultDoc(ser, data)
-		if err != nil {
-			return
-		}
-		_ = doc.Exception()
-		var v any
-		if doc.DecodeResult(&v) != nil {
-			return
-		}
-		var n int64
-		_ = doc.DecodeResult(&n)
-		var tm time.Time
-		_ = doc.DecodeResult(&tm)
-		doc.Result = v
-		raw, err := EncodeResultDoc(ser, doc)
-		if err != nil {
-			t.Fatalf("re-encode: %v", err)
-		}
-		back, err := DecodeResultDoc(ser, raw)
-		if err != nil {
-			t.Fatalf("re-decode %q: %v", raw, err)
-		}
-		if utf8.ValidString(string(doc.Status)) && utf8.ValidString(doc.TaskID) && (back.Status != doc.Status || back.TaskID != doc.TaskID) {
-			t.Fatalf("round trip: %q %q → %q %q", doc.Status, doc.TaskID, back.Status, back.TaskID)
-		}
-	})
-}
-
-// FuzzMsgpackSkip: skip, raw and anyValue agree on where a value ends and
-// never panic.
 func FuzzMsgpackSkip(f *testing.F) {
 	for _, b := range fuzzSeedFiles(f, "*msgpack*.bin") {
 		f.Add(b)
@@ -180,24 +95,24 @@ func FuzzMsgpackSkip(f *testing.F) {
 	f.Add([]byte{0xc7, 0x0c, 0xff, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2})
 	f.Add([]byte{0xdf, 0, 0, 0, 1, 0x01, 0xc4, 0x01, 'x'})
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := mpDec{b: data}
-		skipErr := d.skip()
+		d := MsgpackDecoder{b: data}
+		skipErr := d.Skip()
 		end := d.i
-		d2 := mpDec{b: data}
-		raw, rawErr := d2.raw()
+		d2 := MsgpackDecoder{b: data}
+		raw, rawErr := d2.Raw()
 		if (skipErr == nil) != (rawErr == nil) || (rawErr == nil && len(raw) != end) {
 			t.Fatalf("skip and raw disagree")
 		}
-		d3 := mpDec{b: data}
-		_, err := d3.anyValue(0)
+		d3 := MsgpackDecoder{b: data}
+		_, err := d3.AnyValue(0)
 		if err == nil && (skipErr != nil || d3.i != end) {
 			t.Fatalf("anyValue ended at %d, skip at %d (%v)", d3.i, end, skipErr)
 		}
 		if skipErr == nil {
 			var v any
-			_ = mpUnmarshal(raw, &v)
+			_ = MsgpackUnmarshal(raw, &v)
 			var it item
-			_ = mpDecodeInto(raw, &it)
+			_ = MsgpackDecodeInto(raw, &it)
 			_, _ = mpTime(raw)
 		}
 	})
@@ -212,11 +127,11 @@ func FuzzJSONSkip(f *testing.F) {
 	f.Add([]byte(`[NaN, -Infinity, "\ud800", 1e5, -0.0, {"a": []}]`))
 	f.Add([]byte("2" + strings.Repeat("0", 320))) // beyond float64: +Inf, not an error
 	f.Fuzz(func(t *testing.T, data []byte) {
-		d := jsonDec{b: data}
-		err := d.skip(0)
-		ok := err == nil && d.peek() == 0 && d.i == len(data)
+		d := JSONDecoder{b: data}
+		err := d.Skip(0)
+		ok := err == nil && d.Peek() == 0 && d.i == len(data)
 		if bytes.Contains(data, []byte("NaN")) || bytes.Contains(data, []byte("Infinity")) {
-			_, _ = jsonValueOf(data, untagGo)
+			_, _ = jsonValueOf(data, UntagGo)
 			return
 		}
 		if ok != json.Valid(data) {

@@ -1,13 +1,10 @@
-package runtime
+package wire
 
 import (
 	"bytes"
 	"compress/gzip"
-	"context"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"fmt"
 	"math"
 	"os"
 	"path/filepath"
@@ -15,9 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
-	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Hand-written Args, exactly as taskgen generates them.
@@ -227,7 +222,7 @@ func (a *mixedArgs) ArgName(i int) string { return mixedNames[i] }
 
 func fixture(t testing.TB, name string) []byte {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "testdata", "celery", name))
+	b, err := os.ReadFile(filepath.Join("..", "..", "..", "testdata", "celery", name))
 	require.NoError(t, err)
 	return b
 }
@@ -269,20 +264,20 @@ func jsonKeyOrder(t testing.TB, raw []byte, field string) []string {
 	t.Helper()
 	var top map[string]json.RawMessage
 	require.NoError(t, json.Unmarshal(raw, &top))
-	d := jsonDec{b: top[field]}
-	require.True(t, d.expect('{'))
+	d := JSONDecoder{b: top[field]}
+	require.True(t, d.Expect('{'))
 	var keys []string
 	first := true
 	for {
-		more, err := d.more('}', &first)
+		more, err := d.More('}', &first)
 		require.NoError(t, err)
 		if !more {
 			return keys
 		}
-		k, err := d.key()
+		k, err := d.Key()
 		require.NoError(t, err)
 		keys = append(keys, string(k))
-		require.NoError(t, d.skip(0))
+		require.NoError(t, d.Skip(0))
 	}
 }
 
@@ -313,93 +308,6 @@ func taskFixtures(t *testing.T) []taskFixture {
 
 // ---- task messages ----
 
-func TestWire_DecodeTaskFixtures(t *testing.T) {
-	for _, f := range taskFixtures(t) {
-		t.Run(f.name, func(t *testing.T) {
-			switch f.ctype {
-			case driver.ContentTypeJSON:
-				require.Equal(t, driver.ContentEncodingUTF8, f.cenc)
-			case driver.ContentTypeMsgpack:
-				require.Equal(t, driver.ContentEncodingBinary, f.cenc)
-			default:
-				t.Fatalf("content type %q", f.ctype)
-			}
-			h, err := driver.ParseHeaders(f.headers)
-			require.NoError(t, err)
-			require.Equal(t, "py", h.Lang)
-			require.Equal(t, f.headers["id"], h.ID)
-			require.Equal(t, h.ID, h.RootID)
-			require.Equal(t, f.props["correlation_id"], h.ID)
-			require.Empty(t, h.Shadow)
-			require.Empty(t, h.Group)
-			require.Nil(t, h.GroupIndex)
-			require.False(t, h.IgnoreResult)
-			require.Empty(t, h.Compression)
-			require.Empty(t, h.Extra, "every 5.2 header has a field")
-			require.True(t, strings.HasPrefix(h.Origin, "gen"))
-
-			var embed []byte
-			switch {
-			case strings.Contains(f.name, "retry"):
-				var a oneIntArgs
-				embed, err = DecodeBody(f.ctype, h.Compression, f.body, &a)
-				require.NoError(t, err)
-				require.Equal(t, 21, a.n)
-				require.Equal(t, "tasks.flaky", h.Task)
-				require.Equal(t, 1, h.Retries)
-				require.Equal(t, h.ID, h.ParentID, "a retry's parent is itself")
-				require.Equal(t, "(21,)", h.ArgsRepr)
-				require.Equal(t, time.Date(2026, 11, 23, 19, 42, 40, 933965000, time.UTC), h.ETA.UTC())
-			case strings.Contains(f.name, "basic"):
-				a := addArgs{z: -1}
-				embed, err = DecodeBody(f.ctype, h.Compression, f.body, &a)
-				require.NoError(t, err)
-				require.Equal(t, addArgs{2, 3, 1}, a, "positional x, y and keyword z")
-				require.Equal(t, "tasks.add", h.Task)
-				require.Equal(t, "(2, 3)", h.ArgsRepr)
-				require.Equal(t, "{'z': 1}", h.KwargsRepr)
-				require.True(t, h.ETA.IsZero())
-				require.True(t, h.Expires.IsZero())
-				require.Equal(t, [2]float64{}, h.TimeLimit)
-				require.Empty(t, h.ParentID)
-			default: // eta_expires_prio
-				a := addArgs{z: 7}
-				embed, err = DecodeBody(f.ctype, h.Compression, f.body, &a)
-				require.NoError(t, err)
-				require.Equal(t, addArgs{1, 1, 7}, a, "z omitted: keeps its default")
-				require.Equal(t, "(1, 1)", h.ArgsRepr)
-				require.Equal(t, "{}", h.KwargsRepr)
-				require.False(t, h.ETA.IsZero())
-				require.Equal(t, 90*time.Second, h.Expires.Sub(h.ETA), "countdown=30, expires=120")
-				require.Equal(t, f.headers["eta"], driver.FormatTime(h.ETA), "eta round-trips exactly")
-				require.Equal(t, f.headers["expires"], driver.FormatTime(h.Expires))
-				require.Equal(t, "120000", f.props["expiration"])
-				if strings.HasPrefix(f.name, "amqp") {
-					require.Equal(t, [2]float64{60, 50}, h.TimeLimit, "timelimit is [hard, soft]")
-				}
-				var p pairArgs
-				_, err = DecodeBody(f.ctype, "", f.body, &p)
-				require.NoError(t, err)
-				require.Equal(t, pairArgs{1, 1}, p)
-			}
-			// embed: Celery's empty embed, in the body's serializer.
-			var em map[string]any
-			if f.ctype == driver.ContentTypeJSON {
-				require.NoError(t, jsonDecodeInto(embed, &em))
-			} else {
-				require.NoError(t, mpDecodeInto(embed, &em))
-			}
-			require.Equal(t, map[string]any{"callbacks": nil, "errbacks": nil, "chain": nil, "chord": nil}, em)
-
-			// Headers survive a parse → Map round trip, in Celery's order.
-			var order []string
-			h.Range(func(k string, _ any) { order = append(order, k) })
-			require.Equal(t, f.order, order, "header order")
-			require.Equal(t, normalizeHeaderMap(t, f.headers), normalizeHeaderMap(t, h.Map()))
-		})
-	}
-}
-
 // normalizeHeaderMap turns numbers into float64 and lists into []any via JSON.
 func normalizeHeaderMap(t testing.TB, m map[string]any) map[string]any {
 	raw, err := json.Marshal(m)
@@ -411,7 +319,7 @@ func normalizeHeaderMap(t testing.TB, m map[string]any) map[string]any {
 
 func TestWire_DecodeCompressedFixtures(t *testing.T) {
 	for _, ser := range []string{"json", "msgpack"} {
-		ctype, _, _ := contentTypeOf(ser)
+		ctype, _, _ := ContentTypeOf(ser)
 		for _, c := range []struct{ ext, header string }{{"zlib", CompressionZlib}, {"bz2", CompressionBzip2}} {
 			t.Run(ser+"/"+c.ext, func(t *testing.T) {
 				data := fixture(t, "redis_task_"+ser+"_basic.body."+c.ext)
@@ -430,117 +338,8 @@ func TestWire_DecodeCompressedFixtures(t *testing.T) {
 			require.Error(t, err, "application/x-gzip carries zlib (RFC 1950) data, not gzip")
 		})
 	}
-	_, err := DecodeBody(driver.ContentTypeJSON, "application/x-lzma", []byte("x"), &addArgs{})
+	_, err := DecodeBody(ContentTypeJSON, "application/x-lzma", []byte("x"), &addArgs{})
 	require.ErrorContains(t, err, "not supported")
-}
-
-func fixedClock() Clock { return fakeClock(time.Date(2026, 11, 23, 19, 44, 33, 593409123, time.UTC)) }
-
-type fakeClock time.Time
-
-func (c fakeClock) Now() time.Time { return time.Time(c) }
-
-func newWireApp(t *testing.T, ser string) *App {
-	t.Helper()
-	app, err := New(Config{Broker: "memory://wire-" + t.Name(), Serializer: ser, Clock: fixedClock(), Hostname: "w1@vm"})
-	require.NoError(t, err)
-	t.Cleanup(func() { app.Close() })
-	return app
-}
-
-// TestWire_EncodeMatchesFixtures builds messages with the app's producer and
-// compares them with Python's, field by field (ids, origin and times taken
-// from the fixture or masked).
-func TestWire_EncodeMatchesFixtures(t *testing.T) {
-	for _, f := range taskFixtures(t) {
-		t.Run(f.name, func(t *testing.T) {
-			ser := SerializerJSON
-			if f.ctype == driver.ContentTypeMsgpack {
-				ser = SerializerMsgpack
-			}
-			app := newWireApp(t, ser)
-			ph, err := driver.ParseHeaders(f.headers)
-			require.NoError(t, err)
-			def := &TaskDef{Name: ph.Task}
-			co := &callOptions{taskID: ph.ID, parentID: ph.ParentID}
-			var args Args
-			switch {
-			case strings.Contains(f.name, "retry"):
-				args = &oneIntArgs{21}
-				co.countdown = time.Second
-			case strings.Contains(f.name, "basic"):
-				args = &addArgs{2, 3, 1}
-			default:
-				args = &pairArgs{1, 1}
-				co.countdown = 30 * time.Second
-				co.expires = app.clock.Now().Add(120 * time.Second)
-				p := uint8(5)
-				co.priority = &p
-				if ph.TimeLimit[0] > 0 {
-					def.TimeLimit, def.SoftTimeLimit = 60*time.Second, 50*time.Second
-				}
-			}
-			m, err := app.newMessage(def, co, args)
-			require.NoError(t, err)
-			require.Equal(t, f.ctype, m.ContentType)
-			require.Equal(t, f.cenc, m.ContentEncoding)
-			require.Equal(t, f.props["correlation_id"], m.CorrelationID)
-			require.EqualValues(t, 2, m.DeliveryMode)
-			if p, ok := f.props["priority"]; ok {
-				require.EqualValues(t, mustFloat(p), m.Priority)
-			}
-			if e, ok := f.props["expiration"]; ok {
-				require.Equal(t, e, m.Expiration)
-			} else {
-				require.Empty(t, m.Expiration)
-			}
-
-			// Headers: same names, same order, same values once masked.
-			var order []string
-			m.Headers.Range(func(k string, _ any) { order = append(order, k) })
-			require.Equal(t, f.order, order)
-			got := normalizeHeaderMap(t, m.Headers.Map())
-			want := normalizeHeaderMap(t, f.headers)
-			for _, k := range []string{"origin", "eta", "expires"} {
-				if want[k] != nil {
-					require.IsType(t, "", got[k], k)
-					_, err := driver.ParseTime(got[k].(string))
-					if k != "origin" {
-						require.NoError(t, err)
-						require.Regexp(t, `^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00$`, got[k], k)
-					}
-					got[k], want[k] = "<masked>", "<masked>"
-				}
-			}
-			require.Equal(t, "go", got["lang"])
-			got["lang"] = "py"
-			if strings.Contains(f.name, "basic") {
-				// Go sends every argument positionally: (2, 3, 1) / {}.
-				require.Equal(t, "(2, 3, 1)", got["argsrepr"])
-				require.Equal(t, "{}", got["kwargsrepr"])
-				got["argsrepr"], got["kwargsrepr"] = want["argsrepr"], want["kwargsrepr"]
-			}
-			if strings.Contains(f.name, "retry") {
-				// The retry fixture is the worker's re-publish (retries=1).
-				got["retries"] = want["retries"]
-			}
-			require.Equal(t, want, got)
-
-			// Body: byte-identical where the call is positional in Python too.
-			if !strings.Contains(f.name, "basic") {
-				require.Equal(t, f.body, m.Body, "body bytes")
-			} else {
-				var a, b addArgs
-				_, err := DecodeBody(m.ContentType, "", m.Body, &a)
-				require.NoError(t, err)
-				_, err = DecodeBody(f.ctype, "", f.body, &b)
-				require.NoError(t, err)
-				require.Equal(t, b, a)
-				// Same embed bytes, and the same 3-element shape.
-				require.True(t, bytes.HasSuffix(m.Body, bodyTail(t, f.body)), "embed bytes")
-			}
-		})
-	}
 }
 
 // bodyTail returns the serialized kwargs-free tail: the embed of body.
@@ -554,7 +353,7 @@ func bodyTail(t *testing.T, body []byte) []byte {
 }
 
 func mustFloat(v any) float64 {
-	f, ok := driver.AnyToFloat(v)
+	f, ok := AnyToFloat(v)
 	if !ok {
 		panic(v)
 	}
@@ -579,7 +378,7 @@ func TestWire_ArgsRoundTrip(t *testing.T) {
 	for _, ser := range []string{SerializerMsgpack, SerializerJSON} {
 		t.Run(ser, func(t *testing.T) {
 			body := encodeBody(t, ser, in)
-			ctype, _, _ := contentTypeOf(ser)
+			ctype, _, _ := ContentTypeOf(ser)
 			var out mixedArgs
 			_, err := DecodeBody(ctype, "", body, &out)
 			require.NoError(t, err)
@@ -596,7 +395,7 @@ func TestWire_JSONBodyText(t *testing.T) {
 	require.Equal(t, `[[7, "\u00e9", 1, 0, 1.0, false, null, "2026-11-23T19:42:38.281413+00:00", null, NaN], {}, `+
 		`{"callbacks": null, "errbacks": null, "chain": null, "chord": null}]`, string(b))
 	var out mixedArgs
-	_, err := DecodeBody(driver.ContentTypeJSON, "", b, &out)
+	_, err := DecodeBody(ContentTypeJSON, "", b, &out)
 	require.NoError(t, err)
 	require.True(t, math.IsNaN(out.Extra.(float64)))
 }
@@ -612,15 +411,15 @@ func TestWire_MsgpackBodyBytes(t *testing.T) {
 
 func decodeJSONArgs(t *testing.T, body string, a Args) error {
 	t.Helper()
-	_, err := DecodeBody(driver.ContentTypeJSON, "", []byte(body), a)
+	_, err := DecodeBody(ContentTypeJSON, "", []byte(body), a)
 	return err
 }
 
 func decodeMsgpackArgs(t *testing.T, parts []any, a Args) error {
 	t.Helper()
-	body, err := mpMarshal(parts)
+	body, err := MsgpackMarshal(parts)
 	require.NoError(t, err)
-	_, err = DecodeBody(driver.ContentTypeMsgpack, "", body, a)
+	_, err = DecodeBody(ContentTypeMsgpack, "", body, a)
 	return err
 }
 
@@ -722,9 +521,9 @@ func TestWire_IntegerConversions(t *testing.T) {
 		{int64(math.MinInt64), 64, math.MinInt64, true}, {float64(3), 32, 3, true}, {float32(2.5), 32, 0, false},
 		{math.Pow(2, 63), 64, 0, false}, {-math.Pow(2, 63), 64, math.MinInt64, true}, {"1", 64, 0, false},
 	} {
-		raw, err := mpMarshal(c.v)
+		raw, err := MsgpackMarshal(c.v)
 		require.NoError(t, err)
-		r := &mpArgReader{d: &mpDec{b: raw}}
+		r := &mpArgReader{d: &MsgpackDecoder{b: raw}}
 		got, err := r.Int(c.bits)
 		if c.ok {
 			require.NoError(t, err, "%T %v", c.v, c.v)
@@ -738,10 +537,10 @@ func TestWire_IntegerConversions(t *testing.T) {
 func TestWire_JSONValuePath(t *testing.T) {
 	// Big integers keep their precision in generic and typed destinations.
 	var v any
-	require.NoError(t, jsonDecodeInto([]byte(`{"a": 9007199254740993, "b": [18446744073709551615, -1, 1.0, 1e3]}`), &v))
+	require.NoError(t, JSONDecodeInto([]byte(`{"a": 9007199254740993, "b": [18446744073709551615, -1, 1.0, 1e3]}`), &v))
 	require.Equal(t, map[string]any{"a": int64(9007199254740993), "b": []any{uint64(math.MaxUint64), int64(-1), 1.0, 1000.0}}, v)
 	var it item
-	require.NoError(t, jsonDecodeInto([]byte(`{"sku": "x", "qty": 9007199254740993, "price": 2, "meta": {"n": 9007199254740993, "l": [1, 2.5]}}`), &it))
+	require.NoError(t, JSONDecodeInto([]byte(`{"sku": "x", "qty": 9007199254740993, "price": 2, "meta": {"n": 9007199254740993, "l": [1, 2.5]}}`), &it))
 	require.Equal(t, item{SKU: "x", Qty: 9007199254740993, Price: 2, Meta: map[string]any{"n": int64(9007199254740993), "l": []any{int64(1), 2.5}}}, it)
 
 	// Datetimes: kombu 5.2 strings (Z, offset, naive) and kombu >= 5.3 tags.
@@ -750,14 +549,14 @@ func TestWire_JSONValuePath(t *testing.T) {
 		`"2026-11-23T19:42:38.281413"`, `{"__type__": "datetime", "__value__": "2026-11-23T19:42:38.281413+00:00"}`,
 		`{"__value__": "2026-11-23T19:42:38.281413", "__type__": "datetime"}`} {
 		var tm time.Time
-		require.NoError(t, jsonDecodeInto([]byte(s), &tm), s)
+		require.NoError(t, JSONDecodeInto([]byte(s), &tm), s)
 		require.True(t, want.Equal(tm), "%s → %v", s, tm)
 	}
 	var tm time.Time
-	require.Error(t, jsonDecodeInto([]byte(`{"__type__": "nope", "__value__": 1}`), &tm))
-	require.Error(t, jsonDecodeInto([]byte(`12`), &tm))
+	require.Error(t, JSONDecodeInto([]byte(`{"__type__": "nope", "__value__": 1}`), &tm))
+	require.Error(t, JSONDecodeInto([]byte(`12`), &tm))
 	// Tags inside generic values and typed structs.
-	require.NoError(t, jsonDecodeInto([]byte(`[{"__type__": "datetime", "__value__": "2026-11-23T19:42:38.281413+00:00"},
+	require.NoError(t, JSONDecodeInto([]byte(`[{"__type__": "datetime", "__value__": "2026-11-23T19:42:38.281413+00:00"},
 		{"__type__": "uuid", "__value__": {"hex": "11111111111141118111111111111111", "version": 4}},
 		{"__type__": "decimal", "__value__": "1.10"}, {"__type__": "bytes", "__value__": "hi"},
 		{"__type__": "base64", "__value__": "/w=="}]`), &v))
@@ -766,7 +565,7 @@ func TestWire_JSONValuePath(t *testing.T) {
 		At   time.Time `json:"at"`
 		Blob []byte    `json:"blob"`
 	}
-	require.NoError(t, jsonDecodeInto([]byte(`{"at": {"__type__": "datetime", "__value__": "2026-11-23T19:42:38.281413+00:00"}, "blob": {"__type__": "base64", "__value__": "/w=="}}`), &st))
+	require.NoError(t, JSONDecodeInto([]byte(`{"at": {"__type__": "datetime", "__value__": "2026-11-23T19:42:38.281413+00:00"}, "blob": {"__type__": "base64", "__value__": "/w=="}}`), &st))
 	require.True(t, want.Equal(st.At))
 	require.Equal(t, []byte{0xff}, st.Blob)
 
@@ -808,26 +607,26 @@ func TestWire_JSONValuePath(t *testing.T) {
 func TestWire_MsgpackValuePath(t *testing.T) {
 	want := time.Date(2026, 11, 23, 19, 42, 38, 281413000, time.UTC)
 	for _, v := range []any{want, "2026-11-23T19:42:38.281413+00:00", "2026-11-23T19:42:38.281413"} {
-		raw, err := mpMarshal(v)
+		raw, err := MsgpackMarshal(v)
 		require.NoError(t, err)
 		var tm time.Time
-		require.NoError(t, mpDecodeInto(raw, &tm), "%v", v)
+		require.NoError(t, MsgpackDecodeInto(raw, &tm), "%v", v)
 		require.True(t, want.Equal(tm))
 	}
 	// Every integer width normalized to int64 inside interfaces.
-	raw, err := mpMarshal(map[string]any{"a": int8(-1), "b": uint8(200), "c": uint64(math.MaxUint64), "d": float32(0.5), "e": []byte{1}, "f": []any{uint16(7)}})
+	raw, err := MsgpackMarshal(map[string]any{"a": int8(-1), "b": uint8(200), "c": uint64(math.MaxUint64), "d": float32(0.5), "e": []byte{1}, "f": []any{uint16(7)}})
 	require.NoError(t, err)
 	var v any
-	require.NoError(t, mpDecodeInto(raw, &v))
+	require.NoError(t, MsgpackDecodeInto(raw, &v))
 	require.Equal(t, map[string]any{"a": int64(-1), "b": int64(200), "c": uint64(math.MaxUint64), "d": 0.5, "e": []byte{1}, "f": []any{int64(7)}}, v)
 	var it item
-	raw, err = mpMarshal(map[string]any{"sku": "x", "qty": 5, "meta": map[string]any{"n": uint8(200), "m": map[string]any{"k": int16(-300)}}})
+	raw, err = MsgpackMarshal(map[string]any{"sku": "x", "qty": 5, "meta": map[string]any{"n": uint8(200), "m": map[string]any{"k": int16(-300)}}})
 	require.NoError(t, err)
-	require.NoError(t, mpDecodeInto(raw, &it))
+	require.NoError(t, MsgpackDecodeInto(raw, &it))
 	require.Equal(t, item{SKU: "x", Qty: 5, Meta: map[string]any{"n": int64(200), "m": map[string]any{"k": int64(-300)}}}, it)
 	// Python int keys.
-	d := mpDec{b: []byte{0x81, 0x01, 0xa1, 'x'}}
-	v, err = d.anyValue(0)
+	d := MsgpackDecoder{b: []byte{0x81, 0x01, 0xa1, 'x'}}
+	v, err = d.AnyValue(0)
 	require.NoError(t, err)
 	require.Equal(t, map[string]any{"1": "x"}, v)
 }
@@ -840,9 +639,9 @@ func TestWire_HostileBodies(t *testing.T) {
 		encodeBody(t, SerializerJSON, &mixedArgs{Name: "x", Items: []item{{SKU: "s"}}, Extra: []any{1, "a", map[string]any{"k": nil}}}),
 	}
 	for _, body := range good {
-		ctype := driver.ContentTypeMsgpack
+		ctype := ContentTypeMsgpack
 		if body[0] == '[' {
-			ctype = driver.ContentTypeJSON
+			ctype = ContentTypeJSON
 		}
 		// Every truncation fails cleanly.
 		for n := 0; n < len(body); n++ {
@@ -859,16 +658,16 @@ func TestWire_HostileBodies(t *testing.T) {
 		append([]byte{0x93, 0x90, 0x80}, bytes.Repeat([]byte{0x91}, 20000)...),
 		{0x93, 0x91, 0xc7, 0xff, 0xff},
 	} {
-		_, err := DecodeBody(driver.ContentTypeMsgpack, "", body, &mixedArgs{})
+		_, err := DecodeBody(ContentTypeMsgpack, "", body, &mixedArgs{})
 		require.Error(t, err)
 	}
 	deep := "[[], {}, " + strings.Repeat("[", 20000) + strings.Repeat("]", 20000) + "]"
-	_, err := DecodeBody(driver.ContentTypeJSON, "", []byte(deep), &addArgs{})
+	_, err := DecodeBody(ContentTypeJSON, "", []byte(deep), &addArgs{})
 	require.Error(t, err)
 	// The Value path is protected by the validating skip.
 	body := append([]byte{0x93, 0x9a}, bytes.Repeat([]byte{0xc0}, 9)...)
 	body = append(body, bytes.Repeat([]byte{0x91}, 20000)...)
-	_, err = DecodeBody(driver.ContentTypeMsgpack, "", body, &mixedArgs{})
+	_, err = DecodeBody(ContentTypeMsgpack, "", body, &mixedArgs{})
 	require.Error(t, err)
 }
 
@@ -889,71 +688,17 @@ func TestWire_AppendBodyErrors(t *testing.T) {
 func TestWire_FormatTime(t *testing.T) {
 	loc := time.FixedZone("CET", 3600)
 	tm := time.Date(2026, 11, 23, 20, 42, 38, 281413999, loc)
-	require.Equal(t, "2026-11-23T19:42:38.281413+00:00", driver.FormatTime(tm), "UTC, 6 digits truncated, +00:00")
-	require.Equal(t, "2026-11-23T19:42:38.000000+00:00", driver.FormatTime(time.Date(2026, 11, 23, 19, 42, 38, 0, time.UTC)))
-	require.Equal(t, "x2026-11-23T19:42:38.281413+00:00", string(driver.AppendTime([]byte("x"), tm)))
+	require.Equal(t, "2026-11-23T19:42:38.281413+00:00", FormatTime(tm), "UTC, 6 digits truncated, +00:00")
+	require.Equal(t, "2026-11-23T19:42:38.000000+00:00", FormatTime(time.Date(2026, 11, 23, 19, 42, 38, 0, time.UTC)))
+	require.Equal(t, "x2026-11-23T19:42:38.281413+00:00", string(AppendTime([]byte("x"), tm)))
 	for _, s := range []string{"2026-11-23T19:42:38.281413+00:00", "2026-11-23T19:42:38.281413Z", "2026-11-23T19:42:38.281413",
 		"2026-11-23 19:42:38.281413", "2026-11-23T20:42:38.281413+01:00", "2026-11-23T20:42:38.281413+0100"} {
-		p, err := driver.ParseTime(s)
+		p, err := ParseTime(s)
 		require.NoError(t, err, s)
-		require.Equal(t, "2026-11-23T19:42:38.281413+00:00", driver.FormatTime(p), s)
+		require.Equal(t, "2026-11-23T19:42:38.281413+00:00", FormatTime(p), s)
 	}
-	_, err := driver.ParseTime("2026-11-23T19:42:38.281413+00:00junk")
+	_, err := ParseTime("2026-11-23T19:42:38.281413+00:00junk")
 	require.Error(t, err)
-}
-
-func TestWire_ExceptionFromError(t *testing.T) {
-	type tc struct {
-		err              error
-		module, cls, msg string
-	}
-	for _, c := range []tc{
-		{errors.New("boom"), "builtins", "Exception", "boom"},
-		{wrapf("ctx: %w", errors.New("boom")), "builtins", "Exception", "ctx: boom"},
-		{&quotaError{}, "myapp.errors", "QuotaExceeded", "quota"},
-		{wrapf("send: %w", &quotaError{}), "myapp.errors", "QuotaExceeded", "send: quota"},
-		{valueErr{}, "builtins", "ValueError", "bad value"},
-		{&notFound{}, "github.com/taskgen/taskgen/runtime", "notFound", "not found"},
-		{wrapf("a: %w", errors.Join(&notFound{}, errors.New("x"))), "github.com/taskgen/taskgen/runtime", "notFound", "a: not found\nx"},
-		{wrapf("call: %w", context.DeadlineExceeded), "builtins", "TimeoutError", "call: context deadline exceeded"},
-		{&notFound{cause: context.DeadlineExceeded}, "github.com/taskgen/taskgen/runtime", "notFound", "not found"},
-		{openMissing(t), "builtins", "FileNotFoundError", ""},
-		{wrapf("%w: hard", ErrTimeLimitExceeded), "celery.exceptions", "TimeLimitExceeded", "TimeLimitExceeded: hard"},
-		{&TaskError{TaskID: "1", State: StateFailure, Exception: ExceptionInfo{Type: "KeyError", Message: []any{"k"}, Module: "builtins"}}, "builtins", "KeyError", ""},
-	} {
-		e := ExceptionFromError(c.err)
-		assert.Equal(t, c.module, e.Module, c.err.Error())
-		assert.Equal(t, c.cls, e.Type, c.err.Error())
-		if c.msg != "" {
-			assert.Equal(t, []any{c.msg}, e.Message)
-		}
-	}
-	require.Equal(t, []any{"k"}, ExceptionFromError(&TaskError{Exception: ExceptionInfo{Type: "KeyError", Message: []any{"k"}}}).Message)
-}
-
-type quotaError struct{}
-
-func (*quotaError) Error() string { return "quota" }
-func (*quotaError) CeleryException() (string, string) {
-	return "myapp.errors", "QuotaExceeded"
-}
-
-type valueErr struct{}
-
-func (valueErr) Error() string                     { return "bad value" }
-func (valueErr) CeleryException() (string, string) { return "builtins", "ValueError" }
-
-type notFound struct{ cause error }
-
-func (*notFound) Error() string   { return "not found" }
-func (e *notFound) Unwrap() error { return e.cause }
-
-func wrapf(format string, args ...any) error { return fmt.Errorf(format, args...) }
-
-func openMissing(t *testing.T) error {
-	_, err := os.Open(filepath.Join(t.TempDir(), "missing"))
-	require.Error(t, err)
-	return err
 }
 
 func TestWire_BinaryBytesJSON(t *testing.T) {
@@ -963,7 +708,7 @@ func TestWire_BinaryBytesJSON(t *testing.T) {
 			require.Contains(t, string(b), `{"__type__": "base64", "__value__": "/wCA"}`)
 		}
 		var out mixedArgs
-		_, err := DecodeBody(driver.ContentTypeJSON, "", b, &out)
+		_, err := DecodeBody(ContentTypeJSON, "", b, &out)
 		require.NoError(t, err)
 		require.Equal(t, data, out.Data)
 	}
@@ -985,17 +730,17 @@ func TestWire_Repr(t *testing.T) {
 func TestWire_TimePointer(t *testing.T) {
 	want := time.Date(2026, 11, 23, 19, 42, 38, 281413000, time.UTC)
 	var p *time.Time
-	require.NoError(t, jsonDecodeInto([]byte(`"2026-11-23T19:42:38.281413"`), &p))
+	require.NoError(t, JSONDecodeInto([]byte(`"2026-11-23T19:42:38.281413"`), &p))
 	require.True(t, want.Equal(*p))
-	require.NoError(t, jsonDecodeInto([]byte(`null`), &p))
+	require.NoError(t, JSONDecodeInto([]byte(`null`), &p))
 	require.Nil(t, p)
-	raw, _ := mpMarshal("2026-11-23T19:42:38.281413")
-	require.NoError(t, mpDecodeInto(raw, &p))
+	raw, _ := MsgpackMarshal("2026-11-23T19:42:38.281413")
+	require.NoError(t, MsgpackDecodeInto(raw, &p))
 	require.True(t, want.Equal(*p))
-	require.NoError(t, mpDecodeInto([]byte{0xc0}, &p))
+	require.NoError(t, MsgpackDecodeInto([]byte{0xc0}, &p))
 	require.Nil(t, p)
 	// Sent as Celery's ISO string.
-	b, err := mpAppendValue(nil, &want)
+	b, err := MsgpackAppendValue(nil, &want)
 	require.NoError(t, err)
-	require.Equal(t, mpAppendString(nil, "2026-11-23T19:42:38.281413+00:00"), b)
+	require.Equal(t, MsgpackAppendString(nil, "2026-11-23T19:42:38.281413+00:00"), b)
 }
