@@ -25,6 +25,7 @@ import (
 	"github.com/taskgen/taskgen/interop/gotasks"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/amqp"
+	"github.com/taskgen/taskgen/runtime/driver"
 	_ "github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -46,7 +47,7 @@ func matrix(t *testing.T) []cell {
 	db := 8
 	for _, b := range []struct{ name, url string }{{"redis", testenv.RedisDB(redisURL, 7)}, {"amqp", amqpURL}} {
 		for _, ser := range []string{"json", "msgpack"} {
-			id := runtime.NewID()[:8]
+			id := driver.NewID()[:8]
 			cells = append(cells, cell{
 				name: b.name + "/" + ser, broker: b.url, backend: testenv.RedisDB(redisURL, db), serializer: ser,
 				goQueue: "go-" + id, pyQueue: "py-" + id,

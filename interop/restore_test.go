@@ -15,6 +15,7 @@ import (
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/interop/gotasks"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // buildGoWorker compiles interop/internal/goworker into the test's temp dir.
@@ -29,7 +30,7 @@ func buildGoWorker(t *testing.T) string {
 func startGoWorkerProcess(t *testing.T, bin string, c cell, queue string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin)
-	cmd.Env = append(pyEnv(c), "INTEROP_QUEUES="+queue, "INTEROP_HOSTNAME=goproc-"+runtime.NewID()[:6]+"@localhost")
+	cmd.Env = append(pyEnv(c), "INTEROP_QUEUES="+queue, "INTEROP_HOSTNAME=goproc-"+driver.NewID()[:6]+"@localhost")
 	var logs strings.Builder
 	cmd.Stderr = &logs
 	require.NoError(t, cmd.Start())
@@ -61,7 +62,7 @@ func TestInterop_RedisRestoreAcrossLanguages(t *testing.T) {
 	bin := buildGoWorker(t)
 	for _, ser := range []string{"json", "msgpack"} {
 		t.Run(ser, func(t *testing.T) {
-			id := runtime.NewID()[:8]
+			id := driver.NewID()[:8]
 			queue := "shared-" + id
 			db := map[string]int{"json": 12, "msgpack": 13}[ser]
 			c := cell{name: "redis/" + ser, serializer: ser,

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func get(t *testing.T, url string) (int, string) {
@@ -149,7 +150,7 @@ func TestAPI_FlowerEndpoints(t *testing.T) {
 
 func TestAPI_ResultFromEventsWithoutBackend(t *testing.T) {
 	t.Parallel()
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Logger: quietLogger()})
 	require.NoError(t, err)
 	defer app.Close()
@@ -269,7 +270,7 @@ func TestPages_RenderAndHideSecrets(t *testing.T) {
 	require.Equal(t, 400, code)
 
 	// A broker password never shows.
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name + "?x=1", Backend: "memory://user:hunter2@" + name, Logger: quietLogger()})
 	require.NoError(t, err)
 	defer app.Close()
@@ -314,7 +315,7 @@ func TestAPI_EventStream(t *testing.T) {
 // own memory:// broker, its URL, and a summary from its API.
 func TestStart_InProcess(t *testing.T) {
 	t.Parallel()
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name, Logger: quietLogger()})
 	require.NoError(t, err)
 	defer app.Close()

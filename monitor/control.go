@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -93,7 +92,7 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	}
 	id := req.TaskID
 	if id == "" {
-		id = runtime.NewID()
+		id = driver.NewID()
 	}
 	msg := &driver.Message{
 		ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8,

@@ -14,6 +14,7 @@ import (
 
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/driver"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -104,7 +105,7 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 
 func newEnv(t *testing.T, mod func(*Config)) *env {
 	t.Helper()
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name, Logger: quietLogger(), Hostname: "client@test"})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })

@@ -517,7 +517,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			}
 			wctx, cancel := context.WithTimeout(ctx, time.Duration(sec*float64(time.Second)))
 			raw, err = be.Wait(wctx, id, func(doc []byte) bool {
-				d, err := runtime.DecodeResultDoc(serializerOf(doc, ser), doc)
+				d, err := driver.DecodeResultDoc(serializerOf(doc, ser), doc)
 				return err == nil && d.Status.Ready()
 			})
 			cancel()
@@ -535,7 +535,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, object{{"task-id", id}, {"state", "PENDING"}})
 			return
 		}
-		doc, err := runtime.DecodeResultDoc(serializerOf(raw, ser), raw)
+		doc, err := driver.DecodeResultDoc(serializerOf(raw, ser), raw)
 		if err != nil {
 			jsonError(w, http.StatusBadGateway, "undecodable result document: "+err.Error())
 			return
@@ -553,7 +553,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			}
 		case runtime.StateFailure, runtime.StateRetry, runtime.StateRevoked:
 			e := doc.Exception()
-			out = append(out, kv{"result", runtime.ExceptionRepr(&e)})
+			out = append(out, kv{"result", driver.ExceptionRepr(&e)})
 			if doc.Traceback != "" {
 				out = append(out, kv{"traceback", doc.Traceback})
 			}

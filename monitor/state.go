@@ -14,7 +14,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -57,14 +56,14 @@ func rank(state string) int {
 }
 
 var eventState = map[string]string{
-	runtime.EventTaskSent:      StatePending,
-	runtime.EventTaskReceived:  StateReceived,
-	runtime.EventTaskStarted:   StateStarted,
-	runtime.EventTaskSucceeded: StateSuccess,
-	runtime.EventTaskFailed:    StateFailure,
-	runtime.EventTaskRetried:   StateRetry,
-	runtime.EventTaskRevoked:   StateRevoked,
-	runtime.EventTaskRejected:  StateRejected,
+	driver.EventTaskSent:      StatePending,
+	driver.EventTaskReceived:  StateReceived,
+	driver.EventTaskStarted:   StateStarted,
+	driver.EventTaskSucceeded: StateSuccess,
+	driver.EventTaskFailed:    StateFailure,
+	driver.EventTaskRetried:   StateRetry,
+	driver.EventTaskRevoked:   StateRevoked,
+	driver.EventTaskRejected:  StateRejected,
 }
 
 // TimelineEntry is one state change of a task.
@@ -237,7 +236,7 @@ type StateOptions struct {
 	// Now is the monitor's clock (default time.Now); tests inject one.
 	Now func() time.Time
 	// LocalUTCOffset is the monitor's own utcoffset (hours, positive west),
-	// used to adjust event timestamps (default: runtime.UTCOffset(Now())).
+	// used to adjust event timestamps (default: driver.UTCOffset(Now())).
 	LocalUTCOffset func() int
 }
 
@@ -273,7 +272,7 @@ func NewState(o StateOptions) *State {
 	}
 	if o.LocalUTCOffset == nil {
 		now := o.Now
-		o.LocalUTCOffset = func() int { return runtime.UTCOffset(now()) }
+		o.LocalUTCOffset = func() int { return driver.UTCOffset(now()) }
 	}
 	return &State{
 		opts: o, tasks: map[string]*Task{}, order: list.New(), workers: map[string]*Worker{},
@@ -431,7 +430,7 @@ func (s *State) workerEventLocked(typ string, ev map[string]any, now time.Time) 
 	if v, ok := num(ev["clock"]); ok {
 		w.Clock = int64(v)
 	}
-	if typ == runtime.EventWorkerOffline {
+	if typ == driver.EventWorkerOffline {
 		w.heartbeats = false
 		w.Offline = true
 		return
@@ -510,25 +509,25 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 		t.Clock = int64(v)
 	}
 	switch typ {
-	case runtime.EventTaskSucceeded:
+	case driver.EventTaskSucceeded:
 		if v, ok := ev["result"]; ok {
 			t.Result = reprField(v)
 		}
 		if v, ok := num(ev["runtime"]); ok {
 			t.Runtime, t.hasRuntime = v, true
 		}
-	case runtime.EventTaskFailed, runtime.EventTaskRetried:
+	case driver.EventTaskFailed, driver.EventTaskRetried:
 		if v, ok := ev["exception"]; ok {
 			t.Exception = reprField(v)
 		}
 		if v, ok := ev["traceback"].(string); ok {
 			t.Traceback = v
 		}
-	case runtime.EventTaskRevoked:
+	case driver.EventTaskRevoked:
 		t.Terminated, _ = ev["terminated"].(bool)
 		t.Expired, _ = ev["expired"].(bool)
 	}
-	if typ == runtime.EventTaskSent {
+	if typ == driver.EventTaskSent {
 		t.Client = host
 	} else if host != "" {
 		t.Worker = host
@@ -560,7 +559,7 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 		t.Timestamp = ts
 	}
 	entry := TimelineEntry{State: state, Timestamp: ts}
-	if typ != runtime.EventTaskSent {
+	if typ != driver.EventTaskSent {
 		entry.Worker = host
 	}
 	if len(t.Timeline) >= maxTimeline {
@@ -578,7 +577,7 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 
 	// Counters.
 	s.countLocked(t, state, now)
-	if typ != runtime.EventTaskSent && host != "" {
+	if typ != driver.EventTaskSent && host != "" {
 		w := s.worker(host)
 		w.heartbeat(now) // task events count as heartbeats (celery.events.state)
 		switch state {
@@ -644,7 +643,7 @@ func (s *State) MarkRevoked(uuid string, terminate bool) {
 	now := s.opts.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.taskEventLocked(runtime.EventTaskRevoked, map[string]any{"uuid": uuid, "terminated": terminate, "expired": false},
+	s.taskEventLocked(driver.EventTaskRevoked, map[string]any{"uuid": uuid, "terminated": terminate, "expired": false},
 		float64(now.UnixNano())/1e9, now)
 }
 

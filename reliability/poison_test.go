@@ -20,6 +20,7 @@ import (
 	"github.com/taskgen/taskgen/reliability/tasks"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/amqp"
+	"github.com/taskgen/taskgen/runtime/driver"
 	rredis "github.com/taskgen/taskgen/runtime/redis"
 )
 
@@ -116,7 +117,7 @@ func runPoison(t *testing.T, brokerName, url string) {
 				var e map[string]any
 				require.NoError(t, json.Unmarshal([]byte(raw), &e))
 				h := e["headers"].(map[string]any)
-				h["id"] = runtime.NewID()
+				h["id"] = driver.NewID()
 				if c.task != "" {
 					h["task"] = c.task
 				}
@@ -127,7 +128,7 @@ func runPoison(t *testing.T, brokerName, url string) {
 					e["body"] = base64.StdEncoding.EncodeToString(c.body)
 				}
 				props := e["properties"].(map[string]any)
-				props["delivery_tag"] = runtime.NewID()
+				props["delivery_tag"] = driver.NewID()
 				props["correlation_id"] = h["id"]
 				h["x-case"] = c.name
 				entry, err = json.Marshal(e)
@@ -171,7 +172,7 @@ func runPoison(t *testing.T, brokerName, url string) {
 			for k, v := range tmpl.Headers {
 				h[k] = v
 			}
-			id := runtime.NewID()
+			id := driver.NewID()
 			h["id"] = id
 			if c.task != "" {
 				h["task"] = c.task

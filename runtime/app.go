@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -178,25 +177,6 @@ func SetDefault(app *App) { defaultApp.Store(app) }
 // Default returns the app set with SetDefault, or nil.
 func Default() *App { return defaultApp.Load() }
 
-// NewID returns a random (version 4) UUID string, Celery's task id format.
-func NewID() string {
-	var u [16]byte
-	_, _ = rand.Read(u[:])
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var b [36]byte
-	j := 0
-	for i, c := range u {
-		if i == 4 || i == 6 || i == 8 || i == 10 {
-			b[j] = '-'
-			j++
-		}
-		b[j], b[j+1] = wire.HexDigits[c>>4], wire.HexDigits[c&0xf]
-		j += 2
-	}
-	return string(b[:])
-}
-
 // queueFor returns the queue a call of def goes to.
 func (a *App) queueFor(def *codegen.TaskDef, co *callOptions) string {
 	if co.queue != "" {
@@ -212,7 +192,7 @@ func (a *App) queueFor(def *codegen.TaskDef, co *callOptions) string {
 func (a *App) newMessage(def *codegen.TaskDef, co *callOptions, args wire.Args) (*driver.Message, error) {
 	id := co.taskID
 	if id == "" {
-		id = NewID()
+		id = driver.NewID()
 	}
 	body, err := wire.AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
 	if err != nil {

@@ -400,11 +400,11 @@ func (a *App) control(ctx context.Context, method string, args map[string]any, d
 		req["destination"] = destination
 	}
 	var replies <-chan *driver.RawMessage
-	ticket := NewID()
+	ticket := driver.NewID()
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if timeout > 0 {
-		oid := NewID()
+		oid := driver.NewID()
 		req["ticket"] = ticket
 		req["reply_to"] = map[string]any{"exchange": "reply.celery.pidbox", "routing_key": oid}
 		var err error

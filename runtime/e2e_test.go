@@ -57,7 +57,7 @@ func (flakyErr) Error() string { return "flaky" }
 
 func newApp(t *testing.T, ser string) *runtime.App {
 	t.Helper()
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name, Serializer: ser})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
@@ -196,7 +196,7 @@ func TestWorker_DeadLettersUnknownTaskAndBadArgs(t *testing.T) {
 
 	// A body whose second argument is a string, not an int.
 	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8",
-		Headers: driver.TaskHeaders{Task: "test.greet", ID: runtime.NewID()},
+		Headers: driver.TaskHeaders{Task: "test.greet", ID: driver.NewID()},
 		Body:    []byte(`[["ann", "two"], {}, null]`)}
 	require.NoError(t, app.Broker().Publish(ctx, "celery", m))
 	_, err = runtime.NewAsyncResult[string](app, m.Headers.ID).Get(ctx)
@@ -257,7 +257,7 @@ func TestWorker_RateLimitSpacesStarts(t *testing.T) {
 
 func TestWorker_DeadLettersOversizedBody(t *testing.T) {
 	t.Parallel()
-	name := runtime.NewID()
+	name := driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name})
 	require.NoError(t, err)
 	def := &codegen.TaskDef{Name: "test.greet", Retry: codegen.DefaultRetryPolicy(), NewArgs: func() codegen.Args { return new(greetArgs) },

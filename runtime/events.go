@@ -18,43 +18,12 @@ import (
 	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
-// Celery event types (WIRE §6.3).
-const (
-	EventWorkerOnline    = "worker-online"
-	EventWorkerHeartbeat = "worker-heartbeat"
-	EventWorkerOffline   = "worker-offline"
-	EventTaskSent        = "task-sent"
-	EventTaskReceived    = "task-received"
-	EventTaskStarted     = "task-started"
-	EventTaskSucceeded   = "task-succeeded"
-	EventTaskFailed      = "task-failed"
-	EventTaskRetried     = "task-retried"
-	EventTaskRejected    = "task-rejected"
-	EventTaskRevoked     = "task-revoked"
-)
-
-// EventExchange is the exchange Celery publishes events on.
-const EventExchange = "celeryev"
-
-// EventSoftwareIdent is the sw_ident field of the worker events of taskgen
-// workers (Python Celery sends "py-celery").
-const EventSoftwareIdent = "taskgen"
-
-// EventRoutingKey returns the routing key of an event type: the type with '-'
-// replaced by '.', e.g. "worker.heartbeat". A list of task events goes on
-// "task.multi".
-func EventRoutingKey(eventType string) string { return strings.ReplaceAll(eventType, "-", ".") }
-
-// DefaultHeartbeatInterval is the default interval of worker-heartbeat events,
-// Celery's freq.
-const DefaultHeartbeatInterval = 2 * time.Second
-
 // EventDispatcherOptions configure an EventDispatcher.
 type EventDispatcherOptions struct {
 	// Hostname is the worker's nodename, the hostname field of every event.
 	Hostname string
 	// HeartbeatInterval is the interval of worker-heartbeat events and the
-	// freq field (default DefaultHeartbeatInterval).
+	// freq field (default driver.DefaultHeartbeatInterval).
 	HeartbeatInterval time.Duration
 	// QueueSize bounds the events waiting to be published (default 8192);
 	// when it is full new events are dropped and counted, never waited for.
@@ -111,7 +80,7 @@ type EventDispatcher struct {
 	pubCancel context.CancelFunc
 	pubRenew  time.Time
 	headers   map[string]any // {"hostname": nodename}, shared by every message
-	// UTCOffset cache of the sender: zones change offset on the hour.
+	// driver.UTCOffset cache of the sender: zones change offset on the hour.
 	offHour, offVal int64
 	scratch         []byte // the sender's repr buffer
 	sent            atomic.Int64
@@ -137,7 +106,7 @@ type event struct {
 	runtime time.Duration
 
 	// task-failed, task-retried
-	exc *ExceptionInfo
+	exc *driver.ExceptionInfo
 	tb  string
 
 	// task-rejected, task-revoked
@@ -149,7 +118,7 @@ type event struct {
 // and flush.
 func NewEventDispatcher(tr driver.EventTransport, o EventDispatcherOptions) *EventDispatcher {
 	if o.HeartbeatInterval <= 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
+		o.HeartbeatInterval = driver.DefaultHeartbeatInterval
 	}
 	if o.QueueSize <= 0 {
 		o.QueueSize = 8192
@@ -192,12 +161,12 @@ func (d *EventDispatcher) Start() {
 		return
 	}
 	go d.send()
-	d.enqueue(event{typ: EventWorkerOnline})
+	d.enqueue(event{typ: driver.EventWorkerOnline})
 	go d.heartbeats()
 }
 
 // Heartbeat sends a worker-heartbeat event now (the heartbeat control command).
-func (d *EventDispatcher) Heartbeat() { d.enqueue(event{typ: EventWorkerHeartbeat}) }
+func (d *EventDispatcher) Heartbeat() { d.enqueue(event{typ: driver.EventWorkerHeartbeat}) }
 
 func (d *EventDispatcher) heartbeats() {
 	defer close(d.hbDone)
@@ -224,7 +193,7 @@ func (d *EventDispatcher) Close(ctx context.Context) error {
 		}
 		close(d.hbStop)
 		<-d.hbDone
-		off := event{typ: EventWorkerOffline, ts: d.opts.Now()}
+		off := event{typ: driver.EventWorkerOffline, ts: d.opts.Now()}
 		select {
 		case d.queue <- off:
 		case <-ctx.Done():
@@ -261,38 +230,38 @@ func (d *EventDispatcher) enqueue(ev event) {
 // TaskReceived sends task-received.
 func (d *EventDispatcher) TaskReceived(m *driver.Message) {
 	h := &m.Headers
-	d.enqueue(event{typ: EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
+	d.enqueue(event{typ: driver.EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
 		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey})
 }
 
 // TaskStarted sends task-started.
 func (d *EventDispatcher) TaskStarted(m *driver.Message) {
-	d.enqueue(event{typ: EventTaskStarted, uuid: m.Headers.ID})
+	d.enqueue(event{typ: driver.EventTaskStarted, uuid: m.Headers.ID})
 }
 
 // TaskSucceeded sends task-succeeded with the result's repr and the runtime.
 func (d *EventDispatcher) TaskSucceeded(m *driver.Message, result any, runtime time.Duration) {
-	d.enqueue(event{typ: EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
+	d.enqueue(event{typ: driver.EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
 }
 
 // TaskFailed sends task-failed with the exception's repr and the traceback.
-func (d *EventDispatcher) TaskFailed(m *driver.Message, exc *ExceptionInfo, traceback string) {
-	d.enqueue(event{typ: EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
+func (d *EventDispatcher) TaskFailed(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
+	d.enqueue(event{typ: driver.EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRetried sends task-retried with the cause's repr.
-func (d *EventDispatcher) TaskRetried(m *driver.Message, exc *ExceptionInfo, traceback string) {
-	d.enqueue(event{typ: EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
+func (d *EventDispatcher) TaskRetried(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
+	d.enqueue(event{typ: driver.EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRejected sends task-rejected (requeue false: the message is set aside).
 func (d *EventDispatcher) TaskRejected(m *driver.Message, _ string) {
-	d.enqueue(event{typ: EventTaskRejected, uuid: m.Headers.ID})
+	d.enqueue(event{typ: driver.EventTaskRejected, uuid: m.Headers.ID})
 }
 
 // TaskRevoked sends task-revoked.
 func (d *EventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
-	d.enqueue(event{typ: EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
+	d.enqueue(event{typ: driver.EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
 }
 
 // send is the sender goroutine: it publishes queued events in order,
@@ -364,7 +333,7 @@ func isTaskEvent(typ string) bool { return strings.HasPrefix(typ, "task-") }
 
 func (d *EventDispatcher) publishOne(ev event) {
 	em := new(eventMessage)
-	d.publish(&em.msg, d.appendEvent(em.buf[:0], &ev), EventRoutingKey(ev.typ), 1)
+	d.publish(&em.msg, d.appendEvent(em.buf[:0], &ev), driver.EventRoutingKey(ev.typ), 1)
 }
 
 // eventMessage holds a message and room for its body in one allocation;
@@ -378,7 +347,7 @@ func (d *EventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKe
 	*msg = driver.RawMessage{
 		ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8,
 		Headers: d.headers, Body: body,
-		Exchange: EventExchange, RoutingKey: routingKey,
+		Exchange: driver.EventExchange, RoutingKey: routingKey,
 	}
 	// One deadline context serves the publishes of half a PublishTimeout, so
 	// each call gets between half and all of it without a timer per event.
@@ -414,7 +383,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 	b = append(b, `, "clock": `...)
 	b = strconv.AppendInt(b, d.clock, 10)
 	switch ev.typ {
-	case EventWorkerOnline, EventWorkerHeartbeat, EventWorkerOffline:
+	case driver.EventWorkerOnline, driver.EventWorkerHeartbeat, driver.EventWorkerOffline:
 		var active, processed int64
 		if d.opts.Stats != nil {
 			active, processed = d.opts.Stats()
@@ -432,7 +401,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 			}
 			b = evAppendFloat(b, l)
 		}
-		b = append(b, `], "sw_ident": "`+EventSoftwareIdent+`", "sw_ver": `...)
+		b = append(b, `], "sw_ident": "`+driver.EventSoftwareIdent+`", "sw_ver": `...)
 		b = evAppendString(b, d.swVer)
 		b = append(b, `, "sw_sys": `...)
 		b = evAppendString(b, softwareSystem())
@@ -440,7 +409,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 		b = append(b, `, "uuid": `...)
 		b = evAppendString(b, ev.uuid)
 		switch ev.typ {
-		case EventTaskReceived:
+		case driver.EventTaskReceived:
 			b = append(b, `, "name": `...)
 			b = evAppendString(b, ev.name)
 			b = append(b, `, "args": `...)
@@ -463,7 +432,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 				b = append(b, `, "routing_key": `...)
 				b = evAppendString(b, ev.routingKey)
 			}
-		case EventTaskSucceeded:
+		case driver.EventTaskSucceeded:
 			b = append(b, `, "result": `...)
 			// The repr goes through a scratch buffer of the sender.
 			d.scratch = wire.AppendPyRepr(d.scratch[:0], ev.result, 0)
@@ -473,18 +442,18 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 			b = evAppendString(b, d.scratch)
 			b = append(b, `, "runtime": `...)
 			b = evAppendFloat(b, ev.runtime.Seconds())
-		case EventTaskFailed, EventTaskRetried:
+		case driver.EventTaskFailed, driver.EventTaskRetried:
 			b = append(b, `, "exception": `...)
-			b = evAppendString(b, ExceptionRepr(ev.exc))
+			b = evAppendString(b, driver.ExceptionRepr(ev.exc))
 			b = append(b, `, "traceback": `...)
 			tb := ev.tb
 			if tb == "" {
 				tb = exceptionLine(ev.exc)
 			}
 			b = evAppendString(b, tb)
-		case EventTaskRejected:
+		case driver.EventTaskRejected:
 			b = append(b, `, "requeue": false`...)
-		case EventTaskRevoked:
+		case driver.EventTaskRevoked:
 			b = append(b, `, "terminated": `...)
 			b = strconv.AppendBool(b, ev.terminated)
 			b = append(b, `, "signum": `...)
@@ -507,7 +476,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 func (d *EventDispatcher) utcOffset(t time.Time) int {
 	h := t.Unix() / 3600
 	if h != d.offHour || d.offHour == 0 {
-		d.offHour, d.offVal = h, int64(UTCOffset(t))
+		d.offHour, d.offVal = h, int64(driver.UTCOffset(t))
 	}
 	return int(d.offVal)
 }
@@ -519,27 +488,9 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// ExceptionRepr returns the Python repr of an exception, as task-failed
-// events carry it: "HTTPError('email provider answered 503')".
-func ExceptionRepr(e *ExceptionInfo) string {
-	if e == nil {
-		return "Exception()"
-	}
-	b := make([]byte, 0, 64)
-	b = append(b, e.Type...)
-	b = append(b, '(')
-	for i, m := range e.Message {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = wire.AppendPyRepr(b, m, 0)
-	}
-	return wire.TruncateRepr(string(append(b, ')')))
-}
-
 // exceptionLine is the last line of a Python traceback, for failures without
 // a stack: "signup.HTTPError: email provider answered 503".
-func exceptionLine(e *ExceptionInfo) string {
+func exceptionLine(e *driver.ExceptionInfo) string {
 	if e == nil {
 		return ""
 	}
@@ -556,13 +507,6 @@ func exceptionLine(e *ExceptionInfo) string {
 		}
 	}
 	return typ + ": " + strings.Join(parts, ", ") + "\n"
-}
-
-// UTCOffset returns Celery's utcoffset field for the local zone at t: hours,
-// positive WEST of UTC (Python's time.timezone // 3600), so UTC+2 gives -2.
-func UTCOffset(t time.Time) int {
-	_, east := t.Zone()
-	return int(math.Floor(float64(-east) / 3600))
 }
 
 var (
@@ -750,11 +694,11 @@ func (o observers) TaskSucceeded(m *driver.Message, r any, d time.Duration) {
 	o[0].TaskSucceeded(m, r, d)
 	o[1].TaskSucceeded(m, r, d)
 }
-func (o observers) TaskFailed(m *driver.Message, e *ExceptionInfo, tb string) {
+func (o observers) TaskFailed(m *driver.Message, e *driver.ExceptionInfo, tb string) {
 	o[0].TaskFailed(m, e, tb)
 	o[1].TaskFailed(m, e, tb)
 }
-func (o observers) TaskRetried(m *driver.Message, e *ExceptionInfo, tb string) {
+func (o observers) TaskRetried(m *driver.Message, e *driver.ExceptionInfo, tb string) {
 	o[0].TaskRetried(m, e, tb)
 	o[1].TaskRetried(m, e, tb)
 }

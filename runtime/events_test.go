@@ -146,7 +146,7 @@ func TestEvents_WorkerLifecycleAndTasks(t *testing.T) {
 	for _, e := range all {
 		require.Equal(t, "w1@test", e["hostname"])
 		require.EqualValues(t, os.Getpid(), e["pid"])
-		require.EqualValues(t, runtime.UTCOffset(time.Now()), e["utcoffset"])
+		require.EqualValues(t, driver.UTCOffset(time.Now()), e["utcoffset"])
 		require.Greater(t, e["clock"].(float64), lastClock, "Lamport clock increases per event")
 		lastClock = e["clock"].(float64)
 		require.InDelta(t, float64(time.Now().Unix()), e["timestamp"].(float64), 60)
@@ -367,15 +367,15 @@ func TestUTCOffset_PositiveWest(t *testing.T) {
 		{"NST", -(3*3600 + 1800), 3},
 	} {
 		at := time.Date(2026, 7, 1, 12, 0, 0, 0, time.FixedZone(tc.zone, tc.east))
-		require.Equal(t, tc.want, runtime.UTCOffset(at), tc.zone)
+		require.Equal(t, tc.want, driver.UTCOffset(at), tc.zone)
 	}
 }
 
 func TestExceptionRepr(t *testing.T) {
 	t.Parallel()
-	require.Equal(t, "HTTPError('email provider answered 503')", runtime.ExceptionRepr(&runtime.ExceptionInfo{Type: "HTTPError", Message: []any{"email provider answered 503"}}))
-	require.Equal(t, "ValueError('boom', 42)", runtime.ExceptionRepr(&runtime.ExceptionInfo{Type: "ValueError", Message: []any{"boom", int64(42)}}))
-	require.Equal(t, "KeyError()", runtime.ExceptionRepr(&runtime.ExceptionInfo{Type: "KeyError"}))
+	require.Equal(t, "HTTPError('email provider answered 503')", driver.ExceptionRepr(&driver.ExceptionInfo{Type: "HTTPError", Message: []any{"email provider answered 503"}}))
+	require.Equal(t, "ValueError('boom', 42)", driver.ExceptionRepr(&driver.ExceptionInfo{Type: "ValueError", Message: []any{"boom", int64(42)}}))
+	require.Equal(t, "KeyError()", driver.ExceptionRepr(&driver.ExceptionInfo{Type: "KeyError"}))
 }
 
 // BenchmarkMemory_EventsThroughput measures the cost of Celery events on
@@ -388,7 +388,7 @@ func TestExceptionRepr(t *testing.T) {
 func BenchmarkMemory_EventsThroughput(b *testing.B) {
 	for _, mode := range []string{"off", "on", "on+monitor"} {
 		b.Run(mode, func(b *testing.B) {
-			name := runtime.NewID()
+			name := driver.NewID()
 			app, err := runtime.New(runtime.Config{Broker: "memory://" + name,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {
@@ -448,7 +448,7 @@ func BenchmarkMemory_EventsThroughput(b *testing.B) {
 func BenchmarkMemory_DelayRunGetEvents(b *testing.B) {
 	for _, mode := range []string{"off", "on"} {
 		b.Run(mode, func(b *testing.B) {
-			name := runtime.NewID()
+			name := driver.NewID()
 			app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 			if err != nil {

@@ -38,18 +38,18 @@ func (s *seen) get(id string) *driver.Message {
 
 type nop struct{}
 
-func (nop) TaskReceived(*driver.Message)                                {}
-func (nop) TaskStarted(*driver.Message)                                 {}
-func (nop) TaskSucceeded(*driver.Message, any, time.Duration)           {}
-func (nop) TaskFailed(*driver.Message, *runtime.ExceptionInfo, string)  {}
-func (nop) TaskRetried(*driver.Message, *runtime.ExceptionInfo, string) {}
-func (nop) TaskRejected(*driver.Message, string)                        {}
-func (nop) TaskRevoked(*driver.Message, bool, bool)                     {}
+func (nop) TaskReceived(*driver.Message)                               {}
+func (nop) TaskStarted(*driver.Message)                                {}
+func (nop) TaskSucceeded(*driver.Message, any, time.Duration)          {}
+func (nop) TaskFailed(*driver.Message, *driver.ExceptionInfo, string)  {}
+func (nop) TaskRetried(*driver.Message, *driver.ExceptionInfo, string) {}
+func (nop) TaskRejected(*driver.Message, string)                       {}
+func (nop) TaskRevoked(*driver.Message, bool, bool)                    {}
 
 // startExampleWorker makes an in-process app the default, runs a worker for
 // the example tasks, and returns what it saw and a stop function.
 func startExampleWorker() (*runtime.App, *seen, func()) {
-	name := "example-" + runtime.NewID()
+	name := "example-" + driver.NewID()
 	app, err := runtime.New(runtime.Config{Broker: "memory://" + name, Backend: "memory://" + name,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

@@ -2,8 +2,9 @@ package runtime
 
 import (
 	"fmt"
-	"github.com/taskgen/taskgen/runtime/driver"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 // Option is a per-call option given to a stub's With, Celery's apply_async

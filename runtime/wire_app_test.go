@@ -144,7 +144,7 @@ func TestWire_ExceptionFromError(t *testing.T) {
 		{&notFound{cause: context.DeadlineExceeded}, "github.com/taskgen/taskgen/runtime", "notFound", "not found"},
 		{openMissing(t), "builtins", "FileNotFoundError", ""},
 		{wrapf("%w: hard", ErrTimeLimitExceeded), "celery.exceptions", "TimeLimitExceeded", "TimeLimitExceeded: hard"},
-		{&TaskError{TaskID: "1", State: StateFailure, Exception: ExceptionInfo{Type: "KeyError", Message: []any{"k"}, Module: "builtins"}}, "builtins", "KeyError", ""},
+		{&TaskError{TaskID: "1", State: StateFailure, Exception: driver.ExceptionInfo{Type: "KeyError", Message: []any{"k"}, Module: "builtins"}}, "builtins", "KeyError", ""},
 	} {
 		e := ExceptionFromError(c.err)
 		assert.Equal(t, c.module, e.Module, c.err.Error())
@@ -153,7 +153,7 @@ func TestWire_ExceptionFromError(t *testing.T) {
 			assert.Equal(t, []any{c.msg}, e.Message)
 		}
 	}
-	require.Equal(t, []any{"k"}, ExceptionFromError(&TaskError{Exception: ExceptionInfo{Type: "KeyError", Message: []any{"k"}}}).Message)
+	require.Equal(t, []any{"k"}, ExceptionFromError(&TaskError{Exception: driver.ExceptionInfo{Type: "KeyError", Message: []any{"k"}}}).Message)
 }
 
 type quotaError struct{}
@@ -190,7 +190,7 @@ func FuzzDecodeResultDoc(f *testing.F) {
 		if isJSON {
 			ser = wire.SerializerJSON
 		}
-		doc, err := DecodeResultDoc(ser, data)
+		doc, err := driver.DecodeResultDoc(ser, data)
 		if err != nil {
 			return
 		}
@@ -204,11 +204,11 @@ func FuzzDecodeResultDoc(f *testing.F) {
 		var tm time.Time
 		_ = doc.DecodeResult(&tm)
 		doc.Result = v
-		raw, err := EncodeResultDoc(ser, doc)
+		raw, err := driver.EncodeResultDoc(ser, doc)
 		if err != nil {
 			t.Fatalf("re-encode: %v", err)
 		}
-		back, err := DecodeResultDoc(ser, raw)
+		back, err := driver.DecodeResultDoc(ser, raw)
 		if err != nil {
 			t.Fatalf("re-decode %q: %v", raw, err)
 		}

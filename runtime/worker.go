@@ -100,21 +100,21 @@ type Observer interface {
 	TaskReceived(m *driver.Message)
 	TaskStarted(m *driver.Message)
 	TaskSucceeded(m *driver.Message, result any, runtime time.Duration)
-	TaskFailed(m *driver.Message, exc *ExceptionInfo, traceback string)
-	TaskRetried(m *driver.Message, exc *ExceptionInfo, traceback string)
+	TaskFailed(m *driver.Message, exc *driver.ExceptionInfo, traceback string)
+	TaskRetried(m *driver.Message, exc *driver.ExceptionInfo, traceback string)
 	TaskRejected(m *driver.Message, reason string)
 	TaskRevoked(m *driver.Message, expired, terminated bool)
 }
 
 type nopObserver struct{}
 
-func (nopObserver) TaskReceived(*driver.Message)                        {}
-func (nopObserver) TaskStarted(*driver.Message)                         {}
-func (nopObserver) TaskSucceeded(*driver.Message, any, time.Duration)   {}
-func (nopObserver) TaskFailed(*driver.Message, *ExceptionInfo, string)  {}
-func (nopObserver) TaskRetried(*driver.Message, *ExceptionInfo, string) {}
-func (nopObserver) TaskRejected(*driver.Message, string)                {}
-func (nopObserver) TaskRevoked(*driver.Message, bool, bool)             {}
+func (nopObserver) TaskReceived(*driver.Message)                               {}
+func (nopObserver) TaskStarted(*driver.Message)                                {}
+func (nopObserver) TaskSucceeded(*driver.Message, any, time.Duration)          {}
+func (nopObserver) TaskFailed(*driver.Message, *driver.ExceptionInfo, string)  {}
+func (nopObserver) TaskRetried(*driver.Message, *driver.ExceptionInfo, string) {}
+func (nopObserver) TaskRejected(*driver.Message, string)                       {}
+func (nopObserver) TaskRevoked(*driver.Message, bool, bool)                    {}
 
 type heldTask struct {
 	d     driver.Delivery
@@ -145,7 +145,7 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 		o.Hostname = a.cfg.Hostname
 	}
 	if o.HeartbeatInterval <= 0 {
-		o.HeartbeatInterval = DefaultHeartbeatInterval
+		o.HeartbeatInterval = driver.DefaultHeartbeatInterval
 	}
 	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*codegen.TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
 	if o.Observer != nil {
@@ -457,7 +457,7 @@ func (w *Worker) accept(ctx context.Context, d driver.Delivery) (job, bool) {
 	if def == nil {
 		w.parking.Go(func() {
 			w.deadLetter(d, m, fmt.Sprintf("unregistered task %q", m.Headers.Task))
-			w.storeFailure(context.WithoutCancel(ctx), m, nil, &ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
+			w.storeFailure(context.WithoutCancel(ctx), m, nil, &driver.ExceptionInfo{Type: "NotRegistered", Message: []any{m.Headers.Task}, Module: "celery.exceptions"}, "")
 		})
 		return job{}, false
 	}
@@ -561,7 +561,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
 		w.failed.Add(1)
 		w.deadLetter(d, m, reason)
-		w.storeFailure(taskCtx, m, def, &ExceptionInfo{Type: "DecodeError", Message: []any{reason}, Module: "kombu.exceptions"}, "")
+		w.storeFailure(taskCtx, m, def, &driver.ExceptionInfo{Type: "DecodeError", Message: []any{reason}, Module: "kombu.exceptions"}, "")
 		return
 	}
 	acked := false
@@ -675,7 +675,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 			w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", wire.Repr(out.value))
 		}
 		if !def.IgnoreResult && !h.IgnoreResult {
-			w.store(ctx, &ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
+			w.store(ctx, &driver.ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID, GroupID: h.Group})
 		}
 		return
 	}
@@ -754,7 +754,7 @@ func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.Task
 	w.log.Warn("task retry", "task", h.Task, "id", h.ID, "retry", nm.Headers.Retries, "max_retries", max, "countdown", countdown.Round(time.Millisecond), "err", cause0)
 	excInfo := ExceptionFromError(cause0)
 	w.obs.TaskRetried(m, excInfo, "")
-	w.store(ctx, &ResultDoc{Status: StateRetry, Result: excInfo, TaskID: h.ID, ParentID: nm.Headers.ParentID,
+	w.store(ctx, &driver.ResultDoc{Status: StateRetry, Result: excInfo, TaskID: h.ID, ParentID: nm.Headers.ParentID,
 		Children: []any{[]any{[]any{h.ID, nil}, nil}}})
 	return true
 }
@@ -767,18 +767,18 @@ func (w *Worker) revokedTask(ctx context.Context, m *driver.Message, why, logMsg
 	w.revoked.Add(1)
 	w.obs.TaskRevoked(m, why == "expired", why == "terminated")
 	w.log.Info(logMsg, "task", h.Task, "id", h.ID)
-	w.store(ctx, &ResultDoc{Status: StateRevoked, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID,
-		Result: &ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
+	w.store(ctx, &driver.ResultDoc{Status: StateRevoked, TaskID: h.ID, DateDone: w.app.clock.Now(), ParentID: h.ParentID,
+		Result: &driver.ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
 }
 
-func (w *Worker) storeFailure(ctx context.Context, m *driver.Message, def *codegen.TaskDef, exc *ExceptionInfo, tb string) {
+func (w *Worker) storeFailure(ctx context.Context, m *driver.Message, def *codegen.TaskDef, exc *driver.ExceptionInfo, tb string) {
 	if def != nil && def.IgnoreResult {
 		return
 	}
-	w.store(ctx, &ResultDoc{Status: StateFailure, Result: exc, Traceback: tb, TaskID: m.Headers.ID, DateDone: w.app.clock.Now(), ParentID: m.Headers.ParentID, GroupID: m.Headers.Group})
+	w.store(ctx, &driver.ResultDoc{Status: StateFailure, Result: exc, Traceback: tb, TaskID: m.Headers.ID, DateDone: w.app.clock.Now(), ParentID: m.Headers.ParentID, GroupID: m.Headers.Group})
 }
 
-func (w *Worker) store(ctx context.Context, doc *ResultDoc) {
+func (w *Worker) store(ctx context.Context, doc *driver.ResultDoc) {
 	if err := w.app.storeResult(ctx, doc); err != nil {
 		w.log.Error("storing result failed", "id", doc.TaskID, "state", doc.Status, "err", err)
 	}

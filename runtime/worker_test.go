@@ -89,7 +89,7 @@ func (d *scriptedDelivery) Reject(string) error { return d.set(3) }
 
 func newScriptedWorker(t testing.TB, conc int, def *codegen.TaskDef) (*Worker, *scriptedBroker) {
 	t.Helper()
-	app, err := New(Config{Broker: "memory://" + NewID(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	app, err := New(Config{Broker: "memory://" + driver.NewID(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
 	b := &scriptedBroker{in: make(chan *scriptedDelivery, 64)}

@@ -29,7 +29,7 @@ import (
 func benchMessage(b testing.TB) *driver.Message {
 	body, err := codegen.AppendBody(nil, runtime.SerializerMsgpack, &addArgs{x: 2, y: 3, z: 1}, nil)
 	require.NoError(b, err)
-	id := runtime.NewID()
+	id := driver.NewID()
 	return &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: driver.ContentEncodingBinary,
 		CorrelationID: id, DeliveryMode: 2, Body: body,
 		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: id, RootID: id, ArgsRepr: "(2, 3, 1)", KwargsRepr: "{}", Origin: "gen1@bench"}}

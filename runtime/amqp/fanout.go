@@ -12,7 +12,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -40,7 +39,7 @@ const (
 	ReplyQueueSuffix = "." + ReplyExchange
 	// EventQueuePrefix and a uuid4 name an event subscriber's queue
 	// ("celeryev.<uuid4>"), as Celery's EventReceiver names it.
-	EventQueuePrefix = runtime.EventExchange + "."
+	EventQueuePrefix = driver.EventExchange + "."
 
 	// EventQueueTTL is x-message-ttl of event queues (event_queue_ttl 5 s).
 	EventQueueTTL = 5 * time.Second
@@ -82,7 +81,7 @@ type exchangeSpec struct {
 
 func eventExchange(name string) exchangeSpec {
 	if name == "" {
-		name = runtime.EventExchange
+		name = driver.EventExchange
 	}
 	return exchangeSpec{name: name, kind: amqp.ExchangeTopic, durable: true}
 }
@@ -612,7 +611,7 @@ func (s *subscription) dropped() {
 // The channel is closed when ctx ends or the broker is closed.
 func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
 	s := &subscription{b: b, what: "events", drop: true, out: make(chan *driver.RawMessage, EventBuffer),
-		q: fanoutQueue{exchange: eventExchange(""), name: EventQueuePrefix + runtime.NewID(), key: "#",
+		q: fanoutQueue{exchange: eventExchange(""), name: EventQueuePrefix + driver.NewID(), key: "#",
 			args: amqp.Table{"x-message-ttl": ms(EventQueueTTL), "x-expires": ms(EventQueueExpires)}}}
 	return b.subscribe(ctx, s)
 }

@@ -10,14 +10,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
 func eventMsg(host string) *driver.RawMessage {
 	return &driver.RawMessage{ContentType: driver.ContentTypeJSON, ContentEncoding: "utf-8",
 		Headers: map[string]any{"hostname": host}, Body: []byte(`{"type": "worker-heartbeat", "hostname": "` + host + `"}`),
-		Exchange: runtime.EventExchange, RoutingKey: "worker.heartbeat"}
+		Exchange: driver.EventExchange, RoutingKey: "worker.heartbeat"}
 }
 
 // awaitHost publishes with publish every 100 ms until a message whose

@@ -135,7 +135,7 @@ func TestFanout_DeclaredAsCelery(t *testing.T) {
 	b := openBroker(t, raw)
 	ctx := ctxT(t, 30*time.Second)
 	node := nodeName(t, "decl")
-	oid := runtime.NewID()
+	oid := driver.NewID()
 	_, err := b.SubscribeEvents(ctx)
 	require.NoError(t, err)
 	_, err = b.ConsumeControl(ctx, node)
@@ -282,7 +282,7 @@ func TestFanout_PidboxAsCelery(t *testing.T) {
 
 	// A client as kombu's Mailbox: its reply queue, then the request.
 	_, ch := rawConn(t, raw)
-	oid := runtime.NewID()
+	oid := driver.NewID()
 	replyQ := oid + ".reply.celery.pidbox"
 	_, err := ch.QueueDeclare(replyQ, false, true, false, false, amqp091.Table{"x-expires": int32(10000), "x-message-ttl": int32(300000)})
 	require.NoError(t, err)
@@ -324,7 +324,7 @@ func TestFanout_PidboxAsCelery(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, ch.QueueBind(capQ, "", "celery.pidbox", false, nil))
 	b := openBroker(t, raw)
-	ticket := runtime.NewID()
+	ticket := driver.NewID()
 	body := []byte(`{"method": "ping", "arguments": {}, "destination": ["nobody@nowhere"], "pattern": null, "matcher": null, "ticket": "` + ticket + `", "reply_to": {"exchange": "reply.celery.pidbox", "routing_key": "x"}}`)
 	require.NoError(t, b.PublishControl(ctx, &driver.RawMessage{ContentType: "application/json", ContentEncoding: "utf-8",
 		Headers: map[string]any{"clock": int64(7), "expires": 1795463139.3645277}, Body: body, Exchange: "celery.pidbox"}))
@@ -418,10 +418,10 @@ func TestControl_GoRoundTrip(t *testing.T) {
 	var te *runtime.TaskError
 	_, err = running.Get(ctx)
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	_, err = queued.Get(ctx)
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	select {
 	case id := <-started:
 		t.Fatalf("revoked task %s ran", id)
@@ -444,25 +444,25 @@ func TestEvents_GoWorker(t *testing.T) {
 	log := collectEvents(t, sub, node)
 	runWorker(t, app, runtime.WorkerOptions{Queues: []string{q}, Concurrency: 1, Hostname: node, HeartbeatInterval: 500 * time.Millisecond}, addDef(q, nil))
 
-	online := log.wait(t, runtime.EventWorkerOnline, 10*time.Second, nil)
+	online := log.wait(t, driver.EventWorkerOnline, 10*time.Second, nil)
 	require.Equal(t, node, online["hostname"])
 	require.Equal(t, "taskgen", online["sw_ident"])
 	require.Equal(t, 0.5, online["freq"])
 	for _, k := range []string{"timestamp", "utcoffset", "pid", "clock", "active", "processed", "loadavg", "sw_ver", "sw_sys"} {
 		require.Contains(t, online, k)
 	}
-	log.wait(t, runtime.EventWorkerHeartbeat, 5*time.Second, nil)
+	log.wait(t, driver.EventWorkerHeartbeat, 5*time.Second, nil)
 
 	res, err := runtime.NewStub[int](addDef(q, nil)).With(runtime.WithApp(app)).Send(ctx, &addArgs{x: 2, y: 3, z: 1})
 	require.NoError(t, err)
 	id := func(ev map[string]any) bool { return ev["uuid"] == res.ID() }
-	rcv := log.wait(t, runtime.EventTaskReceived, 10*time.Second, id)
+	rcv := log.wait(t, driver.EventTaskReceived, 10*time.Second, id)
 	require.Equal(t, "tasks.add", rcv["name"])
 	require.Equal(t, "(2, 3, 1)", rcv["args"])
 	require.Contains(t, rcv, "kwargs")
 	require.Contains(t, rcv, "retries")
-	log.wait(t, runtime.EventTaskStarted, 10*time.Second, id)
-	ok := log.wait(t, runtime.EventTaskSucceeded, 10*time.Second, id)
+	log.wait(t, driver.EventTaskStarted, 10*time.Second, id)
+	ok := log.wait(t, driver.EventTaskSucceeded, 10*time.Second, id)
 	require.Equal(t, "6", ok["result"])
 	require.IsType(t, float64(0), ok["runtime"])
 	for _, m := range log.messages() {
@@ -473,7 +473,7 @@ func TestEvents_GoWorker(t *testing.T) {
 		} else {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal(m.Body, &ev))
-			require.Equal(t, runtime.EventRoutingKey(ev["type"].(string)), m.RoutingKey)
+			require.Equal(t, driver.EventRoutingKey(ev["type"].(string)), m.RoutingKey)
 		}
 	}
 }
@@ -596,7 +596,7 @@ func TestInterop_PythonRevokeGoWorker(t *testing.T) {
 		return err == nil && r[node] != nil
 	}, 10*time.Second, 10*time.Millisecond)
 
-	id := runtime.NewID()
+	id := driver.NewID()
 	out, err := runPython(t, time.Minute, py, "-c", pythonRevoke, raw, id)
 	require.NoError(t, err, out)
 	require.Eventually(t, func() bool {
@@ -616,7 +616,7 @@ func TestInterop_PythonRevokeGoWorker(t *testing.T) {
 	_, err = res.Get(ctx)
 	var te *runtime.TaskError
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	_, ran1 := ran.Load(id)
 	require.False(t, ran1, "the revoked task ran")
 	// Others still run.
@@ -677,18 +677,18 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 		}
 	})
 
-	online := log.wait(t, runtime.EventWorkerOnline, 60*time.Second, nil)
+	online := log.wait(t, driver.EventWorkerOnline, 60*time.Second, nil)
 	require.Equal(t, "py-celery", online["sw_ident"])
 	require.Equal(t, 2.0, online["freq"])
-	log.wait(t, runtime.EventWorkerHeartbeat, 10*time.Second, nil)
+	log.wait(t, driver.EventWorkerHeartbeat, 10*time.Second, nil)
 
 	res, err := runtime.NewStub[int](addDef(q, nil)).With(runtime.WithApp(app)).Send(ctx, &addArgs{x: 2, y: 3, z: 1})
 	require.NoError(t, err)
 	id := func(ev map[string]any) bool { return ev["uuid"] == res.ID() }
-	rcv := log.wait(t, runtime.EventTaskReceived, 30*time.Second, id)
+	rcv := log.wait(t, driver.EventTaskReceived, 30*time.Second, id)
 	require.Equal(t, "tasks.add", rcv["name"])
-	log.wait(t, runtime.EventTaskStarted, 30*time.Second, id)
-	ok := log.wait(t, runtime.EventTaskSucceeded, 30*time.Second, id)
+	log.wait(t, driver.EventTaskStarted, 30*time.Second, id)
+	ok := log.wait(t, driver.EventTaskSucceeded, 30*time.Second, id)
 	require.Equal(t, "6", ok["result"])
 
 	// A Python worker answers a Go client's inspect too.
@@ -703,7 +703,7 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("python worker did not stop")
 	}
-	log.wait(t, runtime.EventWorkerOffline, 10*time.Second, nil)
+	log.wait(t, driver.EventWorkerOffline, 10*time.Second, nil)
 	sawMulti := false
 	for _, m := range log.messages() {
 		sawMulti = sawMulti || m.RoutingKey == "task.multi"
@@ -807,16 +807,16 @@ func TestInterop_PythonEventReceiverGoWorker(t *testing.T) {
 		var ev map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
 		typ, _ := ev["type"].(string)
-		if typ == runtime.EventTaskSucceeded && ev["uuid"] != res.ID() {
+		if typ == driver.EventTaskSucceeded && ev["uuid"] != res.ID() {
 			continue
 		}
 		seen[typ] = ev
 	}
-	require.Contains(t, seen, runtime.EventWorkerHeartbeat)
-	require.Contains(t, seen, runtime.EventTaskSucceeded)
-	hb := seen[runtime.EventWorkerHeartbeat]
+	require.Contains(t, seen, driver.EventWorkerHeartbeat)
+	require.Contains(t, seen, driver.EventTaskSucceeded)
+	hb := seen[driver.EventWorkerHeartbeat]
 	require.Equal(t, node, hb["hostname"])
 	require.Equal(t, "taskgen", hb["sw_ident"])
 	require.Contains(t, hb, "local_received")
-	require.Equal(t, "6", seen[runtime.EventTaskSucceeded]["result"])
+	require.Equal(t, "6", seen[driver.EventTaskSucceeded]["result"])
 }

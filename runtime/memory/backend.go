@@ -6,7 +6,6 @@ import (
 	"sync"
 	"time"
 
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -75,6 +74,6 @@ func isSuccess(doc []byte) bool {
 	if doc[0] == '{' {
 		ser = "json"
 	}
-	d, err := runtime.DecodeResultDoc(ser, doc)
-	return err == nil && d.Status == runtime.StateSuccess
+	d, err := driver.DecodeResultDoc(ser, doc)
+	return err == nil && d.Status == driver.StateSuccess
 }

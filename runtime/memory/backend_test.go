@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -17,16 +17,16 @@ func TestBackendKeepsSuccess(t *testing.T) {
 	b := memory.NewBackend()
 	for _, ser := range []string{"json", "msgpack"} {
 		id := "keep-" + ser
-		enc := func(st runtime.State) []byte {
-			doc, err := runtime.EncodeResultDoc(ser, &runtime.ResultDoc{Status: st, TaskID: id})
+		enc := func(st driver.State) []byte {
+			doc, err := driver.EncodeResultDoc(ser, &driver.ResultDoc{Status: st, TaskID: id})
 			require.NoError(t, err)
 			return doc
 		}
-		require.NoError(t, b.Store(ctx, id, enc(runtime.StateStarted), 0))
-		require.NoError(t, b.Store(ctx, id, enc(runtime.StateSuccess), 0))
-		require.NoError(t, b.Store(ctx, id, enc(runtime.StateFailure), 0))
+		require.NoError(t, b.Store(ctx, id, enc(driver.StateStarted), 0))
+		require.NoError(t, b.Store(ctx, id, enc(driver.StateSuccess), 0))
+		require.NoError(t, b.Store(ctx, id, enc(driver.StateFailure), 0))
 		doc, err := b.Load(ctx, id)
 		require.NoError(t, err)
-		require.Equal(t, enc(runtime.StateSuccess), doc, ser)
+		require.Equal(t, enc(driver.StateSuccess), doc, ser)
 	}
 }

@@ -7,7 +7,6 @@ import (
 	"sync"
 	"sync/atomic"
 
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -54,7 +53,7 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error
 	c.Body = bytes.Clone(msg.Body)
 	c.Headers = maps.Clone(msg.Headers)
 	if c.Exchange == "" {
-		c.Exchange = runtime.EventExchange
+		c.Exchange = driver.EventExchange
 	}
 	for ch := range h.subs {
 		// Each subscriber gets its own copy: receivers may modify it.

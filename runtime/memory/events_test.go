@@ -78,7 +78,7 @@ func TestBroker_SlowSubscriberLosesEventsNotPublisher(t *testing.T) {
 
 func TestBroker_URLsShareEvents(t *testing.T) {
 	t.Parallel()
-	name := "events-" + runtime.NewID()
+	name := "events-" + driver.NewID()
 	a1, err := runtime.New(runtime.Config{Broker: "memory://" + name})
 	require.NoError(t, err)
 	a2, err := runtime.New(runtime.Config{Broker: "memory://" + name})

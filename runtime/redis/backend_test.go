@@ -229,12 +229,12 @@ func TestBackendKeepsSuccess(t *testing.T) {
 	ctx := ctxT(t, 10*time.Second)
 	for _, ser := range []string{"json", "msgpack"} {
 		id := "keep-" + ser
-		enc := func(st runtime.State, result any) []byte {
-			doc, err := runtime.EncodeResultDoc(ser, &runtime.ResultDoc{Status: st, Result: result, TaskID: id})
+		enc := func(st driver.State, result any) []byte {
+			doc, err := driver.EncodeResultDoc(ser, &driver.ResultDoc{Status: st, Result: result, TaskID: id})
 			require.NoError(t, err)
 			return doc
 		}
-		started, success, failure := enc(runtime.StateStarted, nil), enc(runtime.StateSuccess, int64(5)), enc(runtime.StateFailure, nil)
+		started, success, failure := enc(driver.StateStarted, nil), enc(driver.StateSuccess, int64(5)), enc(driver.StateFailure, nil)
 		require.NoError(t, b.Store(ctx, id, started, time.Hour))
 		require.NoError(t, b.Store(ctx, id, success, time.Hour)) // STARTED is overwritten
 		require.NoError(t, b.Store(ctx, id, failure, time.Hour)) // SUCCESS is not

@@ -11,14 +11,13 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
 )
 
 // benchMsg is a typical task message: msgpack body, Celery's headers.
 func benchMsg() *driver.Message {
-	id := runtime.NewID()
+	id := driver.NewID()
 	m := &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: driver.ContentEncodingBinary,
 		CorrelationID: id, DeliveryMode: 2,
 		Headers: driver.TaskHeaders{Lang: "go", Task: "signup.send_welcome_email", ID: id, RootID: id,

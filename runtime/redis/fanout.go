@@ -16,7 +16,6 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -326,7 +325,7 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error
 	f.brMu.Unlock()
 	exchange := msg.Exchange
 	if exchange == "" {
-		exchange = runtime.EventExchange
+		exchange = driver.EventExchange
 	}
 	bp := envPool.Get().(*[]byte)
 	env, err := appendRawEnvelope((*bp)[:0], msg, exchange, msg.RoutingKey, 1)
@@ -694,9 +693,9 @@ func (b *Broker) unbind(bindKey, member, queue string) {
 // are JSON lists). The channel is closed when ctx ends or the broker is
 // closed.
 func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
-	ex := runtime.EventExchange
+	ex := driver.EventExchange
 	topic := b.fanoutTopic(ex, "")
-	queue := ex + "." + runtime.NewID()
+	queue := ex + "." + driver.NewID()
 	s := &subscription{b: b, what: "events", pattern: globEscape(topic+"/") + "*", topic: topic, exchange: ex,
 		bindKey: b.opts.key("_kombu.binding." + ex), member: bindingMember("#", queue), queue: queue,
 		out: make(chan *driver.RawMessage, EventBuffer), drop: true}

@@ -208,7 +208,7 @@ func TestFanout_PublishedAsKombu(t *testing.T) {
 
 	// Reply: resolved through _kombu.binding.reply.celery.pidbox, as a
 	// Python client binds its reply queue.
-	oid := runtime.NewID()
+	oid := driver.NewID()
 	list := oid + ".reply.celery.pidbox"
 	require.NoError(t, c.SAdd(ctx, "pfx:_kombu.binding.reply.celery.pidbox", oid+"\x06\x16\x06\x16"+list, "other\x06\x16\x06\x16other.reply.celery.pidbox").Err())
 	reply := []byte(`{"w@h": {"ok": "pong"}}`)
@@ -260,7 +260,7 @@ func TestFanout_CeleryPayloadsReceived(t *testing.T) {
 	node := "w1@" + randHex(4)
 	control, err := b.ConsumeControl(sctx, node)
 	require.NoError(t, err)
-	oid := runtime.NewID()
+	oid := driver.NewID()
 	replies, err := b.ConsumeReplies(sctx, oid)
 	require.NoError(t, err)
 
@@ -583,10 +583,10 @@ func TestControl_GoRoundTrip(t *testing.T) {
 	var te *runtime.TaskError
 	_, err = running.Get(ctx)
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	_, err = queued.Get(ctx)
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	select {
 	case id := <-started:
 		t.Fatalf("revoked task %s ran", id)
@@ -633,30 +633,30 @@ func TestEvents_GoWorker(t *testing.T) {
 		<-done
 	}()
 
-	online := log.wait(t, runtime.EventWorkerOnline, 10*time.Second, nil)
+	online := log.wait(t, driver.EventWorkerOnline, 10*time.Second, nil)
 	require.Equal(t, node, online["hostname"])
 	require.Equal(t, "taskgen", online["sw_ident"])
 	require.Equal(t, 0.3, online["freq"])
 	for _, k := range []string{"timestamp", "utcoffset", "pid", "clock", "active", "processed", "loadavg", "sw_ver", "sw_sys"} {
 		require.Contains(t, online, k)
 	}
-	log.wait(t, runtime.EventWorkerHeartbeat, 5*time.Second, nil)
+	log.wait(t, driver.EventWorkerHeartbeat, 5*time.Second, nil)
 
 	res, err := runtime.NewStub[int64](sumDef()).With(runtime.WithApp(app)).Send(ctx, &addArgs{x: 2, y: 3})
 	require.NoError(t, err)
 	id := func(ev map[string]any) bool { return ev["uuid"] == res.ID() }
-	rcv := log.wait(t, runtime.EventTaskReceived, 10*time.Second, id)
+	rcv := log.wait(t, driver.EventTaskReceived, 10*time.Second, id)
 	require.Equal(t, "tasks.add", rcv["name"])
 	require.Equal(t, "(2, 3)", rcv["args"])
-	log.wait(t, runtime.EventTaskStarted, 10*time.Second, id)
-	ok := log.wait(t, runtime.EventTaskSucceeded, 10*time.Second, id)
+	log.wait(t, driver.EventTaskStarted, 10*time.Second, id)
+	ok := log.wait(t, driver.EventTaskSucceeded, 10*time.Second, id)
 	require.Equal(t, "5", ok["result"])
 	require.IsType(t, float64(0), ok["runtime"])
 
 	stopWorker()
 	require.NoError(t, <-done)
 	done <- nil
-	log.wait(t, runtime.EventWorkerOffline, 10*time.Second, nil)
+	log.wait(t, driver.EventWorkerOffline, 10*time.Second, nil)
 	for _, m := range log.messages() {
 		require.Equal(t, "celeryev", m.Exchange)
 		require.Equal(t, "application/json", m.ContentType)
@@ -665,7 +665,7 @@ func TestEvents_GoWorker(t *testing.T) {
 		} else {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal(m.Body, &ev))
-			require.Equal(t, runtime.EventRoutingKey(ev["type"].(string)), m.RoutingKey)
+			require.Equal(t, driver.EventRoutingKey(ev["type"].(string)), m.RoutingKey)
 		}
 	}
 }
@@ -786,7 +786,7 @@ func TestInterop_PythonRevokeGoWorker(t *testing.T) {
 	runWorker(t, app, runtime.WorkerOptions{Concurrency: 1, Hostname: node}, def)
 	waitPing(t, ctx, app, node)
 
-	id := runtime.NewID()
+	id := driver.NewID()
 	out, err := runPython(t, time.Minute, py, "-c", pythonRevoke, raw, id)
 	require.NoError(t, err, out)
 	require.Eventually(t, func() bool {
@@ -806,7 +806,7 @@ func TestInterop_PythonRevokeGoWorker(t *testing.T) {
 	_, err = res.Get(ctx)
 	var te *runtime.TaskError
 	require.True(t, errors.As(err, &te), "%v", err)
-	require.Equal(t, runtime.StateRevoked, te.State)
+	require.Equal(t, driver.StateRevoked, te.State)
 	_, ran1 := ran.Load(id)
 	require.False(t, ran1, "the revoked task ran")
 	other, err := stub.Send(ctx, &addArgs{x: 1, y: 1})
@@ -869,18 +869,18 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 		}
 	})
 
-	online := log.wait(t, runtime.EventWorkerOnline, 60*time.Second, nil)
+	online := log.wait(t, driver.EventWorkerOnline, 60*time.Second, nil)
 	require.Equal(t, "py-celery", online["sw_ident"])
 	require.Equal(t, 2.0, online["freq"])
-	log.wait(t, runtime.EventWorkerHeartbeat, 10*time.Second, nil)
+	log.wait(t, driver.EventWorkerHeartbeat, 10*time.Second, nil)
 
 	res, err := runtime.NewStub[int64](sumDef()).With(runtime.WithApp(app)).Send(ctx, &addArgs{x: 2, y: 3})
 	require.NoError(t, err)
 	id := func(ev map[string]any) bool { return ev["uuid"] == res.ID() }
-	rcv := log.wait(t, runtime.EventTaskReceived, 30*time.Second, id)
+	rcv := log.wait(t, driver.EventTaskReceived, 30*time.Second, id)
 	require.Equal(t, "tasks.add", rcv["name"])
-	log.wait(t, runtime.EventTaskStarted, 30*time.Second, id)
-	ok := log.wait(t, runtime.EventTaskSucceeded, 30*time.Second, id)
+	log.wait(t, driver.EventTaskStarted, 30*time.Second, id)
+	ok := log.wait(t, driver.EventTaskSucceeded, 30*time.Second, id)
 	require.Equal(t, "5", ok["result"])
 
 	// The Python worker answers a Go client's inspect.
@@ -898,7 +898,7 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("python worker did not stop")
 	}
-	log.wait(t, runtime.EventWorkerOffline, 10*time.Second, nil)
+	log.wait(t, driver.EventWorkerOffline, 10*time.Second, nil)
 	sawMulti := false
 	for _, m := range log.messages() {
 		require.Equal(t, "celeryev", m.Exchange)
@@ -1016,16 +1016,16 @@ func TestInterop_PythonEventReceiverGoWorker(t *testing.T) {
 		var ev map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
 		typ, _ := ev["type"].(string)
-		if typ == runtime.EventTaskSucceeded && ev["uuid"] != res.ID() {
+		if typ == driver.EventTaskSucceeded && ev["uuid"] != res.ID() {
 			continue
 		}
 		seen[typ] = ev
 	}
-	require.Contains(t, seen, runtime.EventWorkerHeartbeat)
-	require.Contains(t, seen, runtime.EventTaskSucceeded)
-	hb := seen[runtime.EventWorkerHeartbeat]
+	require.Contains(t, seen, driver.EventWorkerHeartbeat)
+	require.Contains(t, seen, driver.EventTaskSucceeded)
+	hb := seen[driver.EventWorkerHeartbeat]
 	require.Equal(t, node, hb["hostname"])
 	require.Equal(t, "taskgen", hb["sw_ident"])
 	require.Contains(t, hb, "local_received")
-	require.Equal(t, "5", seen[runtime.EventTaskSucceeded]["result"])
+	require.Equal(t, "5", seen[driver.EventTaskSucceeded]["result"])
 }

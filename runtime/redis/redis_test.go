@@ -160,7 +160,7 @@ func TestE2E_DelayRunGet(t *testing.T) {
 			}
 			st, err := results[0].State(ctx)
 			require.NoError(t, err)
-			require.Equal(t, runtime.StateSuccess, st)
+			require.Equal(t, driver.StateSuccess, st)
 			// Everything acknowledged: the bookkeeping is empty again.
 			b := app.Broker().(*redis.Broker)
 			p := b.Options().GlobalKeyPrefix

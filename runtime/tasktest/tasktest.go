@@ -144,7 +144,7 @@ func NewWith(t testing.TB, opts []Option, register ...func(*runtime.Worker)) *Ki
 
 func (k *Kit) init(cfg config, register []func(*runtime.Worker)) *Kit {
 	t := k.t
-	name := runtime.NewID()
+	name := driver.NewID()
 	k.broker = &eagerBroker{kit: k, run: !cfg.recordOnly}
 	kitsMu.Lock()
 	kits[name] = k.broker
