@@ -702,10 +702,10 @@ func serializerOf(doc []byte, def string) string {
 		case ' ', '\t', '\r', '\n':
 			continue
 		case '{':
-			return runtime.SerializerJSON
+			return "json"
 		}
 		if c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf {
-			return runtime.SerializerMsgpack
+			return "msgpack"
 		}
 		break
 	}

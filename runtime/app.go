@@ -45,18 +45,10 @@ type Config struct {
 	Logger *slog.Logger
 	// PublishTimeout bounds Delay when the broker is unreachable (default 10 s).
 	PublishTimeout time.Duration
-	// Clock is the time source (default the system clock); tests inject one.
-	Clock Clock
+	// Now is the time source (default time.Now), as in tls.Config.Time;
+	// tests inject a fake clock's Now.
+	Now func() time.Time
 }
-
-// Clock is a time source. Tests inject fake clocks.
-type Clock interface {
-	Now() time.Time
-}
-
-type systemClock struct{}
-
-func (systemClock) Now() time.Time { return time.Now() }
 
 // App is a configured taskgen application: a broker, an optional result
 // backend and a serializer. It is safe for concurrent use.
@@ -65,7 +57,7 @@ type App struct {
 	broker  driver.Broker
 	backend driver.ResultBackend
 	log     *slog.Logger
-	clock   Clock
+	now     func() time.Time
 	ctype   string
 	cenc    string
 	origin  string
@@ -117,11 +109,11 @@ func New(cfg Config) (*App, error) {
 	if cfg.PublishTimeout == 0 {
 		cfg.PublishTimeout = 10 * time.Second
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = systemClock{}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
 	}
 	topts := driver.TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
-	a := &App{cfg: cfg, log: cfg.Logger, clock: cfg.Clock, ctype: ctype, cenc: cenc}
+	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, ctype: ctype, cenc: cenc}
 	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
 	if a.broker, err = driver.OpenBroker(cfg.Broker, topts); err != nil {
 		return nil, fmt.Errorf("taskgen: %w", err)
@@ -172,10 +164,8 @@ var defaultApp atomic.Pointer[App]
 
 // SetDefault makes app the one generated stubs use when With(WithApp(...)) is
 // not given.
-func SetDefault(app *App) { defaultApp.Store(app) }
-
-// Default returns the app set with SetDefault, or nil.
-func Default() *App { return defaultApp.Load() }
+// It returns the app it replaces (nil if none), so that a test can restore it.
+func SetDefault(app *App) (previous *App) { return defaultApp.Swap(app) }
 
 // queueFor returns the queue a call of def goes to.
 func (a *App) queueFor(def *codegen.TaskDef, co *callOptions) string {
@@ -198,7 +188,7 @@ func (a *App) newMessage(def *codegen.TaskDef, co *callOptions, args wire.Args) 
 	if err != nil {
 		return nil, fmt.Errorf("taskgen: encode arguments of %s: %w", def.Name, err)
 	}
-	now := a.clock.Now()
+	now := a.now()
 	m := &driver.Message{
 		ContentType:     a.ctype,
 		ContentEncoding: a.cenc,
@@ -281,10 +271,3 @@ func (a *App) publish(ctx context.Context, queue string, m *driver.Message) erro
 	}
 	return nil
 }
-
-// Serializers accepted in [Config].Serializer: msgpack (the default) and json,
-// Celery's task_serializer values.
-const (
-	SerializerMsgpack = wire.SerializerMsgpack
-	SerializerJSON    = wire.SerializerJSON
-)

@@ -36,8 +36,8 @@ func TaskFromContext(ctx context.Context) (info *TaskInfo, ok bool) {
 	return info, ok
 }
 
-// WithTaskInfo returns ctx carrying info (used by the worker and the test kit).
-func WithTaskInfo(ctx context.Context, info *TaskInfo) context.Context {
+// withTaskInfo returns ctx carrying info (used by the worker and the test kit).
+func withTaskInfo(ctx context.Context, info *TaskInfo) context.Context {
 	return context.WithValue(ctx, taskInfoKey{}, info)
 }
 
@@ -94,16 +94,16 @@ var (
 	ErrSoftTimeLimitExceeded = errors.New("SoftTimeLimitExceeded")
 )
 
-// PanicError is the failure of a task that panicked.
-type PanicError struct {
+// panicError is the failure of a task that panicked.
+type panicError struct {
 	Value any
 	Stack string
 }
 
-func (e *PanicError) Error() string { return fmt.Sprintf("task panicked: %v", e.Value) }
+func (e *panicError) Error() string { return fmt.Sprintf("task panicked: %v", e.Value) }
 
 // CeleryException names the Python class of a panic.
-func (e *PanicError) CeleryException() (string, string) { return "builtins", "RuntimeError" }
+func (e *panicError) CeleryException() (string, string) { return "builtins", "RuntimeError" }
 
 type celeryErr struct {
 	err         error

@@ -1,22 +1,33 @@
-// Package runtime is what taskgen's generated code and workers link against: the
-// App and its Config, typed task stubs ([Stub]), [AsyncResult], the [Worker], the
-// retry policy, the argument codecs and Celery's message protocol v2.
+// Package runtime is the API of taskgen for application code: the [App] and its
+// [Config], the typed task stubs that cmd/taskgen generates ([Stub]: Delay,
+// With, Call), [AsyncResult] to wait for a result, the [Worker] that runs
+// tasks, and what a running task can ask for ([TaskFromContext], [Retry]).
+//
+// # Quick start
+//
+//	app, err := runtime.New(runtime.Config{Broker: "redis://127.0.0.1:6379/0", Backend: "redis://127.0.0.1:6379/1"})
+//	runtime.SetDefault(app)                          // the app generated stubs use
+//	res, err := signup.SendWelcomeEmail.Delay(ctx, email) // enqueue; returns once the broker has it
+//	msg, err := res.Get(ctx)                          // wait for the typed result
+//
+//	w := app.NewWorker(runtime.WorkerOptions{Concurrency: 8})
+//	signup.RegisterTasks(w)
+//	err = w.Run(ctx)                                  // until ctx is cancelled
 //
 // # Transports
 //
-// The core package imports no broker client library. Transports and result
+// This package imports no broker client library. Transports and result
 // backends plug in by URL scheme, the way database/sql drivers do: import the
 // transport's package for its side effect and name it in [Config]:
 //
-//	import _ "github.com/taskgen/taskgen/runtime/memory" // memory://
+//	import _ "github.com/taskgen/taskgen/runtime/redis" // redis://, rediss://
+//	import _ "github.com/taskgen/taskgen/runtime/amqp"  // amqp://, amqps://
+//	import _ "github.com/taskgen/taskgen/runtime/memory" // memory://, in-process
+//	import _ "github.com/taskgen/taskgen/runtime/all"   // all of them
 //
-// A program links only the transports it imports.
-//
-// # Tasks
-//
-// A task is a plain Go function annotated with //task: directives; cmd/taskgen
-// generates its typed stub. Generated code builds a [TaskDef] per task and
-// wraps it in a [Stub]; RegisterTasks registers the definitions on a [Worker].
+// A program links only the transports it imports. Writing a transport is
+// described in package runtime/driver; what generated code calls lives in
+// package runtime/codegen.
 //
 // # Delivery
 //

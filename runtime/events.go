@@ -18,8 +18,8 @@ import (
 	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
-// EventDispatcherOptions configure an EventDispatcher.
-type EventDispatcherOptions struct {
+// eventDispatcherOptions configure an eventDispatcher.
+type eventDispatcherOptions struct {
 	// Hostname is the worker's nodename, the hostname field of every event.
 	Hostname string
 	// HeartbeatInterval is the interval of worker-heartbeat events and the
@@ -46,7 +46,7 @@ type EventDispatcherOptions struct {
 	Now func() time.Time
 }
 
-// EventDispatcher publishes a worker's Celery events (WIRE §6) through an
+// eventDispatcher publishes a worker's Celery events (WIRE §6) through an
 // [EventTransport]: worker-online, worker-heartbeat every HeartbeatInterval,
 // worker-offline, and the task-* events of the [Observer] hooks it
 // implements. Worker.Run starts and stops the dispatcher of its worker
@@ -54,13 +54,13 @@ type EventDispatcherOptions struct {
 //
 // Hooks never block a task: they put a small record on a bounded queue read
 // by one sender goroutine, which encodes the JSON and publishes it. When the
-// queue is full the event is dropped and counted ([EventDispatcher.Dropped]).
+// queue is full the event is dropped and counted ([eventDispatcher.Dropped]).
 //
 // Published messages share one Headers map ({"hostname": nodename}):
 // transports must not modify it.
-type EventDispatcher struct {
+type eventDispatcher struct {
 	tr    driver.EventTransport
-	opts  EventDispatcherOptions
+	opts  eventDispatcherOptions
 	pid   int
 	swVer string
 
@@ -88,7 +88,7 @@ type EventDispatcher struct {
 	failed          atomic.Int64
 }
 
-var _ Observer = (*EventDispatcher)(nil)
+var _ Observer = (*eventDispatcher)(nil)
 
 // event is what a hook records; the sender goroutine turns it into JSON.
 type event struct {
@@ -113,10 +113,10 @@ type event struct {
 	terminated, expired bool
 }
 
-// NewEventDispatcher returns a dispatcher publishing on tr. Call Start to
+// newEventDispatcher returns a dispatcher publishing on tr. Call Start to
 // send worker-online and begin heartbeats, and Close to send worker-offline
 // and flush.
-func NewEventDispatcher(tr driver.EventTransport, o EventDispatcherOptions) *EventDispatcher {
+func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eventDispatcher {
 	if o.HeartbeatInterval <= 0 {
 		o.HeartbeatInterval = driver.DefaultHeartbeatInterval
 	}
@@ -135,7 +135,7 @@ func NewEventDispatcher(tr driver.EventTransport, o EventDispatcherOptions) *Eve
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &EventDispatcher{
+	return &eventDispatcher{
 		tr: tr, opts: o, pid: os.Getpid(), swVer: softwareVersion(),
 		queue:   make(chan event, o.QueueSize),
 		headers: map[string]any{"hostname": o.Hostname},
@@ -145,18 +145,18 @@ func NewEventDispatcher(tr driver.EventTransport, o EventDispatcherOptions) *Eve
 }
 
 // Sent returns the number of events published so far.
-func (d *EventDispatcher) Sent() int64 { return d.sent.Load() }
+func (d *eventDispatcher) Sent() int64 { return d.sent.Load() }
 
 // Dropped returns the number of events dropped because the queue was full
 // or the dispatcher was closed.
-func (d *EventDispatcher) Dropped() int64 { return d.dropped.Load() }
+func (d *eventDispatcher) Dropped() int64 { return d.dropped.Load() }
 
 // Failed returns the number of events the transport refused.
-func (d *EventDispatcher) Failed() int64 { return d.failed.Load() }
+func (d *eventDispatcher) Failed() int64 { return d.failed.Load() }
 
 // Start starts the sender, sends worker-online and starts the heartbeat
 // loop. It is a no-op after the first call.
-func (d *EventDispatcher) Start() {
+func (d *eventDispatcher) Start() {
 	if !d.started.CompareAndSwap(false, true) {
 		return
 	}
@@ -166,9 +166,9 @@ func (d *EventDispatcher) Start() {
 }
 
 // Heartbeat sends a worker-heartbeat event now (the heartbeat control command).
-func (d *EventDispatcher) Heartbeat() { d.enqueue(event{typ: driver.EventWorkerHeartbeat}) }
+func (d *eventDispatcher) Heartbeat() { d.enqueue(event{typ: driver.EventWorkerHeartbeat}) }
 
-func (d *EventDispatcher) heartbeats() {
+func (d *eventDispatcher) heartbeats() {
 	defer close(d.hbDone)
 	t := time.NewTicker(d.opts.HeartbeatInterval)
 	defer t.Stop()
@@ -184,7 +184,7 @@ func (d *EventDispatcher) heartbeats() {
 
 // Close stops heartbeats, sends worker-offline and waits until the events
 // queued before it are published, or ctx ends. Later hooks are dropped.
-func (d *EventDispatcher) Close(ctx context.Context) error {
+func (d *eventDispatcher) Close(ctx context.Context) error {
 	var err error
 	d.once.Do(func() {
 		if !d.started.Load() {
@@ -209,7 +209,7 @@ func (d *EventDispatcher) Close(ctx context.Context) error {
 	return err
 }
 
-func (d *EventDispatcher) enqueue(ev event) {
+func (d *eventDispatcher) enqueue(ev event) {
 	if d.opts.TaskEventsOff != nil && isTaskEvent(ev.typ) && d.opts.TaskEventsOff() {
 		return
 	}
@@ -228,45 +228,45 @@ func (d *EventDispatcher) enqueue(ev event) {
 }
 
 // TaskReceived sends task-received.
-func (d *EventDispatcher) TaskReceived(m *driver.Message) {
+func (d *eventDispatcher) TaskReceived(m *driver.Message) {
 	h := &m.Headers
 	d.enqueue(event{typ: driver.EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
 		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey})
 }
 
 // TaskStarted sends task-started.
-func (d *EventDispatcher) TaskStarted(m *driver.Message) {
+func (d *eventDispatcher) TaskStarted(m *driver.Message) {
 	d.enqueue(event{typ: driver.EventTaskStarted, uuid: m.Headers.ID})
 }
 
 // TaskSucceeded sends task-succeeded with the result's repr and the runtime.
-func (d *EventDispatcher) TaskSucceeded(m *driver.Message, result any, runtime time.Duration) {
+func (d *eventDispatcher) TaskSucceeded(m *driver.Message, result any, runtime time.Duration) {
 	d.enqueue(event{typ: driver.EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
 }
 
 // TaskFailed sends task-failed with the exception's repr and the traceback.
-func (d *EventDispatcher) TaskFailed(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
+func (d *eventDispatcher) TaskFailed(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
 	d.enqueue(event{typ: driver.EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRetried sends task-retried with the cause's repr.
-func (d *EventDispatcher) TaskRetried(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
+func (d *eventDispatcher) TaskRetried(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
 	d.enqueue(event{typ: driver.EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
 }
 
 // TaskRejected sends task-rejected (requeue false: the message is set aside).
-func (d *EventDispatcher) TaskRejected(m *driver.Message, _ string) {
+func (d *eventDispatcher) TaskRejected(m *driver.Message, _ string) {
 	d.enqueue(event{typ: driver.EventTaskRejected, uuid: m.Headers.ID})
 }
 
 // TaskRevoked sends task-revoked.
-func (d *EventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
+func (d *eventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
 	d.enqueue(event{typ: driver.EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
 }
 
 // send is the sender goroutine: it publishes queued events in order,
 // batching waiting task events into task.multi lists.
-func (d *EventDispatcher) send() {
+func (d *eventDispatcher) send() {
 	defer close(d.done)
 	defer func() {
 		if d.pubCancel != nil {
@@ -331,7 +331,7 @@ func (d *EventDispatcher) send() {
 
 func isTaskEvent(typ string) bool { return strings.HasPrefix(typ, "task-") }
 
-func (d *EventDispatcher) publishOne(ev event) {
+func (d *eventDispatcher) publishOne(ev event) {
 	em := new(eventMessage)
 	d.publish(&em.msg, d.appendEvent(em.buf[:0], &ev), driver.EventRoutingKey(ev.typ), 1)
 }
@@ -343,7 +343,7 @@ type eventMessage struct {
 	buf [480]byte
 }
 
-func (d *EventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKey string, n int) {
+func (d *eventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKey string, n int) {
 	*msg = driver.RawMessage{
 		ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8,
 		Headers: d.headers, Body: body,
@@ -372,7 +372,7 @@ func (d *EventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKe
 }
 
 // appendEvent appends the JSON object of ev, fields in Celery's order.
-func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
+func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 	d.clock++
 	b = append(b, `{"hostname": `...)
 	b = evAppendString(b, d.opts.Hostname)
@@ -473,7 +473,7 @@ func (d *EventDispatcher) appendEvent(b []byte, ev *event) []byte {
 	return append(b, '}')
 }
 
-func (d *EventDispatcher) utcOffset(t time.Time) int {
+func (d *eventDispatcher) utcOffset(t time.Time) int {
 	h := t.Unix() / 3600
 	if h != d.offHour || d.offHour == 0 {
 		d.offHour, d.offVal = h, int64(driver.UTCOffset(t))
@@ -644,8 +644,8 @@ func evAppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 }
 
 // newWorkerEvents returns the event dispatcher of w (wired in NewWorker).
-func newWorkerEvents(w *Worker, et driver.EventTransport) *EventDispatcher {
-	return NewEventDispatcher(et, EventDispatcherOptions{
+func newWorkerEvents(w *Worker, et driver.EventTransport) *eventDispatcher {
+	return newEventDispatcher(et, eventDispatcherOptions{
 		Hostname:          w.opts.Hostname,
 		HeartbeatInterval: w.opts.HeartbeatInterval,
 		Logger:            w.log,
@@ -670,10 +670,6 @@ func (w *Worker) closeEvents() {
 		w.log.Warn("events dropped: the event queue was full", "dropped", n)
 	}
 }
-
-// Events returns the worker's event dispatcher, or nil when events are off
-// (WorkerOptions.WithoutEvents, or a transport without EventTransport).
-func (w *Worker) Events() *EventDispatcher { return w.events }
 
 // observers calls each observer in turn.
 type observers [2]Observer

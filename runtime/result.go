@@ -35,7 +35,7 @@ type CeleryException interface {
 	CeleryException() (module, class string)
 }
 
-// ExceptionFromError maps a Go error to the exception document
+// exceptionFromError maps a Go error to the exception document
 // ({exc_type, exc_message, exc_module}) stored for a failed or retried task,
 // that is, the exception a Python caller of AsyncResult.get() sees. The first
 // rule that applies wins:
@@ -67,7 +67,7 @@ type CeleryException interface {
 //
 // exc_message (the Python exception's args) is [err.Error()]: the whole
 // message, wrapping context included, except in rule 2.
-func ExceptionFromError(err error) *driver.ExceptionInfo {
+func exceptionFromError(err error) *driver.ExceptionInfo {
 	if err == nil {
 		return &driver.ExceptionInfo{Type: "Exception", Message: []any{""}, Module: "builtins"}
 	}

@@ -45,7 +45,7 @@ func (s Stub[R]) Send(ctx context.Context, args wire.Args) (*AsyncResult[R], err
 	}
 	app := co.app
 	if app == nil {
-		app = Default()
+		app = defaultApp.Load()
 		if app == nil {
 			return nil, ErrNoApp
 		}

@@ -19,15 +19,12 @@ import (
 	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
-func fixedClock() Clock { return fakeClock(time.Date(2026, 11, 23, 19, 44, 33, 593409123, time.UTC)) }
-
-type fakeClock time.Time
-
-func (c fakeClock) Now() time.Time { return time.Time(c) }
+// fixedNow is the clock of the wire tests: always the instant the fixtures were captured.
+func fixedNow() time.Time { return time.Date(2026, 11, 23, 19, 44, 33, 593409123, time.UTC) }
 
 func newWireApp(t *testing.T, ser string) *App {
 	t.Helper()
-	app, err := New(Config{Broker: "memory://wire-" + t.Name(), Serializer: ser, Clock: fixedClock(), Hostname: "w1@vm"})
+	app, err := New(Config{Broker: "memory://wire-" + t.Name(), Serializer: ser, Now: fixedNow, Hostname: "w1@vm"})
 	require.NoError(t, err)
 	t.Cleanup(func() { app.Close() })
 	return app
@@ -58,7 +55,7 @@ func TestWire_EncodeMatchesFixtures(t *testing.T) {
 			default:
 				args = &pairArgs{1, 1}
 				co.countdown = 30 * time.Second
-				co.expires = app.clock.Now().Add(120 * time.Second)
+				co.expires = app.now().Add(120 * time.Second)
 				p := uint8(5)
 				co.priority = &p
 				if ph.TimeLimit[0] > 0 {
@@ -146,14 +143,14 @@ func TestWire_ExceptionFromError(t *testing.T) {
 		{wrapf("%w: hard", ErrTimeLimitExceeded), "celery.exceptions", "TimeLimitExceeded", "TimeLimitExceeded: hard"},
 		{&TaskError{TaskID: "1", State: StateFailure, Exception: driver.ExceptionInfo{Type: "KeyError", Message: []any{"k"}, Module: "builtins"}}, "builtins", "KeyError", ""},
 	} {
-		e := ExceptionFromError(c.err)
+		e := exceptionFromError(c.err)
 		assert.Equal(t, c.module, e.Module, c.err.Error())
 		assert.Equal(t, c.cls, e.Type, c.err.Error())
 		if c.msg != "" {
 			assert.Equal(t, []any{c.msg}, e.Message)
 		}
 	}
-	require.Equal(t, []any{"k"}, ExceptionFromError(&TaskError{Exception: driver.ExceptionInfo{Type: "KeyError", Message: []any{"k"}}}).Message)
+	require.Equal(t, []any{"k"}, exceptionFromError(&TaskError{Exception: driver.ExceptionInfo{Type: "KeyError", Message: []any{"k"}}}).Message)
 }
 
 type quotaError struct{}

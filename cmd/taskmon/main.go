@@ -62,7 +62,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lvl}))
 	host, _ := os.Hostname()
-	app, err := runtime.New(runtime.Config{Broker: *broker, Backend: *backend, Serializer: runtime.SerializerJSON,
+	app, err := runtime.New(runtime.Config{Broker: *broker, Backend: *backend, Serializer: "json",
 		Logger: log, Hostname: "taskmon@" + host})
 	if err != nil {
 		// runtime's errors redact the URL's password.

@@ -104,7 +104,7 @@ func TestHandler_EnqueuesAndAnswersAtOnce(t *testing.T) {
 }
 
 func TestCalls_DecodesWithTheSerializerOfEachMessage(t *testing.T) {
-	for _, ser := range []string{runtime.SerializerMsgpack, runtime.SerializerJSON} {
+	for _, ser := range []string{"msgpack", "json"} {
 		t.Run(ser, func(t *testing.T) {
 			kit := tasktest.NewWith(t, []tasktest.Option{tasktest.RecordOnly(), tasktest.Serializer(ser)}, signup.RegisterTasks)
 			ctx := context.Background()

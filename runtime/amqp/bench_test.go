@@ -19,7 +19,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/internal/testenv"
-	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/amqp"
 	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
@@ -27,7 +26,7 @@ import (
 
 // benchMessage is a task message as runtime.App builds it for add(2, 3, 1).
 func benchMessage(b testing.TB) *driver.Message {
-	body, err := codegen.AppendBody(nil, runtime.SerializerMsgpack, &addArgs{x: 2, y: 3, z: 1}, nil)
+	body, err := codegen.AppendBody(nil, "msgpack", &addArgs{x: 2, y: 3, z: 1}, nil)
 	require.NoError(b, err)
 	id := driver.NewID()
 	return &driver.Message{ContentType: driver.ContentTypeMsgpack, ContentEncoding: driver.ContentEncodingBinary,

@@ -134,7 +134,7 @@ func New(t testing.TB, register ...func(*runtime.Worker)) *Kit {
 // NewWith is New with options.
 func NewWith(t testing.TB, opts []Option, register ...func(*runtime.Worker)) *Kit {
 	t.Helper()
-	cfg := config{serializer: runtime.SerializerMsgpack, start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
+	cfg := config{serializer: "msgpack", start: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -151,7 +151,7 @@ func (k *Kit) init(cfg config, register []func(*runtime.Worker)) *Kit {
 	kitsMu.Unlock()
 	app, err := runtime.New(runtime.Config{
 		Broker: "tasktest://" + name, Backend: "memory://tasktest-" + name, Serializer: cfg.serializer,
-		Clock: k.Clock, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Hostname: "tasktest@localhost",
+		Now: k.Clock.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Hostname: "tasktest@localhost",
 	})
 	if err != nil {
 		t.Fatalf("tasktest: %v", err)
@@ -161,9 +161,9 @@ func (k *Kit) init(cfg config, register []func(*runtime.Worker)) *Kit {
 	for _, r := range register {
 		r(k.Worker)
 	}
-	prev := runtime.Default()
+	var prev *runtime.App
 	if !cfg.noDefault {
-		runtime.SetDefault(app)
+		prev = runtime.SetDefault(app)
 	}
 	t.Cleanup(func() {
 		if !cfg.noDefault {

@@ -14,7 +14,7 @@ import (
 )
 
 func TestCalls_TypedArguments(t *testing.T) {
-	for _, ser := range []string{runtime.SerializerMsgpack, runtime.SerializerJSON} {
+	for _, ser := range []string{"msgpack", "json"} {
 		t.Run(ser, func(t *testing.T) {
 			kit := tasktest.NewWith(t, []tasktest.Option{tasktest.RecordOnly(), tasktest.Serializer(ser), tasktest.WithoutDefault()},
 				exampletasks.RegisterTasks)
