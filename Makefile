@@ -32,12 +32,20 @@ vet: ## go vet (also the reliability suite, behind its build tag)
 	$(GO) vet $(PKGS)
 	$(GO) vet -tags reliability ./reliability/
 
+.PHONY: staticcheck
+staticcheck: ## staticcheck (honnef.co/go/tools, pinned by go.mod's tool directive)
+	$(GO) tool staticcheck $(PKGS)
+	$(GO) tool staticcheck -tags reliability ./reliability/
+
+.PHONY: lint
+lint: fmt-check vet staticcheck check-generate ## every static check: gofmt, go vet, staticcheck, generated code up to date
+
 .PHONY: test
 test: ## install and start redis-server and rabbitmq-server on loopback, run every check and test, stop them
 	TESTENV_CHROMIUM=1 bash scripts/testenv.sh run -- $(MAKE) --no-print-directory test-inner
 
 .PHONY: test-inner
-test-inner: fmt-check vet taskvet check-generate ## the checks and tests, against servers already described by TASKGEN_* variables
+test-inner: lint taskvet ## the checks and tests, against servers already described by TASKGEN_* variables
 	$(GO) test -race -count=1 -timeout 12m $(PKGS)
 	$(MAKE) --no-print-directory fuzz FUZZTIME=20000x
 	$(MAKE) --no-print-directory demo DEMO_FLAGS="-timeout 30s" > /dev/null  # the README's first command, as a user runs it
