@@ -1,6 +1,6 @@
 // Package monitor is taskgen's web monitor, the engine of cmd/taskmon: the
 // counterpart of Celery's Flower. It consumes the Celery events of one broker
-// (any transport implementing runtime.EventTransport) and serves a web UI,
+// (any transport implementing driver.EventTransport) and serves a web UI,
 // Flower's REST API and Prometheus metrics. Go workers send events by
 // default; Python workers need `celery worker -E`.
 //

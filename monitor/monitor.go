@@ -33,7 +33,7 @@ type UnackedInspector interface {
 // Config configures a Monitor.
 type Config struct {
 	// App gives the broker whose events are consumed (it must implement
-	// runtime.EventTransport), the result backend /api/task/result reads
+	// driver.EventTransport), the result backend /api/task/result reads
 	// (optional), and the broker that /api/task/async-apply publishes to.
 	App *runtime.App
 	// MaxTasks bounds the tasks kept in memory (default 10 000).
@@ -79,7 +79,7 @@ func New(cfg Config) (*Monitor, error) {
 		return nil, errors.New("monitor: Config.App is nil")
 	}
 	if _, ok := cfg.App.Broker().(driver.EventTransport); !ok {
-		return nil, fmt.Errorf("monitor: broker %s does not carry Celery events (its transport does not implement runtime.EventTransport yet)", driver.Redact(cfg.App.Config().Broker))
+		return nil, fmt.Errorf("monitor: broker %s does not carry Celery events (its transport does not implement driver.EventTransport yet)", driver.Redact(cfg.App.Config().Broker))
 	}
 	if cfg.PollInterval <= 0 {
 		cfg.PollInterval = 2 * time.Second
