@@ -50,6 +50,7 @@ type RetryError struct {
 	MaxRetries *int // overrides the task's max_retries for this retry
 }
 
+// Error says that a retry was requested, and why.
 func (e *RetryError) Error() string {
 	if e.Err == nil {
 		return "retry requested"
@@ -57,6 +58,7 @@ func (e *RetryError) Error() string {
 	return "retry: " + e.Err.Error()
 }
 
+// Unwrap returns the error that caused the retry, so errors.Is and errors.As see it.
 func (e *RetryError) Unwrap() error { return e.Err }
 
 // RetryOption configures a Retry.

@@ -154,6 +154,7 @@ type TaskError struct {
 	Traceback string
 }
 
+// Error reads "task <id> failed: <module>.<Type>: <message>" (or "was revoked").
 func (e *TaskError) Error() string {
 	var msg []string
 	for _, m := range e.Exception.Message {

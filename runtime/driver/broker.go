@@ -154,6 +154,8 @@ func registered[F any](m map[string]F) []string {
 // ErrUnknownScheme is returned for a URL whose scheme no imported transport handles.
 var ErrUnknownScheme = errors.New("unknown URL scheme")
 
+// OpenBroker opens the broker that raw names, with the transport registered
+// for its scheme; it wraps ErrUnknownScheme when no imported transport has it.
 func OpenBroker(raw string, opts TransportOptions) (Broker, error) {
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -169,6 +171,8 @@ func OpenBroker(raw string, opts TransportOptions) (Broker, error) {
 	return f(u, opts)
 }
 
+// OpenBackend opens the result backend that raw names, as OpenBroker does
+// for brokers.
 func OpenBackend(raw string, opts TransportOptions) (ResultBackend, error) {
 	u, err := url.Parse(raw)
 	if err != nil {

@@ -115,6 +115,8 @@ func (h *TaskHeaders) Map() map[string]any {
 	return m
 }
 
+// IsKnownHeader reports whether name is one of the protocol v2 headers that
+// TaskHeaders has a field for (anything else goes to TaskHeaders.Extra).
 func IsKnownHeader(name string) bool {
 	switch name {
 	case "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
