@@ -7,23 +7,6 @@ import (
 	"time"
 )
 
-// Error is one positioned user error.
-type Error struct {
-	Pos token.Position
-	Msg string // lowercase, no trailing period, with a hint where one helps
-}
-
-var _ error = Error{}
-
-// Error formats e as "file:line:col: msg", the form editors and compilers use.
-// Without a valid position it is the message alone.
-func (e Error) Error() string {
-	if !e.Pos.IsValid() {
-		return e.Msg
-	}
-	return e.Pos.String() + ": " + e.Msg
-}
-
 // Decl is one declaration carrying //task: directives.
 //
 // Exactly one of Func and TypeSpec is non-nil: Func for a task implemented in

@@ -94,4 +94,9 @@
 //	x.go:14:17: max_retries: "x" is not a non-negative integer or none
 //	x.go:20:1: //task: directive is not attached to a function declaration (remove the blank line between the directive and func send)
 //	x.go:30:1: directive has a space after "//"; write //task:queue
+//
+// [Error] is taskgen's one positioned error type: the generator reports its
+// own errors as Errors too, with [Error.Task] set, collected in an
+// [ErrorList]. [Nearest] finds the name a misspelling most likely meant,
+// for the "did you mean" hints of both.
 package annotations

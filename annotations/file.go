@@ -82,7 +82,7 @@ func ParseFile(fset *token.FileSet, f *ast.File) ([]Decl, []Error) {
 			p.errorf(first.Slash, "//task: directive is not attached to a function declaration%s", p.placementHint(f, g))
 		}
 	}
-	sortErrors(p.errs)
+	p.errs.Sort()
 	return decls, p.errs
 }
 

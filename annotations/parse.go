@@ -6,7 +6,6 @@ import (
 	"go/ast"
 	"go/token"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -23,14 +22,14 @@ const prefix = "//task:"
 func Parse(fset *token.FileSet, doc *ast.CommentGroup) (Options, []Error) {
 	p := &parser{fset: fset}
 	opts := p.parseGroup(doc)
-	sortErrors(p.errs)
+	p.errs.Sort()
 	return opts, p.errs
 }
 
 // parser collects the errors of one Parse or ParseFile call.
 type parser struct {
 	fset *token.FileSet
-	errs []Error
+	errs ErrorList
 }
 
 func (p *parser) position(pos token.Pos) token.Position {
@@ -41,7 +40,7 @@ func (p *parser) position(pos token.Pos) token.Position {
 }
 
 func (p *parser) errorf(pos token.Pos, format string, args ...any) {
-	p.errs = append(p.errs, Error{Pos: p.position(pos), Msg: fmt.Sprintf(format, args...)})
+	p.errs.Add(p.position(pos), "", format, args...)
 }
 
 // directive is one //task: line, split into its parts with positions.
@@ -172,8 +171,7 @@ func (p *parser) crossCheck(opts *Options, seen map[string]token.Pos) {
 		}
 		for _, r := range opts.DontAutoretryFor {
 			if prev, ok := in[r.Expr]; ok {
-				p.errs = append(p.errs, Error{Pos: r.Pos,
-					Msg: fmt.Sprintf("dont_autoretry_for: %q is also listed in autoretry_for (at %s)", r.Expr, prev.Pos)})
+				p.errs.Add(r.Pos, "", "dont_autoretry_for: %q is also listed in autoretry_for (at %s)", r.Expr, prev.Pos)
 			}
 		}
 	}
@@ -193,11 +191,7 @@ func unknownOption(name string) string {
 	if s := suggest(name); s != "" {
 		return fmt.Sprintf("%s (did you mean %s?)", msg, s)
 	}
-	names := make([]string, len(Vocabulary))
-	for i, d := range Vocabulary {
-		names[i] = d.Name
-	}
-	return fmt.Sprintf("%s (valid options: %s)", msg, strings.Join(names, ", "))
+	return fmt.Sprintf("%s (valid options: %s)", msg, strings.Join(optionNames(), ", "))
 }
 
 // celeryHints answers Celery task options that have no directive.
@@ -573,12 +567,7 @@ func suggest(name string) string {
 		return ""
 	}
 	lower := strings.ToLower(strings.ReplaceAll(name, "-", "_"))
-	best, bestDist := "", math.MaxInt
-	for _, d := range Vocabulary {
-		if dist := levenshtein(lower, d.Name); dist < bestDist {
-			best, bestDist = d.Name, dist
-		}
-	}
+	best, bestDist := Nearest(lower, optionNames())
 	if bestDist <= max(2, len(best)/4) {
 		return best
 	}
@@ -605,42 +594,4 @@ func uniqueMatch(s string, match func(n, s string) bool) string {
 		}
 	}
 	return found
-}
-
-// levenshtein is the edit distance between a and b, in runes.
-func levenshtein(a, b string) int {
-	ra, rb := []rune(a), []rune(b)
-	prev := make([]int, len(rb)+1)
-	cur := make([]int, len(rb)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(ra); i++ {
-		cur[0] = i
-		for j := 1; j <= len(rb); j++ {
-			cost := 1
-			if ra[i-1] == rb[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(rb)]
-}
-
-func sortErrors(errs []Error) {
-	sort.SliceStable(errs, func(i, j int) bool {
-		a, b := errs[i].Pos, errs[j].Pos
-		if a.Filename != b.Filename {
-			return a.Filename < b.Filename
-		}
-		if a.Line != b.Line {
-			return a.Line < b.Line
-		}
-		if a.Column != b.Column {
-			return a.Column < b.Column
-		}
-		return errs[i].Msg < errs[j].Msg
-	})
 }

@@ -139,3 +139,12 @@ func docOf(name string) (OptionDoc, bool) {
 	}
 	return OptionDoc{}, false
 }
+
+// optionNames lists the names of the Vocabulary, in its order.
+func optionNames() []string {
+	names := make([]string, len(Vocabulary))
+	for i, d := range Vocabulary {
+		names[i] = d.Name
+	}
+	return names
+}

@@ -43,8 +43,7 @@ func Check(pkg *Package) []*Error {
 	c := newPkgChecker(pkg, errs)
 	c.findAndCheck()
 	checkCeleryNames([]*pkgChecker{c}, errs)
-	errs.sort()
-	return errs.errs
+	return errs.pointers()
 }
 
 // packageOf is the Package of p for the checks, or nil when p did not

@@ -123,40 +123,14 @@ func (c *pkgChecker) errorNames(scope *types.Scope, exported bool) []string {
 }
 
 // didYouMean suggests the candidate closest to name, written with prefix,
-// or returns "".
+// or returns "": a candidate at most two edits away, and only one for a
+// name shorter than six bytes.
 func didYouMean(name string, candidates []string, prefix string) string {
-	best, bestDist := "", 3
-	for _, cand := range candidates {
-		d := editDistance(strings.ToLower(name), strings.ToLower(cand))
-		if d < bestDist || d == bestDist && best != "" && cand < best {
-			best, bestDist = cand, d
-		}
-	}
-	if best == "" || bestDist > max(1, len(name)/3) {
+	best, edits := annotations.Nearest(name, candidates)
+	if best == "" || edits > min(2, max(1, len(name)/3)) {
 		return ""
 	}
 	return " (did you mean " + prefix + best + "?)"
-}
-
-// editDistance is the Levenshtein distance between a and b, in bytes.
-func editDistance(a, b string) int {
-	prev := make([]int, len(b)+1)
-	cur := make([]int, len(b)+1)
-	for j := range prev {
-		prev[j] = j
-	}
-	for i := 1; i <= len(a); i++ {
-		cur[0] = i
-		for j := 1; j <= len(b); j++ {
-			cost := 1
-			if a[i-1] == b[j-1] {
-				cost = 0
-			}
-			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
-		}
-		prev, cur = cur, prev
-	}
-	return prev[len(b)]
 }
 
 // importHint says which import would make the package named name visible:

@@ -1,55 +1,29 @@
 package generator
 
 import (
-	"cmp"
 	"fmt"
 	"go/token"
 	"path/filepath"
-	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/taskgen/taskgen/annotations"
 )
 
 // Error is one user error: a problem in the code or the directives taskgen
-// reads, at a position.
-type Error struct {
-	// Pos is where the problem is. Its Filename is relative to Config.Dir
-	// when the file is below it, absolute otherwise; it may be invalid for
-	// errors that concern no particular file.
-	Pos token.Position
-	// Task is the task function or func type the error concerns, or "".
-	Task string
-	// Msg is the message: lower case, no final period, with a hint where one
-	// helps.
-	Msg string
-}
-
-var _ error = (*Error)(nil)
-
-// Error formats e as "path:line:col: task sendWelcomeEmail: message".
-func (e *Error) Error() string {
-	var b strings.Builder
-	if e.Pos.Filename != "" {
-		b.WriteString(e.Pos.Filename)
-		if e.Pos.Line > 0 {
-			b.WriteString(":" + strconv.Itoa(e.Pos.Line))
-			if e.Pos.Column > 0 {
-				b.WriteString(":" + strconv.Itoa(e.Pos.Column))
-			}
-		}
-		b.WriteString(": ")
-	}
-	if e.Task != "" {
-		b.WriteString("task " + e.Task + ": ")
-	}
-	b.WriteString(e.Msg)
-	return b.String()
-}
+// reads, at a position. It prints as "path:line:col: task sendWelcomeEmail:
+// message". Its Pos.Filename is relative to Config.Dir when the file is
+// below it, absolute otherwise; Pos may be invalid for an error that
+// concerns no particular file.
+//
+// It is [annotations.Error], taskgen's one positioned error type, so the
+// directive errors of [annotations.ParseFile] pass through unchanged but for
+// the task they concern.
+type Error = annotations.Error
 
 // errorList collects the errors of one run.
 type errorList struct {
 	dir  string // positions are made relative to it
-	errs []*Error
+	errs annotations.ErrorList
 	seen map[string]bool
 }
 
@@ -57,11 +31,10 @@ type errorList struct {
 func (l *errorList) add(pos token.Position, task, format string, args ...any) {
 	pos.Filename = l.rel(pos.Filename)
 	pos.Offset = 0
-	msg := fmt.Sprintf(format, args...)
+	e := Error{Pos: pos, Task: task, Msg: fmt.Sprintf(format, args...)}
 	if l.dir != "" { // messages may name other positions ("previous at /abs/x.go:3:1")
-		msg = strings.ReplaceAll(msg, l.dir+string(filepath.Separator), "")
+		e.Msg = strings.ReplaceAll(e.Msg, l.dir+string(filepath.Separator), "")
 	}
-	e := &Error{Pos: pos, Task: task, Msg: msg}
 	key := e.Error()
 	if l.seen == nil {
 		l.seen = map[string]bool{}
@@ -91,24 +64,25 @@ func (l *errorList) relPos(pos token.Position) string {
 	return pos.String()
 }
 
-// sorted sorts the errors and returns them.
+// sorted sorts the errors and returns them, each an *Error.
 func (l *errorList) sorted() []error {
-	l.sort()
-	out := make([]error, len(l.errs))
-	for i, e := range l.errs {
+	ptrs := l.pointers()
+	out := make([]error, len(ptrs))
+	for i, e := range ptrs {
 		out[i] = e
 	}
 	return out
 }
 
-// sort sorts the errors by file, line, column and message.
-func (l *errorList) sort() {
-	slices.SortStableFunc(l.errs, func(a, b *Error) int {
-		return cmp.Or(
-			cmp.Compare(a.Pos.Filename, b.Pos.Filename),
-			cmp.Compare(a.Pos.Line, b.Pos.Line),
-			cmp.Compare(a.Pos.Column, b.Pos.Column),
-			cmp.Compare(a.Error(), b.Error()),
-		)
-	})
+// pointers sorts the errors and returns them as *Errors, nil for none.
+func (l *errorList) pointers() []*Error {
+	l.errs.Sort()
+	if len(l.errs) == 0 {
+		return nil
+	}
+	out := make([]*Error, len(l.errs))
+	for i := range l.errs {
+		out[i] = &l.errs[i]
+	}
+	return out
 }
