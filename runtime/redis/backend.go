@@ -67,28 +67,6 @@ func (b *Backend) key(taskID string) string {
 	return b.opts.GlobalKeyPrefix + b.opts.ResultKeyPrefix + taskID
 }
 
-// storeScript writes ARGV[1] to KEYS[1] (with an expiry of ARGV[2] seconds
-// unless it is 0) and PUBLISHes it on the key's channel, unless the stored
-// document is already a SUCCESS (JSON or msgpack), as Celery 5 does: a task
-// run twice (a lost worker, a network partition) never overwrites its
-// successful result. It returns 1 when it wrote, 0 when it kept SUCCESS.
-var storeScript = goredis.NewScript(`
-local cur = redis.call('GET', KEYS[1])
-if cur then
-  local ok, t = pcall(cjson.decode, cur)
-  if not ok then ok, t = pcall(cmsgpack.unpack, cur) end
-  if ok and type(t) == 'table' and t['status'] == 'SUCCESS' then return 0 end
-end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'EX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-redis.call('PUBLISH', KEYS[1], ARGV[1])
-return 1
-`)
-
 // Store writes doc with SET EX (SET when ttl is 0) and PUBLISHes it on the
 // key's channel, in one atomic script, unless the task's stored result is
 // already SUCCESS (Celery 5 skips that write too, so a task that ran twice

@@ -431,20 +431,6 @@ func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, d
 	return nil
 }
 
-// moveDue moves due deferred messages to their lists, atomically.
-var moveDueScript = goredis.NewScript(`
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-for _, m in ipairs(due) do
-  redis.call('ZREM', KEYS[1], m)
-  local colon = string.find(m, ':', 1, true)
-  local n = colon and tonumber(string.sub(m, 1, colon - 1))
-  if n then
-    redis.call('LPUSH', string.sub(m, colon + 1, colon + n), string.sub(m, colon + n + 1))
-  end
-end
-return #due
-`)
-
 // MoveDue moves deferred messages that are due to their queues and returns
 // how many it moved. Consumers call it periodically; it is exported for
 // tools and tests.

@@ -381,34 +381,6 @@ func (b *Broker) PublishControl(ctx context.Context, msg *driver.RawMessage) err
 	return nil
 }
 
-// replyScript delivers a reply through a direct exchange as kombu routes
-// it: every queue of the set KEYS[1] (_kombu.binding.<exchange>) whose
-// member's routing key is ARGV[2] gets LPUSH ARGV[3] on its list (ARGV[1]
-// is the key prefix), which then expires after ARGV[5] ms unless popped.
-// ARGV[4] is kombu's separator. It returns the number of lists pushed to.
-var replyScript = goredis.NewScript(`
-local sep, rk = ARGV[4], ARGV[2]
-local done, n = {}, 0
-for _, m in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  local i = string.find(m, sep, 1, true)
-  if i and string.sub(m, 1, i - 1) == rk then
-    local rest = string.sub(m, i + #sep)
-    local j = string.find(rest, sep, 1, true)
-    if j then
-      local q = string.sub(rest, j + #sep)
-      if q ~= '' and not done[q] then
-        done[q] = true
-        local key = ARGV[1] .. q
-        redis.call('LPUSH', key, ARGV[3])
-        redis.call('PEXPIRE', key, ARGV[5])
-        n = n + 1
-      end
-    end
-  end
-end
-return n
-`)
-
 // Reply sends a remote-control reply to exchange (normally
 // "reply.celery.pidbox") with routingKey (the client's oid), in kombu's
 // envelope with delivery_mode 1: LPUSH onto the lists bound in
