@@ -16,6 +16,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // inboxRegistry is the hash of consumers' inboxes (after the global key
@@ -1101,16 +1102,16 @@ func indexSep(s string) int {
 // string, or "message_base64" when they are not UTF-8).
 func appendDeadLetter(b, raw []byte, reason, queue, host string, t time.Time) []byte {
 	b = append(b, `{"reason": `...)
-	b = appendJSONString(b, reason)
+	b = wire.AppendJSONString(b, reason)
 	b = append(b, `, "queue": `...)
-	b = appendJSONString(b, queue)
+	b = wire.AppendJSONString(b, queue)
 	b = append(b, `, "time": "`...)
 	b = driver.AppendTime(b, t)
 	b = append(b, `", "hostname": `...)
-	b = appendJSONString(b, host)
+	b = wire.AppendJSONString(b, host)
 	if utf8.Valid(raw) {
 		b = append(b, `, "message": `...)
-		b = appendJSONString(b, string(raw))
+		b = wire.AppendJSONString(b, string(raw))
 	} else {
 		b = append(b, `, "message_base64": "`...)
 		b = base64.StdEncoding.AppendEncode(b, raw)
@@ -1121,7 +1122,7 @@ func appendDeadLetter(b, raw []byte, reason, queue, host string, t time.Time) []
 
 func parseDeadLetter(b []byte) (DeadLetter, error) {
 	var dl DeadLetter
-	v, err := parseJSON(b)
+	v, err := wire.ParseJSON(b, wire.UntagNone)
 	if err != nil {
 		return dl, fmt.Errorf("dead letter: %w", err)
 	}

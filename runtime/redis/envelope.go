@@ -9,9 +9,11 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // sep is kombu's separator in priority list names and binding members.
@@ -52,20 +54,19 @@ func newTag(b []byte) []byte {
 		if i == 4 || i == 6 || i == 8 || i == 10 {
 			b = append(b, '-')
 		}
-		b = append(b, hexDigits[c>>4], hexDigits[c&0xf])
+		b = append(b, wire.HexDigits[c>>4], wire.HexDigits[c&0xf])
 	}
 	return b
 }
 
-// appendEnvelope appends kombu's JSON envelope of m, published to queue (the
-// base queue name: delivery_info.routing_key), in kombu's key order.
+// appendEnvelope appends kombu's JSON envelope of task message m,
+// published to queue (the base queue name: delivery_info.routing_key), in
+// kombu's key order.
 func appendEnvelope(b []byte, queue string, m *driver.Message) ([]byte, error) {
-	b = append(b, `{"body": "`...)
-	b = base64.StdEncoding.AppendEncode(b, m.Body)
-	b = append(b, `", "content-encoding": `...)
-	b = appendJSONString(b, m.ContentEncoding)
+	b = appendEnvelopeHead(b, m.Body)
+	b = wire.AppendJSONString(b, m.ContentEncoding)
 	b = append(b, `, "content-type": `...)
-	b = appendJSONString(b, m.ContentType)
+	b = wire.AppendJSONString(b, m.ContentType)
 	b = append(b, `, "headers": {`...)
 	b, err := appendHeaders(b, &m.Headers)
 	if err != nil {
@@ -75,9 +76,9 @@ func appendEnvelope(b []byte, queue string, m *driver.Message) ([]byte, error) {
 		b = append(b, `, "redelivered": true`...)
 	}
 	b = append(b, `}, "properties": {"correlation_id": `...)
-	b = appendJSONString(b, m.CorrelationID)
+	b = wire.AppendJSONString(b, m.CorrelationID)
 	b = append(b, `, "reply_to": `...)
-	b = appendJSONString(b, m.ReplyTo)
+	b = wire.AppendJSONString(b, m.ReplyTo)
 	b = append(b, `, "delivery_mode": `...)
 	dm := m.DeliveryMode
 	if dm == 0 {
@@ -86,25 +87,66 @@ func appendEnvelope(b []byte, queue string, m *driver.Message) ([]byte, error) {
 	b = strconv.AppendInt(b, int64(dm), 10)
 	if m.Expiration != "" {
 		b = append(b, `, "expiration": `...)
-		b = appendJSONString(b, m.Expiration)
+		b = wire.AppendJSONString(b, m.Expiration)
 	}
-	b = append(b, `, "delivery_info": {"exchange": "", "routing_key": `...)
-	b = appendJSONString(b, queue)
-	if m.Redelivered {
+	return appendEnvelopeTail(b, "", queue, m.Redelivered, int(m.Priority)), nil
+}
+
+// envPool holds buffers for fan-out envelopes.
+var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+// appendRawEnvelope appends kombu's JSON envelope of fan-out message msg as
+// published to exchange with routingKey, in kombu's key order (WIRE §3.1,
+// the captured event and pidbox payloads).
+func appendRawEnvelope(b []byte, msg *driver.RawMessage, exchange, routingKey string, mode int) ([]byte, error) {
+	b = appendEnvelopeHead(b, msg.Body)
+	b = appendNullString(b, msg.ContentEncoding)
+	b = append(b, `, "content-type": `...)
+	b = appendNullString(b, msg.ContentType)
+	b = append(b, `, "headers": `...)
+	if len(msg.Headers) == 0 {
+		b = append(b, "{}"...)
+	} else {
+		var err error
+		if b, err = wire.AppendJSONValue(b, msg.Headers); err != nil {
+			return b, fmt.Errorf("headers: %w", err)
+		}
+	}
+	b = append(b, `, "properties": {"delivery_mode": `...)
+	b = strconv.AppendInt(b, int64(mode), 10)
+	return appendEnvelopeTail(b, exchange, routingKey, false, 0), nil
+}
+
+// appendEnvelopeHead appends the start of an envelope, up to the value of
+// content-encoding.
+func appendEnvelopeHead(b, body []byte) []byte {
+	b = append(b, `{"body": "`...)
+	b = base64.StdEncoding.AppendEncode(b, body)
+	return append(b, `", "content-encoding": `...)
+}
+
+// appendEnvelopeTail appends the end of an envelope, from the properties'
+// delivery_info on, with a fresh delivery tag.
+func appendEnvelopeTail(b []byte, exchange, routingKey string, redelivered bool, priority int) []byte {
+	b = append(b, `, "delivery_info": {"exchange": `...)
+	b = wire.AppendJSONString(b, exchange)
+	b = append(b, `, "routing_key": `...)
+	b = wire.AppendJSONString(b, routingKey)
+	if redelivered {
 		b = append(b, `, "redelivered": true`...)
 	}
 	b = append(b, `}, "priority": `...)
-	b = strconv.AppendInt(b, int64(m.Priority), 10)
+	b = strconv.AppendInt(b, int64(priority), 10)
 	b = append(b, `, "body_encoding": "base64", "delivery_tag": "`...)
 	b = newTag(b)
-	return append(b, "\"}}"...), nil
+	return append(b, `"}}`...)
 }
 
 func appendNullString(b []byte, s string) []byte {
 	if s == "" {
 		return append(b, "null"...)
 	}
-	return appendJSONString(b, s)
+	return wire.AppendJSONString(b, s)
 }
 
 func appendNullTime(b []byte, t time.Time) []byte {
@@ -123,7 +165,7 @@ func appendLimit(b []byte, f float64) []byte {
 	case f == math.Trunc(f) && math.Abs(f) < 1<<53:
 		return strconv.AppendInt(b, int64(f), 10)
 	}
-	return appendJSONFloat(b, f)
+	return wire.AppendJSONFloat(b, f)
 }
 
 // appendHeaders writes h's members in the order and with the values of
@@ -131,11 +173,11 @@ func appendLimit(b []byte, f float64) []byte {
 // boxing each value.
 func appendHeaders(b []byte, h *driver.TaskHeaders) ([]byte, error) {
 	b = append(b, `"lang": `...)
-	b = appendJSONString(b, h.Lang)
+	b = wire.AppendJSONString(b, h.Lang)
 	b = append(b, `, "task": `...)
-	b = appendJSONString(b, h.Task)
+	b = wire.AppendJSONString(b, h.Task)
 	b = append(b, `, "id": `...)
-	b = appendJSONString(b, h.ID)
+	b = wire.AppendJSONString(b, h.ID)
 	b = append(b, `, "shadow": `...)
 	b = appendNullString(b, h.Shadow)
 	b = append(b, `, "eta": `...)
@@ -161,11 +203,11 @@ func appendHeaders(b []byte, h *driver.TaskHeaders) ([]byte, error) {
 	b = append(b, `, "parent_id": `...)
 	b = appendNullString(b, h.ParentID)
 	b = append(b, `, "argsrepr": `...)
-	b = appendJSONString(b, h.ArgsRepr)
+	b = wire.AppendJSONString(b, h.ArgsRepr)
 	b = append(b, `, "kwargsrepr": `...)
-	b = appendJSONString(b, h.KwargsRepr)
+	b = wire.AppendJSONString(b, h.KwargsRepr)
 	b = append(b, `, "origin": `...)
-	b = appendJSONString(b, h.Origin)
+	b = wire.AppendJSONString(b, h.Origin)
 	b = append(b, `, "ignore_result": `...)
 	if h.IgnoreResult {
 		b = append(b, "true"...)
@@ -174,7 +216,7 @@ func appendHeaders(b []byte, h *driver.TaskHeaders) ([]byte, error) {
 	}
 	if h.Compression != "" {
 		b = append(b, `, "compression": `...)
-		b = appendJSONString(b, h.Compression)
+		b = wire.AppendJSONString(b, h.Compression)
 	}
 	if len(h.Extra) == 0 {
 		return b, nil
@@ -184,10 +226,10 @@ func appendHeaders(b []byte, h *driver.TaskHeaders) ([]byte, error) {
 			continue
 		}
 		b = append(b, ", "...)
-		b = appendJSONString(b, k)
+		b = wire.AppendJSONString(b, k)
 		b = append(b, ": "...)
 		var err error
-		if b, err = appendJSONValue(b, h.Extra[k]); err != nil {
+		if b, err = wire.AppendJSONValue(b, h.Extra[k]); err != nil {
 			return b, err
 		}
 	}
@@ -206,144 +248,228 @@ type envelope struct {
 
 var errNotObject = errors.New("envelope is not a JSON object")
 
-func strField(m map[string]any, k string) (string, bool) {
-	s, ok := m[k].(string)
-	return s, ok
+// kombuEnvelope is kombu's Redis message envelope as read by readEnvelope:
+// {"body", "content-encoding", "content-type", "headers", "properties":
+// {"correlation_id", "reply_to", "expiration", "delivery_mode", "priority",
+// "body_encoding", "delivery_tag", "delivery_info": {"exchange",
+// "routing_key", "redelivered"}}}. Strings that are absent or not strings
+// read as "".
+type kombuEnvelope struct {
+	body                 []byte // still body_encoding'd; may alias the input
+	contentType          string
+	contentEncoding      string
+	headers              map[string]any // nil when absent or not an object
+	correlationID        string
+	replyTo              string
+	expiration           string
+	bodyEncoding         string
+	tag                  string
+	exchange             string
+	routingKey           []byte // may alias the input
+	deliveryMode         uint8
+	priority             uint8
+	redelivered          bool // delivery_info.redelivered
+	haveBody             bool // body is a string
+	haveProps, haveInfo  bool // properties, delivery_info are objects
+	haveExchange, haveRK bool // exchange, routing_key are strings
 }
 
-// decodeEnvelope decodes kombu's JSON envelope into a Message. queue is the
-// queue it was consumed from (RoutingKey). It walks the envelope without
-// building maps, except for the headers (runtime.ParseHeaders).
-func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error) {
-	var env envelope
-	m := &driver.Message{RoutingKey: queue}
-	p := jsonParser{b: raw}
-	var (
-		body                          []byte
-		haveBody, haveProps, haveInfo bool
-		haveExchange, haveRK          bool
-		bodyEncoding                  string
-		haveEncoding                  bool
-		hm                            map[string]any
-		red                           bool
-	)
-	err := p.object(func(key []byte) {
+// readEnvelope decodes kombu's JSON envelope raw, the one reader of
+// envelopes for task messages (decodeEnvelope) and fan-out messages
+// (decodeRawEnvelope). It walks the envelope without building maps, except
+// for the headers.
+func readEnvelope(raw []byte) (kombuEnvelope, error) {
+	var e kombuEnvelope
+	d := wire.NewJSONDecoder(raw)
+	optString := func() (string, error) {
+		if d.Peek() == '"' {
+			return d.Text()
+		}
+		return "", d.Skip(0)
+	}
+	small := func() (int64, bool, error) {
+		v, err := d.Value(0, wire.UntagNone)
+		n, ok := driver.AnyToInt(v)
+		return n, ok, err
+	}
+	info := func(key []byte) (err error) {
+		switch string(key) {
+		case "exchange":
+			if d.Peek() == '"' {
+				e.exchange, err = d.Text()
+				e.haveExchange = true
+				return err
+			}
+		case "routing_key":
+			if d.Peek() == '"' {
+				e.routingKey, err = d.TextBytes()
+				e.haveRK = true
+				return err
+			}
+		case "redelivered":
+			v, err := d.Value(0, wire.UntagNone)
+			if r, _ := v.(bool); r {
+				e.redelivered = true
+			}
+			return err
+		}
+		return d.Skip(0)
+	}
+	props := func(key []byte) (err error) {
+		switch string(key) {
+		case "correlation_id":
+			e.correlationID, err = optString()
+		case "reply_to":
+			e.replyTo, err = optString()
+		case "expiration":
+			e.expiration, err = optString()
+		case "body_encoding":
+			e.bodyEncoding, err = optString()
+		case "delivery_tag":
+			e.tag, err = optString()
+		case "delivery_mode":
+			n, ok, err := small()
+			if ok && n >= 0 && n < 256 {
+				e.deliveryMode = uint8(n)
+			}
+			return err
+		case "priority":
+			n, ok, err := small()
+			if ok {
+				e.priority = uint8(min(max(n, 0), 255))
+			}
+			return err
+		case "delivery_info":
+			if d.Peek() != '{' {
+				return d.Skip(0)
+			}
+			e.haveInfo = true
+			return d.Members(info)
+		default:
+			return d.Skip(0)
+		}
+		return err
+	}
+	err := d.Members(func(key []byte) (err error) {
 		switch string(key) {
 		case "body":
-			if p.peek() == '"' {
-				body, haveBody = p.strBytes(), true
-			} else {
-				p.skip(0)
+			if d.Peek() == '"' {
+				e.body, err = d.TextBytes()
+				e.haveBody = true
+				return err
 			}
 		case "content-type":
-			m.ContentType = p.optString()
+			e.contentType, err = optString()
+			return err
 		case "content-encoding":
-			m.ContentEncoding = p.optString()
+			e.contentEncoding, err = optString()
+			return err
 		case "headers":
-			if p.peek() == '{' {
+			if d.Peek() == '{' {
 				// Celery sends ~20 headers: size the map once.
-				hm, _ = p.objectValue(0, 24).(map[string]any)
-			} else {
-				p.skip(0)
+				e.headers, err = d.Map(24, wire.UntagNone)
+				return err
 			}
 		case "properties":
-			haveProps = true
-			p.err = p.object(func(key []byte) {
-				switch string(key) {
-				case "correlation_id":
-					m.CorrelationID = p.optString()
-				case "reply_to":
-					m.ReplyTo = p.optString()
-				case "expiration":
-					m.Expiration = p.optString()
-				case "body_encoding":
-					bodyEncoding, haveEncoding = p.optString(), true
-				case "delivery_tag":
-					env.tag = p.optString()
-				case "delivery_mode":
-					if n, ok := driver.AnyToInt(p.value(0)); ok && n >= 0 && n < 256 {
-						m.DeliveryMode = uint8(n)
-					}
-				case "priority":
-					if n, ok := driver.AnyToInt(p.value(0)); ok {
-						m.Priority = uint8(min(max(n, 0), 255))
-					}
-				case "delivery_info":
-					haveInfo = true
-					p.err = p.object(func(key []byte) {
-						switch string(key) {
-						case "exchange":
-							if p.peek() == '"' {
-								m.Exchange, haveExchange = p.str(), true
-							} else {
-								p.skip(0)
-							}
-						case "routing_key":
-							haveRK = p.peek() == '"'
-							p.skip(0)
-						case "redelivered":
-							if v, _ := p.value(0).(bool); v {
-								red = true
-							}
-						default:
-							p.skip(0)
-						}
-					})
-				default:
-					p.skip(0)
-				}
-			})
-		default:
-			p.skip(0)
+			if d.Peek() == '{' {
+				e.haveProps = true
+				return d.Members(props)
+			}
 		}
+		return d.Skip(0)
 	})
-	if err == nil {
-		p.ws()
-		if p.i != len(raw) {
-			p.fail("trailing data")
-			err = p.err
-		}
+	if err == nil && !d.Done() {
+		err = errors.New("invalid JSON: extra data after the envelope")
 	}
+	if err != nil {
+		return e, fmt.Errorf("kombu envelope: %w", err)
+	}
+	if !e.haveBody {
+		return e, errors.New("kombu envelope: body missing or not a string")
+	}
+	return e, nil
+}
+
+// decodedBody returns e's body decoded per properties.body_encoding.
+func (e *kombuEnvelope) decodedBody() ([]byte, error) {
+	switch e.bodyEncoding {
+	case "base64":
+		b := make([]byte, base64.StdEncoding.DecodedLen(len(e.body)))
+		n, err := base64.StdEncoding.Decode(b, e.body)
+		if err != nil {
+			return nil, fmt.Errorf("kombu envelope: body: bad base64: %w", err)
+		}
+		return b[:n], nil
+	case "":
+		return slices.Clone(e.body), nil
+	}
+	return nil, fmt.Errorf("kombu envelope: unsupported body_encoding %q", e.bodyEncoding)
+}
+
+// decodeEnvelope decodes kombu's JSON envelope of a task message into a
+// Message. queue is the queue it was consumed from (RoutingKey).
+func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error) {
+	e, err := readEnvelope(raw)
+	env := envelope{tag: e.tag}
 	switch {
 	case err != nil:
-		return nil, env, fmt.Errorf("kombu envelope: %w", err)
-	case !haveProps:
+		return nil, env, err
+	case !e.haveProps:
 		return nil, env, errors.New("kombu envelope: no properties object")
-	case env.tag == "":
+	case e.tag == "":
 		return nil, env, errors.New("kombu envelope: properties.delivery_tag missing")
-	case !haveInfo:
+	case !e.haveInfo:
 		return nil, env, errors.New("kombu envelope: properties.delivery_info missing")
-	case !haveExchange:
+	case !e.haveExchange:
 		return nil, env, errors.New("kombu envelope: properties.delivery_info.exchange missing")
-	case !haveRK:
+	case !e.haveRK:
 		return nil, env, errors.New("kombu envelope: properties.delivery_info.routing_key missing")
-	case !haveBody:
-		return nil, env, errors.New("kombu envelope: body missing or not a string")
-	case hm == nil:
+	case e.headers == nil:
 		return nil, env, errors.New("kombu envelope: headers missing (not a protocol v2 task message)")
 	}
-	switch {
-	case bodyEncoding == "base64":
-		m.Body = make([]byte, base64.StdEncoding.DecodedLen(len(body)))
-		n, err := base64.StdEncoding.Decode(m.Body, body)
-		if err != nil {
-			return nil, env, fmt.Errorf("kombu envelope: body: bad base64: %w", err)
-		}
-		m.Body = m.Body[:n]
-	case bodyEncoding == "" && !haveEncoding || bodyEncoding == "":
-		m.Body = slices.Clone(body)
-	default:
-		return nil, env, fmt.Errorf("kombu envelope: unsupported body_encoding %q", bodyEncoding)
+	m := &driver.Message{
+		RoutingKey:      queue,
+		Exchange:        e.exchange,
+		ContentType:     e.contentType,
+		ContentEncoding: e.contentEncoding,
+		CorrelationID:   e.correlationID,
+		ReplyTo:         e.replyTo,
+		Expiration:      e.expiration,
+		DeliveryMode:    e.deliveryMode,
+		Priority:        e.priority,
+		Redelivered:     e.redelivered,
 	}
-	if r, _ := hm["redelivered"].(bool); r {
-		red = true
+	if m.Body, err = e.decodedBody(); err != nil {
+		return nil, env, err
 	}
-	delete(hm, "redelivered")
-	m.Redelivered = red
-	if m.Headers, err = driver.ParseHeaders(hm); err != nil {
+	if r, _ := e.headers["redelivered"].(bool); r {
+		m.Redelivered = true
+	}
+	delete(e.headers, "redelivered")
+	if m.Headers, err = driver.ParseHeaders(e.headers); err != nil {
 		return nil, env, fmt.Errorf("task headers: %w", err)
 	}
 	return m, env, nil
+}
+
+// decodeRawEnvelope decodes kombu's JSON envelope of a fanout message or
+// reply. Exchange and RoutingKey come from properties.delivery_info.
+func decodeRawEnvelope(raw []byte) (*driver.RawMessage, error) {
+	e, err := readEnvelope(raw)
+	if err != nil {
+		return nil, err
+	}
+	m := &driver.RawMessage{
+		ContentType:     e.contentType,
+		ContentEncoding: e.contentEncoding,
+		Headers:         e.headers,
+		Exchange:        e.exchange,
+		RoutingKey:      string(e.routingKey),
+	}
+	if m.Body, err = e.decodedBody(); err != nil {
+		return nil, err
+	}
+	return m, nil
 }
 
 // appendUnackedEntry appends kombu's unacked hash value [envelope, exchange,
@@ -353,7 +479,7 @@ func appendUnackedEntry(b []byte, raw []byte, queue string) []byte {
 	b = append(b, '[')
 	b = append(b, raw...)
 	b = append(b, `, "", `...)
-	b = appendJSONString(b, queue)
+	b = wire.AppendJSONString(b, queue)
 	return append(b, ']')
 }
 
@@ -361,7 +487,7 @@ func appendUnackedEntry(b []byte, raw []byte, queue string) []byte {
 // the routing key. The envelope is returned re-encoded only when it is not
 // an object (a JSON string holding a poison message: its original bytes).
 func parseUnackedEntry(entry []byte) (raw []byte, exchange, routingKey string, err error) {
-	v, err := parseJSON(entry)
+	v, err := wire.ParseJSON(entry, wire.UntagNone)
 	if err != nil {
 		return nil, "", "", fmt.Errorf("unacked entry: %w", err)
 	}
@@ -374,18 +500,15 @@ func parseUnackedEntry(entry []byte) (raw []byte, exchange, routingKey string, e
 	if s, ok := l[0].(string); ok {
 		return []byte(s), exchange, routingKey, nil
 	}
-	// Find the raw bytes of the first element: the entry starts with '[', then
-	// the envelope object, then ", ". Re-scan with the parser to find its end.
-	p := jsonParser{b: entry}
-	p.ws()
-	p.i++ // '['
-	p.ws()
-	start := p.i
-	p.value(0)
-	if p.err != nil {
-		return nil, "", "", p.err
+	// The raw bytes of the first element: the entry starts with '[', then
+	// the envelope, then ", ".
+	d := wire.NewJSONDecoder(entry)
+	d.Expect('[')
+	first, err := d.Raw()
+	if err != nil {
+		return nil, "", "", err
 	}
-	return slices.Clone(entry[start:p.i]), exchange, routingKey, nil
+	return slices.Clone(first), exchange, routingKey, nil
 }
 
 type jsonMember struct {
@@ -397,44 +520,25 @@ type jsonMember struct {
 // and returns its members with the positions of their values, and the index
 // of its closing brace.
 func objectMembers(b []byte, i int) ([]jsonMember, int, error) {
-	p := jsonParser{b: b, i: i}
-	p.ws()
-	if p.i >= len(b) || b[p.i] != '{' {
+	d := wire.NewJSONDecoder(b)
+	d.Seek(i)
+	if d.Peek() != '{' {
 		return nil, 0, errNotObject
 	}
-	p.i++
 	var ms []jsonMember
-	for {
-		p.ws()
-		if p.i < len(b) && b[p.i] == '}' && len(ms) == 0 {
-			return ms, p.i, nil
+	err := d.Members(func(key []byte) error {
+		d.Peek()
+		start := d.Offset()
+		if err := d.Skip(0); err != nil {
+			return err
 		}
-		if p.i >= len(b) || b[p.i] != '"' {
-			return nil, 0, errors.New("invalid JSON object")
-		}
-		k := p.str()
-		p.ws()
-		if p.i >= len(b) || b[p.i] != ':' {
-			return nil, 0, errors.New("invalid JSON object")
-		}
-		p.i++
-		p.ws()
-		start := p.i
-		p.value(0)
-		if p.err != nil {
-			return nil, 0, p.err
-		}
-		ms = append(ms, jsonMember{key: k, start: start, end: p.i})
-		p.ws()
-		if p.i < len(b) && b[p.i] == ',' {
-			p.i++
-			continue
-		}
-		if p.i < len(b) && b[p.i] == '}' {
-			return ms, p.i, nil
-		}
-		return nil, 0, errors.New("invalid JSON object")
+		ms = append(ms, jsonMember{key: string(key), start: start, end: d.Offset()})
+		return nil
+	})
+	if err != nil {
+		return nil, 0, err
 	}
+	return ms, d.Offset() - 1, nil // just past the closing brace
 }
 
 func findMember(ms []jsonMember, key string) *jsonMember {

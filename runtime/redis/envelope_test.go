@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 func fixture(t *testing.T, name string) []byte {
@@ -193,37 +194,37 @@ func TestJSONParserAgreesWithEncodingJSON(t *testing.T) {
 		`{"a": [1, -2, 3.5, 1e3, true, false, null, "x\"y\u00e9\ud83d\ude00\n"], "b": {}, "c": []}`,
 		`"plain"`, `18446744073709551615`, `-9223372036854775808`, ` { "k" : "v" } `,
 	} {
-		got, err := parseJSON([]byte(s))
+		got, err := wire.ParseJSON([]byte(s), wire.UntagNone)
 		require.NoError(t, err, s)
 		var want any
 		d := json.NewDecoder(bytes.NewReader([]byte(s)))
 		d.UseNumber()
 		require.NoError(t, d.Decode(&want))
-		a, err := appendJSONValue(nil, got)
+		a, err := wire.AppendJSONValue(nil, got)
 		require.NoError(t, err)
-		b, err := appendJSONValue(nil, want)
+		b, err := wire.AppendJSONValue(nil, want)
 		require.NoError(t, err)
 		require.JSONEq(t, string(b), string(a), s)
 	}
 	for _, s := range []string{`{`, `{"a" 1}`, `[1,]`, `"abc`, `tru`, `{"a":1}x`, "\"a\x01\""} {
-		_, err := parseJSON([]byte(s))
+		_, err := wire.ParseJSON([]byte(s), wire.UntagNone)
 		require.Error(t, err, s)
 	}
 }
 
 func TestAppendJSONString(t *testing.T) {
 	for _, s := range []string{"", "abc", "a\"b\\c", "\x00\x1f\n\t", "été 😀", "\u2028"} {
-		b := appendJSONString(nil, s)
+		b := wire.AppendJSONString(nil, s)
 		var got string
 		require.NoError(t, json.Unmarshal(b, &got))
 		require.Equal(t, s, got)
 	}
 	var got string
-	require.NoError(t, json.Unmarshal(appendJSONString(nil, "a\xffb"), &got))
+	require.NoError(t, json.Unmarshal(wire.AppendJSONString(nil, "a\xffb"), &got))
 	require.Equal(t, "a\ufffdb", got)
-	require.Equal(t, "60.0", string(appendJSONFloat(nil, 60)))
-	require.Equal(t, "0.5", string(appendJSONFloat(nil, 0.5)))
-	require.Equal(t, "1e+21", string(appendJSONFloat(nil, 1e21)))
+	require.Equal(t, "60.0", string(wire.AppendJSONFloat(nil, 60)))
+	require.Equal(t, "0.5", string(wire.AppendJSONFloat(nil, 0.5)))
+	require.Equal(t, "1e+21", string(wire.AppendJSONFloat(nil, 1e21)))
 }
 
 func TestDeadLetterEntryRoundTrip(t *testing.T) {
@@ -264,9 +265,9 @@ func TestAppendHeadersMatchesRange(t *testing.T) {
 				want = append(want, ", "...)
 			}
 			first = false
-			want = appendJSONString(want, k)
+			want = wire.AppendJSONString(want, k)
 			want = append(want, ": "...)
-			want, err = appendJSONValue(want, v)
+			want, err = wire.AppendJSONValue(want, v)
 			require.NoError(t, err)
 		})
 		require.Equal(t, string(want), string(got))

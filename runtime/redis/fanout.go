@@ -2,11 +2,9 @@ package redis
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -161,129 +159,6 @@ func globEscape(s string) string {
 
 // bindingMember is kombu's member of the set _kombu.binding.<exchange>.
 func bindingMember(routingKey, queue string) string { return routingKey + sep + sep + queue }
-
-// ---- envelope ----
-
-var envPool = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
-
-// appendRawEnvelope appends kombu's JSON envelope of msg as published to
-// exchange with routingKey, in kombu's key order (WIRE §3.1, the captured
-// event and pidbox payloads).
-func appendRawEnvelope(b []byte, msg *driver.RawMessage, exchange, routingKey string, mode int) ([]byte, error) {
-	b = append(b, `{"body": "`...)
-	b = base64.StdEncoding.AppendEncode(b, msg.Body)
-	b = append(b, `", "content-encoding": `...)
-	b = appendNullString(b, msg.ContentEncoding)
-	b = append(b, `, "content-type": `...)
-	b = appendNullString(b, msg.ContentType)
-	b = append(b, `, "headers": `...)
-	if len(msg.Headers) == 0 {
-		b = append(b, "{}"...)
-	} else {
-		var err error
-		if b, err = appendJSONValue(b, msg.Headers); err != nil {
-			return b, fmt.Errorf("headers: %w", err)
-		}
-	}
-	b = append(b, `, "properties": {"delivery_mode": `...)
-	b = strconv.AppendInt(b, int64(mode), 10)
-	b = append(b, `, "delivery_info": {"exchange": `...)
-	b = appendJSONString(b, exchange)
-	b = append(b, `, "routing_key": `...)
-	b = appendJSONString(b, routingKey)
-	b = append(b, `}, "priority": 0, "body_encoding": "base64", "delivery_tag": "`...)
-	b = newTag(b)
-	return append(b, `"}}`...), nil
-}
-
-// decodeRawEnvelope decodes kombu's JSON envelope of a fanout message or
-// reply. Exchange and RoutingKey come from properties.delivery_info.
-func decodeRawEnvelope(raw []byte) (*driver.RawMessage, error) {
-	m := &driver.RawMessage{}
-	p := jsonParser{b: raw}
-	var (
-		body         []byte
-		haveBody     bool
-		bodyEncoding string
-	)
-	err := p.object(func(key []byte) {
-		switch string(key) {
-		case "body":
-			if p.peek() == '"' {
-				body, haveBody = p.strBytes(), true
-			} else {
-				p.skip(0)
-			}
-		case "content-type":
-			m.ContentType = p.optString()
-		case "content-encoding":
-			m.ContentEncoding = p.optString()
-		case "headers":
-			if p.peek() == '{' {
-				m.Headers, _ = p.value(0).(map[string]any)
-			} else {
-				p.skip(0)
-			}
-		case "properties":
-			if p.peek() != '{' {
-				p.skip(0)
-				return
-			}
-			p.err = p.object(func(key []byte) {
-				switch string(key) {
-				case "body_encoding":
-					bodyEncoding = p.optString()
-				case "delivery_info":
-					if p.peek() != '{' {
-						p.skip(0)
-						return
-					}
-					p.err = p.object(func(key []byte) {
-						switch string(key) {
-						case "exchange":
-							m.Exchange = p.optString()
-						case "routing_key":
-							m.RoutingKey = p.optString()
-						default:
-							p.skip(0)
-						}
-					})
-				default:
-					p.skip(0)
-				}
-			})
-		default:
-			p.skip(0)
-		}
-	})
-	if err == nil {
-		p.ws()
-		if p.i != len(raw) {
-			p.fail("trailing data")
-			err = p.err
-		}
-	}
-	switch {
-	case err != nil:
-		return nil, fmt.Errorf("kombu envelope: %w", err)
-	case !haveBody:
-		return nil, errors.New("kombu envelope: body missing or not a string")
-	}
-	switch bodyEncoding {
-	case "base64":
-		m.Body = make([]byte, base64.StdEncoding.DecodedLen(len(body)))
-		n, err := base64.StdEncoding.Decode(m.Body, body)
-		if err != nil {
-			return nil, fmt.Errorf("kombu envelope: body: bad base64: %w", err)
-		}
-		m.Body = m.Body[:n]
-	case "":
-		m.Body = slices.Clone(body)
-	default:
-		return nil, fmt.Errorf("kombu envelope: unsupported body_encoding %q", bodyEncoding)
-	}
-	return m, nil
-}
 
 // ---- publishing ----
 

@@ -125,7 +125,7 @@ func (r *jsonArgReader) String() (string, error) {
 	if len(r.raw) > 0 && r.raw[0] == '{' {
 		// kombu >= 5.3 sends uuid.UUID, Decimal, dates and bytes as tagged
 		// objects where kombu 5.2 sent strings.
-		v, err := jsonValueOf(r.raw, UntagGo)
+		v, err := ParseJSON(r.raw, UntagGo)
 		switch x := v.(type) {
 		case string:
 			if err == nil {
@@ -149,7 +149,7 @@ func (r *jsonArgReader) Bytes() ([]byte, error) {
 			return []byte(jsonUnquote(r.raw)), nil
 		case '{':
 			// kombu >= 5.3: {"__type__": "bytes"|"base64", "__value__": ...}
-			v, err := jsonValueOf(r.raw, UntagGo)
+			v, err := ParseJSON(r.raw, UntagGo)
 			if b, ok := v.([]byte); ok && err == nil {
 				return b, nil
 			}
@@ -265,7 +265,7 @@ func JSONDecodeInto(raw []byte, ptr any) error {
 		*p = &t
 		return nil
 	case *time.Time:
-		v, err := jsonValueOf(raw, UntagGo)
+		v, err := ParseJSON(raw, UntagGo)
 		if err != nil {
 			return err
 		}
@@ -285,7 +285,7 @@ func JSONDecodeInto(raw []byte, ptr any) error {
 		}
 		return nil
 	case *any, *[]any, *map[string]any:
-		v, err := jsonValueOf(raw, UntagGo)
+		v, err := ParseJSON(raw, UntagGo)
 		if err != nil {
 			return err
 		}
@@ -300,7 +300,7 @@ func JSONDecodeInto(raw []byte, ptr any) error {
 	}
 	if bytes.Contains(raw, []byte(`"__type__"`)) || bytes.Contains(raw, []byte("NaN")) || bytes.Contains(raw, []byte("Infinity")) {
 		// Tags and non-finite floats are not encoding/json's: rewrite.
-		v, err := jsonValueOf(raw, untagText)
+		v, err := ParseJSON(raw, untagText)
 		if err != nil {
 			return err
 		}

@@ -11,7 +11,7 @@ import (
 	"unicode/utf8"
 )
 
-// jsonDec scans JSON as Python's json module writes it: standard JSON plus
+// JSONDecoder scans JSON as Python's json module writes it: standard JSON plus
 // the NaN, Infinity and -Infinity literals.
 type JSONDecoder struct {
 	b []byte
@@ -29,7 +29,7 @@ func (d *JSONDecoder) ws() {
 	}
 }
 
-// peek returns the next non-space byte, 0 at the end.
+// Peek returns the next non-space byte, 0 at the end.
 func (d *JSONDecoder) Peek() byte {
 	d.ws()
 	if d.i < len(d.b) {
@@ -38,6 +38,8 @@ func (d *JSONDecoder) Peek() byte {
 	return 0
 }
 
+// Expect consumes the next non-space byte if it is c, and reports whether it
+// was.
 func (d *JSONDecoder) Expect(c byte) bool {
 	if d.Peek() != c {
 		return false
@@ -61,7 +63,7 @@ func (d *JSONDecoder) syntax(what string) error {
 	return fmt.Errorf("invalid JSON at offset %d: %s", d.i, what)
 }
 
-// more steps through an array or object whose opening bracket was read: it
+// More steps through an array or object whose opening bracket was read: it
 // reports whether another element follows, consuming the separator.
 func (d *JSONDecoder) More(closing byte, first *bool) (bool, error) {
 	c := d.Peek()
@@ -79,7 +81,7 @@ func (d *JSONDecoder) More(closing byte, first *bool) (bool, error) {
 	return true, nil
 }
 
-// key reads an object key and its colon. The result may alias the input.
+// Key reads an object key and its colon. The result may alias the input.
 func (d *JSONDecoder) Key() ([]byte, error) {
 	if d.Peek() != '"' {
 		return nil, d.syntax("want an object key")
@@ -99,7 +101,7 @@ func (d *JSONDecoder) Key() ([]byte, error) {
 	return k, nil
 }
 
-// raw returns the bytes of the next value and advances past it.
+// Raw returns the bytes of the next value and advances past it.
 func (d *JSONDecoder) Raw() ([]byte, error) {
 	d.ws()
 	start := d.i
@@ -109,7 +111,7 @@ func (d *JSONDecoder) Raw() ([]byte, error) {
 	return d.b[start:d.i], nil
 }
 
-// skip advances past one value, validating it.
+// Skip advances past one value, validating it.
 func (d *JSONDecoder) Skip(depth int) error {
 	if depth > maxNesting {
 		return errNesting
@@ -319,17 +321,22 @@ func jsonUnquote(raw []byte) string {
 	return string(b)
 }
 
-// untagMode says what kombu >= 5.3 type tags ({"__type__": t, "__value__": v})
+// UntagMode says what kombu >= 5.3 type tags ({"__type__": t, "__value__": v})
 // become in generic values.
-type untagMode int
+type UntagMode int
 
+// The untag modes.
 const (
-	UntagGo   untagMode = iota // datetime → time.Time, bytes/base64 → []byte
+	UntagGo   UntagMode = iota // datetime → time.Time, bytes/base64 → []byte
 	untagText                  // every tag → its text, for re-encoding for encoding/json
+	UntagNone                  // tags stay objects (kombu's envelope and its headers)
 )
 
-// jsonValueOf decodes one JSON value (the whole of raw) into generic values.
-func jsonValueOf(raw []byte, mode untagMode) (any, error) {
+// ParseJSON decodes one JSON value (the whole of raw) into generic values:
+// objects as map[string]any, arrays as []any, numbers as int64 when integral
+// and in range, uint64 when only there, float64 otherwise, kombu type tags
+// per mode.
+func ParseJSON(raw []byte, mode UntagMode) (any, error) {
 	d := JSONDecoder{b: raw}
 	v, err := d.Value(0, mode)
 	if err != nil {
@@ -341,9 +348,9 @@ func jsonValueOf(raw []byte, mode untagMode) (any, error) {
 	return v, nil
 }
 
-// value decodes the next value: objects as map[string]any, arrays as []any,
+// Value decodes the next value: objects as map[string]any, arrays as []any,
 // numbers as jsonNumber does, kombu type tags per mode.
-func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
+func (d *JSONDecoder) Value(depth int, mode UntagMode) (any, error) {
 	if depth > maxNesting {
 		return nil, errNesting
 	}
@@ -355,26 +362,11 @@ func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
 		}
 		return jsonUnquote(d.b[start:d.i]), nil
 	case c == '{':
-		d.i++
-		m := map[string]any{}
-		first := true
-		for {
-			more, err := d.More('}', &first)
-			if err != nil {
-				return nil, err
-			}
-			if !more {
-				break
-			}
-			k, err := d.Key()
-			if err != nil {
-				return nil, err
-			}
-			if m[string(k)], err = d.Value(depth+1, mode); err != nil {
-				return nil, err
-			}
+		m, err := d.mapValue(depth, mode, 0)
+		if err != nil {
+			return nil, err
 		}
-		if len(m) == 2 {
+		if mode != UntagNone && len(m) == 2 {
 			t, ok1 := m["__type__"]
 			v, ok2 := m["__value__"]
 			if ok1 && ok2 {
@@ -384,7 +376,7 @@ func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
 		return m, nil
 	case c == '[':
 		d.i++
-		l := []any{}
+		var l []any
 		first := true
 		for {
 			more, err := d.More(']', &first)
@@ -392,11 +384,17 @@ func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
 				return nil, err
 			}
 			if !more {
+				if l == nil {
+					l = []any{}
+				}
 				return l, nil
 			}
 			v, err := d.Value(depth+1, mode)
 			if err != nil {
 				return nil, err
+			}
+			if l == nil {
+				l = make([]any, 0, 4) // most arrays in headers are short
 			}
 			l = append(l, v)
 		}
@@ -423,7 +421,7 @@ func (d *JSONDecoder) Value(depth int, mode untagMode) (any, error) {
 }
 
 // untag decodes a kombu >= 5.3 tagged value.
-func untag(typ, val any, mode untagMode) (any, error) {
+func untag(typ, val any, mode UntagMode) (any, error) {
 	t, _ := typ.(string)
 	s, isStr := val.(string)
 	switch t {
@@ -473,4 +471,118 @@ func untag(typ, val any, mode untagMode) (any, error) {
 		return nil, fmt.Errorf("unsupported kombu JSON type tag %q", t)
 	}
 	return nil, fmt.Errorf("bad kombu JSON %q value %v", t, val)
+}
+
+// Map decodes the object at the current position into a map sized for hint
+// members; nested values decode as Value does.
+func (d *JSONDecoder) Map(hint int, mode UntagMode) (map[string]any, error) {
+	if d.Peek() != '{' {
+		return nil, d.syntax("want an object")
+	}
+	return d.mapValue(0, mode, hint)
+}
+
+// mapValue decodes the object at d.i (its opening brace, white space
+// skipped) without untagging it.
+func (d *JSONDecoder) mapValue(depth int, mode UntagMode, hint int) (map[string]any, error) {
+	d.i++
+	m := make(map[string]any, hint)
+	first := true
+	for {
+		more, err := d.More('}', &first)
+		if err != nil {
+			return nil, err
+		}
+		if !more {
+			return m, nil
+		}
+		k, err := d.Key()
+		if err != nil {
+			return nil, err
+		}
+		if m[internKey(k)], err = d.Value(depth+1, mode); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// Members walks the object at the current position, calling member for each
+// key with the decoder at the member's value, which member must consume (with
+// Skip when it has no use for it). The key may alias the input and is valid
+// only during the call.
+func (d *JSONDecoder) Members(member func(key []byte) error) error {
+	if !d.Expect('{') {
+		return d.syntax("want an object")
+	}
+	first := true
+	for {
+		more, err := d.More('}', &first)
+		if err != nil || !more {
+			return err
+		}
+		k, err := d.Key()
+		if err != nil {
+			return err
+		}
+		if err := member(k); err != nil {
+			return err
+		}
+	}
+}
+
+// Text decodes the string at the current position.
+func (d *JSONDecoder) Text() (string, error) {
+	if d.Peek() != '"' {
+		return "", d.syntax("want a string")
+	}
+	start := d.i
+	if _, err := d.skipString(); err != nil {
+		return "", err
+	}
+	return jsonUnquote(d.b[start:d.i]), nil
+}
+
+// TextBytes decodes the string at the current position; without escapes the
+// result is a slice of the input.
+func (d *JSONDecoder) TextBytes() ([]byte, error) {
+	if d.Peek() != '"' {
+		return nil, d.syntax("want a string")
+	}
+	start := d.i
+	esc, err := d.skipString()
+	if err != nil {
+		return nil, err
+	}
+	if !esc {
+		return d.b[start+1 : d.i-1], nil
+	}
+	return []byte(jsonUnquote(d.b[start:d.i])), nil
+}
+
+// Offset returns the position in the input of the next byte to read (Peek
+// first to skip white space).
+func (d *JSONDecoder) Offset() int { return d.i }
+
+// Seek moves the decoder to position i of its input.
+func (d *JSONDecoder) Seek(i int) { d.i = min(max(i, 0), len(d.b)) }
+
+// knownKeys are the object keys of Celery's task headers and result
+// documents, interned to save an allocation per decoded key.
+var knownKeys = func() map[string]string {
+	m := map[string]string{}
+	for _, k := range []string{"lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
+		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr", "origin", "ignore_result",
+		"redelivered", "stamped_headers", "stamps", "replaced_task_nesting", "compression",
+		"status", "result", "traceback", "children", "date_done", "task_id", "name", "args", "kwargs",
+		"worker", "queue", "hostname"} {
+		m[k] = k
+	}
+	return m
+}()
+
+func internKey(b []byte) string {
+	if k, ok := knownKeys[string(b)]; ok {
+		return k
+	}
+	return string(b)
 }

@@ -147,7 +147,7 @@ func AppendPyRepr(b []byte, v any, depth int) []byte {
 	if err != nil {
 		return append(b, "<unrepresentable>"...)
 	}
-	g, err := jsonValueOf(raw, untagText)
+	g, err := ParseJSON(raw, untagText)
 	if err != nil {
 		return append(b, raw...)
 	}
