@@ -72,10 +72,13 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error
 }
 
 // SubscribeEvents delivers every event published on the broker from now on
-// until ctx ends, then closes the channel.
+// until ctx ends or the broker closes, then closes the channel.
 func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
+	}
+	if b.isClosed() {
+		return nil, errClosed
 	}
 	h := b.hub()
 	ch := make(chan *driver.RawMessage, EventBuffer)
@@ -83,7 +86,10 @@ func (b *Broker) SubscribeEvents(ctx context.Context) (<-chan *driver.RawMessage
 	h.subs[ch] = struct{}{}
 	h.mu.Unlock()
 	go func() {
-		<-ctx.Done()
+		select {
+		case <-ctx.Done():
+		case <-b.done:
+		}
 		h.mu.Lock()
 		delete(h.subs, ch)
 		close(ch)

@@ -12,50 +12,18 @@ import (
 	"github.com/taskgen/taskgen/runtime/memory"
 )
 
-func TestBroker_EventsFanOut(t *testing.T) {
+// TestBroker_EventsWithoutSubscribers: publishing with nobody subscribed is
+// a no-op, and an ended ctx is refused. The fan-out itself is tested by the
+// conformance suite.
+func TestBroker_EventsWithoutSubscribers(t *testing.T) {
 	t.Parallel()
 	b := memory.NewBroker()
-	ctx := context.Background()
-	// Nobody listens: publishing is a no-op.
-	require.NoError(t, b.PublishEvent(ctx, &driver.RawMessage{RoutingKey: "worker.heartbeat", Body: []byte("{}")}))
+	msg := &driver.RawMessage{RoutingKey: "worker.heartbeat", Body: []byte("{}")}
+	require.NoError(t, b.PublishEvent(context.Background(), msg))
 
-	c1, cancel1 := context.WithCancel(ctx)
-	s1, err := b.SubscribeEvents(c1)
-	require.NoError(t, err)
-	c2, cancel2 := context.WithCancel(ctx)
-	defer cancel2()
-	s2, err := b.SubscribeEvents(c2)
-	require.NoError(t, err)
-
-	msg := &driver.RawMessage{ContentType: "application/json", RoutingKey: "task.succeeded",
-		Headers: map[string]any{"hostname": "w@h"}, Body: []byte(`{"type": "task-succeeded"}`)}
-	require.NoError(t, b.PublishEvent(ctx, msg))
-	msg.Body[2] = 'X' // the publisher's buffer is not shared
-	got1, got2 := <-s1, <-s2
-	for _, g := range []*driver.RawMessage{got1, got2} {
-		require.Equal(t, `{"type": "task-succeeded"}`, string(g.Body))
-		require.Equal(t, "celeryev", g.Exchange)
-		require.Equal(t, "task.succeeded", g.RoutingKey)
-		require.Equal(t, "w@h", g.Headers["hostname"])
-	}
-	got1.Body[0] = '!'
-	require.Equal(t, byte('{'), got2.Body[0], "each subscriber has its own copy")
-
-	cancel1()
-	require.Eventually(t, func() bool {
-		select {
-		case _, ok := <-s1:
-			return !ok
-		default:
-			return false
-		}
-	}, time.Second, time.Millisecond, "the channel closes when ctx ends")
-	require.NoError(t, b.PublishEvent(ctx, msg))
-	require.NotNil(t, <-s2)
-
-	done, cancel := context.WithCancel(ctx)
+	done, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = b.SubscribeEvents(done)
+	_, err := b.SubscribeEvents(done)
 	require.Error(t, err)
 	require.Error(t, b.PublishEvent(done, msg))
 }

@@ -75,6 +75,7 @@ type Broker struct {
 	dead    []DeadLetter
 	timers  map[*time.Timer]struct{}
 	closed  bool
+	done    chan struct{} // closed by Close: ends the fan-out subscriptions
 	unacked int
 	ctl     *controlBus
 }
@@ -87,7 +88,7 @@ var (
 
 // NewBroker returns an empty broker not registered under any URL.
 func NewBroker() *Broker {
-	return &Broker{queues: map[string][]*driver.Message{}, wake: make(chan struct{}), timers: map[*time.Timer]struct{}{}}
+	return &Broker{queues: map[string][]*driver.Message{}, wake: make(chan struct{}), timers: map[*time.Timer]struct{}{}, done: make(chan struct{})}
 }
 
 var errClosed = errors.New("memory broker closed")
@@ -212,7 +213,8 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	return out, nil
 }
 
-// Close stops the broker; pending delays are dropped.
+// Close stops the broker: consumers and fan-out subscriptions end, Publish
+// fails and pending delays are dropped.
 func (b *Broker) Close() error {
 	// Brokers registered under a URL are shared by every app of the process;
 	// closing one app must not break the others, so Close only stops timers
@@ -230,7 +232,11 @@ func (b *Broker) Close() error {
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.closed {
+		return nil
+	}
 	b.closed = true
+	close(b.done)
 	for t := range b.timers {
 		t.Stop()
 	}
@@ -283,4 +289,10 @@ func (d *delivery) Requeue() error {
 		d.b.queues[d.queue] = append([]*driver.Message{m}, d.b.queues[d.queue]...)
 		d.b.signal()
 	})
+}
+
+func (b *Broker) isClosed() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.closed
 }

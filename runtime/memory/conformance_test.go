@@ -1,0 +1,32 @@
+package memory_test
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/memory"
+	"github.com/taskgen/taskgen/runtime/transporttest"
+)
+
+// TestConformance runs the transport conformance suite: every test gets a
+// broker of its own, which every Open of the test returns.
+func TestConformance(t *testing.T) {
+	var brokers sync.Map // test name -> *memory.Broker
+	transporttest.Run(t, transporttest.Harness{
+		Open: func(t *testing.T) driver.Broker {
+			b, _ := brokers.LoadOrStore(t.Name(), memory.NewBroker())
+			return b.(*memory.Broker)
+		},
+		DeadLetters: func(t *testing.T, b driver.Broker, queue string) []transporttest.DeadLetter {
+			var out []transporttest.DeadLetter
+			for _, d := range b.(*memory.Broker).DeadLetters() {
+				if d.Queue == queue {
+					out = append(out, transporttest.DeadLetter{TaskID: d.Message.Headers.ID, Reason: d.Reason})
+				}
+			}
+			return out
+		},
+		InProcess: true,
+	})
+}
