@@ -1,0 +1,53 @@
+package redis_test
+
+import (
+	"context"
+	"encoding/json"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/internal/testenv"
+	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/redis"
+	"github.com/taskgen/taskgen/runtime/transporttest"
+)
+
+// TestConformance runs the transport conformance suite on the shared Redis,
+// each test under a global_keyprefix of its own, with a visibility timeout
+// of a second so that a dead consumer's messages come back quickly; the
+// restart test has a redis-server of its own.
+func TestConformance(t *testing.T) {
+	var urls sync.Map // test name -> broker URL
+	transporttest.Run(t, transporttest.Harness{
+		Open: func(t *testing.T) driver.Broker {
+			raw, _ := urls.LoadOrStore(t.Name(), testURL(t, "", "visibility_timeout=1&restore_interval=200ms"))
+			return openBroker(t, raw.(string))
+		},
+		DeadLetters: func(t *testing.T, b driver.Broker, queue string) []transporttest.DeadLetter {
+			dls, err := b.(*redis.Broker).DeadLetters(context.Background(), queue, 0)
+			require.NoError(t, err)
+			var out []transporttest.DeadLetter
+			for _, dl := range slices.Backward(dls) { // newest first
+				var env struct {
+					Headers struct{ ID string } `json:"headers"`
+				}
+				require.NoError(t, json.Unmarshal(dl.Raw, &env), "%s", dl.Raw)
+				out = append(out, transporttest.DeadLetter{TaskID: env.Headers.ID, Reason: dl.Reason})
+			}
+			return out
+		},
+		Priority: transporttest.LowestFirst,
+		NewServer: func(t *testing.T) transporttest.Server {
+			srv := testenv.NewRedisServer(t)
+			return transporttest.Server{
+				Open:  func(t *testing.T) driver.Broker { return openBroker(t, srv.URL()+"?publish_timeout=1s") },
+				Stop:  func(*testing.T) { srv.Stop() },
+				Start: func(*testing.T) { srv.Start() },
+			}
+		},
+	})
+}
+
