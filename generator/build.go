@@ -89,11 +89,9 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 		Writer: taken.pick("w"),
 		Reader: taken.pick("r"),
 		Err:    taken.pick("err"),
-		Value:  taken.pick("v"),
 		Index:  taken.pick("i"),
 		Name:   taken.pick("name"),
 		OK:     taken.pick("ok"),
-		Msg:    taken.pick("m"),
 	}
 
 	for _, t := range c.tasks {
@@ -141,8 +139,7 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 		StubName:   stub,
 		StubType:   stub + "Task",
 		DefName:    t.name + "Def",
-		ArgsType:   t.name + "Args",
-		PublicArgs: stub + "Args",
+		ArgsType:   stub + "Args",
 		CeleryName: t.celeryName,
 		Remote:     t.remote,
 		Result:     "struct{}",
@@ -174,7 +171,7 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 			Name:      v.Name(),
 			SnakeName: SnakeCase(v.Name()),
 			Local:     v.Name(),
-			Field:     fieldName(v.Name()),
+			Field:     argField(v.Name()),
 			Type:      typ,
 			Kind:      kind,
 			Bits:      bits,
@@ -204,6 +201,20 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 	return m
 }
 
+// codecMethods are the methods of the generated argument struct, which no
+// field may be named.
+var codecMethods = map[string]bool{"NumArgs": true, "ArgIndex": true, "ArgName": true, "EncodeArgs": true, "DecodeArg": true}
+
+// argField is the field of the argument struct for parameter name: its
+// exported form, prefixed with X when that is a codec method (numArgs →
+// XnumArgs).
+func argField(name string) string {
+	if f := fieldName(name); !codecMethods[f] {
+		return f
+	}
+	return "X" + name
+}
+
 func (b *modelBuilder) matcher(e errorMatch) model.Matcher {
 	expr := e.obj.Name()
 	if p := e.obj.Pkg(); p != nil && p != b.own {
@@ -220,7 +231,10 @@ func (b *modelBuilder) matcher(e errorMatch) model.Matcher {
 
 // options converts parsed directives into the model's options.
 func options(o annotations.Options) model.Options {
+	d := annotations.Defaults()
 	return model.Options{
+		DefaultRetry: o.MaxRetries == d.MaxRetries && o.RetryBackoff == d.RetryBackoff && o.RetryBackoffMax == d.RetryBackoffMax &&
+			o.RetryJitter == d.RetryJitter && o.DefaultRetryDelay == d.DefaultRetryDelay,
 		Queue:         o.Queue,
 		MaxRetries:    o.MaxRetries,
 		Backoff:       o.RetryBackoff,

@@ -3,7 +3,8 @@ package generator
 import (
 	"bytes"
 	"fmt"
-	"go/format"
+	"go/scanner"
+	"go/token"
 	"strconv"
 	"strings"
 	"time"
@@ -30,91 +31,104 @@ const (
 
 // Emit renders the generated file of p: gofmt'd Go source starting with
 // [Header]. It depends on p alone, so equal models give equal bytes.
+//
+// The generated file is thin: what is the same for every task lives in
+// generic helpers of runtime/codegen, and each task contributes its stub
+// (With, Delay, Call), its static definition (a table of names and
+// options), and its argument struct with the reflection-free codec.
 func Emit(p *model.Package) ([]byte, error) {
-	e := &emitter{pkg: p, imports: map[string]string{}}
+	e := &emitter{pkg: p, paths: map[string]string{}}
 	for _, imp := range p.Imports {
-		e.imports[imp.Path] = imp.Name
+		e.paths[imp.Name] = imp.Path
 	}
-	for _, path := range []string{runtimePath, codegenPath, driverPath, contextPath} {
-		if e.imports[path] == "" {
+	for _, path := range []string{runtimePath, codegenPath, contextPath} {
+		if !e.imported(path) {
 			return nil, fmt.Errorf("model of package %s lacks the import %q", p.Path, path)
 		}
 	}
-	f := jen.NewFile(p.Name)
-	f.NoFormat = true // formatted below, once the import block is in
+	f := jen.NewFilePathName(p.Path, p.Name)
+	for _, imp := range p.Imports {
+		// jennifer writes the import block, with the names of the model:
+		// bare when the name is the path's last element, aliased otherwise
+		// (renamed, or a package name that differs from its path).
+		if imp.Name == lastElem(imp.Path) {
+			f.ImportName(imp.Path, imp.Name)
+		} else {
+			f.ImportAlias(imp.Path, imp.Name)
+		}
+	}
 	e.file(f)
-	var body bytes.Buffer
-	if err := f.Render(&body); err != nil {
+	var out bytes.Buffer
+	if err := f.Render(&out); err != nil {
 		return nil, fmt.Errorf("rendering package %s: %w", p.Path, err)
 	}
-	src := insertImports(body.Bytes(), p)
-	out, err := format.Source(src)
-	if err != nil {
-		return nil, fmt.Errorf("formatting the generated code of package %s: %w", p.Path, err)
-	}
-	return out, nil
-}
-
-// insertImports adds the import block after the package clause of src that
-// jennifer rendered (jennifer renders none: every qualified name is written
-// with the import names chosen in the model). Standard-library imports come
-// first, then the others, each group sorted by path, as goimports does.
-func insertImports(src []byte, p *model.Package) []byte {
-	clause := []byte("package " + p.Name + "\n")
-	i := bytes.Index(src, clause)
-	if i < 0 || len(p.Imports) == 0 {
-		return src
-	}
-	i += len(clause)
-	var std, other []model.Import
-	for _, imp := range p.Imports {
-		if first, _, _ := strings.Cut(imp.Path, "/"); strings.Contains(first, ".") {
-			other = append(other, imp)
-		} else {
-			std = append(std, imp)
-		}
-	}
-	var b bytes.Buffer
-	b.Write(src[:i])
-	b.WriteString("\nimport (\n")
-	for _, imp := range std {
-		if imp.Name != lastElem(imp.Path) {
-			b.WriteString(imp.Name + " ")
-		}
-		b.WriteString(strconv.Quote(imp.Path) + "\n")
-	}
-	if len(std) > 0 && len(other) > 0 {
-		b.WriteString("\n")
-	}
-	for _, imp := range other { // always named: the package name need not be the path's last element
-		b.WriteString(imp.Name + " " + strconv.Quote(imp.Path) + "\n")
-	}
-	b.WriteString(")\n")
-	b.Write(src[i:])
-	return b.Bytes()
+	return out.Bytes(), nil
 }
 
 func lastElem(path string) string { return path[strings.LastIndex(path, "/")+1:] }
 
 // emitter renders one package; it only reads the model.
 type emitter struct {
-	pkg     *model.Package
-	imports map[string]string // path → name
+	pkg   *model.Package
+	paths map[string]string // import name → path
 }
 
-// qual returns the qualified identifier name of the package at path.
-func (e *emitter) qual(path, name string) *jen.Statement {
-	return jen.Id(e.imports[path]).Dot(name)
-}
-
-func (e *emitter) rt(name string) *jen.Statement {
-	switch name {
-	case "Message":
-		return e.qual(driverPath, name)
-	case "TaskDef", "RetryPolicy", "Args", "ArgWriter", "ArgReader", "DecodeBody", "RateLimit":
-		return e.qual(codegenPath, name)
+func (e *emitter) imported(path string) bool {
+	for _, p := range e.paths {
+		if p == path {
+			return true
+		}
 	}
-	return e.qual(runtimePath, name)
+	return false
+}
+
+func (e *emitter) rt(name string) *jen.Statement  { return jen.Qual(runtimePath, name) }
+func (e *emitter) gen(name string) *jen.Statement { return jen.Qual(codegenPath, name) }
+func (e *emitter) ctxType() *jen.Statement        { return jen.Qual(contextPath, "Context") }
+
+// typ renders Go code of the model (a type or an error matcher), written
+// with the import names of the model, as jennifer code: every qualified
+// identifier pkg.Name whose pkg is an import becomes jen.Qual, so jennifer
+// knows the file uses that import. Everything else is kept as written.
+func (e *emitter) typ(code string) *jen.Statement {
+	var s scanner.Scanner
+	src := []byte(code)
+	file := token.NewFileSet().AddFile("", -1, len(src))
+	s.Init(file, src, nil, 0)
+	type tok struct {
+		off int
+		tok token.Token
+		lit string
+	}
+	var toks []tok
+	for {
+		pos, t, lit := s.Scan()
+		if t == token.EOF {
+			break
+		}
+		toks = append(toks, tok{file.Offset(pos), t, lit})
+	}
+	out := jen.Null()
+	raw := 0 // start of the text not yet written
+	for i := 0; i+2 < len(toks); i++ {
+		path, ok := e.paths[toks[i].lit]
+		if toks[i].tok != token.IDENT || !ok || toks[i+1].tok != token.PERIOD || toks[i+2].tok != token.IDENT {
+			continue
+		}
+		if i > 0 && toks[i-1].tok == token.PERIOD {
+			continue // x.pkg.Name: not a qualified identifier
+		}
+		if text := strings.TrimSpace(code[raw:toks[i].off]); text != "" {
+			out.Op(text)
+		}
+		out.Qual(path, toks[i+2].lit)
+		raw = toks[i+2].off + len(toks[i+2].lit)
+		i += 2
+	}
+	if text := strings.TrimSpace(code[raw:]); text != "" {
+		out.Op(text)
+	}
+	return out
 }
 
 func (e *emitter) file(f *jen.File) {
@@ -128,12 +142,24 @@ func (e *emitter) file(f *jen.File) {
 		if t.Remote {
 			value = jen.Id(t.FuncName).Call(jen.Nil())
 		}
-		guards[i] = jen.Id("_").Id(t.Signature).Op("=").Add(value)
+		guards[i] = jen.Id("_").Add(e.typ(t.Signature)).Op("=").Add(value)
 	}
 	f.Var().Defs(guards...)
 
 	for i := range e.pkg.Tasks {
 		e.task(f, &e.pkg.Tasks[i])
+	}
+
+	if e.hasLocal() {
+		f.Line()
+		f.Comment("Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.")
+		f.Func().Id("init").Params().BlockFunc(func(g *jen.Group) {
+			for i := range e.pkg.Tasks {
+				if t := &e.pkg.Tasks[i]; !t.Remote {
+					g.Add(defOf(t)).Dot("Run").Op("=").Add(e.run(t))
+				}
+			}
+		})
 	}
 
 	f.Line()
@@ -144,7 +170,7 @@ func (e *emitter) file(f *jen.File) {
 	f.Func().Id(e.pkg.RegisterFunc).Params(jen.Id(l.Writer).Op("*").Add(e.rt("Worker"))).BlockFunc(func(g *jen.Group) {
 		for _, t := range e.pkg.Tasks {
 			if !t.Remote {
-				g.Id(l.Writer).Dot("Register").Call(jen.Op("&").Id(t.DefName))
+				g.Id(l.Writer).Dot("Register").Call(defOf(&t))
 			}
 		}
 	})
@@ -159,9 +185,18 @@ func (e *emitter) hasRemote() bool {
 	return false
 }
 
+func (e *emitter) hasLocal() bool {
+	for _, t := range e.pkg.Tasks {
+		if !t.Remote {
+			return true
+		}
+	}
+	return false
+}
+
+// task renders the stub, the definition and the argument struct of t.
 func (e *emitter) task(f *jen.File, t *model.Task) {
-	ctxType := e.qual(contextPath, "Context")
-	asyncResult := jen.Op("*").Add(e.rt("AsyncResult")).Index(jen.Id(t.Result))
+	result := e.typ(t.Result)
 
 	// The stub type and variable.
 	f.Line()
@@ -170,7 +205,10 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 	} else {
 		f.Commentf("%s is the typed stub of task %q (func %s).", t.StubType, t.CeleryName, t.FuncName)
 	}
-	f.Type().Id(t.StubType).Id("struct{ " + e.imports[runtimePath] + ".Stub[" + t.Result + "] }")
+	f.Type().Id(t.StubType).Struct(
+		e.gen("ArgDecoder").Index(jen.Id(t.ArgsType)),
+		e.rt("Stub").Index(result.Clone()),
+	)
 	f.Line()
 	names := make([]string, 0, len(t.Params)+1)
 	names = append(names, "ctx")
@@ -183,23 +221,23 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 	}
 	f.Commentf("%s enqueues %s: %s.Delay(%s).", t.StubName, what, t.StubName, strings.Join(names, ", "))
 	f.Var().Id(t.StubName).Op("=").Id(t.StubType).Values(
-		e.rt("NewStub").Index(jen.Id(t.Result)).Call(jen.Op("&").Id(t.DefName)))
+		jen.Id("Stub").Op(":").Add(e.rt("NewStub")).Index(result.Clone()).Call(jen.Op("&").Add(e.def(t))))
 
 	// With, Delay, Call.
 	recv := func() *jen.Statement { return jen.Id(t.Recv).Id(t.StubType) }
 	f.Line()
 	f.Comment("With returns a copy of the stub carrying per-call options (Celery's apply_async).")
 	f.Func().Params(recv()).Id("With").Params(jen.Id(t.Opts).Op("...").Add(e.rt("Option"))).Id(t.StubType).Block(
-		jen.Return(jen.Id(t.StubType).Values(jen.Id(t.Recv).Dot("Stub").Dot("With").Call(jen.Id(t.Opts).Op("...")))),
+		jen.Return(jen.Id(t.StubType).Values(jen.Id("Stub").Op(":").Id(t.Recv).Dot("Stub").Dot("With").Call(jen.Id(t.Opts).Op("...")))),
 	)
 
-	params := []jen.Code{jen.Id(t.Ctx).Add(ctxType)}
+	params := []jen.Code{jen.Id(t.Ctx).Add(e.ctxType())}
 	callArgs := []jen.Code{jen.Id(t.Ctx)}
 	fields := make([]jen.Code, len(t.Params))
 	for i, p := range t.Params {
-		params = append(params, jen.Id(p.Local).Id(p.Type))
+		params = append(params, jen.Id(p.Local).Add(e.typ(p.Type)))
 		callArgs = append(callArgs, jen.Id(p.Local))
-		fields[i] = jen.Id(p.Name).Op(":").Id(p.Local)
+		fields[i] = jen.Id(p.Field).Op(":").Id(p.Local)
 	}
 	f.Line()
 	if t.Remote {
@@ -207,7 +245,7 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 	} else {
 		f.Commentf("Delay enqueues a call of %s; it returns once the broker accepted the message.", t.FuncName)
 	}
-	f.Func().Params(recv()).Id("Delay").Params(params...).Params(asyncResult, jen.Error()).Block(
+	f.Func().Params(recv()).Id("Delay").Params(params...).Params(jen.Op("*").Add(e.rt("AsyncResult")).Index(result.Clone()), jen.Error()).Block(
 		jen.Return(jen.Id(t.Recv).Dot("Stub").Dot("Send").Call(jen.Id(t.Ctx), jen.Op("&").Id(t.ArgsType).Values(fields...))),
 	)
 	if !t.Remote {
@@ -215,58 +253,18 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 		f.Commentf("Call runs %s in this process, without a broker.", t.FuncName)
 		results := jen.Error()
 		if t.HasResult {
-			results = jen.Params(jen.Id(t.Result), jen.Error())
+			results = jen.Params(result.Clone(), jen.Error())
 		}
 		f.Func().Params(recv()).Id("Call").Params(params...).Add(results).Block(
 			jen.Return(jen.Id(t.FuncName).Call(callArgs...)),
 		)
 	}
 
-	e.publicArgs(f, t)
-	e.def(f, t)
 	e.args(f, t)
 }
 
-// publicArgs renders the exported argument struct and the stub's DecodeArgs,
-// which decodes a message through the generated codec and copies the fields.
-func (e *emitter) publicArgs(f *jen.File, t *model.Task) {
-	l := e.pkg.Locals
-	fields := make([]jen.Code, len(t.Params))
-	values := make([]jen.Code, len(t.Params))
-	for i, p := range t.Params {
-		fields[i] = jen.Id(p.Field).Id(p.Type)
-		values[i] = jen.Id(p.Field).Op(":").Id(l.Typed).Dot(p.Name)
-	}
-	f.Line()
-	f.Commentf("%s are the arguments of one call of %s, as %s.DecodeArgs returns them.", t.PublicArgs, t.StubName, t.StubName)
-	f.Type().Id(t.PublicArgs).Struct(fields...)
-
-	f.Line()
-	f.Commentf("DecodeArgs decodes the arguments of a message of %s through the generated codec, as a worker does (tasktest.Calls uses it).", t.StubName)
-	f.Func().Params(jen.Id(t.StubType)).Id("DecodeArgs").Params(jen.Id(l.Msg).Op("*").Add(e.rt("Message"))).Params(jen.Id(t.PublicArgs), jen.Error()).Block(
-		jen.Var().Id(l.Typed).Id(t.ArgsType),
-		jen.If(
-			jen.List(jen.Id("_"), jen.Id(l.Err)).Op(":=").Add(e.rt("DecodeBody")).Call(
-				jen.Id(l.Msg).Dot("ContentType"), jen.Id(l.Msg).Dot("Headers").Dot("Compression"), jen.Id(l.Msg).Dot("Body"), jen.Op("&").Id(l.Typed)),
-			jen.Id(l.Err).Op("!=").Nil(),
-		).Block(jen.Return(jen.Id(t.PublicArgs).Values(), jen.Id(l.Err))),
-		jen.Return(jen.Id(t.PublicArgs).Custom(fieldList(len(values)), values...), jen.Nil()),
-	)
-}
-
-// fieldList renders a composite literal's elements on one line, or one per
-// line when there are more than three.
-func fieldList(n int) jen.Options {
-	if n > 3 {
-		return multiline
-	}
-	return jen.Options{Open: "{", Close: "}", Separator: ", "}
-}
-
-// def renders the TaskDef variable and, for a task implemented here, the
-// init function that sets its Run.
-func (e *emitter) def(f *jen.File, t *model.Task) {
-	l := e.pkg.Locals
+// def renders the TaskDef literal of t: the task's static data.
+func (e *emitter) def(t *model.Task) jen.Code {
 	o := t.Options
 	var items []jen.Code
 	field := func(name string, value jen.Code) {
@@ -276,20 +274,24 @@ func (e *emitter) def(f *jen.File, t *model.Task) {
 	if o.Queue != "" {
 		field("Queue", jen.Lit(o.Queue))
 	}
-	retry := []jen.Code{
-		jen.Id("MaxRetries").Op(":").Lit(o.MaxRetries),
-		jen.Id("Backoff").Op(":").Add(e.duration(o.Backoff)),
-		jen.Id("BackoffMax").Op(":").Add(e.duration(o.BackoffMax)),
-		jen.Id("Jitter").Op(":").Lit(o.Jitter),
-		jen.Id("DefaultDelay").Op(":").Add(e.duration(o.DefaultDelay)),
+	if o.DefaultRetry && len(t.AutoretryMatchers)+len(t.DontAutoretryMatchers) == 0 {
+		field("Retry", e.gen("DefaultRetryPolicy").Call())
+	} else {
+		retry := []jen.Code{
+			jen.Id("MaxRetries").Op(":").Lit(o.MaxRetries),
+			jen.Id("Backoff").Op(":").Add(e.duration(o.Backoff)),
+			jen.Id("BackoffMax").Op(":").Add(e.duration(o.BackoffMax)),
+			jen.Id("Jitter").Op(":").Lit(o.Jitter),
+			jen.Id("DefaultDelay").Op(":").Add(e.duration(o.DefaultDelay)),
+		}
+		if len(t.AutoretryMatchers) > 0 {
+			retry = append(retry, jen.Id("AutoretryFor").Op(":").Add(e.matcher(t.AutoretryMatchers)))
+		}
+		if len(t.DontAutoretryMatchers) > 0 {
+			retry = append(retry, jen.Id("DontAutoretryFor").Op(":").Add(e.matcher(t.DontAutoretryMatchers)))
+		}
+		field("Retry", e.gen("RetryPolicy").Custom(multiline, retry...))
 	}
-	if len(t.AutoretryMatchers) > 0 {
-		retry = append(retry, jen.Id("AutoretryFor").Op(":").Add(e.matcher(t.AutoretryMatchers)))
-	}
-	if len(t.DontAutoretryMatchers) > 0 {
-		retry = append(retry, jen.Id("DontAutoretryFor").Op(":").Add(e.matcher(t.DontAutoretryMatchers)))
-	}
-	field("Retry", e.rt("RetryPolicy").Custom(multiline, retry...))
 	if o.TimeLimit != 0 {
 		field("TimeLimit", e.duration(o.TimeLimit))
 	}
@@ -297,7 +299,7 @@ func (e *emitter) def(f *jen.File, t *model.Task) {
 		field("SoftTimeLimit", e.duration(o.SoftTimeLimit))
 	}
 	if !o.RateLimit.IsZero() {
-		field("RateLimit", e.rt("RateLimit").Values(
+		field("RateLimit", e.gen("RateLimit").Values(
 			jen.Id("N").Op(":").Lit(o.RateLimit.N),
 			jen.Id("Per").Op(":").Add(e.period(o.RateLimit.Per)),
 		))
@@ -315,33 +317,45 @@ func (e *emitter) def(f *jen.File, t *model.Task) {
 		field("Priority", jen.Lit(o.Priority))
 		field("HasPriority", jen.True())
 	}
-	field("NewArgs", jen.Func().Params().Add(e.rt("Args")).Add(oneLine(jen.Return(jen.New(jen.Id(t.ArgsType))))))
-
-	f.Line()
-	f.Var().Id(t.DefName).Op("=").Add(e.rt("TaskDef")).Custom(multiline, items...)
-	if t.Remote {
-		return
+	if len(t.Params) > 0 {
+		names := make([]jen.Code, len(t.Params))
+		for i, p := range t.Params {
+			aliases := []jen.Code{jen.Lit(p.Name)}
+			if p.SnakeName != p.Name {
+				aliases = append(aliases, jen.Lit(p.SnakeName))
+			}
+			names[i] = jen.Values(aliases...)
+		}
+		field("ArgNames", e.gen("ArgNames").Values(names...))
 	}
-	run := jen.Func().Params(jen.Id(l.Ctx).Add(e.qual(contextPath, "Context")), jen.Id(l.Args).Add(e.rt("Args"))).Params(jen.Any(), jen.Error())
-	var body []jen.Code
+	field("NewArgs", e.gen("NewArgs").Index(jen.Id(t.ArgsType)))
+
+	return e.gen("TaskDef").Custom(multiline, items...)
+}
+
+// defOf renders the expression of t's *TaskDef: Stub.Def().
+func defOf(t *model.Task) *jen.Statement { return jen.Id(t.StubName).Dot("Def").Call() }
+
+// run renders the Run function of t: the task function called with the
+// fields of its argument struct, adapted by codegen.Run or RunNoResult.
+func (e *emitter) run(t *model.Task) jen.Code {
+	l := e.pkg.Locals
 	args := make([]jen.Code, 0, len(t.Params)+1)
 	args = append(args, jen.Id(l.Ctx))
-	if len(t.Params) > 0 {
-		body = append(body, jen.Id(l.Typed).Op(":=").Id(l.Args).Assert(jen.Op("*").Id(t.ArgsType)))
-		for _, p := range t.Params {
-			args = append(args, jen.Id(l.Typed).Dot(p.Name))
-		}
+	typed := jen.Id(l.Typed)
+	if len(t.Params) == 0 {
+		typed = jen.Id("_")
 	}
+	for _, p := range t.Params {
+		args = append(args, jen.Id(l.Typed).Dot(p.Field))
+	}
+	params := jen.Params(jen.Id(l.Ctx).Add(e.ctxType()), typed.Op("*").Id(t.ArgsType))
 	if t.HasResult {
-		body = append(body, jen.Return(jen.Id(t.FuncName).Call(args...)))
-	} else {
-		body = append(body, jen.Return(jen.Nil(), jen.Id(t.FuncName).Call(args...)))
+		fn := jen.Func().Add(params).Params(e.typ(t.Result), jen.Error()).Block(jen.Return(jen.Id(t.FuncName).Call(args...)))
+		return e.gen("Run").Call(fn)
 	}
-	f.Line()
-	f.Comment("Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.")
-	f.Func().Id("init").Params().Block(
-		jen.Id(t.DefName).Dot("Run").Op("=").Add(run).Block(body...),
-	)
+	fn := jen.Func().Add(params).Error().Block(jen.Return(jen.Id(t.FuncName).Call(args...)))
+	return e.gen("RunNoResult").Call(fn)
 }
 
 // oneLine renders a function body on one line: { return x }.
@@ -352,23 +366,26 @@ func oneLine(stmt jen.Code) jen.Code {
 // multiline renders a composite literal's elements one per line.
 var multiline = jen.Options{Open: "{", Close: "}", Separator: ",", Multi: true}
 
-// matcher renders func(err error) bool testing each matcher in turn.
+// matcher renders func(err error) bool testing each matcher in turn:
+// codegen.IsType[T](err) for a type, errors.Is(err, v) for a value.
 func (e *emitter) matcher(ms []model.Matcher) jen.Code {
 	errName := e.pkg.Locals.Err
-	var body []jen.Code
-	for _, m := range ms {
-		var cond jen.Code
+	var cond *jen.Statement
+	for i, m := range ms {
+		var test *jen.Statement
 		switch m.Kind {
 		case model.MatchType:
-			ok := e.pkg.Locals.OK
-			cond = jen.List(jen.Id("_"), jen.Id(ok)).Op(":=").Add(e.qual(errorsPath, "AsType")).Index(jen.Id(m.Expr)).Call(jen.Id(errName)).Op(";").Id(ok)
+			test = e.gen("IsType").Index(e.typ(m.Expr)).Call(jen.Id(errName))
 		default:
-			cond = e.qual(errorsPath, "Is").Call(jen.Id(errName), jen.Id(m.Expr))
+			test = jen.Qual(errorsPath, "Is").Call(jen.Id(errName), e.typ(m.Expr))
 		}
-		body = append(body, jen.If(cond).Block(jen.Return(jen.True())))
+		if i == 0 {
+			cond = test
+		} else {
+			cond = cond.Op("||").Add(test)
+		}
 	}
-	body = append(body, jen.Return(jen.False()))
-	return jen.Func().Params(jen.Id(errName).Error()).Bool().Block(body...)
+	return jen.Func().Params(jen.Id(errName).Error()).Bool().Block(jen.Return(cond))
 }
 
 // duration renders d readably: 0, 600 * time.Second, 1500 * time.Millisecond.
@@ -381,44 +398,57 @@ func (e *emitter) duration(d time.Duration) jen.Code {
 		name string
 	}{{time.Second, "Second"}, {time.Millisecond, "Millisecond"}, {time.Microsecond, "Microsecond"}} {
 		if d%u.d == 0 {
-			return jen.Op(strconv.FormatInt(int64(d/u.d), 10)).Op("*").Add(e.qual(timePath, u.name))
+			return jen.Op(strconv.FormatInt(int64(d/u.d), 10)).Op("*").Add(jen.Qual(timePath, u.name))
 		}
 	}
-	return jen.Op(strconv.FormatInt(int64(d), 10)).Op("*").Add(e.qual(timePath, "Nanosecond"))
+	return jen.Op(strconv.FormatInt(int64(d), 10)).Op("*").Add(jen.Qual(timePath, "Nanosecond"))
 }
 
 // period renders a rate limit's period: time.Second, time.Minute, time.Hour.
 func (e *emitter) period(d time.Duration) jen.Code {
 	switch d {
 	case time.Second:
-		return e.qual(timePath, "Second")
+		return jen.Qual(timePath, "Second")
 	case time.Minute:
-		return e.qual(timePath, "Minute")
+		return jen.Qual(timePath, "Minute")
 	case time.Hour:
-		return e.qual(timePath, "Hour")
+		return jen.Qual(timePath, "Hour")
 	}
 	return e.duration(d)
 }
 
-// args renders the argument struct and its codec methods.
+// args renders the exported argument struct and its codec methods, which
+// implement codegen.Args.
 func (e *emitter) args(f *jen.File, t *model.Task) {
 	l := e.pkg.Locals
-	recv := func() *jen.Statement { return jen.Id(l.Recv).Op("*").Id(t.ArgsType) }
 	fields := make([]jen.Code, len(t.Params))
 	for i, p := range t.Params {
-		fields[i] = jen.Id(p.Name).Id(p.Type)
+		fields[i] = jen.Id(p.Field).Add(e.typ(p.Type))
 	}
 	f.Line()
-	f.Commentf("%s holds the arguments of %s; its methods are the generated codec.", t.ArgsType, t.FuncName)
+	f.Commentf("%s are the arguments of one call of %s, as %s.DecodeArgs returns them; its methods are the generated codec.", t.ArgsType, t.StubName, t.StubName)
 	f.Type().Id(t.ArgsType).Struct(fields...)
 
+	ptr := func() *jen.Statement { return jen.Op("*").Id(t.ArgsType) }
+	recv := func() *jen.Statement { return jen.Id(l.Recv).Add(ptr()) }
 	f.Line()
-	f.Func().Params(recv()).Id("NumArgs").Params().Int().Add(oneLine(jen.Return(jen.Lit(len(t.Params)))))
+	f.Func().Params(ptr()).Id("NumArgs").Params().Int().Add(oneLine(jen.Return(jen.Lit(len(t.Params)))))
+	f.Func().Params(ptr()).Id("ArgIndex").Params(jen.Id(l.Name).String()).Int().Add(oneLine(
+		jen.Return(defOf(t).Dot("ArgNames").Dot("Index").Call(jen.Id(l.Name)))))
+	f.Func().Params(ptr()).Id("ArgName").Params(jen.Id(l.Index).Int()).String().Add(oneLine(
+		jen.Return(defOf(t).Dot("ArgNames").Dot("Name").Call(jen.Id(l.Index)))))
 
-	// EncodeArgs
+	writer := e.gen("ArgWriter")
+	reader := e.gen("ArgReader")
+	if len(t.Params) == 0 {
+		f.Func().Params(ptr()).Id("EncodeArgs").Params(writer).Error().Add(oneLine(jen.Return(jen.Nil())))
+		f.Func().Params(ptr()).Id("DecodeArg").Params(jen.Int(), reader).Error().Add(oneLine(jen.Return(jen.Nil())))
+		return
+	}
+
 	var enc []jen.Code
 	for _, p := range t.Params {
-		value := jen.Id(l.Recv).Dot(p.Name)
+		value := jen.Id(l.Recv).Dot(p.Field)
 		if p.Convert {
 			value = jen.Id(p.Kind.WireType()).Call(value)
 		}
@@ -430,82 +460,37 @@ func (e *emitter) args(f *jen.File, t *model.Task) {
 		enc = append(enc, jen.Id(l.Writer).Dot(p.Kind.Method()).Call(value))
 	}
 	enc = append(enc, jen.Return(jen.Nil()))
-	f.Line()
-	f.Func().Params(recv()).Id("EncodeArgs").Params(jen.Id(l.Writer).Add(e.rt("ArgWriter"))).Error().Block(enc...)
+	f.Func().Params(recv()).Id("EncodeArgs").Params(jen.Id(l.Writer).Add(writer)).Error().Block(enc...)
 
-	// DecodeArg
-	f.Line()
-	if len(t.Params) == 0 {
-		f.Func().Params(recv()).Id("DecodeArg").Params(jen.Id(l.Index).Int(), jen.Id(l.Reader).Add(e.rt("ArgReader"))).Error().Block(
-			jen.Return(jen.Nil()))
-	} else {
-		cases := make([]jen.Code, len(t.Params))
-		for i, p := range t.Params {
-			cases[i] = jen.Case(jen.Lit(i)).Block(e.decode(p)...)
-		}
-		f.Func().Params(recv()).Id("DecodeArg").Params(jen.Id(l.Index).Int(), jen.Id(l.Reader).Add(e.rt("ArgReader"))).Params(jen.Id(l.Err).Error()).Block(
-			jen.Switch(jen.Id(l.Index)).Block(cases...),
-			jen.Return(jen.Id(l.Err)),
-		)
-	}
-
-	// ArgIndex
-	f.Line()
-	var idx []jen.Code
+	cases := make([]jen.Code, len(t.Params))
 	for i, p := range t.Params {
-		keys := []jen.Code{jen.Lit(p.Name)}
-		if p.SnakeName != p.Name {
-			keys = append(keys, jen.Lit(p.SnakeName))
-		}
-		idx = append(idx, jen.Case(keys...).Block(jen.Return(jen.Lit(i))))
+		cases[i] = jen.Case(jen.Lit(i)).Block(e.decode(p))
 	}
-	argIndex := []jen.Code{jen.Return(jen.Lit(-1))}
-	if len(idx) > 0 {
-		argIndex = append([]jen.Code{jen.Switch(jen.Id(l.Name)).Block(idx...)}, argIndex...)
-	}
-	f.Func().Params(recv()).Id("ArgIndex").Params(jen.Id(l.Name).String()).Int().Block(argIndex...)
-
-	// ArgName
-	f.Line()
-	var names []jen.Code
-	for i, p := range t.Params {
-		names = append(names, jen.Case(jen.Lit(i)).Block(jen.Return(jen.Lit(p.Name))))
-	}
-	argName := []jen.Code{jen.Return(jen.Lit(""))}
-	if len(names) > 0 {
-		argName = append([]jen.Code{jen.Switch(jen.Id(l.Index)).Block(names...)}, argName...)
-	}
-	f.Func().Params(recv()).Id("ArgName").Params(jen.Id(l.Index).Int()).String().Block(argName...)
+	f.Func().Params(recv()).Id("DecodeArg").Params(jen.Id(l.Index).Int(), jen.Id(l.Reader).Add(reader)).Params(jen.Id(l.Err).Error()).Block(
+		jen.Switch(jen.Id(l.Index)).Block(cases...),
+		jen.Return(jen.Id(l.Err)),
+	)
 }
 
-// decode renders the statements reading parameter p into the struct.
-func (e *emitter) decode(p model.Param) []jen.Code {
+// decode renders the statement reading parameter p into its field: a call
+// of the ArgReader method of its kind or, for a type that must be
+// converted, of the generic codegen reader (codegen.ReadInt[Cents](r, 64)).
+func (e *emitter) decode(p model.Param) jen.Code {
 	l := e.pkg.Locals
-	field := jen.Id(l.Recv).Dot(p.Name)
+	field := jen.Id(l.Recv).Dot(p.Field)
+	reader := jen.Id(l.Reader)
 	if p.Kind == model.KindValue {
-		return []jen.Code{jen.Id(l.Err).Op("=").Id(l.Reader).Dot("Value").Call(jen.Op("&").Add(field))}
+		return jen.Id(l.Err).Op("=").Add(reader).Dot("Value").Call(jen.Op("&").Add(field))
+	}
+	var bits []jen.Code
+	if p.Kind.HasBits() {
+		bits = []jen.Code{jen.Lit(p.Bits)}
 	}
 	var call *jen.Statement
-	switch p.Kind {
-	case model.KindInt, model.KindUint, model.KindFloat:
-		call = jen.Id(l.Reader).Dot(p.Kind.Method()).Call(jen.Lit(p.Bits))
-	default:
-		call = jen.Id(l.Reader).Dot(p.Kind.Method()).Call()
+	if p.Convert {
+		call = e.gen(p.Kind.Reader()).Index(e.typ(p.Type)).Call(append([]jen.Code{reader}, bits...)...)
+	} else {
+		call = reader.Dot(p.Kind.Method()).Call(bits...)
 	}
-	if !p.Convert {
-		return []jen.Code{jen.List(field, jen.Id(l.Err)).Op("=").Add(call)}
-	}
-	return []jen.Code{
-		jen.Var().Id(l.Value).Id(p.Kind.WireType()),
-		jen.List(jen.Id(l.Value), jen.Id(l.Err)).Op("=").Add(call),
-		field.Clone().Op("=").Add(conversion(p.Type, jen.Id(l.Value))),
-	}
-}
-
-// conversion renders the conversion of v to the type written typ.
-func conversion(typ string, v jen.Code) jen.Code {
-	if strings.HasPrefix(typ, "*") || strings.HasPrefix(typ, "func") || strings.HasPrefix(typ, "<-") {
-		return jen.Parens(jen.Id(typ)).Call(v)
-	}
-	return jen.Id(typ).Call(v)
+	return jen.List(field, jen.Id(l.Err)).Op("=").Add(call)
 }

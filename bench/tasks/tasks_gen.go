@@ -4,11 +4,8 @@ package tasks
 
 import (
 	"context"
-	"time"
-
-	runtime "github.com/taskgen/taskgen/runtime"
-	codegen "github.com/taskgen/taskgen/runtime/codegen"
-	driver "github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -18,19 +15,28 @@ var (
 )
 
 // NoopTask is the typed stub of task "bench.noop" (func noop).
-type NoopTask struct{ runtime.Stub[struct{}] }
+type NoopTask struct {
+	codegen.ArgDecoder[NoopArgs]
+	runtime.Stub[struct{}]
+}
 
 // Noop enqueues noop: Noop.Delay(ctx, ts).
-var Noop = NoopTask{runtime.NewStub[struct{}](&noopDef)}
+var Noop = NoopTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "bench.noop",
+	Retry:        codegen.DefaultRetryPolicy(),
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"ts"}},
+	NewArgs:      codegen.NewArgs[NoopArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t NoopTask) With(opts ...runtime.Option) NoopTask {
-	return NoopTask{t.Stub.With(opts...)}
+	return NoopTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of noop; it returns once the broker accepted the message.
 func (t NoopTask) Delay(ctx context.Context, ts string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &noopArgs{ts: ts})
+	return t.Stub.Send(ctx, &NoopArgs{Ts: ts})
 }
 
 // Call runs noop in this process, without a broker.
@@ -38,91 +44,50 @@ func (t NoopTask) Call(ctx context.Context, ts string) error {
 	return noop(ctx, ts)
 }
 
-// NoopArgs are the arguments of one call of Noop, as Noop.DecodeArgs returns them.
+// NoopArgs are the arguments of one call of Noop, as Noop.DecodeArgs returns them; its methods are the generated codec.
 type NoopArgs struct {
 	Ts string
 }
 
-// DecodeArgs decodes the arguments of a message of Noop through the generated codec, as a worker does (tasktest.Calls uses it).
-func (NoopTask) DecodeArgs(m *driver.Message) (NoopArgs, error) {
-	var args noopArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return NoopArgs{}, err
-	}
-	return NoopArgs{Ts: args.ts}, nil
-}
-
-var noopDef = codegen.TaskDef{
-	Name: "bench.noop",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(noopArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	noopDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*noopArgs)
-		return nil, noop(ctx, args.ts)
-	}
-}
-
-// noopArgs holds the arguments of noop; its methods are the generated codec.
-type noopArgs struct {
-	ts string
-}
-
-func (a *noopArgs) NumArgs() int { return 1 }
-
-func (a *noopArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.ts)
+func (*NoopArgs) NumArgs() int             { return 1 }
+func (*NoopArgs) ArgIndex(name string) int { return Noop.Def().ArgNames.Index(name) }
+func (*NoopArgs) ArgName(i int) string     { return Noop.Def().ArgNames.Name(i) }
+func (a *NoopArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Ts)
 	return nil
 }
-
-func (a *noopArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *NoopArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.ts, err = r.String()
+		a.Ts, err = r.String()
 	}
 	return err
 }
 
-func (a *noopArgs) ArgIndex(name string) int {
-	switch name {
-	case "ts":
-		return 0
-	}
-	return -1
-}
-
-func (a *noopArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "ts"
-	}
-	return ""
-}
-
 // NoopLateTask is the typed stub of task "bench.noop_late" (func noopLate).
-type NoopLateTask struct{ runtime.Stub[struct{}] }
+type NoopLateTask struct {
+	codegen.ArgDecoder[NoopLateArgs]
+	runtime.Stub[struct{}]
+}
 
 // NoopLate enqueues noopLate: NoopLate.Delay(ctx, ts).
-var NoopLate = NoopLateTask{runtime.NewStub[struct{}](&noopLateDef)}
+var NoopLate = NoopLateTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "bench.noop_late",
+	Retry:        codegen.DefaultRetryPolicy(),
+	AcksLate:     true,
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"ts"}},
+	NewArgs:      codegen.NewArgs[NoopLateArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t NoopLateTask) With(opts ...runtime.Option) NoopLateTask {
-	return NoopLateTask{t.Stub.With(opts...)}
+	return NoopLateTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of noopLate; it returns once the broker accepted the message.
 func (t NoopLateTask) Delay(ctx context.Context, ts string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &noopLateArgs{ts: ts})
+	return t.Stub.Send(ctx, &NoopLateArgs{Ts: ts})
 }
 
 // Call runs noopLate in this process, without a broker.
@@ -130,80 +95,38 @@ func (t NoopLateTask) Call(ctx context.Context, ts string) error {
 	return noopLate(ctx, ts)
 }
 
-// NoopLateArgs are the arguments of one call of NoopLate, as NoopLate.DecodeArgs returns them.
+// NoopLateArgs are the arguments of one call of NoopLate, as NoopLate.DecodeArgs returns them; its methods are the generated codec.
 type NoopLateArgs struct {
 	Ts string
 }
 
-// DecodeArgs decodes the arguments of a message of NoopLate through the generated codec, as a worker does (tasktest.Calls uses it).
-func (NoopLateTask) DecodeArgs(m *driver.Message) (NoopLateArgs, error) {
-	var args noopLateArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return NoopLateArgs{}, err
-	}
-	return NoopLateArgs{Ts: args.ts}, nil
-}
-
-var noopLateDef = codegen.TaskDef{
-	Name: "bench.noop_late",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	AcksLate:     true,
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(noopLateArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	noopLateDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*noopLateArgs)
-		return nil, noopLate(ctx, args.ts)
-	}
-}
-
-// noopLateArgs holds the arguments of noopLate; its methods are the generated codec.
-type noopLateArgs struct {
-	ts string
-}
-
-func (a *noopLateArgs) NumArgs() int { return 1 }
-
-func (a *noopLateArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.ts)
+func (*NoopLateArgs) NumArgs() int             { return 1 }
+func (*NoopLateArgs) ArgIndex(name string) int { return NoopLate.Def().ArgNames.Index(name) }
+func (*NoopLateArgs) ArgName(i int) string     { return NoopLate.Def().ArgNames.Name(i) }
+func (a *NoopLateArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Ts)
 	return nil
 }
-
-func (a *noopLateArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *NoopLateArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.ts, err = r.String()
+		a.Ts, err = r.String()
 	}
 	return err
 }
 
-func (a *noopLateArgs) ArgIndex(name string) int {
-	switch name {
-	case "ts":
-		return 0
-	}
-	return -1
-}
-
-func (a *noopLateArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "ts"
-	}
-	return ""
+// Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	Noop.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *NoopArgs) error {
+		return noop(ctx, args.Ts)
+	})
+	NoopLate.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *NoopLateArgs) error {
+		return noopLate(ctx, args.Ts)
+	})
 }
 
 // RegisterTasks registers every task implemented in package tasks on w.
 func RegisterTasks(w *runtime.Worker) {
-	w.Register(&noopDef)
-	w.Register(&noopLateDef)
+	w.Register(Noop.Def())
+	w.Register(NoopLate.Def())
 }

@@ -4,12 +4,9 @@ package signup
 
 import (
 	"context"
-	"errors"
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"time"
-
-	runtime "github.com/taskgen/taskgen/runtime"
-	codegen "github.com/taskgen/taskgen/runtime/codegen"
-	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -18,41 +15,13 @@ var (
 )
 
 // SendWelcomeEmailTask is the typed stub of task "signup.send_welcome_email" (func sendWelcomeEmail).
-type SendWelcomeEmailTask struct{ runtime.Stub[string] }
+type SendWelcomeEmailTask struct {
+	codegen.ArgDecoder[SendWelcomeEmailArgs]
+	runtime.Stub[string]
+}
 
 // SendWelcomeEmail enqueues sendWelcomeEmail: SendWelcomeEmail.Delay(ctx, email).
-var SendWelcomeEmail = SendWelcomeEmailTask{runtime.NewStub[string](&sendWelcomeEmailDef)}
-
-// With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t SendWelcomeEmailTask) With(opts ...runtime.Option) SendWelcomeEmailTask {
-	return SendWelcomeEmailTask{t.Stub.With(opts...)}
-}
-
-// Delay enqueues a call of sendWelcomeEmail; it returns once the broker accepted the message.
-func (t SendWelcomeEmailTask) Delay(ctx context.Context, email string) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &sendWelcomeEmailArgs{email: email})
-}
-
-// Call runs sendWelcomeEmail in this process, without a broker.
-func (t SendWelcomeEmailTask) Call(ctx context.Context, email string) (string, error) {
-	return sendWelcomeEmail(ctx, email)
-}
-
-// SendWelcomeEmailArgs are the arguments of one call of SendWelcomeEmail, as SendWelcomeEmail.DecodeArgs returns them.
-type SendWelcomeEmailArgs struct {
-	Email string
-}
-
-// DecodeArgs decodes the arguments of a message of SendWelcomeEmail through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SendWelcomeEmailTask) DecodeArgs(m *driver.Message) (SendWelcomeEmailArgs, error) {
-	var args sendWelcomeEmailArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return SendWelcomeEmailArgs{}, err
-	}
-	return SendWelcomeEmailArgs{Email: args.email}, nil
-}
-
-var sendWelcomeEmailDef = codegen.TaskDef{
+var SendWelcomeEmail = SendWelcomeEmailTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
 	Name:  "signup.send_welcome_email",
 	Queue: "emails",
 	Retry: codegen.RetryPolicy{
@@ -62,60 +31,58 @@ var sendWelcomeEmailDef = codegen.TaskDef{
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 		AutoretryFor: func(err error) bool {
-			if _, ok := errors.AsType[*HTTPError](err); ok {
-				return true
-			}
-			return false
+			return codegen.IsType[*HTTPError](err)
 		},
 	},
-	NewArgs: func() codegen.Args { return new(sendWelcomeEmailArgs) },
+	ArgNames: codegen.ArgNames{{"email"}},
+	NewArgs:  codegen.NewArgs[SendWelcomeEmailArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t SendWelcomeEmailTask) With(opts ...runtime.Option) SendWelcomeEmailTask {
+	return SendWelcomeEmailTask{Stub: t.Stub.With(opts...)}
 }
 
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	sendWelcomeEmailDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*sendWelcomeEmailArgs)
-		return sendWelcomeEmail(ctx, args.email)
-	}
+// Delay enqueues a call of sendWelcomeEmail; it returns once the broker accepted the message.
+func (t SendWelcomeEmailTask) Delay(ctx context.Context, email string) (*runtime.AsyncResult[string], error) {
+	return t.Stub.Send(ctx, &SendWelcomeEmailArgs{Email: email})
 }
 
-// sendWelcomeEmailArgs holds the arguments of sendWelcomeEmail; its methods are the generated codec.
-type sendWelcomeEmailArgs struct {
-	email string
+// Call runs sendWelcomeEmail in this process, without a broker.
+func (t SendWelcomeEmailTask) Call(ctx context.Context, email string) (string, error) {
+	return sendWelcomeEmail(ctx, email)
 }
 
-func (a *sendWelcomeEmailArgs) NumArgs() int { return 1 }
+// SendWelcomeEmailArgs are the arguments of one call of SendWelcomeEmail, as SendWelcomeEmail.DecodeArgs returns them; its methods are the generated codec.
+type SendWelcomeEmailArgs struct {
+	Email string
+}
 
-func (a *sendWelcomeEmailArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.email)
+func (*SendWelcomeEmailArgs) NumArgs() int { return 1 }
+func (*SendWelcomeEmailArgs) ArgIndex(name string) int {
+	return SendWelcomeEmail.Def().ArgNames.Index(name)
+}
+func (*SendWelcomeEmailArgs) ArgName(i int) string { return SendWelcomeEmail.Def().ArgNames.Name(i) }
+func (a *SendWelcomeEmailArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Email)
 	return nil
 }
-
-func (a *sendWelcomeEmailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *SendWelcomeEmailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.email, err = r.String()
+		a.Email, err = r.String()
 	}
 	return err
 }
 
-func (a *sendWelcomeEmailArgs) ArgIndex(name string) int {
-	switch name {
-	case "email":
-		return 0
-	}
-	return -1
-}
-
-func (a *sendWelcomeEmailArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "email"
-	}
-	return ""
+// Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	SendWelcomeEmail.Def().Run = codegen.Run(func(ctx context.Context, args *SendWelcomeEmailArgs) (string, error) {
+		return sendWelcomeEmail(ctx, args.Email)
+	})
 }
 
 // RegisterTasks registers every task implemented in package signup on w.
 func RegisterTasks(w *runtime.Worker) {
-	w.Register(&sendWelcomeEmailDef)
+	w.Register(SendWelcomeEmail.Def())
 }

@@ -45,17 +45,15 @@ type Import struct {
 // generated codec methods, Run functions and error matchers.
 type Locals struct {
 	Ctx    string // context parameter of Run ("ctx")
-	Args   string // runtime.Args parameter of Run ("a")
-	Typed  string // the asserted *xxxArgs in Run ("args")
+	Args   string // codegen.Args parameter of Run ("a")
+	Typed  string // the asserted *XxxArgs in Run ("args")
 	Recv   string // receiver of the codec methods ("a")
-	Writer string // runtime.ArgWriter parameter ("w")
-	Reader string // runtime.ArgReader parameter ("r")
+	Writer string // codegen.ArgWriter parameter ("w")
+	Reader string // codegen.ArgReader parameter ("r")
 	Err    string // error result / matcher parameter ("err")
-	Value  string // decoded value before conversion ("v")
 	Index  string // argument index ("i")
 	Name   string // keyword argument name ("name")
 	OK     string // result of errors.AsType in matchers ("ok")
-	Msg    string // *runtime.Message parameter of DecodeArgs ("m")
 }
 
 // Task is one task: a Go function (or, when Remote, a func type naming a
@@ -65,8 +63,7 @@ type Task struct {
 	StubName   string // the exported stub variable, "SendWelcomeEmail"
 	StubType   string // the stub's type, "SendWelcomeEmailTask"
 	DefName    string // the TaskDef variable, "sendWelcomeEmailDef"
-	ArgsType   string // the argument struct (the codec), "sendWelcomeEmailArgs"
-	PublicArgs string // the exported argument struct the stub's DecodeArgs returns, "SendWelcomeEmailArgs"
+	ArgsType   string // the exported argument struct, the codec and what DecodeArgs returns, "SendWelcomeEmailArgs"
 	CeleryName string // the Celery task name, "signup.send_welcome_email"
 
 	// Remote marks a stub for a task implemented elsewhere: it has Delay but
@@ -98,10 +95,10 @@ type Task struct {
 
 // Param is one parameter of a task, after its context.
 type Param struct {
-	Name      string // the Go name, also the field of the argument struct
+	Name      string // the Go name, also accepted as a keyword argument
 	SnakeName string // its snake_case form, also accepted as a keyword argument
 	Local     string // the name used in the generated Delay and Call (Name unless that would hide an identifier)
-	Field     string // the field of the exported argument struct: Name with its first letter upper-cased, "Email"
+	Field     string // the field of the argument struct: Name with its first letter upper-cased, "Email"
 	Type      string // the type as code
 	Kind      Kind   // how the argument codec reads and writes it
 	Bits      int    // size in bits for KindInt, KindUint and KindFloat
@@ -110,7 +107,8 @@ type Param struct {
 	Convert bool
 }
 
-// Kind selects the ArgWriter and ArgReader methods used for a parameter.
+// Kind selects the ArgWriter and ArgReader methods used for a parameter (and,
+// when the parameter is converted, the codegen.ReadXxx helper).
 type Kind string
 
 // The kinds of parameters. Named types whose underlying type is a basic
@@ -144,6 +142,18 @@ func (k Kind) Method() string {
 	return "Value"
 }
 
+// Reader returns the codegen helper reading a converted parameter of kind k
+// ("ReadInt"...), or "" for KindValue.
+func (k Kind) Reader() string {
+	if k == KindValue {
+		return ""
+	}
+	return "Read" + k.Method()
+}
+
+// HasBits reports whether the ArgReader method of k takes a size in bits.
+func (k Kind) HasBits() bool { return k == KindInt || k == KindUint || k == KindFloat }
+
 // WireType returns the Go type the ArgWriter/ArgReader method of k takes or
 // returns ("int64", "string"...), or "" for KindValue.
 func (k Kind) WireType() string {
@@ -168,6 +178,10 @@ func (k Kind) WireType() string {
 // them; each comes from the directive named in its comment.
 type Options struct {
 	Queue string `json:",omitempty"` // queue; "" is the app's default queue
+
+	// DefaultRetry is set when the five retry fields below are Celery's
+	// defaults, so the generated code writes codegen.DefaultRetryPolicy().
+	DefaultRetry bool `json:",omitempty"`
 
 	MaxRetries   int           // max_retries; -1 is unlimited
 	Backoff      time.Duration // retry_backoff factor; 0 is no backoff

@@ -4,12 +4,9 @@ package gotasks
 
 import (
 	"context"
-	"errors"
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"time"
-
-	runtime "github.com/taskgen/taskgen/runtime"
-	codegen "github.com/taskgen/taskgen/runtime/codegen"
-	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -25,19 +22,28 @@ var (
 )
 
 // AddNumbersTask is the typed stub of task "go.add" (func addNumbers).
-type AddNumbersTask struct{ runtime.Stub[int64] }
+type AddNumbersTask struct {
+	codegen.ArgDecoder[AddNumbersArgs]
+	runtime.Stub[int64]
+}
 
 // AddNumbers enqueues addNumbers: AddNumbers.Delay(ctx, x, y).
-var AddNumbers = AddNumbersTask{runtime.NewStub[int64](&addNumbersDef)}
+var AddNumbers = AddNumbersTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "go.add",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}, {"y"}},
+	NewArgs:  codegen.NewArgs[AddNumbersArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t AddNumbersTask) With(opts ...runtime.Option) AddNumbersTask {
-	return AddNumbersTask{t.Stub.With(opts...)}
+	return AddNumbersTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of addNumbers; it returns once the broker accepted the message.
 func (t AddNumbersTask) Delay(ctx context.Context, x int64, y int64) (*runtime.AsyncResult[int64], error) {
-	return t.Stub.Send(ctx, &addNumbersArgs{x: x, y: y})
+	return t.Stub.Send(ctx, &AddNumbersArgs{X: x, Y: y})
 }
 
 // Call runs addNumbers in this process, without a broker.
@@ -45,100 +51,53 @@ func (t AddNumbersTask) Call(ctx context.Context, x int64, y int64) (int64, erro
 	return addNumbers(ctx, x, y)
 }
 
-// AddNumbersArgs are the arguments of one call of AddNumbers, as AddNumbers.DecodeArgs returns them.
+// AddNumbersArgs are the arguments of one call of AddNumbers, as AddNumbers.DecodeArgs returns them; its methods are the generated codec.
 type AddNumbersArgs struct {
 	X int64
 	Y int64
 }
 
-// DecodeArgs decodes the arguments of a message of AddNumbers through the generated codec, as a worker does (tasktest.Calls uses it).
-func (AddNumbersTask) DecodeArgs(m *driver.Message) (AddNumbersArgs, error) {
-	var args addNumbersArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return AddNumbersArgs{}, err
-	}
-	return AddNumbersArgs{X: args.x, Y: args.y}, nil
-}
-
-var addNumbersDef = codegen.TaskDef{
-	Name:  "go.add",
-	Queue: "go",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(addNumbersArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	addNumbersDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*addNumbersArgs)
-		return addNumbers(ctx, args.x, args.y)
-	}
-}
-
-// addNumbersArgs holds the arguments of addNumbers; its methods are the generated codec.
-type addNumbersArgs struct {
-	x int64
-	y int64
-}
-
-func (a *addNumbersArgs) NumArgs() int { return 2 }
-
-func (a *addNumbersArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(a.x)
-	w.Int(a.y)
+func (*AddNumbersArgs) NumArgs() int             { return 2 }
+func (*AddNumbersArgs) ArgIndex(name string) int { return AddNumbers.Def().ArgNames.Index(name) }
+func (*AddNumbersArgs) ArgName(i int) string     { return AddNumbers.Def().ArgNames.Name(i) }
+func (a *AddNumbersArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	w.Int(a.Y)
 	return nil
 }
-
-func (a *addNumbersArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *AddNumbersArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.x, err = r.Int(64)
+		a.X, err = r.Int(64)
 	case 1:
-		a.y, err = r.Int(64)
+		a.Y, err = r.Int(64)
 	}
 	return err
 }
 
-func (a *addNumbersArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	}
-	return -1
-}
-
-func (a *addNumbersArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "x"
-	case 1:
-		return "y"
-	}
-	return ""
-}
-
 // GreetTask is the typed stub of task "go.greet" (func greet).
-type GreetTask struct{ runtime.Stub[string] }
+type GreetTask struct {
+	codegen.ArgDecoder[GreetArgs]
+	runtime.Stub[string]
+}
 
 // Greet enqueues greet: Greet.Delay(ctx, name, punctuation, times).
-var Greet = GreetTask{runtime.NewStub[string](&greetDef)}
+var Greet = GreetTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "go.greet",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"name"}, {"punctuation"}, {"times"}},
+	NewArgs:  codegen.NewArgs[GreetArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t GreetTask) With(opts ...runtime.Option) GreetTask {
-	return GreetTask{t.Stub.With(opts...)}
+	return GreetTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of greet; it returns once the broker accepted the message.
 func (t GreetTask) Delay(ctx context.Context, name string, punctuation string, times int) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &greetArgs{name: name, punctuation: punctuation, times: times})
+	return t.Stub.Send(ctx, &GreetArgs{Name: name, Punctuation: punctuation, Times: times})
 }
 
 // Call runs greet in this process, without a broker.
@@ -146,111 +105,57 @@ func (t GreetTask) Call(ctx context.Context, name string, punctuation string, ti
 	return greet(ctx, name, punctuation, times)
 }
 
-// GreetArgs are the arguments of one call of Greet, as Greet.DecodeArgs returns them.
+// GreetArgs are the arguments of one call of Greet, as Greet.DecodeArgs returns them; its methods are the generated codec.
 type GreetArgs struct {
 	Name        string
 	Punctuation string
 	Times       int
 }
 
-// DecodeArgs decodes the arguments of a message of Greet through the generated codec, as a worker does (tasktest.Calls uses it).
-func (GreetTask) DecodeArgs(m *driver.Message) (GreetArgs, error) {
-	var args greetArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return GreetArgs{}, err
-	}
-	return GreetArgs{Name: args.name, Punctuation: args.punctuation, Times: args.times}, nil
-}
-
-var greetDef = codegen.TaskDef{
-	Name:  "go.greet",
-	Queue: "go",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(greetArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	greetDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*greetArgs)
-		return greet(ctx, args.name, args.punctuation, args.times)
-	}
-}
-
-// greetArgs holds the arguments of greet; its methods are the generated codec.
-type greetArgs struct {
-	name        string
-	punctuation string
-	times       int
-}
-
-func (a *greetArgs) NumArgs() int { return 3 }
-
-func (a *greetArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.name)
-	w.String(a.punctuation)
-	w.Int(int64(a.times))
+func (*GreetArgs) NumArgs() int             { return 3 }
+func (*GreetArgs) ArgIndex(name string) int { return Greet.Def().ArgNames.Index(name) }
+func (*GreetArgs) ArgName(i int) string     { return Greet.Def().ArgNames.Name(i) }
+func (a *GreetArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Name)
+	w.String(a.Punctuation)
+	w.Int(int64(a.Times))
 	return nil
 }
-
-func (a *greetArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *GreetArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.name, err = r.String()
+		a.Name, err = r.String()
 	case 1:
-		a.punctuation, err = r.String()
+		a.Punctuation, err = r.String()
 	case 2:
-		var v int64
-		v, err = r.Int(64)
-		a.times = int(v)
+		a.Times, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *greetArgs) ArgIndex(name string) int {
-	switch name {
-	case "name":
-		return 0
-	case "punctuation":
-		return 1
-	case "times":
-		return 2
-	}
-	return -1
-}
-
-func (a *greetArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "name"
-	case 1:
-		return "punctuation"
-	case 2:
-		return "times"
-	}
-	return ""
-}
-
 // FailWithTask is the typed stub of task "go.fail" (func failWith).
-type FailWithTask struct{ runtime.Stub[struct{}] }
+type FailWithTask struct {
+	codegen.ArgDecoder[FailWithArgs]
+	runtime.Stub[struct{}]
+}
 
 // FailWith enqueues failWith: FailWith.Delay(ctx, reason).
-var FailWith = FailWithTask{runtime.NewStub[struct{}](&failWithDef)}
+var FailWith = FailWithTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:     "go.fail",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"reason"}},
+	NewArgs:  codegen.NewArgs[FailWithArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t FailWithTask) With(opts ...runtime.Option) FailWithTask {
-	return FailWithTask{t.Stub.With(opts...)}
+	return FailWithTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of failWith; it returns once the broker accepted the message.
 func (t FailWithTask) Delay(ctx context.Context, reason string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &failWithArgs{reason: reason})
+	return t.Stub.Send(ctx, &FailWithArgs{Reason: reason})
 }
 
 // Call runs failWith in this process, without a broker.
@@ -258,113 +163,34 @@ func (t FailWithTask) Call(ctx context.Context, reason string) error {
 	return failWith(ctx, reason)
 }
 
-// FailWithArgs are the arguments of one call of FailWith, as FailWith.DecodeArgs returns them.
+// FailWithArgs are the arguments of one call of FailWith, as FailWith.DecodeArgs returns them; its methods are the generated codec.
 type FailWithArgs struct {
 	Reason string
 }
 
-// DecodeArgs decodes the arguments of a message of FailWith through the generated codec, as a worker does (tasktest.Calls uses it).
-func (FailWithTask) DecodeArgs(m *driver.Message) (FailWithArgs, error) {
-	var args failWithArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return FailWithArgs{}, err
-	}
-	return FailWithArgs{Reason: args.reason}, nil
-}
-
-var failWithDef = codegen.TaskDef{
-	Name:  "go.fail",
-	Queue: "go",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(failWithArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	failWithDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*failWithArgs)
-		return nil, failWith(ctx, args.reason)
-	}
-}
-
-// failWithArgs holds the arguments of failWith; its methods are the generated codec.
-type failWithArgs struct {
-	reason string
-}
-
-func (a *failWithArgs) NumArgs() int { return 1 }
-
-func (a *failWithArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.reason)
+func (*FailWithArgs) NumArgs() int             { return 1 }
+func (*FailWithArgs) ArgIndex(name string) int { return FailWith.Def().ArgNames.Index(name) }
+func (*FailWithArgs) ArgName(i int) string     { return FailWith.Def().ArgNames.Name(i) }
+func (a *FailWithArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Reason)
 	return nil
 }
-
-func (a *failWithArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *FailWithArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.reason, err = r.String()
+		a.Reason, err = r.String()
 	}
 	return err
 }
 
-func (a *failWithArgs) ArgIndex(name string) int {
-	switch name {
-	case "reason":
-		return 0
-	}
-	return -1
-}
-
-func (a *failWithArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "reason"
-	}
-	return ""
-}
-
 // FlakyTask is the typed stub of task "go.flaky" (func flaky).
-type FlakyTask struct{ runtime.Stub[int] }
+type FlakyTask struct {
+	codegen.ArgDecoder[FlakyArgs]
+	runtime.Stub[int]
+}
 
 // Flaky enqueues flaky: Flaky.Delay(ctx, succeedAt).
-var Flaky = FlakyTask{runtime.NewStub[int](&flakyDef)}
-
-// With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t FlakyTask) With(opts ...runtime.Option) FlakyTask {
-	return FlakyTask{t.Stub.With(opts...)}
-}
-
-// Delay enqueues a call of flaky; it returns once the broker accepted the message.
-func (t FlakyTask) Delay(ctx context.Context, succeedAt int) (*runtime.AsyncResult[int], error) {
-	return t.Stub.Send(ctx, &flakyArgs{succeedAt: succeedAt})
-}
-
-// Call runs flaky in this process, without a broker.
-func (t FlakyTask) Call(ctx context.Context, succeedAt int) (int, error) {
-	return flaky(ctx, succeedAt)
-}
-
-// FlakyArgs are the arguments of one call of Flaky, as Flaky.DecodeArgs returns them.
-type FlakyArgs struct {
-	SucceedAt int
-}
-
-// DecodeArgs decodes the arguments of a message of Flaky through the generated codec, as a worker does (tasktest.Calls uses it).
-func (FlakyTask) DecodeArgs(m *driver.Message) (FlakyArgs, error) {
-	var args flakyArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return FlakyArgs{}, err
-	}
-	return FlakyArgs{SucceedAt: args.succeedAt}, nil
-}
-
-var flakyDef = codegen.TaskDef{
+var Flaky = FlakyTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
 	Name:  "go.flaky",
 	Queue: "go",
 	Retry: codegen.RetryPolicy{
@@ -374,75 +200,71 @@ var flakyDef = codegen.TaskDef{
 		Jitter:       false,
 		DefaultDelay: 180 * time.Second,
 		AutoretryFor: func(err error) bool {
-			if _, ok := errors.AsType[*TemporaryError](err); ok {
-				return true
-			}
-			return false
+			return codegen.IsType[*TemporaryError](err)
 		},
 	},
-	NewArgs: func() codegen.Args { return new(flakyArgs) },
+	ArgNames: codegen.ArgNames{{"succeedAt", "succeed_at"}},
+	NewArgs:  codegen.NewArgs[FlakyArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t FlakyTask) With(opts ...runtime.Option) FlakyTask {
+	return FlakyTask{Stub: t.Stub.With(opts...)}
 }
 
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	flakyDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*flakyArgs)
-		return flaky(ctx, args.succeedAt)
-	}
+// Delay enqueues a call of flaky; it returns once the broker accepted the message.
+func (t FlakyTask) Delay(ctx context.Context, succeedAt int) (*runtime.AsyncResult[int], error) {
+	return t.Stub.Send(ctx, &FlakyArgs{SucceedAt: succeedAt})
 }
 
-// flakyArgs holds the arguments of flaky; its methods are the generated codec.
-type flakyArgs struct {
-	succeedAt int
+// Call runs flaky in this process, without a broker.
+func (t FlakyTask) Call(ctx context.Context, succeedAt int) (int, error) {
+	return flaky(ctx, succeedAt)
 }
 
-func (a *flakyArgs) NumArgs() int { return 1 }
+// FlakyArgs are the arguments of one call of Flaky, as Flaky.DecodeArgs returns them; its methods are the generated codec.
+type FlakyArgs struct {
+	SucceedAt int
+}
 
-func (a *flakyArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.succeedAt))
+func (*FlakyArgs) NumArgs() int             { return 1 }
+func (*FlakyArgs) ArgIndex(name string) int { return Flaky.Def().ArgNames.Index(name) }
+func (*FlakyArgs) ArgName(i int) string     { return Flaky.Def().ArgNames.Name(i) }
+func (a *FlakyArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.SucceedAt))
 	return nil
 }
-
-func (a *flakyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *FlakyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.succeedAt = int(v)
+		a.SucceedAt, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *flakyArgs) ArgIndex(name string) int {
-	switch name {
-	case "succeedAt", "succeed_at":
-		return 0
-	}
-	return -1
-}
-
-func (a *flakyArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "succeedAt"
-	}
-	return ""
-}
-
 // LaterTask is the typed stub of task "go.later" (func later).
-type LaterTask struct{ runtime.Stub[string] }
+type LaterTask struct {
+	codegen.ArgDecoder[LaterArgs]
+	runtime.Stub[string]
+}
 
 // Later enqueues later: Later.Delay(ctx, key).
-var Later = LaterTask{runtime.NewStub[string](&laterDef)}
+var Later = LaterTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "go.later",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"key"}},
+	NewArgs:  codegen.NewArgs[LaterArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t LaterTask) With(opts ...runtime.Option) LaterTask {
-	return LaterTask{t.Stub.With(opts...)}
+	return LaterTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of later; it returns once the broker accepted the message.
 func (t LaterTask) Delay(ctx context.Context, key string) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &laterArgs{key: key})
+	return t.Stub.Send(ctx, &LaterArgs{Key: key})
 }
 
 // Call runs later in this process, without a broker.
@@ -450,269 +272,146 @@ func (t LaterTask) Call(ctx context.Context, key string) (string, error) {
 	return later(ctx, key)
 }
 
-// LaterArgs are the arguments of one call of Later, as Later.DecodeArgs returns them.
+// LaterArgs are the arguments of one call of Later, as Later.DecodeArgs returns them; its methods are the generated codec.
 type LaterArgs struct {
 	Key string
 }
 
-// DecodeArgs decodes the arguments of a message of Later through the generated codec, as a worker does (tasktest.Calls uses it).
-func (LaterTask) DecodeArgs(m *driver.Message) (LaterArgs, error) {
-	var args laterArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return LaterArgs{}, err
-	}
-	return LaterArgs{Key: args.key}, nil
-}
-
-var laterDef = codegen.TaskDef{
-	Name:  "go.later",
-	Queue: "go",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(laterArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	laterDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*laterArgs)
-		return later(ctx, args.key)
-	}
-}
-
-// laterArgs holds the arguments of later; its methods are the generated codec.
-type laterArgs struct {
-	key string
-}
-
-func (a *laterArgs) NumArgs() int { return 1 }
-
-func (a *laterArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.key)
+func (*LaterArgs) NumArgs() int             { return 1 }
+func (*LaterArgs) ArgIndex(name string) int { return Later.Def().ArgNames.Index(name) }
+func (*LaterArgs) ArgName(i int) string     { return Later.Def().ArgNames.Name(i) }
+func (a *LaterArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Key)
 	return nil
 }
-
-func (a *laterArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *LaterArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.key, err = r.String()
+		a.Key, err = r.String()
 	}
 	return err
 }
 
-func (a *laterArgs) ArgIndex(name string) int {
-	switch name {
-	case "key":
-		return 0
-	}
-	return -1
-}
-
-func (a *laterArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "key"
-	}
-	return ""
-}
-
 // ResizeImageTask is the typed stub of remote task "py.resize_image" (type resizeImage), which another worker implements.
-type ResizeImageTask struct{ runtime.Stub[ImageInfo] }
+type ResizeImageTask struct {
+	codegen.ArgDecoder[ResizeImageArgs]
+	runtime.Stub[ImageInfo]
+}
 
 // ResizeImage enqueues remote task py.resize_image: ResizeImage.Delay(ctx, url, width, height).
-var ResizeImage = ResizeImageTask{runtime.NewStub[ImageInfo](&resizeImageDef)}
+var ResizeImage = ResizeImageTask{Stub: runtime.NewStub[ImageInfo](&codegen.TaskDef{
+	Name:     "py.resize_image",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"url"}, {"width"}, {"height"}},
+	NewArgs:  codegen.NewArgs[ResizeImageArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t ResizeImageTask) With(opts ...runtime.Option) ResizeImageTask {
-	return ResizeImageTask{t.Stub.With(opts...)}
+	return ResizeImageTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of py.resize_image; it returns once the broker accepted the message.
 func (t ResizeImageTask) Delay(ctx context.Context, url string, width int, height int) (*runtime.AsyncResult[ImageInfo], error) {
-	return t.Stub.Send(ctx, &resizeImageArgs{url: url, width: width, height: height})
+	return t.Stub.Send(ctx, &ResizeImageArgs{Url: url, Width: width, Height: height})
 }
 
-// ResizeImageArgs are the arguments of one call of ResizeImage, as ResizeImage.DecodeArgs returns them.
+// ResizeImageArgs are the arguments of one call of ResizeImage, as ResizeImage.DecodeArgs returns them; its methods are the generated codec.
 type ResizeImageArgs struct {
 	Url    string
 	Width  int
 	Height int
 }
 
-// DecodeArgs decodes the arguments of a message of ResizeImage through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ResizeImageTask) DecodeArgs(m *driver.Message) (ResizeImageArgs, error) {
-	var args resizeImageArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return ResizeImageArgs{}, err
-	}
-	return ResizeImageArgs{Url: args.url, Width: args.width, Height: args.height}, nil
-}
-
-var resizeImageDef = codegen.TaskDef{
-	Name: "py.resize_image",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(resizeImageArgs) },
-}
-
-// resizeImageArgs holds the arguments of resizeImage; its methods are the generated codec.
-type resizeImageArgs struct {
-	url    string
-	width  int
-	height int
-}
-
-func (a *resizeImageArgs) NumArgs() int { return 3 }
-
-func (a *resizeImageArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.url)
-	w.Int(int64(a.width))
-	w.Int(int64(a.height))
+func (*ResizeImageArgs) NumArgs() int             { return 3 }
+func (*ResizeImageArgs) ArgIndex(name string) int { return ResizeImage.Def().ArgNames.Index(name) }
+func (*ResizeImageArgs) ArgName(i int) string     { return ResizeImage.Def().ArgNames.Name(i) }
+func (a *ResizeImageArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Url)
+	w.Int(int64(a.Width))
+	w.Int(int64(a.Height))
 	return nil
 }
-
-func (a *resizeImageArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *ResizeImageArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.url, err = r.String()
+		a.Url, err = r.String()
 	case 1:
-		var v int64
-		v, err = r.Int(64)
-		a.width = int(v)
+		a.Width, err = codegen.ReadInt[int](r, 64)
 	case 2:
-		var v int64
-		v, err = r.Int(64)
-		a.height = int(v)
+		a.Height, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *resizeImageArgs) ArgIndex(name string) int {
-	switch name {
-	case "url":
-		return 0
-	case "width":
-		return 1
-	case "height":
-		return 2
-	}
-	return -1
-}
-
-func (a *resizeImageArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "url"
-	case 1:
-		return "width"
-	case 2:
-		return "height"
-	}
-	return ""
-}
-
 // PyFailTask is the typed stub of remote task "py.fail" (type pyFail), which another worker implements.
-type PyFailTask struct{ runtime.Stub[struct{}] }
+type PyFailTask struct {
+	codegen.ArgDecoder[PyFailArgs]
+	runtime.Stub[struct{}]
+}
 
 // PyFail enqueues remote task py.fail: PyFail.Delay(ctx, msg).
-var PyFail = PyFailTask{runtime.NewStub[struct{}](&pyFailDef)}
+var PyFail = PyFailTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:     "py.fail",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"msg"}},
+	NewArgs:  codegen.NewArgs[PyFailArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t PyFailTask) With(opts ...runtime.Option) PyFailTask {
-	return PyFailTask{t.Stub.With(opts...)}
+	return PyFailTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of py.fail; it returns once the broker accepted the message.
 func (t PyFailTask) Delay(ctx context.Context, msg string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &pyFailArgs{msg: msg})
+	return t.Stub.Send(ctx, &PyFailArgs{Msg: msg})
 }
 
-// PyFailArgs are the arguments of one call of PyFail, as PyFail.DecodeArgs returns them.
+// PyFailArgs are the arguments of one call of PyFail, as PyFail.DecodeArgs returns them; its methods are the generated codec.
 type PyFailArgs struct {
 	Msg string
 }
 
-// DecodeArgs decodes the arguments of a message of PyFail through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PyFailTask) DecodeArgs(m *driver.Message) (PyFailArgs, error) {
-	var args pyFailArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return PyFailArgs{}, err
-	}
-	return PyFailArgs{Msg: args.msg}, nil
-}
-
-var pyFailDef = codegen.TaskDef{
-	Name: "py.fail",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(pyFailArgs) },
-}
-
-// pyFailArgs holds the arguments of pyFail; its methods are the generated codec.
-type pyFailArgs struct {
-	msg string
-}
-
-func (a *pyFailArgs) NumArgs() int { return 1 }
-
-func (a *pyFailArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.msg)
+func (*PyFailArgs) NumArgs() int             { return 1 }
+func (*PyFailArgs) ArgIndex(name string) int { return PyFail.Def().ArgNames.Index(name) }
+func (*PyFailArgs) ArgName(i int) string     { return PyFail.Def().ArgNames.Name(i) }
+func (a *PyFailArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Msg)
 	return nil
 }
-
-func (a *pyFailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *PyFailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.msg, err = r.String()
+		a.Msg, err = r.String()
 	}
 	return err
 }
 
-func (a *pyFailArgs) ArgIndex(name string) int {
-	switch name {
-	case "msg":
-		return 0
-	}
-	return -1
-}
-
-func (a *pyFailArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "msg"
-	}
-	return ""
-}
-
 // SharedSlowTask is the typed stub of task "shared.slow" (func sharedSlow).
-type SharedSlowTask struct{ runtime.Stub[string] }
+type SharedSlowTask struct {
+	codegen.ArgDecoder[SharedSlowArgs]
+	runtime.Stub[string]
+}
 
 // SharedSlow enqueues sharedSlow: SharedSlow.Delay(ctx, seconds, marker).
-var SharedSlow = SharedSlowTask{runtime.NewStub[string](&sharedSlowDef)}
+var SharedSlow = SharedSlowTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "shared.slow",
+	Queue:    "shared",
+	Retry:    codegen.DefaultRetryPolicy(),
+	AcksLate: true,
+	ArgNames: codegen.ArgNames{{"seconds"}, {"marker"}},
+	NewArgs:  codegen.NewArgs[SharedSlowArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t SharedSlowTask) With(opts ...runtime.Option) SharedSlowTask {
-	return SharedSlowTask{t.Stub.With(opts...)}
+	return SharedSlowTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of sharedSlow; it returns once the broker accepted the message.
 func (t SharedSlowTask) Delay(ctx context.Context, seconds float64, marker string) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &sharedSlowArgs{seconds: seconds, marker: marker})
+	return t.Stub.Send(ctx, &SharedSlowArgs{Seconds: seconds, Marker: marker})
 }
 
 // Call runs sharedSlow in this process, without a broker.
@@ -720,94 +419,59 @@ func (t SharedSlowTask) Call(ctx context.Context, seconds float64, marker string
 	return sharedSlow(ctx, seconds, marker)
 }
 
-// SharedSlowArgs are the arguments of one call of SharedSlow, as SharedSlow.DecodeArgs returns them.
+// SharedSlowArgs are the arguments of one call of SharedSlow, as SharedSlow.DecodeArgs returns them; its methods are the generated codec.
 type SharedSlowArgs struct {
 	Seconds float64
 	Marker  string
 }
 
-// DecodeArgs decodes the arguments of a message of SharedSlow through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SharedSlowTask) DecodeArgs(m *driver.Message) (SharedSlowArgs, error) {
-	var args sharedSlowArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return SharedSlowArgs{}, err
-	}
-	return SharedSlowArgs{Seconds: args.seconds, Marker: args.marker}, nil
-}
-
-var sharedSlowDef = codegen.TaskDef{
-	Name:  "shared.slow",
-	Queue: "shared",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	AcksLate: true,
-	NewArgs:  func() codegen.Args { return new(sharedSlowArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	sharedSlowDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*sharedSlowArgs)
-		return sharedSlow(ctx, args.seconds, args.marker)
-	}
-}
-
-// sharedSlowArgs holds the arguments of sharedSlow; its methods are the generated codec.
-type sharedSlowArgs struct {
-	seconds float64
-	marker  string
-}
-
-func (a *sharedSlowArgs) NumArgs() int { return 2 }
-
-func (a *sharedSlowArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Float(a.seconds)
-	w.String(a.marker)
+func (*SharedSlowArgs) NumArgs() int             { return 2 }
+func (*SharedSlowArgs) ArgIndex(name string) int { return SharedSlow.Def().ArgNames.Index(name) }
+func (*SharedSlowArgs) ArgName(i int) string     { return SharedSlow.Def().ArgNames.Name(i) }
+func (a *SharedSlowArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Float(a.Seconds)
+	w.String(a.Marker)
 	return nil
 }
-
-func (a *sharedSlowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *SharedSlowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.seconds, err = r.Float(64)
+		a.Seconds, err = r.Float(64)
 	case 1:
-		a.marker, err = r.String()
+		a.Marker, err = r.String()
 	}
 	return err
 }
 
-func (a *sharedSlowArgs) ArgIndex(name string) int {
-	switch name {
-	case "seconds":
-		return 0
-	case "marker":
-		return 1
-	}
-	return -1
-}
-
-func (a *sharedSlowArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "seconds"
-	case 1:
-		return "marker"
-	}
-	return ""
+// Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	AddNumbers.Def().Run = codegen.Run(func(ctx context.Context, args *AddNumbersArgs) (int64, error) {
+		return addNumbers(ctx, args.X, args.Y)
+	})
+	Greet.Def().Run = codegen.Run(func(ctx context.Context, args *GreetArgs) (string, error) {
+		return greet(ctx, args.Name, args.Punctuation, args.Times)
+	})
+	FailWith.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *FailWithArgs) error {
+		return failWith(ctx, args.Reason)
+	})
+	Flaky.Def().Run = codegen.Run(func(ctx context.Context, args *FlakyArgs) (int, error) {
+		return flaky(ctx, args.SucceedAt)
+	})
+	Later.Def().Run = codegen.Run(func(ctx context.Context, args *LaterArgs) (string, error) {
+		return later(ctx, args.Key)
+	})
+	SharedSlow.Def().Run = codegen.Run(func(ctx context.Context, args *SharedSlowArgs) (string, error) {
+		return sharedSlow(ctx, args.Seconds, args.Marker)
+	})
 }
 
 // RegisterTasks registers every task implemented in package gotasks on w.
 // Remote tasks are not registered: another worker implements them.
 func RegisterTasks(w *runtime.Worker) {
-	w.Register(&addNumbersDef)
-	w.Register(&greetDef)
-	w.Register(&failWithDef)
-	w.Register(&flakyDef)
-	w.Register(&laterDef)
-	w.Register(&sharedSlowDef)
+	w.Register(AddNumbers.Def())
+	w.Register(Greet.Def())
+	w.Register(FailWith.Def())
+	w.Register(Flaky.Def())
+	w.Register(Later.Def())
+	w.Register(SharedSlow.Def())
 }

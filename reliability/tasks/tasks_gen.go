@@ -4,12 +4,9 @@ package tasks
 
 import (
 	"context"
-	"errors"
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"time"
-
-	runtime "github.com/taskgen/taskgen/runtime"
-	codegen "github.com/taskgen/taskgen/runtime/codegen"
-	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -24,19 +21,29 @@ var (
 )
 
 // RecordTask is the typed stub of task "rel.record" (func record).
-type RecordTask struct{ runtime.Stub[struct{}] }
+type RecordTask struct {
+	codegen.ArgDecoder[RecordArgs]
+	runtime.Stub[struct{}]
+}
 
 // Record enqueues record: Record.Delay(ctx, id, ms).
-var Record = RecordTask{runtime.NewStub[struct{}](&recordDef)}
+var Record = RecordTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.record",
+	Retry:        codegen.DefaultRetryPolicy(),
+	AcksLate:     true,
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"id"}, {"ms"}},
+	NewArgs:      codegen.NewArgs[RecordArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t RecordTask) With(opts ...runtime.Option) RecordTask {
-	return RecordTask{t.Stub.With(opts...)}
+	return RecordTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of record; it returns once the broker accepted the message.
 func (t RecordTask) Delay(ctx context.Context, id string, ms int) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &recordArgs{id: id, ms: ms})
+	return t.Stub.Send(ctx, &RecordArgs{Id: id, Ms: ms})
 }
 
 // Call runs record in this process, without a broker.
@@ -44,103 +51,54 @@ func (t RecordTask) Call(ctx context.Context, id string, ms int) error {
 	return record(ctx, id, ms)
 }
 
-// RecordArgs are the arguments of one call of Record, as Record.DecodeArgs returns them.
+// RecordArgs are the arguments of one call of Record, as Record.DecodeArgs returns them; its methods are the generated codec.
 type RecordArgs struct {
 	Id string
 	Ms int
 }
 
-// DecodeArgs decodes the arguments of a message of Record through the generated codec, as a worker does (tasktest.Calls uses it).
-func (RecordTask) DecodeArgs(m *driver.Message) (RecordArgs, error) {
-	var args recordArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return RecordArgs{}, err
-	}
-	return RecordArgs{Id: args.id, Ms: args.ms}, nil
-}
-
-var recordDef = codegen.TaskDef{
-	Name: "rel.record",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	AcksLate:     true,
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(recordArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	recordDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*recordArgs)
-		return nil, record(ctx, args.id, args.ms)
-	}
-}
-
-// recordArgs holds the arguments of record; its methods are the generated codec.
-type recordArgs struct {
-	id string
-	ms int
-}
-
-func (a *recordArgs) NumArgs() int { return 2 }
-
-func (a *recordArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.id)
-	w.Int(int64(a.ms))
+func (*RecordArgs) NumArgs() int             { return 2 }
+func (*RecordArgs) ArgIndex(name string) int { return Record.Def().ArgNames.Index(name) }
+func (*RecordArgs) ArgName(i int) string     { return Record.Def().ArgNames.Name(i) }
+func (a *RecordArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Id)
+	w.Int(int64(a.Ms))
 	return nil
 }
-
-func (a *recordArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *RecordArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.id, err = r.String()
+		a.Id, err = r.String()
 	case 1:
-		var v int64
-		v, err = r.Int(64)
-		a.ms = int(v)
+		a.Ms, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *recordArgs) ArgIndex(name string) int {
-	switch name {
-	case "id":
-		return 0
-	case "ms":
-		return 1
-	}
-	return -1
-}
-
-func (a *recordArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "id"
-	case 1:
-		return "ms"
-	}
-	return ""
-}
-
 // PingTask is the typed stub of task "rel.ping" (func ping).
-type PingTask struct{ runtime.Stub[struct{}] }
+type PingTask struct {
+	codegen.ArgDecoder[PingArgs]
+	runtime.Stub[struct{}]
+}
 
 // Ping enqueues ping: Ping.Delay(ctx, id).
-var Ping = PingTask{runtime.NewStub[struct{}](&pingDef)}
+var Ping = PingTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.ping",
+	Queue:        "rel.ping",
+	Retry:        codegen.DefaultRetryPolicy(),
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"id"}},
+	NewArgs:      codegen.NewArgs[PingArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t PingTask) With(opts ...runtime.Option) PingTask {
-	return PingTask{t.Stub.With(opts...)}
+	return PingTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of ping; it returns once the broker accepted the message.
 func (t PingTask) Delay(ctx context.Context, id string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &pingArgs{id: id})
+	return t.Stub.Send(ctx, &PingArgs{Id: id})
 }
 
 // Call runs ping in this process, without a broker.
@@ -148,92 +106,50 @@ func (t PingTask) Call(ctx context.Context, id string) error {
 	return ping(ctx, id)
 }
 
-// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them.
+// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them; its methods are the generated codec.
 type PingArgs struct {
 	Id string
 }
 
-// DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
-	var args pingArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return PingArgs{}, err
-	}
-	return PingArgs{Id: args.id}, nil
-}
-
-var pingDef = codegen.TaskDef{
-	Name:  "rel.ping",
-	Queue: "rel.ping",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(pingArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	pingDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*pingArgs)
-		return nil, ping(ctx, args.id)
-	}
-}
-
-// pingArgs holds the arguments of ping; its methods are the generated codec.
-type pingArgs struct {
-	id string
-}
-
-func (a *pingArgs) NumArgs() int { return 1 }
-
-func (a *pingArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.id)
+func (*PingArgs) NumArgs() int             { return 1 }
+func (*PingArgs) ArgIndex(name string) int { return Ping.Def().ArgNames.Index(name) }
+func (*PingArgs) ArgName(i int) string     { return Ping.Def().ArgNames.Name(i) }
+func (a *PingArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Id)
 	return nil
 }
-
-func (a *pingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *PingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.id, err = r.String()
+		a.Id, err = r.String()
 	}
 	return err
 }
 
-func (a *pingArgs) ArgIndex(name string) int {
-	switch name {
-	case "id":
-		return 0
-	}
-	return -1
-}
-
-func (a *pingArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "id"
-	}
-	return ""
-}
-
 // SlowTask is the typed stub of task "rel.slow" (func slow).
-type SlowTask struct{ runtime.Stub[struct{}] }
+type SlowTask struct {
+	codegen.ArgDecoder[SlowArgs]
+	runtime.Stub[struct{}]
+}
 
 // Slow enqueues slow: Slow.Delay(ctx, id, ms, honorCtx).
-var Slow = SlowTask{runtime.NewStub[struct{}](&slowDef)}
+var Slow = SlowTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.slow",
+	Retry:        codegen.DefaultRetryPolicy(),
+	AcksLate:     true,
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"id"}, {"ms"}, {"honorCtx", "honor_ctx"}},
+	NewArgs:      codegen.NewArgs[SlowArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t SlowTask) With(opts ...runtime.Option) SlowTask {
-	return SlowTask{t.Stub.With(opts...)}
+	return SlowTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of slow; it returns once the broker accepted the message.
 func (t SlowTask) Delay(ctx context.Context, id string, ms int, honorCtx bool) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &slowArgs{id: id, ms: ms, honorCtx: honorCtx})
+	return t.Stub.Send(ctx, &SlowArgs{Id: id, Ms: ms, HonorCtx: honorCtx})
 }
 
 // Call runs slow in this process, without a broker.
@@ -241,112 +157,57 @@ func (t SlowTask) Call(ctx context.Context, id string, ms int, honorCtx bool) er
 	return slow(ctx, id, ms, honorCtx)
 }
 
-// SlowArgs are the arguments of one call of Slow, as Slow.DecodeArgs returns them.
+// SlowArgs are the arguments of one call of Slow, as Slow.DecodeArgs returns them; its methods are the generated codec.
 type SlowArgs struct {
 	Id       string
 	Ms       int
 	HonorCtx bool
 }
 
-// DecodeArgs decodes the arguments of a message of Slow through the generated codec, as a worker does (tasktest.Calls uses it).
-func (SlowTask) DecodeArgs(m *driver.Message) (SlowArgs, error) {
-	var args slowArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return SlowArgs{}, err
-	}
-	return SlowArgs{Id: args.id, Ms: args.ms, HonorCtx: args.honorCtx}, nil
-}
-
-var slowDef = codegen.TaskDef{
-	Name: "rel.slow",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	AcksLate:     true,
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(slowArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	slowDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*slowArgs)
-		return nil, slow(ctx, args.id, args.ms, args.honorCtx)
-	}
-}
-
-// slowArgs holds the arguments of slow; its methods are the generated codec.
-type slowArgs struct {
-	id       string
-	ms       int
-	honorCtx bool
-}
-
-func (a *slowArgs) NumArgs() int { return 3 }
-
-func (a *slowArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.id)
-	w.Int(int64(a.ms))
-	w.Bool(a.honorCtx)
+func (*SlowArgs) NumArgs() int             { return 3 }
+func (*SlowArgs) ArgIndex(name string) int { return Slow.Def().ArgNames.Index(name) }
+func (*SlowArgs) ArgName(i int) string     { return Slow.Def().ArgNames.Name(i) }
+func (a *SlowArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Id)
+	w.Int(int64(a.Ms))
+	w.Bool(a.HonorCtx)
 	return nil
 }
-
-func (a *slowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *SlowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.id, err = r.String()
+		a.Id, err = r.String()
 	case 1:
-		var v int64
-		v, err = r.Int(64)
-		a.ms = int(v)
+		a.Ms, err = codegen.ReadInt[int](r, 64)
 	case 2:
-		a.honorCtx, err = r.Bool()
+		a.HonorCtx, err = r.Bool()
 	}
 	return err
 }
 
-func (a *slowArgs) ArgIndex(name string) int {
-	switch name {
-	case "id":
-		return 0
-	case "ms":
-		return 1
-	case "honorCtx", "honor_ctx":
-		return 2
-	}
-	return -1
-}
-
-func (a *slowArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "id"
-	case 1:
-		return "ms"
-	case 2:
-		return "honorCtx"
-	}
-	return ""
-}
-
 // BoomTask is the typed stub of task "rel.boom" (func boom).
-type BoomTask struct{ runtime.Stub[struct{}] }
+type BoomTask struct {
+	codegen.ArgDecoder[BoomArgs]
+	runtime.Stub[struct{}]
+}
 
 // Boom enqueues boom: Boom.Delay(ctx, n).
-var Boom = BoomTask{runtime.NewStub[struct{}](&boomDef)}
+var Boom = BoomTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.boom",
+	Retry:        codegen.DefaultRetryPolicy(),
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"n"}},
+	NewArgs:      codegen.NewArgs[BoomArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t BoomTask) With(opts ...runtime.Option) BoomTask {
-	return BoomTask{t.Stub.With(opts...)}
+	return BoomTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of boom; it returns once the broker accepted the message.
 func (t BoomTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &boomArgs{n: n})
+	return t.Stub.Send(ctx, &BoomArgs{N: n})
 }
 
 // Call runs boom in this process, without a broker.
@@ -354,93 +215,50 @@ func (t BoomTask) Call(ctx context.Context, n int) error {
 	return boom(ctx, n)
 }
 
-// BoomArgs are the arguments of one call of Boom, as Boom.DecodeArgs returns them.
+// BoomArgs are the arguments of one call of Boom, as Boom.DecodeArgs returns them; its methods are the generated codec.
 type BoomArgs struct {
 	N int
 }
 
-// DecodeArgs decodes the arguments of a message of Boom through the generated codec, as a worker does (tasktest.Calls uses it).
-func (BoomTask) DecodeArgs(m *driver.Message) (BoomArgs, error) {
-	var args boomArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return BoomArgs{}, err
-	}
-	return BoomArgs{N: args.n}, nil
-}
-
-var boomDef = codegen.TaskDef{
-	Name: "rel.boom",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(boomArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	boomDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*boomArgs)
-		return nil, boom(ctx, args.n)
-	}
-}
-
-// boomArgs holds the arguments of boom; its methods are the generated codec.
-type boomArgs struct {
-	n int
-}
-
-func (a *boomArgs) NumArgs() int { return 1 }
-
-func (a *boomArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.n))
+func (*BoomArgs) NumArgs() int             { return 1 }
+func (*BoomArgs) ArgIndex(name string) int { return Boom.Def().ArgNames.Index(name) }
+func (*BoomArgs) ArgName(i int) string     { return Boom.Def().ArgNames.Name(i) }
+func (a *BoomArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.N))
 	return nil
 }
-
-func (a *boomArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *BoomArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.n = int(v)
+		a.N, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *boomArgs) ArgIndex(name string) int {
-	switch name {
-	case "n":
-		return 0
-	}
-	return -1
-}
-
-func (a *boomArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "n"
-	}
-	return ""
-}
-
 // StubbornTask is the typed stub of task "rel.stubborn" (func stubborn).
-type StubbornTask struct{ runtime.Stub[struct{}] }
+type StubbornTask struct {
+	codegen.ArgDecoder[StubbornArgs]
+	runtime.Stub[struct{}]
+}
 
 // Stubborn enqueues stubborn: Stubborn.Delay(ctx, ms).
-var Stubborn = StubbornTask{runtime.NewStub[struct{}](&stubbornDef)}
+var Stubborn = StubbornTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.stubborn",
+	Retry:        codegen.DefaultRetryPolicy(),
+	TimeLimit:    500 * time.Millisecond,
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"ms"}},
+	NewArgs:      codegen.NewArgs[StubbornArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t StubbornTask) With(opts ...runtime.Option) StubbornTask {
-	return StubbornTask{t.Stub.With(opts...)}
+	return StubbornTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of stubborn; it returns once the broker accepted the message.
 func (t StubbornTask) Delay(ctx context.Context, ms int) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &stubbornArgs{ms: ms})
+	return t.Stub.Send(ctx, &StubbornArgs{Ms: ms})
 }
 
 // Call runs stubborn in this process, without a broker.
@@ -448,117 +266,34 @@ func (t StubbornTask) Call(ctx context.Context, ms int) error {
 	return stubborn(ctx, ms)
 }
 
-// StubbornArgs are the arguments of one call of Stubborn, as Stubborn.DecodeArgs returns them.
+// StubbornArgs are the arguments of one call of Stubborn, as Stubborn.DecodeArgs returns them; its methods are the generated codec.
 type StubbornArgs struct {
 	Ms int
 }
 
-// DecodeArgs decodes the arguments of a message of Stubborn through the generated codec, as a worker does (tasktest.Calls uses it).
-func (StubbornTask) DecodeArgs(m *driver.Message) (StubbornArgs, error) {
-	var args stubbornArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return StubbornArgs{}, err
-	}
-	return StubbornArgs{Ms: args.ms}, nil
-}
-
-var stubbornDef = codegen.TaskDef{
-	Name: "rel.stubborn",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	TimeLimit:    500 * time.Millisecond,
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(stubbornArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	stubbornDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*stubbornArgs)
-		return nil, stubborn(ctx, args.ms)
-	}
-}
-
-// stubbornArgs holds the arguments of stubborn; its methods are the generated codec.
-type stubbornArgs struct {
-	ms int
-}
-
-func (a *stubbornArgs) NumArgs() int { return 1 }
-
-func (a *stubbornArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.ms))
+func (*StubbornArgs) NumArgs() int             { return 1 }
+func (*StubbornArgs) ArgIndex(name string) int { return Stubborn.Def().ArgNames.Index(name) }
+func (*StubbornArgs) ArgName(i int) string     { return Stubborn.Def().ArgNames.Name(i) }
+func (a *StubbornArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.Ms))
 	return nil
 }
-
-func (a *stubbornArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *StubbornArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.ms = int(v)
+		a.Ms, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *stubbornArgs) ArgIndex(name string) int {
-	switch name {
-	case "ms":
-		return 0
-	}
-	return -1
-}
-
-func (a *stubbornArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "ms"
-	}
-	return ""
-}
-
 // StormTask is the typed stub of task "rel.storm" (func storm).
-type StormTask struct{ runtime.Stub[struct{}] }
+type StormTask struct {
+	codegen.ArgDecoder[StormArgs]
+	runtime.Stub[struct{}]
+}
 
 // Storm enqueues storm: Storm.Delay(ctx, id, until).
-var Storm = StormTask{runtime.NewStub[struct{}](&stormDef)}
-
-// With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t StormTask) With(opts ...runtime.Option) StormTask {
-	return StormTask{t.Stub.With(opts...)}
-}
-
-// Delay enqueues a call of storm; it returns once the broker accepted the message.
-func (t StormTask) Delay(ctx context.Context, id string, until int) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &stormArgs{id: id, until: until})
-}
-
-// Call runs storm in this process, without a broker.
-func (t StormTask) Call(ctx context.Context, id string, until int) error {
-	return storm(ctx, id, until)
-}
-
-// StormArgs are the arguments of one call of Storm, as Storm.DecodeArgs returns them.
-type StormArgs struct {
-	Id    string
-	Until int
-}
-
-// DecodeArgs decodes the arguments of a message of Storm through the generated codec, as a worker does (tasktest.Calls uses it).
-func (StormTask) DecodeArgs(m *driver.Message) (StormArgs, error) {
-	var args stormArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return StormArgs{}, err
-	}
-	return StormArgs{Id: args.id, Until: args.until}, nil
-}
-
-var stormDef = codegen.TaskDef{
+var Storm = StormTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 	Name: "rel.storm",
 	Retry: codegen.RetryPolicy{
 		MaxRetries:   50,
@@ -567,85 +302,77 @@ var stormDef = codegen.TaskDef{
 		Jitter:       true,
 		DefaultDelay: 180 * time.Second,
 		AutoretryFor: func(err error) bool {
-			if _, ok := errors.AsType[*Flaky](err); ok {
-				return true
-			}
-			return false
+			return codegen.IsType[*Flaky](err)
 		},
 	},
 	AcksLate:     true,
 	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(stormArgs) },
+	ArgNames:     codegen.ArgNames{{"id"}, {"until"}},
+	NewArgs:      codegen.NewArgs[StormArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t StormTask) With(opts ...runtime.Option) StormTask {
+	return StormTask{Stub: t.Stub.With(opts...)}
 }
 
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	stormDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*stormArgs)
-		return nil, storm(ctx, args.id, args.until)
-	}
+// Delay enqueues a call of storm; it returns once the broker accepted the message.
+func (t StormTask) Delay(ctx context.Context, id string, until int) (*runtime.AsyncResult[struct{}], error) {
+	return t.Stub.Send(ctx, &StormArgs{Id: id, Until: until})
 }
 
-// stormArgs holds the arguments of storm; its methods are the generated codec.
-type stormArgs struct {
-	id    string
-	until int
+// Call runs storm in this process, without a broker.
+func (t StormTask) Call(ctx context.Context, id string, until int) error {
+	return storm(ctx, id, until)
 }
 
-func (a *stormArgs) NumArgs() int { return 2 }
+// StormArgs are the arguments of one call of Storm, as Storm.DecodeArgs returns them; its methods are the generated codec.
+type StormArgs struct {
+	Id    string
+	Until int
+}
 
-func (a *stormArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.id)
-	w.Int(int64(a.until))
+func (*StormArgs) NumArgs() int             { return 2 }
+func (*StormArgs) ArgIndex(name string) int { return Storm.Def().ArgNames.Index(name) }
+func (*StormArgs) ArgName(i int) string     { return Storm.Def().ArgNames.Name(i) }
+func (a *StormArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Id)
+	w.Int(int64(a.Until))
 	return nil
 }
-
-func (a *stormArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *StormArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.id, err = r.String()
+		a.Id, err = r.String()
 	case 1:
-		var v int64
-		v, err = r.Int(64)
-		a.until = int(v)
+		a.Until, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *stormArgs) ArgIndex(name string) int {
-	switch name {
-	case "id":
-		return 0
-	case "until":
-		return 1
-	}
-	return -1
-}
-
-func (a *stormArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "id"
-	case 1:
-		return "until"
-	}
-	return ""
-}
-
 // TypedTask is the typed stub of task "rel.typed" (func typed).
-type TypedTask struct{ runtime.Stub[struct{}] }
+type TypedTask struct {
+	codegen.ArgDecoder[TypedArgs]
+	runtime.Stub[struct{}]
+}
 
 // Typed enqueues typed: Typed.Delay(ctx, n, s).
-var Typed = TypedTask{runtime.NewStub[struct{}](&typedDef)}
+var Typed = TypedTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "rel.typed",
+	Retry:        codegen.DefaultRetryPolicy(),
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"n"}, {"s"}},
+	NewArgs:      codegen.NewArgs[TypedArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t TypedTask) With(opts ...runtime.Option) TypedTask {
-	return TypedTask{t.Stub.With(opts...)}
+	return TypedTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of typed; it returns once the broker accepted the message.
 func (t TypedTask) Delay(ctx context.Context, n int64, s string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &typedArgs{n: n, s: s})
+	return t.Stub.Send(ctx, &TypedArgs{N: n, S: s})
 }
 
 // Call runs typed in this process, without a broker.
@@ -653,93 +380,62 @@ func (t TypedTask) Call(ctx context.Context, n int64, s string) error {
 	return typed(ctx, n, s)
 }
 
-// TypedArgs are the arguments of one call of Typed, as Typed.DecodeArgs returns them.
+// TypedArgs are the arguments of one call of Typed, as Typed.DecodeArgs returns them; its methods are the generated codec.
 type TypedArgs struct {
 	N int64
 	S string
 }
 
-// DecodeArgs decodes the arguments of a message of Typed through the generated codec, as a worker does (tasktest.Calls uses it).
-func (TypedTask) DecodeArgs(m *driver.Message) (TypedArgs, error) {
-	var args typedArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return TypedArgs{}, err
-	}
-	return TypedArgs{N: args.n, S: args.s}, nil
-}
-
-var typedDef = codegen.TaskDef{
-	Name: "rel.typed",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(typedArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	typedDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*typedArgs)
-		return nil, typed(ctx, args.n, args.s)
-	}
-}
-
-// typedArgs holds the arguments of typed; its methods are the generated codec.
-type typedArgs struct {
-	n int64
-	s string
-}
-
-func (a *typedArgs) NumArgs() int { return 2 }
-
-func (a *typedArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(a.n)
-	w.String(a.s)
+func (*TypedArgs) NumArgs() int             { return 2 }
+func (*TypedArgs) ArgIndex(name string) int { return Typed.Def().ArgNames.Index(name) }
+func (*TypedArgs) ArgName(i int) string     { return Typed.Def().ArgNames.Name(i) }
+func (a *TypedArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.N)
+	w.String(a.S)
 	return nil
 }
-
-func (a *typedArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *TypedArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.n, err = r.Int(64)
+		a.N, err = r.Int(64)
 	case 1:
-		a.s, err = r.String()
+		a.S, err = r.String()
 	}
 	return err
 }
 
-func (a *typedArgs) ArgIndex(name string) int {
-	switch name {
-	case "n":
-		return 0
-	case "s":
-		return 1
-	}
-	return -1
-}
-
-func (a *typedArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "n"
-	case 1:
-		return "s"
-	}
-	return ""
+// Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
+func init() {
+	Record.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *RecordArgs) error {
+		return record(ctx, args.Id, args.Ms)
+	})
+	Ping.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *PingArgs) error {
+		return ping(ctx, args.Id)
+	})
+	Slow.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *SlowArgs) error {
+		return slow(ctx, args.Id, args.Ms, args.HonorCtx)
+	})
+	Boom.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *BoomArgs) error {
+		return boom(ctx, args.N)
+	})
+	Stubborn.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *StubbornArgs) error {
+		return stubborn(ctx, args.Ms)
+	})
+	Storm.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *StormArgs) error {
+		return storm(ctx, args.Id, args.Until)
+	})
+	Typed.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *TypedArgs) error {
+		return typed(ctx, args.N, args.S)
+	})
 }
 
 // RegisterTasks registers every task implemented in package tasks on w.
 func RegisterTasks(w *runtime.Worker) {
-	w.Register(&recordDef)
-	w.Register(&pingDef)
-	w.Register(&slowDef)
-	w.Register(&boomDef)
-	w.Register(&stubbornDef)
-	w.Register(&stormDef)
-	w.Register(&typedDef)
+	w.Register(Record.Def())
+	w.Register(Ping.Def())
+	w.Register(Slow.Def())
+	w.Register(Boom.Def())
+	w.Register(Stubborn.Def())
+	w.Register(Storm.Def())
+	w.Register(Typed.Def())
 }

@@ -2,10 +2,13 @@
 // API for hand-written code. Its names may change in any release together with
 // the generator, which is why the generated file carries a compile-time guard.
 //
-// A generated task is a static [TaskDef] (its Celery name, options and retry
-// policy), an argument struct implementing [Args] (the typed codec: one call
-// of [ArgWriter] or [ArgReader] per parameter, no reflection for basic types),
-// and a stub type that embeds runtime.Stub.
+// A generated task is a static [TaskDef] (its Celery name, options, retry
+// policy and [ArgNames]), an exported argument struct implementing [Args]
+// (the typed codec: one call of [ArgWriter] or [ArgReader] per parameter, no
+// reflection for basic types), and a stub type that embeds runtime.Stub and
+// [ArgDecoder]. What is the same for every task lives here, in generic
+// helpers ([NewArgs], [ArgDecoder], [ReadInt] and the other readers), so
+// that the generated file holds only what differs: names, types and calls.
 package codegen
 
 import "github.com/taskgen/taskgen/runtime/internal/wire"

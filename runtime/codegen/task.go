@@ -34,6 +34,9 @@ type TaskDef struct {
 	// Priority is the default message priority when HasPriority is set.
 	Priority    uint8
 	HasPriority bool
+	// ArgNames are the keyword names of the parameters, from which the
+	// argument struct answers ArgIndex and ArgName.
+	ArgNames ArgNames
 	// NewArgs returns a fresh argument struct for decoding.
 	NewArgs func() wire.Args
 	// Run calls the task function with decoded arguments. It is nil for a

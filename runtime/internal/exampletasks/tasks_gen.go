@@ -5,11 +5,9 @@ package exampletasks
 import (
 	"context"
 	"errors"
+	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/codegen"
 	"time"
-
-	runtime "github.com/taskgen/taskgen/runtime"
-	codegen "github.com/taskgen/taskgen/runtime/codegen"
-	driver "github.com/taskgen/taskgen/runtime/driver"
 )
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
@@ -27,19 +25,28 @@ var (
 )
 
 // ResizeTask is the typed stub of task "images.resize" (func resize).
-type ResizeTask struct{ runtime.Stub[string] }
+type ResizeTask struct {
+	codegen.ArgDecoder[ResizeArgs]
+	runtime.Stub[string]
+}
 
 // Resize enqueues resize: Resize.Delay(ctx, url, width).
-var Resize = ResizeTask{runtime.NewStub[string](&resizeDef)}
+var Resize = ResizeTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "images.resize",
+	Queue:    "images",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"url"}, {"width"}},
+	NewArgs:  codegen.NewArgs[ResizeArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t ResizeTask) With(opts ...runtime.Option) ResizeTask {
-	return ResizeTask{t.Stub.With(opts...)}
+	return ResizeTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of resize; it returns once the broker accepted the message.
 func (t ResizeTask) Delay(ctx context.Context, url string, width int) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &resizeArgs{url: url, width: width})
+	return t.Stub.Send(ctx, &ResizeArgs{Url: url, Width: width})
 }
 
 // Call runs resize in this process, without a broker.
@@ -47,124 +54,38 @@ func (t ResizeTask) Call(ctx context.Context, url string, width int) (string, er
 	return resize(ctx, url, width)
 }
 
-// ResizeArgs are the arguments of one call of Resize, as Resize.DecodeArgs returns them.
+// ResizeArgs are the arguments of one call of Resize, as Resize.DecodeArgs returns them; its methods are the generated codec.
 type ResizeArgs struct {
 	Url   string
 	Width int
 }
 
-// DecodeArgs decodes the arguments of a message of Resize through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ResizeTask) DecodeArgs(m *driver.Message) (ResizeArgs, error) {
-	var args resizeArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return ResizeArgs{}, err
-	}
-	return ResizeArgs{Url: args.url, Width: args.width}, nil
-}
-
-var resizeDef = codegen.TaskDef{
-	Name:  "images.resize",
-	Queue: "images",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	NewArgs: func() codegen.Args { return new(resizeArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	resizeDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*resizeArgs)
-		return resize(ctx, args.url, args.width)
-	}
-}
-
-// resizeArgs holds the arguments of resize; its methods are the generated codec.
-type resizeArgs struct {
-	url   string
-	width int
-}
-
-func (a *resizeArgs) NumArgs() int { return 2 }
-
-func (a *resizeArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.url)
-	w.Int(int64(a.width))
+func (*ResizeArgs) NumArgs() int             { return 2 }
+func (*ResizeArgs) ArgIndex(name string) int { return Resize.Def().ArgNames.Index(name) }
+func (*ResizeArgs) ArgName(i int) string     { return Resize.Def().ArgNames.Name(i) }
+func (a *ResizeArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Url)
+	w.Int(int64(a.Width))
 	return nil
 }
-
-func (a *resizeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *ResizeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.url, err = r.String()
+		a.Url, err = r.String()
 	case 1:
-		var v int64
-		v, err = r.Int(64)
-		a.width = int(v)
+		a.Width, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *resizeArgs) ArgIndex(name string) int {
-	switch name {
-	case "url":
-		return 0
-	case "width":
-		return 1
-	}
-	return -1
-}
-
-func (a *resizeArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "url"
-	case 1:
-		return "width"
-	}
-	return ""
-}
-
 // ChargeTask is the typed stub of task "payments.charge" (func charge).
-type ChargeTask struct{ runtime.Stub[string] }
+type ChargeTask struct {
+	codegen.ArgDecoder[ChargeArgs]
+	runtime.Stub[string]
+}
 
 // Charge enqueues charge: Charge.Delay(ctx, cents).
-var Charge = ChargeTask{runtime.NewStub[string](&chargeDef)}
-
-// With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t ChargeTask) With(opts ...runtime.Option) ChargeTask {
-	return ChargeTask{t.Stub.With(opts...)}
-}
-
-// Delay enqueues a call of charge; it returns once the broker accepted the message.
-func (t ChargeTask) Delay(ctx context.Context, cents int) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &chargeArgs{cents: cents})
-}
-
-// Call runs charge in this process, without a broker.
-func (t ChargeTask) Call(ctx context.Context, cents int) (string, error) {
-	return charge(ctx, cents)
-}
-
-// ChargeArgs are the arguments of one call of Charge, as Charge.DecodeArgs returns them.
-type ChargeArgs struct {
-	Cents int
-}
-
-// DecodeArgs decodes the arguments of a message of Charge through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ChargeTask) DecodeArgs(m *driver.Message) (ChargeArgs, error) {
-	var args chargeArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return ChargeArgs{}, err
-	}
-	return ChargeArgs{Cents: args.cents}, nil
-}
-
-var chargeDef = codegen.TaskDef{
+var Charge = ChargeTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
 	Name: "payments.charge",
 	Retry: codegen.RetryPolicy{
 		MaxRetries:   4,
@@ -173,103 +94,59 @@ var chargeDef = codegen.TaskDef{
 		Jitter:       false,
 		DefaultDelay: 180 * time.Second,
 		AutoretryFor: func(err error) bool {
-			if _, ok := errors.AsType[*TemporaryError](err); ok {
-				return true
-			}
-			return false
+			return codegen.IsType[*TemporaryError](err)
 		},
 		DontAutoretryFor: func(err error) bool {
-			if errors.Is(err, ErrCardBlocked) {
-				return true
-			}
-			return false
+			return errors.Is(err, ErrCardBlocked)
 		},
 	},
-	NewArgs: func() codegen.Args { return new(chargeArgs) },
+	ArgNames: codegen.ArgNames{{"cents"}},
+	NewArgs:  codegen.NewArgs[ChargeArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t ChargeTask) With(opts ...runtime.Option) ChargeTask {
+	return ChargeTask{Stub: t.Stub.With(opts...)}
 }
 
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	chargeDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*chargeArgs)
-		return charge(ctx, args.cents)
-	}
+// Delay enqueues a call of charge; it returns once the broker accepted the message.
+func (t ChargeTask) Delay(ctx context.Context, cents int) (*runtime.AsyncResult[string], error) {
+	return t.Stub.Send(ctx, &ChargeArgs{Cents: cents})
 }
 
-// chargeArgs holds the arguments of charge; its methods are the generated codec.
-type chargeArgs struct {
-	cents int
+// Call runs charge in this process, without a broker.
+func (t ChargeTask) Call(ctx context.Context, cents int) (string, error) {
+	return charge(ctx, cents)
 }
 
-func (a *chargeArgs) NumArgs() int { return 1 }
+// ChargeArgs are the arguments of one call of Charge, as Charge.DecodeArgs returns them; its methods are the generated codec.
+type ChargeArgs struct {
+	Cents int
+}
 
-func (a *chargeArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.cents))
+func (*ChargeArgs) NumArgs() int             { return 1 }
+func (*ChargeArgs) ArgIndex(name string) int { return Charge.Def().ArgNames.Index(name) }
+func (*ChargeArgs) ArgName(i int) string     { return Charge.Def().ArgNames.Name(i) }
+func (a *ChargeArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.Cents))
 	return nil
 }
-
-func (a *chargeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *ChargeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.cents = int(v)
+		a.Cents, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *chargeArgs) ArgIndex(name string) int {
-	switch name {
-	case "cents":
-		return 0
-	}
-	return -1
-}
-
-func (a *chargeArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "cents"
-	}
-	return ""
-}
-
 // PollTask is the typed stub of task "jobs.poll" (func poll).
-type PollTask struct{ runtime.Stub[int] }
+type PollTask struct {
+	codegen.ArgDecoder[PollArgs]
+	runtime.Stub[int]
+}
 
 // Poll enqueues poll: Poll.Delay(ctx, want).
-var Poll = PollTask{runtime.NewStub[int](&pollDef)}
-
-// With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t PollTask) With(opts ...runtime.Option) PollTask {
-	return PollTask{t.Stub.With(opts...)}
-}
-
-// Delay enqueues a call of poll; it returns once the broker accepted the message.
-func (t PollTask) Delay(ctx context.Context, want int) (*runtime.AsyncResult[int], error) {
-	return t.Stub.Send(ctx, &pollArgs{want: want})
-}
-
-// Call runs poll in this process, without a broker.
-func (t PollTask) Call(ctx context.Context, want int) (int, error) {
-	return poll(ctx, want)
-}
-
-// PollArgs are the arguments of one call of Poll, as Poll.DecodeArgs returns them.
-type PollArgs struct {
-	Want int
-}
-
-// DecodeArgs decodes the arguments of a message of Poll through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PollTask) DecodeArgs(m *driver.Message) (PollArgs, error) {
-	var args pollArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return PollArgs{}, err
-	}
-	return PollArgs{Want: args.want}, nil
-}
-
-var pollDef = codegen.TaskDef{
+var Poll = PollTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
 	Name: "jobs.poll",
 	Retry: codegen.RetryPolicy{
 		MaxRetries:   2,
@@ -278,69 +155,69 @@ var pollDef = codegen.TaskDef{
 		Jitter:       true,
 		DefaultDelay: 10 * time.Millisecond,
 	},
-	NewArgs: func() codegen.Args { return new(pollArgs) },
+	ArgNames: codegen.ArgNames{{"want"}},
+	NewArgs:  codegen.NewArgs[PollArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PollTask) With(opts ...runtime.Option) PollTask {
+	return PollTask{Stub: t.Stub.With(opts...)}
 }
 
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	pollDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*pollArgs)
-		return poll(ctx, args.want)
-	}
+// Delay enqueues a call of poll; it returns once the broker accepted the message.
+func (t PollTask) Delay(ctx context.Context, want int) (*runtime.AsyncResult[int], error) {
+	return t.Stub.Send(ctx, &PollArgs{Want: want})
 }
 
-// pollArgs holds the arguments of poll; its methods are the generated codec.
-type pollArgs struct {
-	want int
+// Call runs poll in this process, without a broker.
+func (t PollTask) Call(ctx context.Context, want int) (int, error) {
+	return poll(ctx, want)
 }
 
-func (a *pollArgs) NumArgs() int { return 1 }
+// PollArgs are the arguments of one call of Poll, as Poll.DecodeArgs returns them; its methods are the generated codec.
+type PollArgs struct {
+	Want int
+}
 
-func (a *pollArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.want))
+func (*PollArgs) NumArgs() int             { return 1 }
+func (*PollArgs) ArgIndex(name string) int { return Poll.Def().ArgNames.Index(name) }
+func (*PollArgs) ArgName(i int) string     { return Poll.Def().ArgNames.Name(i) }
+func (a *PollArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.Want))
 	return nil
 }
-
-func (a *pollArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *PollArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.want = int(v)
+		a.Want, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *pollArgs) ArgIndex(name string) int {
-	switch name {
-	case "want":
-		return 0
-	}
-	return -1
-}
-
-func (a *pollArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "want"
-	}
-	return ""
-}
-
 // CrunchTask is the typed stub of task "jobs.crunch" (func crunch).
-type CrunchTask struct{ runtime.Stub[string] }
+type CrunchTask struct {
+	codegen.ArgDecoder[CrunchArgs]
+	runtime.Stub[string]
+}
 
 // Crunch enqueues crunch: Crunch.Delay(ctx, n).
-var Crunch = CrunchTask{runtime.NewStub[string](&crunchDef)}
+var Crunch = CrunchTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:          "jobs.crunch",
+	Retry:         codegen.DefaultRetryPolicy(),
+	TimeLimit:     1 * time.Second,
+	SoftTimeLimit: 20 * time.Millisecond,
+	ArgNames:      codegen.ArgNames{{"n"}},
+	NewArgs:       codegen.NewArgs[CrunchArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t CrunchTask) With(opts ...runtime.Option) CrunchTask {
-	return CrunchTask{t.Stub.With(opts...)}
+	return CrunchTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of crunch; it returns once the broker accepted the message.
 func (t CrunchTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &crunchArgs{n: n})
+	return t.Stub.Send(ctx, &CrunchArgs{N: n})
 }
 
 // Call runs crunch in this process, without a broker.
@@ -348,94 +225,48 @@ func (t CrunchTask) Call(ctx context.Context, n int) (string, error) {
 	return crunch(ctx, n)
 }
 
-// CrunchArgs are the arguments of one call of Crunch, as Crunch.DecodeArgs returns them.
+// CrunchArgs are the arguments of one call of Crunch, as Crunch.DecodeArgs returns them; its methods are the generated codec.
 type CrunchArgs struct {
 	N int
 }
 
-// DecodeArgs decodes the arguments of a message of Crunch through the generated codec, as a worker does (tasktest.Calls uses it).
-func (CrunchTask) DecodeArgs(m *driver.Message) (CrunchArgs, error) {
-	var args crunchArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return CrunchArgs{}, err
-	}
-	return CrunchArgs{N: args.n}, nil
-}
-
-var crunchDef = codegen.TaskDef{
-	Name: "jobs.crunch",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	TimeLimit:     1 * time.Second,
-	SoftTimeLimit: 20 * time.Millisecond,
-	NewArgs:       func() codegen.Args { return new(crunchArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	crunchDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*crunchArgs)
-		return crunch(ctx, args.n)
-	}
-}
-
-// crunchArgs holds the arguments of crunch; its methods are the generated codec.
-type crunchArgs struct {
-	n int
-}
-
-func (a *crunchArgs) NumArgs() int { return 1 }
-
-func (a *crunchArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.n))
+func (*CrunchArgs) NumArgs() int             { return 1 }
+func (*CrunchArgs) ArgIndex(name string) int { return Crunch.Def().ArgNames.Index(name) }
+func (*CrunchArgs) ArgName(i int) string     { return Crunch.Def().ArgNames.Name(i) }
+func (a *CrunchArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.N))
 	return nil
 }
-
-func (a *crunchArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *CrunchArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.n = int(v)
+		a.N, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *crunchArgs) ArgIndex(name string) int {
-	switch name {
-	case "n":
-		return 0
-	}
-	return -1
-}
-
-func (a *crunchArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "n"
-	}
-	return ""
-}
-
 // HangTask is the typed stub of task "jobs.hang" (func hang).
-type HangTask struct{ runtime.Stub[struct{}] }
+type HangTask struct {
+	codegen.ArgDecoder[HangArgs]
+	runtime.Stub[struct{}]
+}
 
 // Hang enqueues hang: Hang.Delay(ctx).
-var Hang = HangTask{runtime.NewStub[struct{}](&hangDef)}
+var Hang = HangTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:      "jobs.hang",
+	Retry:     codegen.DefaultRetryPolicy(),
+	TimeLimit: 30 * time.Millisecond,
+	NewArgs:   codegen.NewArgs[HangArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t HangTask) With(opts ...runtime.Option) HangTask {
-	return HangTask{t.Stub.With(opts...)}
+	return HangTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of hang; it returns once the broker accepted the message.
 func (t HangTask) Delay(ctx context.Context) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &hangArgs{})
+	return t.Stub.Send(ctx, &HangArgs{})
 }
 
 // Call runs hang in this process, without a broker.
@@ -443,73 +274,38 @@ func (t HangTask) Call(ctx context.Context) error {
 	return hang(ctx)
 }
 
-// HangArgs are the arguments of one call of Hang, as Hang.DecodeArgs returns them.
+// HangArgs are the arguments of one call of Hang, as Hang.DecodeArgs returns them; its methods are the generated codec.
 type HangArgs struct{}
 
-// DecodeArgs decodes the arguments of a message of Hang through the generated codec, as a worker does (tasktest.Calls uses it).
-func (HangTask) DecodeArgs(m *driver.Message) (HangArgs, error) {
-	var args hangArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return HangArgs{}, err
-	}
-	return HangArgs{}, nil
-}
-
-var hangDef = codegen.TaskDef{
-	Name: "jobs.hang",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	TimeLimit: 30 * time.Millisecond,
-	NewArgs:   func() codegen.Args { return new(hangArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	hangDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		return nil, hang(ctx)
-	}
-}
-
-// hangArgs holds the arguments of hang; its methods are the generated codec.
-type hangArgs struct{}
-
-func (a *hangArgs) NumArgs() int { return 0 }
-
-func (a *hangArgs) EncodeArgs(w codegen.ArgWriter) error {
-	return nil
-}
-
-func (a *hangArgs) DecodeArg(i int, r codegen.ArgReader) error {
-	return nil
-}
-
-func (a *hangArgs) ArgIndex(name string) int {
-	return -1
-}
-
-func (a *hangArgs) ArgName(i int) string {
-	return ""
-}
+func (*HangArgs) NumArgs() int                           { return 0 }
+func (*HangArgs) ArgIndex(name string) int               { return Hang.Def().ArgNames.Index(name) }
+func (*HangArgs) ArgName(i int) string                   { return Hang.Def().ArgNames.Name(i) }
+func (*HangArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
+func (*HangArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
 // PingTask is the typed stub of task "jobs.ping" (func ping).
-type PingTask struct{ runtime.Stub[int] }
+type PingTask struct {
+	codegen.ArgDecoder[PingArgs]
+	runtime.Stub[int]
+}
 
 // Ping enqueues ping: Ping.Delay(ctx, i).
-var Ping = PingTask{runtime.NewStub[int](&pingDef)}
+var Ping = PingTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
+	Name:      "jobs.ping",
+	Retry:     codegen.DefaultRetryPolicy(),
+	RateLimit: codegen.RateLimit{N: 20, Per: time.Second},
+	ArgNames:  codegen.ArgNames{{"i"}},
+	NewArgs:   codegen.NewArgs[PingArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t PingTask) With(opts ...runtime.Option) PingTask {
-	return PingTask{t.Stub.With(opts...)}
+	return PingTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of ping; it returns once the broker accepted the message.
 func (t PingTask) Delay(ctx context.Context, i int) (*runtime.AsyncResult[int], error) {
-	return t.Stub.Send(ctx, &pingArgs{i: i})
+	return t.Stub.Send(ctx, &PingArgs{I: i})
 }
 
 // Call runs ping in this process, without a broker.
@@ -517,93 +313,49 @@ func (t PingTask) Call(ctx context.Context, i int) (int, error) {
 	return ping(ctx, i)
 }
 
-// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them.
+// PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them; its methods are the generated codec.
 type PingArgs struct {
 	I int
 }
 
-// DecodeArgs decodes the arguments of a message of Ping through the generated codec, as a worker does (tasktest.Calls uses it).
-func (PingTask) DecodeArgs(m *driver.Message) (PingArgs, error) {
-	var args pingArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return PingArgs{}, err
-	}
-	return PingArgs{I: args.i}, nil
-}
-
-var pingDef = codegen.TaskDef{
-	Name: "jobs.ping",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	RateLimit: codegen.RateLimit{N: 20, Per: time.Second},
-	NewArgs:   func() codegen.Args { return new(pingArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	pingDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*pingArgs)
-		return ping(ctx, args.i)
-	}
-}
-
-// pingArgs holds the arguments of ping; its methods are the generated codec.
-type pingArgs struct {
-	i int
-}
-
-func (a *pingArgs) NumArgs() int { return 1 }
-
-func (a *pingArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.Int(int64(a.i))
+func (*PingArgs) NumArgs() int             { return 1 }
+func (*PingArgs) ArgIndex(name string) int { return Ping.Def().ArgNames.Index(name) }
+func (*PingArgs) ArgName(i int) string     { return Ping.Def().ArgNames.Name(i) }
+func (a *PingArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.I))
 	return nil
 }
-
-func (a *pingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *PingArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		var v int64
-		v, err = r.Int(64)
-		a.i = int(v)
+		a.I, err = codegen.ReadInt[int](r, 64)
 	}
 	return err
 }
 
-func (a *pingArgs) ArgIndex(name string) int {
-	switch name {
-	case "i":
-		return 0
-	}
-	return -1
-}
-
-func (a *pingArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "i"
-	}
-	return ""
-}
-
 // ReportTask is the typed stub of task "jobs.report" (func report).
-type ReportTask struct{ runtime.Stub[string] }
+type ReportTask struct {
+	codegen.ArgDecoder[ReportArgs]
+	runtime.Stub[string]
+}
 
 // Report enqueues report: Report.Delay(ctx, day).
-var Report = ReportTask{runtime.NewStub[string](&reportDef)}
+var Report = ReportTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "jobs.report",
+	Retry:    codegen.DefaultRetryPolicy(),
+	Expires:  3600 * time.Second,
+	ArgNames: codegen.ArgNames{{"day"}},
+	NewArgs:  codegen.NewArgs[ReportArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t ReportTask) With(opts ...runtime.Option) ReportTask {
-	return ReportTask{t.Stub.With(opts...)}
+	return ReportTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of report; it returns once the broker accepted the message.
 func (t ReportTask) Delay(ctx context.Context, day string) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &reportArgs{day: day})
+	return t.Stub.Send(ctx, &ReportArgs{Day: day})
 }
 
 // Call runs report in this process, without a broker.
@@ -611,91 +363,49 @@ func (t ReportTask) Call(ctx context.Context, day string) (string, error) {
 	return report(ctx, day)
 }
 
-// ReportArgs are the arguments of one call of Report, as Report.DecodeArgs returns them.
+// ReportArgs are the arguments of one call of Report, as Report.DecodeArgs returns them; its methods are the generated codec.
 type ReportArgs struct {
 	Day string
 }
 
-// DecodeArgs decodes the arguments of a message of Report through the generated codec, as a worker does (tasktest.Calls uses it).
-func (ReportTask) DecodeArgs(m *driver.Message) (ReportArgs, error) {
-	var args reportArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return ReportArgs{}, err
-	}
-	return ReportArgs{Day: args.day}, nil
-}
-
-var reportDef = codegen.TaskDef{
-	Name: "jobs.report",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	Expires: 3600 * time.Second,
-	NewArgs: func() codegen.Args { return new(reportArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	reportDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*reportArgs)
-		return report(ctx, args.day)
-	}
-}
-
-// reportArgs holds the arguments of report; its methods are the generated codec.
-type reportArgs struct {
-	day string
-}
-
-func (a *reportArgs) NumArgs() int { return 1 }
-
-func (a *reportArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.day)
+func (*ReportArgs) NumArgs() int             { return 1 }
+func (*ReportArgs) ArgIndex(name string) int { return Report.Def().ArgNames.Index(name) }
+func (*ReportArgs) ArgName(i int) string     { return Report.Def().ArgNames.Name(i) }
+func (a *ReportArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Day)
 	return nil
 }
-
-func (a *reportArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *ReportArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.day, err = r.String()
+		a.Day, err = r.String()
 	}
 	return err
 }
 
-func (a *reportArgs) ArgIndex(name string) int {
-	switch name {
-	case "day":
-		return 0
-	}
-	return -1
-}
-
-func (a *reportArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "day"
-	}
-	return ""
-}
-
 // AuditTask is the typed stub of task "jobs.audit" (func audit).
-type AuditTask struct{ runtime.Stub[string] }
+type AuditTask struct {
+	codegen.ArgDecoder[AuditArgs]
+	runtime.Stub[string]
+}
 
 // Audit enqueues audit: Audit.Delay(ctx, entry).
-var Audit = AuditTask{runtime.NewStub[string](&auditDef)}
+var Audit = AuditTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:     "jobs.audit",
+	Retry:    codegen.DefaultRetryPolicy(),
+	AcksLate: true,
+	ArgNames: codegen.ArgNames{{"entry"}},
+	NewArgs:  codegen.NewArgs[AuditArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t AuditTask) With(opts ...runtime.Option) AuditTask {
-	return AuditTask{t.Stub.With(opts...)}
+	return AuditTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of audit; it returns once the broker accepted the message.
 func (t AuditTask) Delay(ctx context.Context, entry string) (*runtime.AsyncResult[string], error) {
-	return t.Stub.Send(ctx, &auditArgs{entry: entry})
+	return t.Stub.Send(ctx, &AuditArgs{Entry: entry})
 }
 
 // Call runs audit in this process, without a broker.
@@ -703,91 +413,49 @@ func (t AuditTask) Call(ctx context.Context, entry string) (string, error) {
 	return audit(ctx, entry)
 }
 
-// AuditArgs are the arguments of one call of Audit, as Audit.DecodeArgs returns them.
+// AuditArgs are the arguments of one call of Audit, as Audit.DecodeArgs returns them; its methods are the generated codec.
 type AuditArgs struct {
 	Entry string
 }
 
-// DecodeArgs decodes the arguments of a message of Audit through the generated codec, as a worker does (tasktest.Calls uses it).
-func (AuditTask) DecodeArgs(m *driver.Message) (AuditArgs, error) {
-	var args auditArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return AuditArgs{}, err
-	}
-	return AuditArgs{Entry: args.entry}, nil
-}
-
-var auditDef = codegen.TaskDef{
-	Name: "jobs.audit",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	AcksLate: true,
-	NewArgs:  func() codegen.Args { return new(auditArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	auditDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*auditArgs)
-		return audit(ctx, args.entry)
-	}
-}
-
-// auditArgs holds the arguments of audit; its methods are the generated codec.
-type auditArgs struct {
-	entry string
-}
-
-func (a *auditArgs) NumArgs() int { return 1 }
-
-func (a *auditArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.entry)
+func (*AuditArgs) NumArgs() int             { return 1 }
+func (*AuditArgs) ArgIndex(name string) int { return Audit.Def().ArgNames.Index(name) }
+func (*AuditArgs) ArgName(i int) string     { return Audit.Def().ArgNames.Name(i) }
+func (a *AuditArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Entry)
 	return nil
 }
-
-func (a *auditArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *AuditArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.entry, err = r.String()
+		a.Entry, err = r.String()
 	}
 	return err
 }
 
-func (a *auditArgs) ArgIndex(name string) int {
-	switch name {
-	case "entry":
-		return 0
-	}
-	return -1
-}
-
-func (a *auditArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "entry"
-	}
-	return ""
-}
-
 // NotifyTask is the typed stub of task "jobs.notify" (func notify).
-type NotifyTask struct{ runtime.Stub[struct{}] }
+type NotifyTask struct {
+	codegen.ArgDecoder[NotifyArgs]
+	runtime.Stub[struct{}]
+}
 
 // Notify enqueues notify: Notify.Delay(ctx, user).
-var Notify = NotifyTask{runtime.NewStub[struct{}](&notifyDef)}
+var Notify = NotifyTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:         "jobs.notify",
+	Retry:        codegen.DefaultRetryPolicy(),
+	IgnoreResult: true,
+	ArgNames:     codegen.ArgNames{{"user"}},
+	NewArgs:      codegen.NewArgs[NotifyArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t NotifyTask) With(opts ...runtime.Option) NotifyTask {
-	return NotifyTask{t.Stub.With(opts...)}
+	return NotifyTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of notify; it returns once the broker accepted the message.
 func (t NotifyTask) Delay(ctx context.Context, user string) (*runtime.AsyncResult[struct{}], error) {
-	return t.Stub.Send(ctx, &notifyArgs{user: user})
+	return t.Stub.Send(ctx, &NotifyArgs{User: user})
 }
 
 // Call runs notify in this process, without a broker.
@@ -795,91 +463,49 @@ func (t NotifyTask) Call(ctx context.Context, user string) error {
 	return notify(ctx, user)
 }
 
-// NotifyArgs are the arguments of one call of Notify, as Notify.DecodeArgs returns them.
+// NotifyArgs are the arguments of one call of Notify, as Notify.DecodeArgs returns them; its methods are the generated codec.
 type NotifyArgs struct {
 	User string
 }
 
-// DecodeArgs decodes the arguments of a message of Notify through the generated codec, as a worker does (tasktest.Calls uses it).
-func (NotifyTask) DecodeArgs(m *driver.Message) (NotifyArgs, error) {
-	var args notifyArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return NotifyArgs{}, err
-	}
-	return NotifyArgs{User: args.user}, nil
-}
-
-var notifyDef = codegen.TaskDef{
-	Name: "jobs.notify",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	IgnoreResult: true,
-	NewArgs:      func() codegen.Args { return new(notifyArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
-func init() {
-	notifyDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
-		args := a.(*notifyArgs)
-		return nil, notify(ctx, args.user)
-	}
-}
-
-// notifyArgs holds the arguments of notify; its methods are the generated codec.
-type notifyArgs struct {
-	user string
-}
-
-func (a *notifyArgs) NumArgs() int { return 1 }
-
-func (a *notifyArgs) EncodeArgs(w codegen.ArgWriter) error {
-	w.String(a.user)
+func (*NotifyArgs) NumArgs() int             { return 1 }
+func (*NotifyArgs) ArgIndex(name string) int { return Notify.Def().ArgNames.Index(name) }
+func (*NotifyArgs) ArgName(i int) string     { return Notify.Def().ArgNames.Name(i) }
+func (a *NotifyArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.User)
 	return nil
 }
-
-func (a *notifyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+func (a *NotifyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	switch i {
 	case 0:
-		a.user, err = r.String()
+		a.User, err = r.String()
 	}
 	return err
 }
 
-func (a *notifyArgs) ArgIndex(name string) int {
-	switch name {
-	case "user":
-		return 0
-	}
-	return -1
-}
-
-func (a *notifyArgs) ArgName(i int) string {
-	switch i {
-	case 0:
-		return "user"
-	}
-	return ""
-}
-
 // UrgentTask is the typed stub of task "jobs.urgent" (func urgent).
-type UrgentTask struct{ runtime.Stub[uint8] }
+type UrgentTask struct {
+	codegen.ArgDecoder[UrgentArgs]
+	runtime.Stub[uint8]
+}
 
 // Urgent enqueues urgent: Urgent.Delay(ctx).
-var Urgent = UrgentTask{runtime.NewStub[uint8](&urgentDef)}
+var Urgent = UrgentTask{Stub: runtime.NewStub[uint8](&codegen.TaskDef{
+	Name:        "jobs.urgent",
+	Retry:       codegen.DefaultRetryPolicy(),
+	Priority:    9,
+	HasPriority: true,
+	NewArgs:     codegen.NewArgs[UrgentArgs],
+})}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
 func (t UrgentTask) With(opts ...runtime.Option) UrgentTask {
-	return UrgentTask{t.Stub.With(opts...)}
+	return UrgentTask{Stub: t.Stub.With(opts...)}
 }
 
 // Delay enqueues a call of urgent; it returns once the broker accepted the message.
 func (t UrgentTask) Delay(ctx context.Context) (*runtime.AsyncResult[uint8], error) {
-	return t.Stub.Send(ctx, &urgentArgs{})
+	return t.Stub.Send(ctx, &UrgentArgs{})
 }
 
 // Call runs urgent in this process, without a broker.
@@ -887,70 +513,59 @@ func (t UrgentTask) Call(ctx context.Context) (uint8, error) {
 	return urgent(ctx)
 }
 
-// UrgentArgs are the arguments of one call of Urgent, as Urgent.DecodeArgs returns them.
+// UrgentArgs are the arguments of one call of Urgent, as Urgent.DecodeArgs returns them; its methods are the generated codec.
 type UrgentArgs struct{}
 
-// DecodeArgs decodes the arguments of a message of Urgent through the generated codec, as a worker does (tasktest.Calls uses it).
-func (UrgentTask) DecodeArgs(m *driver.Message) (UrgentArgs, error) {
-	var args urgentArgs
-	if _, err := codegen.DecodeBody(m.ContentType, m.Headers.Compression, m.Body, &args); err != nil {
-		return UrgentArgs{}, err
-	}
-	return UrgentArgs{}, nil
-}
+func (*UrgentArgs) NumArgs() int                           { return 0 }
+func (*UrgentArgs) ArgIndex(name string) int               { return Urgent.Def().ArgNames.Index(name) }
+func (*UrgentArgs) ArgName(i int) string                   { return Urgent.Def().ArgNames.Name(i) }
+func (*UrgentArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
+func (*UrgentArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
-var urgentDef = codegen.TaskDef{
-	Name: "jobs.urgent",
-	Retry: codegen.RetryPolicy{
-		MaxRetries:   3,
-		Backoff:      0,
-		BackoffMax:   600 * time.Second,
-		Jitter:       true,
-		DefaultDelay: 180 * time.Second,
-	},
-	Priority:    9,
-	HasPriority: true,
-	NewArgs:     func() codegen.Args { return new(urgentArgs) },
-}
-
-// Run is set in init, not in the literal, so that a task may enqueue itself without an initialization cycle.
+// Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
-	urgentDef.Run = func(ctx context.Context, a codegen.Args) (any, error) {
+	Resize.Def().Run = codegen.Run(func(ctx context.Context, args *ResizeArgs) (string, error) {
+		return resize(ctx, args.Url, args.Width)
+	})
+	Charge.Def().Run = codegen.Run(func(ctx context.Context, args *ChargeArgs) (string, error) {
+		return charge(ctx, args.Cents)
+	})
+	Poll.Def().Run = codegen.Run(func(ctx context.Context, args *PollArgs) (int, error) {
+		return poll(ctx, args.Want)
+	})
+	Crunch.Def().Run = codegen.Run(func(ctx context.Context, args *CrunchArgs) (string, error) {
+		return crunch(ctx, args.N)
+	})
+	Hang.Def().Run = codegen.RunNoResult(func(ctx context.Context, _ *HangArgs) error {
+		return hang(ctx)
+	})
+	Ping.Def().Run = codegen.Run(func(ctx context.Context, args *PingArgs) (int, error) {
+		return ping(ctx, args.I)
+	})
+	Report.Def().Run = codegen.Run(func(ctx context.Context, args *ReportArgs) (string, error) {
+		return report(ctx, args.Day)
+	})
+	Audit.Def().Run = codegen.Run(func(ctx context.Context, args *AuditArgs) (string, error) {
+		return audit(ctx, args.Entry)
+	})
+	Notify.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *NotifyArgs) error {
+		return notify(ctx, args.User)
+	})
+	Urgent.Def().Run = codegen.Run(func(ctx context.Context, _ *UrgentArgs) (uint8, error) {
 		return urgent(ctx)
-	}
-}
-
-// urgentArgs holds the arguments of urgent; its methods are the generated codec.
-type urgentArgs struct{}
-
-func (a *urgentArgs) NumArgs() int { return 0 }
-
-func (a *urgentArgs) EncodeArgs(w codegen.ArgWriter) error {
-	return nil
-}
-
-func (a *urgentArgs) DecodeArg(i int, r codegen.ArgReader) error {
-	return nil
-}
-
-func (a *urgentArgs) ArgIndex(name string) int {
-	return -1
-}
-
-func (a *urgentArgs) ArgName(i int) string {
-	return ""
+	})
 }
 
 // RegisterTasks registers every task implemented in package exampletasks on w.
 func RegisterTasks(w *runtime.Worker) {
-	w.Register(&resizeDef)
-	w.Register(&chargeDef)
-	w.Register(&pollDef)
-	w.Register(&crunchDef)
-	w.Register(&hangDef)
-	w.Register(&pingDef)
-	w.Register(&reportDef)
-	w.Register(&auditDef)
-	w.Register(&notifyDef)
-	w.Register(&urgentDef)
+	w.Register(Resize.Def())
+	w.Register(Charge.Def())
+	w.Register(Poll.Def())
+	w.Register(Crunch.Def())
+	w.Register(Hang.Def())
+	w.Register(Ping.Def())
+	w.Register(Report.Def())
+	w.Register(Audit.Def())
+	w.Register(Notify.Def())
+	w.Register(Urgent.Def())
 }
