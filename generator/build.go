@@ -83,7 +83,6 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 	slices.SortFunc(pkg.Imports, func(a, b model.Import) int { return strings.Compare(a.Path, b.Path) })
 	pkg.Locals = model.Locals{
 		Ctx:    taken.pick("ctx"),
-		Args:   taken.pick("a"),
 		Typed:  taken.pick("args"),
 		Recv:   taken.pick("a"),
 		Writer: taken.pick("w"),
@@ -91,7 +90,6 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 		Err:    taken.pick("err"),
 		Index:  taken.pick("i"),
 		Name:   taken.pick("name"),
-		OK:     taken.pick("ok"),
 	}
 
 	for _, t := range c.tasks {
@@ -138,7 +136,6 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 		FuncName:   t.name,
 		StubName:   stub,
 		StubType:   stub + "Task",
-		DefName:    t.name + "Def",
 		ArgsType:   stub + "Args",
 		CeleryName: t.celeryName,
 		Remote:     t.remote,

@@ -10,8 +10,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskgen/taskgen/annotations"
 	"github.com/taskgen/taskgen/generator"
 	"github.com/taskgen/taskgen/generator/internal/testmodule"
+	"github.com/taskgen/taskgen/runtime/codegen"
 )
 
 const twoTasks = `package jobs
@@ -189,4 +191,18 @@ func paths(files []generator.File) []string {
 		out = append(out, f.Path)
 	}
 	return out
+}
+
+// The generated code writes codegen.DefaultRetryPolicy() for a task whose
+// retry options are annotations' defaults: the two must agree.
+func TestDefaults_matchCodegenRetryPolicy(t *testing.T) {
+	t.Parallel()
+	d, p := annotations.Defaults(), codegen.DefaultRetryPolicy()
+	require.Equal(t, codegen.RetryPolicy{
+		MaxRetries:   d.MaxRetries,
+		Backoff:      d.RetryBackoff,
+		BackoffMax:   d.RetryBackoffMax,
+		Jitter:       d.RetryJitter,
+		DefaultDelay: d.DefaultRetryDelay,
+	}, p)
 }

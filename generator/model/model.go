@@ -19,9 +19,11 @@ type Package struct {
 	Dir  string // directory holding the package's files
 	File string // base name of the generated file, e.g. "tasks_gen.go"
 
-	// Imports are the imports of the generated file, sorted by path. Their
-	// names are the package names go/packages reports, renamed only to avoid
-	// a package-level identifier of this package or another import.
+	// Imports are the imports the generated file may use, sorted by path.
+	// Their names are the package names go/packages reports, renamed only to
+	// avoid a package-level identifier of this package or another import.
+	// The emitter hands them to jennifer, which writes the import block with
+	// those of them the code uses.
 	Imports []Import
 
 	// Locals are the identifiers the generated code declares inside
@@ -42,18 +44,16 @@ type Import struct {
 }
 
 // Locals are the names of the local variables and parameters of the
-// generated codec methods, Run functions and error matchers.
+// generated codec methods, Run functions, error matchers and RegisterTasks.
 type Locals struct {
 	Ctx    string // context parameter of Run ("ctx")
-	Args   string // codegen.Args parameter of Run ("a")
-	Typed  string // the asserted *XxxArgs in Run ("args")
+	Typed  string // the *XxxArgs parameter of the Run function ("args")
 	Recv   string // receiver of the codec methods ("a")
 	Writer string // codegen.ArgWriter parameter ("w")
 	Reader string // codegen.ArgReader parameter ("r")
 	Err    string // error result / matcher parameter ("err")
 	Index  string // argument index ("i")
 	Name   string // keyword argument name ("name")
-	OK     string // result of errors.AsType in matchers ("ok")
 }
 
 // Task is one task: a Go function (or, when Remote, a func type naming a
@@ -62,12 +62,12 @@ type Task struct {
 	FuncName   string // the unexported function or func type, "sendWelcomeEmail"
 	StubName   string // the exported stub variable, "SendWelcomeEmail"
 	StubType   string // the stub's type, "SendWelcomeEmailTask"
-	DefName    string // the TaskDef variable, "sendWelcomeEmailDef"
 	ArgsType   string // the exported argument struct, the codec and what DecodeArgs returns, "SendWelcomeEmailArgs"
 	CeleryName string // the Celery task name, "signup.send_welcome_email"
 
 	// Remote marks a stub for a task implemented elsewhere: it has Delay but
-	// no Call, its TaskDef has no Run and RegisterTasks skips it.
+	// no Call, its TaskDef (StubName.Def()) has no Run and RegisterTasks
+	// skips it.
 	Remote bool
 
 	// Signature is the task's func type as code, without the parameter names:
