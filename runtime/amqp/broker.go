@@ -634,6 +634,7 @@ func (b *Broker) session(ctx context.Context) (*session, error) {
 		}
 		b.sess = s
 		b.mu.Unlock()
+		//lint:ignore SA4004 the loop repeats only through the continue above; this path ends it
 		return s, nil
 	}
 }

@@ -214,6 +214,7 @@ func (l *link) get(ctx context.Context, failFast bool) (*linkConn, error) {
 			}
 			return nil, err
 		}
+		//lint:ignore SA4004 the loop repeats only through the continue above; this path ends it
 		return c, nil
 	}
 }

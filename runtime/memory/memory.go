@@ -245,12 +245,11 @@ func (b *Broker) Close() error {
 }
 
 type delivery struct {
-	b       *Broker
-	m       *driver.Message
-	queue   string
-	slots   chan struct{}
-	once    sync.Once
-	settled bool
+	b     *Broker
+	m     *driver.Message
+	queue string
+	slots chan struct{}
+	once  sync.Once
 }
 
 func (d *delivery) Message() *driver.Message { return d.m }

@@ -43,6 +43,7 @@ func (b *Broker) RestoreVisible(ctx context.Context) (int, error) {
 	}()
 	restored := 0
 	ceil := float64(time.Now().Add(-b.opts.VisibilityTimeout).UnixMicro()) / 1e6
+	//lint:ignore SA1019 ZRANGE BYSCORE REV needs Redis 6.2; ZREVRANGEBYSCORE works on every Redis kombu supports
 	tags, err := b.client.ZRevRangeByScore(ctx, b.opts.key("unacked_index"), &goredis.ZRangeBy{
 		Max: strconv.FormatFloat(ceil, 'f', 6, 64), Min: "0", Count: int64(b.opts.RestoreLimit)}).Result()
 	if err != nil || len(tags) == 0 {

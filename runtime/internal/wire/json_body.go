@@ -230,7 +230,7 @@ func jsonNumber(tok []byte) any {
 	case "-Infinity":
 		return math.Inf(-1)
 	}
-	if bytes.IndexAny(tok, ".eE") < 0 {
+	if !bytes.ContainsAny(tok, ".eE") {
 		if i, err := strconv.ParseInt(string(tok), 10, 64); err == nil {
 			return i
 		}
