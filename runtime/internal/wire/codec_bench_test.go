@@ -1,4 +1,4 @@
-//lint:file-ignore U1000 fixture readers shared with the wire tests of other packages while they move here; delete what stays unused
+//lint:file-ignore U1000 the _msgpack fields are msgpack struct options (as_array), read by reflection
 
 package wire
 

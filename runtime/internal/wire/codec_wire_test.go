@@ -1,12 +1,8 @@
-//lint:file-ignore U1000 fixture readers shared with the wire tests of other packages while they move here; delete what stays unused
-
 package wire
 
 import (
 	"bytes"
 	"compress/gzip"
-	"encoding/base64"
-	"encoding/json"
 	"math"
 	"os"
 	"path/filepath"
@@ -229,95 +225,7 @@ func fixture(t testing.TB, name string) []byte {
 	return b
 }
 
-// redisEnvelope is kombu's Redis message envelope.
-type redisEnvelope struct {
-	Body            string         `json:"body"`
-	ContentEncoding string         `json:"content-encoding"`
-	ContentType     string         `json:"content-type"`
-	Headers         map[string]any `json:"headers"`
-	Properties      map[string]any `json:"properties"`
-}
-
-func loadEnvelope(t testing.TB, name string) (env redisEnvelope, body []byte, headerOrder []string) {
-	t.Helper()
-	raw := fixture(t, name)
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.UseNumber()
-	require.NoError(t, dec.Decode(&env))
-	body, err := base64.StdEncoding.DecodeString(env.Body)
-	require.NoError(t, err)
-	return env, body, jsonKeyOrder(t, raw, "headers")
-}
-
-type amqpMeta struct {
-	Properties map[string]any `json:"properties"`
-	Headers    map[string]any `json:"headers"`
-}
-
-func loadAMQP(t testing.TB, stem string) (meta amqpMeta, body []byte, headerOrder []string) {
-	t.Helper()
-	raw := fixture(t, stem+".meta.json")
-	require.NoError(t, json.Unmarshal(raw, &meta))
-	return meta, fixture(t, stem+".body.bin"), jsonKeyOrder(t, raw, "headers")
-}
-
-// jsonKeyOrder returns the keys of the object at top-level key field, in order.
-func jsonKeyOrder(t testing.TB, raw []byte, field string) []string {
-	t.Helper()
-	var top map[string]json.RawMessage
-	require.NoError(t, json.Unmarshal(raw, &top))
-	d := JSONDecoder{b: top[field]}
-	require.True(t, d.Expect('{'))
-	var keys []string
-	first := true
-	for {
-		more, err := d.More('}', &first)
-		require.NoError(t, err)
-		if !more {
-			return keys
-		}
-		k, err := d.Key()
-		require.NoError(t, err)
-		keys = append(keys, string(k))
-		require.NoError(t, d.Skip(0))
-	}
-}
-
-type taskFixture struct {
-	name, ctype, cenc string
-	body              []byte
-	headers           map[string]any
-	order             []string
-	props             map[string]any
-}
-
-func taskFixtures(t *testing.T) []taskFixture {
-	var out []taskFixture
-	for _, n := range []string{"redis_task_json_basic", "redis_task_msgpack_basic", "redis_task_json_eta_expires_prio5",
-		"redis_task_msgpack_eta_expires_prio5", "redis_task_json_retry_republish"} {
-		env, body, order := loadEnvelope(t, n+".bin")
-		if n != "redis_task_json_retry_republish" {
-			require.Equal(t, fixture(t, n+".body.bin"), body, "envelope body = .body.bin")
-		}
-		out = append(out, taskFixture{n, env.ContentType, env.ContentEncoding, body, env.Headers, order, env.Properties})
-	}
-	for _, n := range []string{"amqp_task_json_basic", "amqp_task_msgpack_basic", "amqp_task_json_eta_expires_prio", "amqp_task_msgpack_eta_expires_prio"} {
-		meta, body, order := loadAMQP(t, n)
-		out = append(out, taskFixture{n, meta.Properties["content_type"].(string), meta.Properties["content_encoding"].(string), body, meta.Headers, order, meta.Properties})
-	}
-	return out
-}
-
 // ---- task messages ----
-
-// normalizeHeaderMap turns numbers into float64 and lists into []any via JSON.
-func normalizeHeaderMap(t testing.TB, m map[string]any) map[string]any {
-	raw, err := json.Marshal(m)
-	require.NoError(t, err)
-	var out map[string]any
-	require.NoError(t, json.Unmarshal(raw, &out))
-	return out
-}
 
 func TestWire_DecodeCompressedFixtures(t *testing.T) {
 	for _, ser := range []string{"json", "msgpack"} {
@@ -342,24 +250,6 @@ func TestWire_DecodeCompressedFixtures(t *testing.T) {
 	}
 	_, err := DecodeBody(ContentTypeJSON, "application/x-lzma", []byte("x"), &addArgs{})
 	require.ErrorContains(t, err, "not supported")
-}
-
-// bodyTail returns the serialized kwargs-free tail: the embed of body.
-func bodyTail(t *testing.T, body []byte) []byte {
-	if body[0] == '[' {
-		i := bytes.LastIndex(body, []byte(`{"callbacks"`))
-		return body[i:]
-	}
-	i := bytes.LastIndex(body, []byte{0x84, 0xa9})
-	return body[i:]
-}
-
-func mustFloat(v any) float64 {
-	f, ok := AnyToFloat(v)
-	if !ok {
-		panic(v)
-	}
-	return f
 }
 
 // ---- arguments ----
