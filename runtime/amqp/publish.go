@@ -109,11 +109,10 @@ func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message)
 // delayLevel returns the largest level l with 2^l seconds ≤ d, capped at
 // MaxDelayLevel, or -1 when d is under a second.
 func delayLevel(d time.Duration) int {
-	sec := uint64(d / time.Second)
-	if sec == 0 {
+	if d < time.Second { // a past due time included: uint64 of a negative is huge
 		return -1
 	}
-	return min(bits.Len64(sec)-1, MaxDelayLevel)
+	return min(bits.Len64(uint64(d/time.Second))-1, MaxDelayLevel)
 }
 
 // Defer parks msg in the wait queue of queue whose TTL is the largest power

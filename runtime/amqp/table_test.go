@@ -334,6 +334,7 @@ func TestNew_VhostAndRedaction(t *testing.T) {
 func TestDelayLevel(t *testing.T) {
 	t.Parallel()
 	require.Equal(t, -1, delayLevel(999*time.Millisecond))
+	require.Equal(t, -1, delayLevel(-time.Minute), "a due time in the past is published at once")
 	require.Equal(t, 0, delayLevel(1500*time.Millisecond))
 	require.Equal(t, 1, delayLevel(3*time.Second))
 	require.Equal(t, 2, delayLevel(4*time.Second))
