@@ -9,12 +9,11 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 func init() {
@@ -304,6 +303,7 @@ func (b *Broker) QueueLength(ctx context.Context, queue string) (int64, error) {
 	defer cancel()
 	var n int64
 	var lastErr error
+	backoff := reconnect.Backoff{Policy: pollPolicy}
 	for {
 		s, err := b.session(rctx)
 		if err == nil {
@@ -320,7 +320,7 @@ func (b *Broker) QueueLength(ctx context.Context, queue string) (int64, error) {
 			return 0, fmt.Errorf("amqp: queue %q: %w", queue, err)
 		}
 		lastErr = err
-		if !ctxsleep.Sleep(rctx, 100*time.Millisecond) {
+		if !backoff.Wait(rctx) {
 			return 0, fmt.Errorf("amqp: queue %q: %w", queue, lastErr)
 		}
 	}

@@ -11,8 +11,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // outBuffer caps the buffer of the delivery channel: the forwarding
@@ -27,8 +27,23 @@ const ackDelay = time.Millisecond
 // one before it is acknowledged on its own.
 const straggleAfter = 10 * time.Millisecond
 
-// maxReconnectBackoff caps the wait between consumer reconnection attempts.
-const maxReconnectBackoff = 2 * time.Second
+// dialPolicy spaces the first connection attempts of consumers and fanout
+// subscriptions (bounded by TransportOptions.ConnectTimeout).
+var dialPolicy = reconnect.Policy{Min: 100 * time.Millisecond, Max: time.Second}
+
+// redialPolicy spaces the reconnection attempts of consumers and fanout
+// subscriptions after a connection loss.
+var redialPolicy = reconnect.Policy{Min: 100 * time.Millisecond, Max: 2 * time.Second}
+
+// publishPolicy spaces a publish's retries after connection losses (bounded
+// by the retry bound, see Broker.retryContext).
+var publishPolicy = reconnect.Policy{Min: 50 * time.Millisecond, Max: time.Second}
+
+// pollPolicy spaces the retries of queue inspection: a steady 100ms.
+var pollPolicy = reconnect.Policy{Min: 100 * time.Millisecond, Max: 100 * time.Millisecond}
+
+// isClosed reports errors that end a reconnect loop: the broker was closed.
+func isClosed(err error) bool { return errors.Is(err, errClosed) }
 
 var consumerSeq atomic.Uint64
 
@@ -97,21 +112,20 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	defer cancel()
 	shares := splitPrefetch(prefetch, n)
 	gs := make([]*gen, 0, n)
-	backoff := 100 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: dialPolicy}
 	for len(gs) < n {
 		g, err := c.connect(shares[len(gs)])
 		if err == nil {
 			gs = append(gs, g)
 			continue
 		}
-		if permanent(err) || !ctxsleep.Sleep(rctx, backoff) {
+		if permanent(err) || !backoff.Wait(rctx) {
 			for _, g := range gs {
 				g.conn.Close()
 			}
 			b.forget(c)
 			return nil, fmt.Errorf("amqp: consume %v: %w", queues, err)
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 	ctx, stopAll := context.WithCancel(ctx)
 	go func() {
@@ -246,29 +260,24 @@ func (c *consumer) run(ctx context.Context, g *gen, prefetch int) {
 			c.done()
 		}
 	}()
-	backoff := 100 * time.Millisecond
+	redial := reconnect.Loop{Policy: redialPolicy, WaitFirst: true, Final: isClosed,
+		Failed: func(err error, wait time.Duration) {
+			c.b.log.Warn("amqp consumer reconnect failed", "queues", c.queues, "err", err, "retry_in", wait)
+		}}
 	for {
 		draining = c.serve(ctx, g)
 		if ctx.Err() != nil {
 			return
 		}
 		c.b.log.Warn("amqp consumer reconnecting", "queues", c.queues)
-		for {
-			if !ctxsleep.Sleep(ctx, backoff) {
-				return
-			}
-			var err error
-			if g, err = c.connect(prefetch); err == nil {
-				c.b.log.Info("amqp consumer reconnected", "queues", c.queues)
-				backoff = 100 * time.Millisecond
-				break
-			}
-			if errors.Is(err, errClosed) {
-				return
-			}
-			backoff = min(backoff*2, maxReconnectBackoff)
-			c.b.log.Warn("amqp consumer reconnect failed", "queues", c.queues, "err", err, "retry_in", backoff)
+		err := redial.Run(ctx, func() (err error) {
+			g, err = c.connect(prefetch)
+			return err
+		})
+		if err != nil {
+			return
 		}
+		c.b.log.Info("amqp consumer reconnected", "queues", c.queues)
 	}
 }
 

@@ -11,8 +11,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // Celery's fanout traffic on RabbitMQ: events on the "celeryev" topic
@@ -479,17 +479,13 @@ func (b *Broker) subscribe(ctx context.Context, s *subscription) (<-chan *driver
 	}
 	rctx, cancel := context.WithTimeout(ctx, b.topts.ConnectTimeout)
 	defer cancel()
-	backoff := 100 * time.Millisecond
 	var g *subGen
-	var err error
-	for {
-		if g, err = s.connect(rctx); err == nil {
-			break
-		}
-		if permanent(err) || !ctxsleep.Sleep(rctx, backoff) {
-			return nil, fmt.Errorf("amqp: subscribe to %s: %w", s.what, err)
-		}
-		backoff = min(backoff*2, time.Second)
+	err := reconnect.Loop{Policy: dialPolicy, Final: permanent}.Run(rctx, func() (err error) {
+		g, err = s.connect(rctx)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("amqp: subscribe to %s: %w", s.what, err)
 	}
 	go s.run(ctx, g)
 	return s.out, nil
@@ -530,7 +526,10 @@ func (s *subscription) run(ctx context.Context, g *subGen) {
 		case <-ctx.Done():
 		}
 	}()
-	backoff := 100 * time.Millisecond
+	redial := reconnect.Loop{Policy: redialPolicy, WaitFirst: true, Final: isClosed,
+		Failed: func(err error, wait time.Duration) {
+			s.b.log.Warn("amqp fanout consumer reconnect failed", "consumer", s.what, "err", err, "retry_in", wait)
+		}}
 	for {
 		s.forward(ctx, g)
 		// Closing the channel cancels the consumer, so RabbitMQ deletes the
@@ -545,22 +544,14 @@ func (s *subscription) run(ctx context.Context, g *subGen) {
 			return
 		}
 		s.b.log.Warn("amqp fanout consumer reconnecting", "consumer", s.what)
-		for {
-			if !ctxsleep.Sleep(ctx, backoff) {
-				return
-			}
-			var err error
-			if g, err = s.connect(ctx); err == nil {
-				s.b.log.Info("amqp fanout consumer reconnected", "consumer", s.what)
-				backoff = 100 * time.Millisecond
-				break
-			}
-			if errors.Is(err, errClosed) || ctx.Err() != nil {
-				return
-			}
-			backoff = min(backoff*2, maxReconnectBackoff)
-			s.b.log.Warn("amqp fanout consumer reconnect failed", "consumer", s.what, "err", err, "retry_in", backoff)
+		err := redial.Run(ctx, func() (err error) {
+			g, err = s.connect(ctx)
+			return err
+		})
+		if err != nil {
+			return
 		}
+		s.b.log.Info("amqp fanout consumer reconnected", "consumer", s.what)
 	}
 }
 

@@ -8,8 +8,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // retryContext bounds a retry loop: ctx's deadline, or ConnectTimeout when
@@ -25,7 +25,7 @@ func (b *Broker) retryContext(ctx context.Context) (context.Context, context.Can
 // the session, retrying connection losses within the retry bound.
 func (b *Broker) publish(ctx context.Context, exchange, key string, prepare target, p *amqp.Publishing) error {
 	var lastErr error
-	backoff := 50 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: publishPolicy}
 	var rctx context.Context
 	cancel := func() {}
 	defer func() { cancel() }()
@@ -47,10 +47,9 @@ func (b *Broker) publish(ctx context.Context, exchange, key string, prepare targ
 		if rctx == nil {
 			rctx, cancel = b.retryContext(ctx)
 		}
-		if !ctxsleep.Sleep(rctx, backoff) {
+		if !backoff.Wait(rctx) {
 			return fmt.Errorf("amqp: broker unreachable, gave up after %d attempts: %w", attempt+1, lastErr)
 		}
-		backoff = min(backoff*2, time.Second)
 	}
 }
 
