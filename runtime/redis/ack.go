@@ -3,6 +3,8 @@ package redis
 import (
 	"context"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 func (b *Broker) ack(tag string) error {
@@ -18,7 +20,7 @@ func (b *Broker) ack(tag string) error {
 
 func (b *Broker) acker() {
 	batch := make([]string, 0, maxAckBatch)
-	backoff := 50 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: ackPolicy}
 	for {
 		if len(batch) == 0 {
 			select {
@@ -60,13 +62,12 @@ func (b *Broker) acker() {
 		if err != nil {
 			b.log.Warn("redis: acknowledging failed; retrying", "n", len(batch), "err", err)
 			select {
-			case <-time.After(backoff):
+			case <-time.After(backoff.Next()):
 			case <-b.closing:
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
-		backoff = 50 * time.Millisecond
+		backoff.Reset()
 		batch = batch[:0]
 	}
 }

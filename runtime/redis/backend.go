@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // Backend is Celery's Redis result backend: documents live under
@@ -110,7 +111,7 @@ func (b *Backend) Wait(ctx context.Context, taskID string, ready func(doc []byte
 		return nil, ctx.Err()
 	}
 	var retry <-chan time.Time
-	backoff := 100 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: backendPolicy}
 	for {
 		doc, err := b.Load(ctx, taskID)
 		switch {
@@ -120,13 +121,12 @@ func (b *Backend) Wait(ctx context.Context, taskID string, ready func(doc []byte
 			}
 			// Redis unreachable: read again later (a reconnection of the
 			// pub/sub connection also triggers a read).
-			retry = time.After(backoff)
-			backoff = min(2*backoff, 2*time.Second)
+			retry = time.After(backoff.Next())
 		case doc != nil && ready(doc):
 			return doc, nil
 		default:
 			retry = nil
-			backoff = 100 * time.Millisecond
+			backoff.Reset()
 		}
 	wait:
 		for {

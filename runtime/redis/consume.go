@@ -9,8 +9,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 type consumer struct {
@@ -226,8 +226,7 @@ func (b *Broker) maintain(ctx context.Context, interval time.Duration, fn func(c
 }
 
 func (c *consumer) loop(ctx context.Context) {
-	backoff := 50 * time.Millisecond
-	failing := false
+	backoff := reconnect.Backoff{Policy: consumePolicy}
 	for {
 		// Wait for a free prefetch slot, then take as many as are free, up
 		// to the fetch batch.
@@ -286,21 +285,18 @@ func (c *consumer) loop(ctx context.Context) {
 			if ctx.Err() != nil {
 				return
 			}
-			if !failing {
+			if !backoff.Retrying() {
 				c.b.log.Error("redis consume failed; retrying", "queues", c.queues, "err", err)
 			}
-			failing = true
-			if !ctxsleep.Sleep(ctx, backoff) {
+			if !backoff.Wait(ctx) {
 				return
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
-		if failing {
+		if backoff.Retrying() {
 			c.b.log.Info("redis consume resumed", "queues", c.queues)
-			failing = false
 		}
-		backoff = 50 * time.Millisecond
+		backoff.Reset()
 		for range n - len(ds) {
 			<-c.slots
 		}

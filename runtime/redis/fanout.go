@@ -7,8 +7,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 var (
@@ -128,16 +128,15 @@ func (b *Broker) fanoutCtx(ctx context.Context) (context.Context, context.Cancel
 func (b *Broker) retryBounded(ctx context.Context, fn func(ctx context.Context) error) error {
 	ctx, cancel := context.WithTimeout(ctx, b.opts.ConnectTimeout)
 	defer cancel()
-	backoff := 20 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: commandPolicy}
 	for {
 		err := fn(ctx)
 		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		if !ctxsleep.Sleep(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			return err
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 

@@ -9,7 +9,7 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // inboxRegistry is the hash of consumers' inboxes (after the global key
@@ -89,7 +89,7 @@ func (c *consumer) blocker(ctx context.Context, sp blockSpec) {
 			}
 		}
 	}()
-	backoff := 50 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: consumePolicy}
 	failing := false
 	var registered time.Time
 	refresh := inboxStale(b.opts) / 4
@@ -162,14 +162,13 @@ func (c *consumer) blocker(ctx context.Context, sp blockSpec) {
 			// died; and the fetch loops should look too.
 			unclaimed = true
 			c.wake.fire()
-			if !ctxsleep.Sleep(ctx, backoff) {
+			if !backoff.Wait(ctx) {
 				return
 			}
-			backoff = min(backoff*2, 5*time.Second)
 			continue
 		}
 		failing = false
-		backoff = 50 * time.Millisecond
+		backoff.Reset()
 		if v == nil {
 			c.wake.fire() // a poll ended: let the fetch loops look at every list
 			continue
@@ -205,7 +204,7 @@ func (c *consumer) claim(ctx context.Context, sp blockSpec, d *delivery) bool {
 	lists := []string{b.opts.key("unacked"), b.opts.key("unacked_index"), sp.inbox}
 	names := []any{sp.queue}
 	srcs := []string{sp.src}
-	backoff := 50 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: ackPolicy}
 	var ds []*delivery
 	for {
 		var err error
@@ -220,8 +219,7 @@ func (c *consumer) claim(ctx context.Context, sp blockSpec, d *delivery) bool {
 			return false
 		}
 		b.log.Warn("redis: recording a delivered message failed; retrying", "queue", sp.queue, "err", err)
-		time.Sleep(backoff)
-		backoff = min(backoff*2, 2*time.Second)
+		time.Sleep(backoff.Next())
 	}
 	mine := -1
 	if d != nil {

@@ -12,6 +12,7 @@ import (
 	goredis "github.com/redis/go-redis/v9"
 
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 type pubReq struct {
@@ -187,7 +188,7 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 	// Retry network failures (a restarted server leaves dead pooled
 	// connections behind) until the deadline; a retried LPUSH whose first
 	// reply was lost may duplicate the message (at least once).
-	backoff := 20 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: commandPolicy}
 	pending := groups
 	for {
 		pipe := b.client.Pipeline()
@@ -239,9 +240,8 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 		pending, newQueues = again, newAgain
 		select {
 		case <-ctx.Done():
-		case <-time.After(backoff):
+		case <-time.After(backoff.Next()):
 		}
-		backoff = min(2*backoff, 500*time.Millisecond)
 	}
 }
 

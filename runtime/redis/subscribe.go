@@ -12,8 +12,8 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
-	"github.com/taskgen/taskgen/internal/ctxsleep"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/reconnect"
 )
 
 // subscription is one SubscribeEvents or ConsumeControl call: a PSUBSCRIBE
@@ -159,10 +159,10 @@ func (s *subscription) reconnect(ctx context.Context, ps *goredis.PubSub, cause 
 	s.mu.Unlock()
 	_ = ps.Close()
 	b.log.Warn("redis subscription lost; re-subscribing", "subscription", s.what, "err", cause)
-	backoff := 100 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: subscribePolicy}
 	failing := false
 	for {
-		if !ctxsleep.Sleep(ctx, backoff) {
+		if !backoff.Wait(ctx) {
 			return nil
 		}
 		cctx, cancel := context.WithTimeout(ctx, max(b.opts.ConnectTimeout, 5*time.Second))
@@ -187,7 +187,6 @@ func (s *subscription) reconnect(ctx context.Context, ps *goredis.PubSub, cause 
 			b.log.Warn("redis re-subscribe failed; retrying", "subscription", s.what, "err", err)
 			failing = true
 		}
-		backoff = min(2*backoff, 5*time.Second)
 	}
 }
 
@@ -354,7 +353,7 @@ func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, 
 		}
 		return b.client.Do(bctx, args...).StringSlice()
 	}
-	backoff := 50 * time.Millisecond
+	backoff := reconnect.Backoff{Policy: ackPolicy}
 	failing := false
 	for ctx.Err() == nil {
 		var res []string
@@ -366,7 +365,8 @@ func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, 
 			if failing {
 				b.log.Info("redis: reading remote-control replies resumed", "queue", queue)
 			}
-			failing, backoff = false, 50*time.Millisecond
+			failing = false
+			backoff.Reset()
 			res, err = pop()
 		}
 		if errors.Is(err, goredis.Nil) {
@@ -380,10 +380,9 @@ func (b *Broker) popReplies(ctx context.Context, queue, bindKey, member string, 
 				b.log.Warn("redis: reading remote-control replies failed; retrying", "queue", queue, "err", err)
 				failing = true
 			}
-			if !ctxsleep.Sleep(ctx, backoff) {
+			if !backoff.Wait(ctx) {
 				return
 			}
-			backoff = min(2*backoff, 2*time.Second)
 			continue
 		}
 		if len(res) != 2 {
