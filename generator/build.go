@@ -200,11 +200,11 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 
 // codecMethods are the methods of the generated argument struct, which no
 // field may be named.
-var codecMethods = map[string]bool{"NumArgs": true, "ArgIndex": true, "ArgName": true, "EncodeArgs": true, "DecodeArg": true}
+var codecMethods = map[string]bool{"ArgNames": true, "EncodeArgs": true, "DecodeArg": true}
 
 // argField is the field of the argument struct for parameter name: its
-// exported form, prefixed with X when that is a codec method (numArgs →
-// XnumArgs).
+// exported form, prefixed with X when that is a codec method (argNames →
+// XargNames).
 func argField(name string) string {
 	if f := fieldName(name); !codecMethods[f] {
 		return f

@@ -432,11 +432,8 @@ func (e *emitter) args(f *jen.File, t *model.Task) {
 	ptr := func() *jen.Statement { return jen.Op("*").Id(t.ArgsType) }
 	recv := func() *jen.Statement { return jen.Id(l.Recv).Add(ptr()) }
 	f.Line()
-	f.Func().Params(ptr()).Id("NumArgs").Params().Int().Add(oneLine(jen.Return(jen.Lit(len(t.Params)))))
-	f.Func().Params(ptr()).Id("ArgIndex").Params(jen.Id(l.Name).String()).Int().Add(oneLine(
-		jen.Return(defOf(t).Dot("ArgNames").Dot("Index").Call(jen.Id(l.Name)))))
-	f.Func().Params(ptr()).Id("ArgName").Params(jen.Id(l.Index).Int()).String().Add(oneLine(
-		jen.Return(defOf(t).Dot("ArgNames").Dot("Name").Call(jen.Id(l.Index)))))
+	f.Func().Params(ptr()).Id("ArgNames").Params().Add(e.gen("ArgNames")).Add(oneLine(
+		jen.Return(defOf(t).Dot("ArgNames"))))
 
 	writer := e.gen("ArgWriter")
 	reader := e.gen("ArgReader")

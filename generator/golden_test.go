@@ -122,3 +122,23 @@ func sortedKeys(m map[string][]byte) []string {
 	slices.Sort(keys)
 	return keys
 }
+
+// TestGenerate_linesPerTask keeps the generated code thin: the ten ordinary
+// tasks of testdata/generator/ten_tasks.txtar generate at most 60 lines
+// each on average (header and signature guard included). The golden test
+// checks the content; this one the size, so that growth is a decision.
+func TestGenerate_linesPerTask(t *testing.T) {
+	ar, err := txtar.ParseFile(filepath.Join(goldenDir, "ten_tasks.txtar"))
+	require.NoError(t, err)
+	const tasks, maxPerTask = 10, 60
+	for _, f := range ar.Files {
+		if f.Name != "want/shop/tasks_gen.go" {
+			continue
+		}
+		lines := bytes.Count(f.Data, []byte("\n"))
+		require.Equal(t, tasks, bytes.Count(f.Data, []byte("Task struct {")), "ten_tasks holds %d tasks", tasks)
+		require.LessOrEqual(t, lines, tasks*maxPerTask, "%d generated lines for %d tasks: %.1f per task, at most %d", lines, tasks, float64(lines)/tasks, maxPerTask)
+		return
+	}
+	t.Fatal("ten_tasks.txtar has no want/shop/tasks_gen.go")
+}

@@ -24,7 +24,9 @@ type emailArgs struct {
 	n     int
 }
 
-func (a *emailArgs) NumArgs() int { return 2 }
+var emailArgsNames = codegen.ArgNames{{"email"}, {"n"}}
+
+func (*emailArgs) ArgNames() codegen.ArgNames { return emailArgsNames }
 func (a *emailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.email)
 	w.Int(int64(a.n))
@@ -41,16 +43,6 @@ func (a *emailArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	}
 	return err
 }
-func (a *emailArgs) ArgIndex(name string) int {
-	switch name {
-	case "email":
-		return 0
-	case "n":
-		return 1
-	}
-	return -1
-}
-func (a *emailArgs) ArgName(i int) string { return [...]string{"email", "n"}[i] }
 
 // HTTPError is the sign-up example's provider error.
 type HTTPError struct{ Status int }

@@ -23,7 +23,9 @@ type greetArgs struct {
 	times int
 }
 
-func (a *greetArgs) NumArgs() int { return 2 }
+var greetArgsNames = codegen.ArgNames{{"name"}, {"times"}}
+
+func (*greetArgs) ArgNames() codegen.ArgNames { return greetArgsNames }
 func (a *greetArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.name)
 	w.Int(int64(a.times))
@@ -40,16 +42,6 @@ func (a *greetArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	}
 	return err
 }
-func (a *greetArgs) ArgIndex(name string) int {
-	switch name {
-	case "name":
-		return 0
-	case "times":
-		return 1
-	}
-	return -1
-}
-func (a *greetArgs) ArgName(i int) string { return [...]string{"name", "times"}[i] }
 
 type flakyErr struct{}
 

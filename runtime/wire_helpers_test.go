@@ -16,7 +16,9 @@ import (
 // addArgs is tasks.add(x, y, z=0) of the fixtures' Python app.
 type addArgs struct{ x, y, z int64 }
 
-func (a *addArgs) NumArgs() int { return 3 }
+var addArgsNames = wire.ArgNames{{"x"}, {"y"}, {"z"}}
+
+func (*addArgs) ArgNames() wire.ArgNames { return addArgsNames }
 
 func (a *addArgs) NumRequired() int { return 2 }
 
@@ -39,24 +41,12 @@ func (a *addArgs) DecodeArg(i int, r wire.ArgReader) (err error) {
 	return err
 }
 
-func (a *addArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	case "z":
-		return 2
-	}
-	return -1
-}
-
-func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y", "z"}[i] }
-
 // pairArgs is a Go task func(ctx, x, y int) (tasks.add called with 2 args).
 type pairArgs struct{ x, y int }
 
-func (a *pairArgs) NumArgs() int { return 2 }
+var pairArgsNames = wire.ArgNames{{"x"}, {"y"}}
+
+func (*pairArgs) ArgNames() wire.ArgNames { return pairArgsNames }
 
 func (a *pairArgs) EncodeArgs(w wire.ArgWriter) error {
 	w.Int(int64(a.x))
@@ -74,22 +64,12 @@ func (a *pairArgs) DecodeArg(i int, r wire.ArgReader) error {
 	return err
 }
 
-func (a *pairArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	}
-	return -1
-}
-
-func (a *pairArgs) ArgName(i int) string { return [...]string{"x", "y"}[i] }
-
 // oneIntArgs is tasks.flaky(n).
 type oneIntArgs struct{ n int }
 
-func (a *oneIntArgs) NumArgs() int { return 1 }
+var oneIntArgsNames = wire.ArgNames{{"n"}}
+
+func (*oneIntArgs) ArgNames() wire.ArgNames { return oneIntArgsNames }
 
 func (a *oneIntArgs) EncodeArgs(w wire.ArgWriter) error { w.Int(int64(a.n)); return nil }
 
@@ -98,15 +78,6 @@ func (a *oneIntArgs) DecodeArg(i int, r wire.ArgReader) error {
 	a.n = int(v)
 	return err
 }
-
-func (a *oneIntArgs) ArgIndex(name string) int {
-	if name == "n" {
-		return 0
-	}
-	return -1
-}
-
-func (a *oneIntArgs) ArgName(int) string { return "n" }
 
 const strconvIntSize = 32 << (^uint(0) >> 63)
 

@@ -23,11 +23,9 @@ import (
 
 type noArgs struct{}
 
-func (noArgs) NumArgs() int                        { return 0 }
+func (noArgs) ArgNames() wire.ArgNames             { return nil }
 func (noArgs) EncodeArgs(wire.ArgWriter) error     { return nil }
 func (noArgs) DecodeArg(int, wire.ArgReader) error { return nil }
-func (noArgs) ArgIndex(string) int                 { return -1 }
-func (noArgs) ArgName(int) string                  { return "" }
 
 // scriptedBroker hands the worker the deliveries a test puts into in.
 type scriptedBroker struct {

@@ -49,9 +49,7 @@ type NoopArgs struct {
 	Ts string
 }
 
-func (*NoopArgs) NumArgs() int             { return 1 }
-func (*NoopArgs) ArgIndex(name string) int { return Noop.Def().ArgNames.Index(name) }
-func (*NoopArgs) ArgName(i int) string     { return Noop.Def().ArgNames.Name(i) }
+func (*NoopArgs) ArgNames() codegen.ArgNames { return Noop.Def().ArgNames }
 func (a *NoopArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Ts)
 	return nil
@@ -100,9 +98,7 @@ type NoopLateArgs struct {
 	Ts string
 }
 
-func (*NoopLateArgs) NumArgs() int             { return 1 }
-func (*NoopLateArgs) ArgIndex(name string) int { return NoopLate.Def().ArgNames.Index(name) }
-func (*NoopLateArgs) ArgName(i int) string     { return NoopLate.Def().ArgNames.Name(i) }
+func (*NoopLateArgs) ArgNames() codegen.ArgNames { return NoopLate.Def().ArgNames }
 func (a *NoopLateArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Ts)
 	return nil

@@ -58,11 +58,7 @@ type SendWelcomeEmailArgs struct {
 	Email string
 }
 
-func (*SendWelcomeEmailArgs) NumArgs() int { return 1 }
-func (*SendWelcomeEmailArgs) ArgIndex(name string) int {
-	return SendWelcomeEmail.Def().ArgNames.Index(name)
-}
-func (*SendWelcomeEmailArgs) ArgName(i int) string { return SendWelcomeEmail.Def().ArgNames.Name(i) }
+func (*SendWelcomeEmailArgs) ArgNames() codegen.ArgNames { return SendWelcomeEmail.Def().ArgNames }
 func (a *SendWelcomeEmailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Email)
 	return nil

@@ -57,9 +57,7 @@ type AddNumbersArgs struct {
 	Y int64
 }
 
-func (*AddNumbersArgs) NumArgs() int             { return 2 }
-func (*AddNumbersArgs) ArgIndex(name string) int { return AddNumbers.Def().ArgNames.Index(name) }
-func (*AddNumbersArgs) ArgName(i int) string     { return AddNumbers.Def().ArgNames.Name(i) }
+func (*AddNumbersArgs) ArgNames() codegen.ArgNames { return AddNumbers.Def().ArgNames }
 func (a *AddNumbersArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.X)
 	w.Int(a.Y)
@@ -112,9 +110,7 @@ type GreetArgs struct {
 	Times       int
 }
 
-func (*GreetArgs) NumArgs() int             { return 3 }
-func (*GreetArgs) ArgIndex(name string) int { return Greet.Def().ArgNames.Index(name) }
-func (*GreetArgs) ArgName(i int) string     { return Greet.Def().ArgNames.Name(i) }
+func (*GreetArgs) ArgNames() codegen.ArgNames { return Greet.Def().ArgNames }
 func (a *GreetArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Name)
 	w.String(a.Punctuation)
@@ -168,9 +164,7 @@ type FailWithArgs struct {
 	Reason string
 }
 
-func (*FailWithArgs) NumArgs() int             { return 1 }
-func (*FailWithArgs) ArgIndex(name string) int { return FailWith.Def().ArgNames.Index(name) }
-func (*FailWithArgs) ArgName(i int) string     { return FailWith.Def().ArgNames.Name(i) }
+func (*FailWithArgs) ArgNames() codegen.ArgNames { return FailWith.Def().ArgNames }
 func (a *FailWithArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Reason)
 	return nil
@@ -227,9 +221,7 @@ type FlakyArgs struct {
 	SucceedAt int
 }
 
-func (*FlakyArgs) NumArgs() int             { return 1 }
-func (*FlakyArgs) ArgIndex(name string) int { return Flaky.Def().ArgNames.Index(name) }
-func (*FlakyArgs) ArgName(i int) string     { return Flaky.Def().ArgNames.Name(i) }
+func (*FlakyArgs) ArgNames() codegen.ArgNames { return Flaky.Def().ArgNames }
 func (a *FlakyArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.SucceedAt))
 	return nil
@@ -277,9 +269,7 @@ type LaterArgs struct {
 	Key string
 }
 
-func (*LaterArgs) NumArgs() int             { return 1 }
-func (*LaterArgs) ArgIndex(name string) int { return Later.Def().ArgNames.Index(name) }
-func (*LaterArgs) ArgName(i int) string     { return Later.Def().ArgNames.Name(i) }
+func (*LaterArgs) ArgNames() codegen.ArgNames { return Later.Def().ArgNames }
 func (a *LaterArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Key)
 	return nil
@@ -323,9 +313,7 @@ type ResizeImageArgs struct {
 	Height int
 }
 
-func (*ResizeImageArgs) NumArgs() int             { return 3 }
-func (*ResizeImageArgs) ArgIndex(name string) int { return ResizeImage.Def().ArgNames.Index(name) }
-func (*ResizeImageArgs) ArgName(i int) string     { return ResizeImage.Def().ArgNames.Name(i) }
+func (*ResizeImageArgs) ArgNames() codegen.ArgNames { return ResizeImage.Def().ArgNames }
 func (a *ResizeImageArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Url)
 	w.Int(int64(a.Width))
@@ -373,9 +361,7 @@ type PyFailArgs struct {
 	Msg string
 }
 
-func (*PyFailArgs) NumArgs() int             { return 1 }
-func (*PyFailArgs) ArgIndex(name string) int { return PyFail.Def().ArgNames.Index(name) }
-func (*PyFailArgs) ArgName(i int) string     { return PyFail.Def().ArgNames.Name(i) }
+func (*PyFailArgs) ArgNames() codegen.ArgNames { return PyFail.Def().ArgNames }
 func (a *PyFailArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Msg)
 	return nil
@@ -425,9 +411,7 @@ type SharedSlowArgs struct {
 	Marker  string
 }
 
-func (*SharedSlowArgs) NumArgs() int             { return 2 }
-func (*SharedSlowArgs) ArgIndex(name string) int { return SharedSlow.Def().ArgNames.Index(name) }
-func (*SharedSlowArgs) ArgName(i int) string     { return SharedSlow.Def().ArgNames.Name(i) }
+func (*SharedSlowArgs) ArgNames() codegen.ArgNames { return SharedSlow.Def().ArgNames }
 func (a *SharedSlowArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Float(a.Seconds)
 	w.String(a.Marker)

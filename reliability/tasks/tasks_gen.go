@@ -57,9 +57,7 @@ type RecordArgs struct {
 	Ms int
 }
 
-func (*RecordArgs) NumArgs() int             { return 2 }
-func (*RecordArgs) ArgIndex(name string) int { return Record.Def().ArgNames.Index(name) }
-func (*RecordArgs) ArgName(i int) string     { return Record.Def().ArgNames.Name(i) }
+func (*RecordArgs) ArgNames() codegen.ArgNames { return Record.Def().ArgNames }
 func (a *RecordArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Id)
 	w.Int(int64(a.Ms))
@@ -111,9 +109,7 @@ type PingArgs struct {
 	Id string
 }
 
-func (*PingArgs) NumArgs() int             { return 1 }
-func (*PingArgs) ArgIndex(name string) int { return Ping.Def().ArgNames.Index(name) }
-func (*PingArgs) ArgName(i int) string     { return Ping.Def().ArgNames.Name(i) }
+func (*PingArgs) ArgNames() codegen.ArgNames { return Ping.Def().ArgNames }
 func (a *PingArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Id)
 	return nil
@@ -164,9 +160,7 @@ type SlowArgs struct {
 	HonorCtx bool
 }
 
-func (*SlowArgs) NumArgs() int             { return 3 }
-func (*SlowArgs) ArgIndex(name string) int { return Slow.Def().ArgNames.Index(name) }
-func (*SlowArgs) ArgName(i int) string     { return Slow.Def().ArgNames.Name(i) }
+func (*SlowArgs) ArgNames() codegen.ArgNames { return Slow.Def().ArgNames }
 func (a *SlowArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Id)
 	w.Int(int64(a.Ms))
@@ -220,9 +214,7 @@ type BoomArgs struct {
 	N int
 }
 
-func (*BoomArgs) NumArgs() int             { return 1 }
-func (*BoomArgs) ArgIndex(name string) int { return Boom.Def().ArgNames.Index(name) }
-func (*BoomArgs) ArgName(i int) string     { return Boom.Def().ArgNames.Name(i) }
+func (*BoomArgs) ArgNames() codegen.ArgNames { return Boom.Def().ArgNames }
 func (a *BoomArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.N))
 	return nil
@@ -271,9 +263,7 @@ type StubbornArgs struct {
 	Ms int
 }
 
-func (*StubbornArgs) NumArgs() int             { return 1 }
-func (*StubbornArgs) ArgIndex(name string) int { return Stubborn.Def().ArgNames.Index(name) }
-func (*StubbornArgs) ArgName(i int) string     { return Stubborn.Def().ArgNames.Name(i) }
+func (*StubbornArgs) ArgNames() codegen.ArgNames { return Stubborn.Def().ArgNames }
 func (a *StubbornArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.Ms))
 	return nil
@@ -332,9 +322,7 @@ type StormArgs struct {
 	Until int
 }
 
-func (*StormArgs) NumArgs() int             { return 2 }
-func (*StormArgs) ArgIndex(name string) int { return Storm.Def().ArgNames.Index(name) }
-func (*StormArgs) ArgName(i int) string     { return Storm.Def().ArgNames.Name(i) }
+func (*StormArgs) ArgNames() codegen.ArgNames { return Storm.Def().ArgNames }
 func (a *StormArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Id)
 	w.Int(int64(a.Until))
@@ -386,9 +374,7 @@ type TypedArgs struct {
 	S string
 }
 
-func (*TypedArgs) NumArgs() int             { return 2 }
-func (*TypedArgs) ArgIndex(name string) int { return Typed.Def().ArgNames.Index(name) }
-func (*TypedArgs) ArgName(i int) string     { return Typed.Def().ArgNames.Name(i) }
+func (*TypedArgs) ArgNames() codegen.ArgNames { return Typed.Def().ArgNames }
 func (a *TypedArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.N)
 	w.String(a.S)

@@ -30,7 +30,9 @@ import (
 // addArgs is what taskgen generates for func add(ctx, x, y, z int) int.
 type addArgs struct{ x, y, z int64 }
 
-func (a *addArgs) NumArgs() int { return 3 }
+var addArgsNames = codegen.ArgNames{{"x"}, {"y"}, {"z"}}
+
+func (*addArgs) ArgNames() codegen.ArgNames { return addArgsNames }
 func (a *addArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.x)
 	w.Int(a.y)
@@ -48,18 +50,6 @@ func (a *addArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	}
 	return err
 }
-func (a *addArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	case "z":
-		return 2
-	}
-	return -1
-}
-func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y", "z"}[i] }
 
 func addDef(queue string, run func(ctx context.Context, a *addArgs) (any, error)) *codegen.TaskDef {
 	if run == nil {

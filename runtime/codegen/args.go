@@ -6,34 +6,15 @@ import (
 	"fmt"
 
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // ArgNames are the keyword names of a task's parameters, in order: element i
 // lists the names parameter i may be passed by, its Go name first, then its
 // snake_case form when that differs ({{"email"}, {"userID", "user_id"}}).
-// A generated argument struct answers ArgIndex and ArgName from the
-// ArgNames of its [TaskDef].
-type ArgNames [][]string
-
-// Index returns the position of the parameter called name, or -1.
-func (n ArgNames) Index(name string) int {
-	for i, names := range n {
-		for _, s := range names {
-			if s == name {
-				return i
-			}
-		}
-	}
-	return -1
-}
-
-// Name returns the Go name of parameter i, or "" when there is none.
-func (n ArgNames) Name(i int) string {
-	if i < 0 || i >= len(n) || len(n[i]) == 0 {
-		return ""
-	}
-	return n[i][0]
-}
+// A generated argument struct's ArgNames method returns those of its
+// [TaskDef].
+type ArgNames = wire.ArgNames
 
 // NewArgs returns a new, zero argument struct A; generated task definitions
 // set their NewArgs to NewArgs[XxxArgs].

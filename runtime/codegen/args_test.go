@@ -35,9 +35,7 @@ type pairArgs struct {
 
 var pairNames = codegen.ArgNames{{"label"}, {"count"}}
 
-func (*pairArgs) NumArgs() int             { return 2 }
-func (*pairArgs) ArgIndex(name string) int { return pairNames.Index(name) }
-func (*pairArgs) ArgName(i int) string     { return pairNames.Name(i) }
+func (*pairArgs) ArgNames() codegen.ArgNames { return pairNames }
 func (a *pairArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Label)
 	w.Int(int64(a.Count))

@@ -34,8 +34,8 @@ type TaskDef struct {
 	// Priority is the default message priority when HasPriority is set.
 	Priority    uint8
 	HasPriority bool
-	// ArgNames are the keyword names of the parameters, from which the
-	// argument struct answers ArgIndex and ArgName.
+	// ArgNames are the keyword names of the parameters, which the argument
+	// struct's ArgNames method returns.
 	ArgNames ArgNames
 	// NewArgs returns a fresh argument struct for decoding.
 	NewArgs func() wire.Args

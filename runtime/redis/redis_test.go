@@ -27,7 +27,9 @@ import (
 // addArgs is what taskgen generates for func add(ctx, x, y int).
 type addArgs struct{ x, y int64 }
 
-func (a *addArgs) NumArgs() int { return 2 }
+var addArgsNames = codegen.ArgNames{{"x"}, {"y"}}
+
+func (*addArgs) ArgNames() codegen.ArgNames { return addArgsNames }
 func (a *addArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(a.x)
 	w.Int(a.y)
@@ -42,16 +44,6 @@ func (a *addArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	}
 	return err
 }
-func (a *addArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	}
-	return -1
-}
-func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y"}[i] }
 
 func addDef(name string, run func(ctx context.Context, a *addArgs) (any, error)) *codegen.TaskDef {
 	return &codegen.TaskDef{Name: name, Retry: codegen.DefaultRetryPolicy(),

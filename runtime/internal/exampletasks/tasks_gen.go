@@ -60,9 +60,7 @@ type ResizeArgs struct {
 	Width int
 }
 
-func (*ResizeArgs) NumArgs() int             { return 2 }
-func (*ResizeArgs) ArgIndex(name string) int { return Resize.Def().ArgNames.Index(name) }
-func (*ResizeArgs) ArgName(i int) string     { return Resize.Def().ArgNames.Name(i) }
+func (*ResizeArgs) ArgNames() codegen.ArgNames { return Resize.Def().ArgNames }
 func (a *ResizeArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Url)
 	w.Int(int64(a.Width))
@@ -124,9 +122,7 @@ type ChargeArgs struct {
 	Cents int
 }
 
-func (*ChargeArgs) NumArgs() int             { return 1 }
-func (*ChargeArgs) ArgIndex(name string) int { return Charge.Def().ArgNames.Index(name) }
-func (*ChargeArgs) ArgName(i int) string     { return Charge.Def().ArgNames.Name(i) }
+func (*ChargeArgs) ArgNames() codegen.ArgNames { return Charge.Def().ArgNames }
 func (a *ChargeArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.Cents))
 	return nil
@@ -179,9 +175,7 @@ type PollArgs struct {
 	Want int
 }
 
-func (*PollArgs) NumArgs() int             { return 1 }
-func (*PollArgs) ArgIndex(name string) int { return Poll.Def().ArgNames.Index(name) }
-func (*PollArgs) ArgName(i int) string     { return Poll.Def().ArgNames.Name(i) }
+func (*PollArgs) ArgNames() codegen.ArgNames { return Poll.Def().ArgNames }
 func (a *PollArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.Want))
 	return nil
@@ -230,9 +224,7 @@ type CrunchArgs struct {
 	N int
 }
 
-func (*CrunchArgs) NumArgs() int             { return 1 }
-func (*CrunchArgs) ArgIndex(name string) int { return Crunch.Def().ArgNames.Index(name) }
-func (*CrunchArgs) ArgName(i int) string     { return Crunch.Def().ArgNames.Name(i) }
+func (*CrunchArgs) ArgNames() codegen.ArgNames { return Crunch.Def().ArgNames }
 func (a *CrunchArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.N))
 	return nil
@@ -277,9 +269,7 @@ func (t HangTask) Call(ctx context.Context) error {
 // HangArgs are the arguments of one call of Hang, as Hang.DecodeArgs returns them; its methods are the generated codec.
 type HangArgs struct{}
 
-func (*HangArgs) NumArgs() int                           { return 0 }
-func (*HangArgs) ArgIndex(name string) int               { return Hang.Def().ArgNames.Index(name) }
-func (*HangArgs) ArgName(i int) string                   { return Hang.Def().ArgNames.Name(i) }
+func (*HangArgs) ArgNames() codegen.ArgNames             { return Hang.Def().ArgNames }
 func (*HangArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
 func (*HangArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
@@ -318,9 +308,7 @@ type PingArgs struct {
 	I int
 }
 
-func (*PingArgs) NumArgs() int             { return 1 }
-func (*PingArgs) ArgIndex(name string) int { return Ping.Def().ArgNames.Index(name) }
-func (*PingArgs) ArgName(i int) string     { return Ping.Def().ArgNames.Name(i) }
+func (*PingArgs) ArgNames() codegen.ArgNames { return Ping.Def().ArgNames }
 func (a *PingArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.Int(int64(a.I))
 	return nil
@@ -368,9 +356,7 @@ type ReportArgs struct {
 	Day string
 }
 
-func (*ReportArgs) NumArgs() int             { return 1 }
-func (*ReportArgs) ArgIndex(name string) int { return Report.Def().ArgNames.Index(name) }
-func (*ReportArgs) ArgName(i int) string     { return Report.Def().ArgNames.Name(i) }
+func (*ReportArgs) ArgNames() codegen.ArgNames { return Report.Def().ArgNames }
 func (a *ReportArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Day)
 	return nil
@@ -418,9 +404,7 @@ type AuditArgs struct {
 	Entry string
 }
 
-func (*AuditArgs) NumArgs() int             { return 1 }
-func (*AuditArgs) ArgIndex(name string) int { return Audit.Def().ArgNames.Index(name) }
-func (*AuditArgs) ArgName(i int) string     { return Audit.Def().ArgNames.Name(i) }
+func (*AuditArgs) ArgNames() codegen.ArgNames { return Audit.Def().ArgNames }
 func (a *AuditArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.Entry)
 	return nil
@@ -468,9 +452,7 @@ type NotifyArgs struct {
 	User string
 }
 
-func (*NotifyArgs) NumArgs() int             { return 1 }
-func (*NotifyArgs) ArgIndex(name string) int { return Notify.Def().ArgNames.Index(name) }
-func (*NotifyArgs) ArgName(i int) string     { return Notify.Def().ArgNames.Name(i) }
+func (*NotifyArgs) ArgNames() codegen.ArgNames { return Notify.Def().ArgNames }
 func (a *NotifyArgs) EncodeArgs(w codegen.ArgWriter) error {
 	w.String(a.User)
 	return nil
@@ -516,9 +498,7 @@ func (t UrgentTask) Call(ctx context.Context) (uint8, error) {
 // UrgentArgs are the arguments of one call of Urgent, as Urgent.DecodeArgs returns them; its methods are the generated codec.
 type UrgentArgs struct{}
 
-func (*UrgentArgs) NumArgs() int                           { return 0 }
-func (*UrgentArgs) ArgIndex(name string) int               { return Urgent.Def().ArgNames.Index(name) }
-func (*UrgentArgs) ArgName(i int) string                   { return Urgent.Def().ArgNames.Name(i) }
+func (*UrgentArgs) ArgNames() codegen.ArgNames             { return Urgent.Def().ArgNames }
 func (*UrgentArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
 func (*UrgentArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 

@@ -31,15 +31,37 @@ type ArgReader interface {
 
 // Args is implemented by the argument struct generated for each task.
 type Args interface {
-	// NumArgs is the number of parameters after the context.
-	NumArgs() int
+	// ArgNames are the names of the parameters after the context, one
+	// entry per parameter: its count is the number of arguments, its
+	// names the keywords a caller may pass them by.
+	ArgNames() ArgNames
 	// EncodeArgs writes every argument in order.
 	EncodeArgs(w ArgWriter) error
 	// DecodeArg reads argument i.
 	DecodeArg(i int, r ArgReader) error
-	// ArgIndex maps a keyword argument name (the Go parameter name or its
-	// snake_case form) to its index, or -1.
-	ArgIndex(name string) int
-	// ArgName is the Go name of parameter i, for error messages.
-	ArgName(i int) string
+}
+
+// ArgNames are the keyword names of a task's parameters, in order: element i
+// lists the names parameter i may be passed by, its Go name first, then its
+// snake_case form when that differs ({{"email"}, {"userID", "user_id"}}).
+type ArgNames [][]string
+
+// Index returns the position of the parameter called name, or -1.
+func (n ArgNames) Index(name string) int {
+	for i, names := range n {
+		for _, s := range names {
+			if s == name {
+				return i
+			}
+		}
+	}
+	return -1
+}
+
+// Name returns the Go name of parameter i, or "" when there is none.
+func (n ArgNames) Name(i int) string {
+	if i < 0 || i >= len(n) || len(n[i]) == 0 {
+		return ""
+	}
+	return n[i][0]
 }

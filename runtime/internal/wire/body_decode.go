@@ -107,17 +107,17 @@ func (bd *bodyDecoder) seenSlice(n int) []bool {
 }
 
 func tooManyArgs(n int, args Args) error {
-	return fmt.Errorf("%d positional arguments given, the task takes %d", n, args.NumArgs())
+	return fmt.Errorf("%d positional arguments given, the task takes %d", n, len(args.ArgNames()))
 }
 
 // kwargIndex resolves a keyword argument; npos arguments were positional.
 func kwargIndex(key []byte, npos int, args Args) (int, error) {
-	i := args.ArgIndex(string(key))
-	if i < 0 || i >= args.NumArgs() {
+	i := args.ArgNames().Index(string(key))
+	if i < 0 || i >= len(args.ArgNames()) {
 		return -1, fmt.Errorf("unexpected keyword argument %q", key)
 	}
 	if i < npos {
-		return -1, fmt.Errorf("got multiple values for argument %q", args.ArgName(i))
+		return -1, fmt.Errorf("got multiple values for argument %q", args.ArgNames().Name(i))
 	}
 	return i, nil
 }

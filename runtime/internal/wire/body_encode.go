@@ -96,7 +96,7 @@ func AppendBody(dst []byte, serializer string, args Args, embed []byte) ([]byte,
 	case "", SerializerMsgpack:
 		w := mpWriterPool.Get().(*mpArgWriter)
 		w.b = append(dst, 0x93)
-		w.b = MsgpackAppendArrayLen(w.b, args.NumArgs())
+		w.b = MsgpackAppendArrayLen(w.b, len(args.ArgNames()))
 		err := args.EncodeArgs(w)
 		if err == nil {
 			err = w.err

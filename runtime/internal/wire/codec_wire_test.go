@@ -18,7 +18,9 @@ import (
 // addArgs is tasks.add(x, y, z=0) of the fixtures' Python app.
 type addArgs struct{ x, y, z int64 }
 
-func (a *addArgs) NumArgs() int     { return 3 }
+var addArgsNames = ArgNames{{"x"}, {"y"}, {"z"}}
+
+func (*addArgs) ArgNames() ArgNames { return addArgsNames }
 func (a *addArgs) NumRequired() int { return 2 }
 func (a *addArgs) EncodeArgs(w ArgWriter) error {
 	w.Int(a.x)
@@ -37,23 +39,13 @@ func (a *addArgs) DecodeArg(i int, r ArgReader) (err error) {
 	}
 	return err
 }
-func (a *addArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	case "z":
-		return 2
-	}
-	return -1
-}
-func (a *addArgs) ArgName(i int) string { return [...]string{"x", "y", "z"}[i] }
 
 // pairArgs is a Go task func(ctx, x, y int) (tasks.add called with 2 args).
 type pairArgs struct{ x, y int }
 
-func (a *pairArgs) NumArgs() int { return 2 }
+var pairArgsNames = ArgNames{{"x"}, {"y"}}
+
+func (*pairArgs) ArgNames() ArgNames { return pairArgsNames }
 func (a *pairArgs) EncodeArgs(w ArgWriter) error {
 	w.Int(int64(a.x))
 	w.Int(int64(a.y))
@@ -68,53 +60,33 @@ func (a *pairArgs) DecodeArg(i int, r ArgReader) error {
 	}
 	return err
 }
-func (a *pairArgs) ArgIndex(name string) int {
-	switch name {
-	case "x":
-		return 0
-	case "y":
-		return 1
-	}
-	return -1
-}
-func (a *pairArgs) ArgName(i int) string { return [...]string{"x", "y"}[i] }
 
 // oneIntArgs is tasks.flaky(n).
 type oneIntArgs struct{ n int }
 
-func (a *oneIntArgs) NumArgs() int                 { return 1 }
+var oneIntArgsNames = ArgNames{{"n"}}
+
+func (*oneIntArgs) ArgNames() ArgNames             { return oneIntArgsNames }
 func (a *oneIntArgs) EncodeArgs(w ArgWriter) error { w.Int(int64(a.n)); return nil }
 func (a *oneIntArgs) DecodeArg(i int, r ArgReader) error {
 	v, err := r.Int(strconvIntSize)
 	a.n = int(v)
 	return err
 }
-func (a *oneIntArgs) ArgIndex(name string) int {
-	if name == "n" {
-		return 0
-	}
-	return -1
-}
-func (a *oneIntArgs) ArgName(int) string { return "n" }
 
 const strconvIntSize = 32 << (^uint(0) >> 63)
 
 // emailArgs is func(ctx, email string): the benchmark's one-string task.
 type emailArgs struct{ email string }
 
-func (a *emailArgs) NumArgs() int                 { return 1 }
+var emailArgsNames = ArgNames{{"email"}}
+
+func (*emailArgs) ArgNames() ArgNames             { return emailArgsNames }
 func (a *emailArgs) EncodeArgs(w ArgWriter) error { w.String(a.email); return nil }
 func (a *emailArgs) DecodeArg(i int, r ArgReader) (err error) {
 	a.email, err = r.String()
 	return err
 }
-func (a *emailArgs) ArgIndex(name string) int {
-	if name == "email" {
-		return 0
-	}
-	return -1
-}
-func (a *emailArgs) ArgName(int) string { return "email" }
 
 type item struct {
 	SKU   string         `json:"sku"`
@@ -140,7 +112,9 @@ type mixedArgs struct {
 
 var mixedNames = [...]string{"UserID", "Name", "Small", "Port", "Ratio", "OK", "Data", "When", "Items", "Extra"}
 
-func (a *mixedArgs) NumArgs() int { return len(mixedNames) }
+var mixedArgsNames = ArgNames{{"UserID", "user_id"}, {"Name", "name"}, {"Small", "small"}, {"Port", "port"}, {"Ratio", "ratio"}, {"OK", "ok"}, {"Data", "data"}, {"When", "when"}, {"Items", "items"}, {"Extra", "extra"}}
+
+func (*mixedArgs) ArgNames() ArgNames { return mixedArgsNames }
 func (a *mixedArgs) EncodeArgs(w ArgWriter) error {
 	w.Int(a.UserID)
 	w.String(a.Name)
@@ -189,32 +163,6 @@ func (a *mixedArgs) DecodeArg(i int, r ArgReader) error {
 	}
 	return err
 }
-func (a *mixedArgs) ArgIndex(name string) int {
-	switch name {
-	case "UserID", "user_id":
-		return 0
-	case "Name", "name":
-		return 1
-	case "Small", "small":
-		return 2
-	case "Port", "port":
-		return 3
-	case "Ratio", "ratio":
-		return 4
-	case "OK", "ok":
-		return 5
-	case "Data", "data":
-		return 6
-	case "When", "when":
-		return 7
-	case "Items", "items":
-		return 8
-	case "Extra", "extra":
-		return 9
-	}
-	return -1
-}
-func (a *mixedArgs) ArgName(i int) string { return mixedNames[i] }
 
 // ---- fixtures ----
 

@@ -19,7 +19,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 		return nil, errBodyShape
 	}
 	d.i++
-	nargs := args.NumArgs()
+	nargs := len(args.ArgNames())
 	seen := bd.seenSlice(nargs)
 	r := &bd.jr
 	npos := 0
@@ -46,7 +46,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 				return nil, fmt.Errorf("args: %w", err)
 			}
 			if err := args.DecodeArg(npos, r); err != nil {
-				return nil, &ArgError{Index: npos, Name: args.ArgName(npos), Err: err}
+				return nil, &ArgError{Index: npos, Name: args.ArgNames().Name(npos), Err: err}
 			}
 			seen[npos] = true
 			npos++
@@ -85,7 +85,7 @@ func decodeJSONBody(body []byte, args Args) ([]byte, error) {
 				return nil, fmt.Errorf("kwargs: %w", err)
 			}
 			if err := args.DecodeArg(i, r); err != nil {
-				return nil, &ArgError{Index: i, Name: args.ArgName(i), Err: err}
+				return nil, &ArgError{Index: i, Name: args.ArgNames().Name(i), Err: err}
 			}
 			seen[i] = true
 		}

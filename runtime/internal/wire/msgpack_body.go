@@ -16,7 +16,7 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 	if err != nil || n != 3 {
 		return nil, errBodyShape
 	}
-	nargs := args.NumArgs()
+	nargs := len(args.ArgNames())
 	seen := bd.seenSlice(nargs)
 	npos, err := d.arrayLen()
 	if err != nil {
@@ -29,10 +29,10 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 	for i := 0; i < npos; i++ {
 		start := d.i
 		if err := args.DecodeArg(i, r); err != nil {
-			return nil, &ArgError{Index: i, Name: args.ArgName(i), Err: err}
+			return nil, &ArgError{Index: i, Name: args.ArgNames().Name(i), Err: err}
 		}
 		if err := d.settle(start); err != nil {
-			return nil, &ArgError{Index: i, Name: args.ArgName(i), Err: err}
+			return nil, &ArgError{Index: i, Name: args.ArgNames().Name(i), Err: err}
 		}
 		seen[i] = true
 	}
@@ -51,10 +51,10 @@ func decodeMsgpackBody(body []byte, args Args) ([]byte, error) {
 		}
 		start := d.i
 		if err := args.DecodeArg(i, r); err != nil {
-			return nil, &ArgError{Index: i, Name: args.ArgName(i), Err: err}
+			return nil, &ArgError{Index: i, Name: args.ArgNames().Name(i), Err: err}
 		}
 		if err := d.settle(start); err != nil {
-			return nil, &ArgError{Index: i, Name: args.ArgName(i), Err: err}
+			return nil, &ArgError{Index: i, Name: args.ArgNames().Name(i), Err: err}
 		}
 		seen[i] = true
 	}
@@ -99,7 +99,7 @@ func checkMissing(seen []bool, args Args) error {
 	}
 	for i, ok := range seen[:required] {
 		if !ok {
-			return fmt.Errorf("missing argument %q", args.ArgName(i))
+			return fmt.Errorf("missing argument %q", args.ArgNames().Name(i))
 		}
 	}
 	return nil
