@@ -149,7 +149,8 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 
 	// The stub's methods refer to these package-level names and to their own
 	// parameters, so neither may hide the other.
-	bodyNames := namer{m.FuncName: true, m.ArgsType: true, m.StubType: true}
+	// Partial's body also names package runtime (runtime.NewPartial).
+	bodyNames := namer{m.FuncName: true, m.ArgsType: true, m.StubType: true, "runtime": true}
 	params := map[string]bool{}
 	for _, v := range t.params {
 		params[v.Name()] = true

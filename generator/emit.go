@@ -227,9 +227,8 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 	recv := func() *jen.Statement { return jen.Id(t.Recv).Id(t.StubType) }
 	f.Line()
 	f.Comment("With returns a copy of the stub carrying per-call options (Celery's apply_async).")
-	f.Func().Params(recv()).Id("With").Params(jen.Id(t.Opts).Op("...").Add(e.rt("Option"))).Id(t.StubType).Block(
-		jen.Return(jen.Id(t.StubType).Values(jen.Id("Stub").Op(":").Id(t.Recv).Dot("Stub").Dot("With").Call(jen.Id(t.Opts).Op("...")))),
-	)
+	f.Func().Params(recv()).Id("With").Params(jen.Id(t.Opts).Op("...").Add(e.rt("Option"))).Id(t.StubType).Add(oneLine(
+		jen.Return(jen.Id(t.StubType).Values(jen.Id("Stub").Op(":").Id(t.Recv).Dot("Stub").Dot("With").Call(jen.Id(t.Opts).Op("..."))))))
 
 	params := []jen.Code{jen.Id(t.Ctx).Add(e.ctxType())}
 	callArgs := []jen.Code{jen.Id(t.Ctx)}
@@ -245,9 +244,8 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 	} else {
 		f.Commentf("Delay enqueues a call of %s; it returns once the broker accepted the message.", t.FuncName)
 	}
-	f.Func().Params(recv()).Id("Delay").Params(params...).Params(jen.Op("*").Add(e.rt("AsyncResult")).Index(result.Clone()), jen.Error()).Block(
-		jen.Return(jen.Id(t.Recv).Dot("Stub").Dot("Send").Call(jen.Id(t.Ctx), jen.Op("&").Id(t.ArgsType).Values(fields...))),
-	)
+	f.Func().Params(recv()).Id("Delay").Params(params...).Params(jen.Op("*").Add(e.rt("AsyncResult")).Index(result.Clone()), jen.Error()).Add(oneLine(
+		jen.Return(jen.Id(t.Recv).Dot("Stub").Dot("Send").Call(jen.Id(t.Ctx), jen.Op("&").Id(t.ArgsType).Values(fields...)))))
 	if !t.Remote {
 		f.Line()
 		f.Commentf("Call runs %s in this process, without a broker.", t.FuncName)
@@ -255,9 +253,21 @@ func (e *emitter) task(f *jen.File, t *model.Task) {
 		if t.HasResult {
 			results = jen.Params(result.Clone(), jen.Error())
 		}
-		f.Func().Params(recv()).Id("Call").Params(params...).Add(results).Block(
-			jen.Return(jen.Id(t.FuncName).Call(callArgs...)),
-		)
+		f.Func().Params(recv()).Id("Call").Params(params...).Add(results).Add(oneLine(
+			jen.Return(jen.Id(t.FuncName).Call(callArgs...))))
+	}
+
+	// Sig and Partial: the call as a workflow step.
+	f.Line()
+	f.Commentf("Sig returns the call of %s with every argument bound, as a workflow step (Celery's si).", what)
+	f.Func().Params(recv()).Id("Sig").Params(params[1:]...).Add(e.rt("Signature")).Index(result.Clone()).Add(oneLine(
+		jen.Return(jen.Id(t.Recv).Dot("Stub").Dot("Sig").Call(jen.Op("&").Id(t.ArgsType).Values(fields...)))))
+	if len(t.Params) > 0 {
+		first := t.Params[0]
+		f.Line()
+		f.Commentf("Partial returns the call of %s missing %s, which the previous step's result fills (Celery's s).", what, first.Name)
+		f.Func().Params(recv()).Id("Partial").Params(params[2:]...).Add(e.rt("Partial")).Types(e.typ(first.Type), result.Clone()).Add(oneLine(
+			jen.Return(e.rt("NewPartial").Types(e.typ(first.Type)).Call(jen.Id(t.Recv).Dot("Stub"), jen.Op("&").Id(t.ArgsType).Values(fields[1:]...)))))
 	}
 
 	e.args(f, t)

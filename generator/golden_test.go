@@ -124,13 +124,16 @@ func sortedKeys(m map[string][]byte) []string {
 }
 
 // TestGenerate_linesPerTask keeps the generated code thin: the ten ordinary
-// tasks of testdata/generator/ten_tasks.txtar generate at most 60 lines
+// tasks of testdata/generator/ten_tasks.txtar generate at most 68 lines
 // each on average (header and signature guard included). The golden test
-// checks the content; this one the size, so that growth is a decision.
+// checks the content; this one the size, so that growth is a decision:
+// 59.0 after the redesign of issue 14 (bound 60), 67.6 with the workflow
+// methods Sig and Partial (issue 15: two methods of one statement, which
+// gofmt prints on three lines once the signature is long).
 func TestGenerate_linesPerTask(t *testing.T) {
 	ar, err := txtar.ParseFile(filepath.Join(goldenDir, "ten_tasks.txtar"))
 	require.NoError(t, err)
-	const tasks, maxPerTask = 10, 60
+	const tasks, maxPerTask = 10, 68
 	for _, f := range ar.Files {
 		if f.Name != "want/shop/tasks_gen.go" {
 			continue

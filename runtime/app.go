@@ -180,11 +180,35 @@ func (a *App) queueFor(def *codegen.TaskDef, co *callOptions) string {
 
 // NewMessage builds the protocol v2 message of a call of def with args.
 func (a *App) newMessage(def *codegen.TaskDef, co *callOptions, args wire.Args) (*driver.Message, error) {
+	return a.newWorkflowMessage(def, co, args, nil)
+}
+
+// workflowCall is what a workflow step adds to a call: arguments as
+// generic values, keyword arguments, the embed (callbacks, errbacks,
+// chain, chord) and the group it belongs to.
+type workflowCall struct {
+	args       []any
+	kwargs     map[string]any
+	embed      map[string]any
+	group      string
+	groupIndex *int
+}
+
+// newWorkflowMessage is newMessage for a call that may be a workflow step
+// (wc not nil): its body is encoded from wc's generic values.
+func (a *App) newWorkflowMessage(def *codegen.TaskDef, co *callOptions, args wire.Args, wc *workflowCall) (*driver.Message, error) {
 	id := co.taskID
 	if id == "" {
 		id = driver.NewID()
 	}
-	body, err := wire.AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
+	var body []byte
+	var err error
+	if wc == nil {
+		body, err = wire.AppendBody(make([]byte, 0, 64), a.cfg.Serializer, args, nil)
+	} else {
+		args = wire.GenericArgs(wc.args)
+		body, err = wire.AppendGenericBody(make([]byte, 0, 256), a.cfg.Serializer, wc.args, wc.kwargs, wc.embed)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("taskgen: encode arguments of %s: %w", def.Name, err)
 	}
@@ -208,6 +232,13 @@ func (a *App) newMessage(def *codegen.TaskDef, co *callOptions, args wire.Args) 
 	h.Origin = a.origin
 	h.ArgsRepr = wire.ArgsRepr(args)
 	h.KwargsRepr = "{}"
+	if wc != nil {
+		h.Group = wc.group
+		h.GroupIndex = wc.groupIndex
+		if len(wc.kwargs) > 0 {
+			h.KwargsRepr = wire.Repr(wc.kwargs)
+		}
+	}
 	h.IgnoreResult = def.IgnoreResult
 	h.TimeLimit = [2]float64{def.TimeLimit.Seconds(), def.SoftTimeLimit.Seconds()}
 	switch {

@@ -25,16 +25,19 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	now := w.app.now()
 	if !h.Expires.IsZero() && now.After(h.Expires) {
 		w.revokedTask(taskCtx, m, "expired", "task expired, revoked")
+		w.afterRevoke(taskCtx, m, nil)
 		w.ack(d, m)
 		return
 	}
 	if w.ctl.isRevoked(h.ID) {
 		w.revokedTask(taskCtx, m, "revoked", "task revoked, not run")
+		w.afterRevoke(taskCtx, m, nil)
 		w.ack(d, m)
 		return
 	}
 	args := def.NewArgs()
-	if _, err := wire.DecodeBody(m.ContentType, h.Compression, m.Body, args); err != nil {
+	embed, err := wire.DecodeBody(m.ContentType, h.Compression, m.Body, args)
+	if err != nil {
 		reason := fmt.Sprintf("task %s: cannot decode arguments: %v", h.Task, err)
 		w.failed.Add(1)
 		w.deadLetter(d, m, reason)
@@ -75,7 +78,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		}
 		return
 	}
-	w.settle(taskCtx, m, def, out, runtime)
+	w.settle(taskCtx, m, def, out, runtime, w.workflowOf(m, embed))
 	if !acked {
 		w.ack(d, m)
 	}
@@ -143,7 +146,8 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *code
 }
 
 // settle records the outcome of a run: result, retry or failure.
-func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.TaskDef, out outcome, runtime time.Duration) {
+// wf is the workflow the message belongs to (nil for most messages).
+func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.TaskDef, out outcome, runtime time.Duration, wf *workflow) {
 	h := &m.Headers
 	if out.err == nil {
 		w.succeeded.Add(1)
@@ -151,14 +155,19 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 		if w.log.Enabled(ctx, slog.LevelInfo) { // Repr formats the result: only when logged
 			w.log.Info("task succeeded", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "result", wire.Repr(out.value))
 		}
+		if wf != nil {
+			w.afterSuccess(ctx, m, wf, out.value)
+		}
 		if !def.IgnoreResult && !h.IgnoreResult {
 			w.store(ctx, &driver.ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.now(), ParentID: h.ParentID, GroupID: h.Group})
 		}
+		w.chordPart(ctx, m, wf, StateSuccess, out.value)
 		return
 	}
 	err := out.err
 	if errors.Is(err, ErrRevoked) {
 		w.revokedTask(ctx, m, "terminated", "task terminated by revoke")
+		w.afterRevoke(ctx, m, wf)
 		return
 	}
 	var re *RetryError
@@ -183,6 +192,10 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 	exc := exceptionFromError(err)
 	w.obs.TaskFailed(m, exc, tb)
 	w.storeFailure(ctx, m, def, exc, tb)
+	if wf != nil {
+		w.chordPart(ctx, m, wf, StateFailure, exc)
+		w.afterFailure(ctx, m, wf)
+	}
 }
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false

@@ -30,9 +30,7 @@ var Noop = NoopTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t NoopTask) With(opts ...runtime.Option) NoopTask {
-	return NoopTask{Stub: t.Stub.With(opts...)}
-}
+func (t NoopTask) With(opts ...runtime.Option) NoopTask { return NoopTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of noop; it returns once the broker accepted the message.
 func (t NoopTask) Delay(ctx context.Context, ts string) (*runtime.AsyncResult[struct{}], error) {
@@ -40,8 +38,14 @@ func (t NoopTask) Delay(ctx context.Context, ts string) (*runtime.AsyncResult[st
 }
 
 // Call runs noop in this process, without a broker.
-func (t NoopTask) Call(ctx context.Context, ts string) error {
-	return noop(ctx, ts)
+func (t NoopTask) Call(ctx context.Context, ts string) error { return noop(ctx, ts) }
+
+// Sig returns the call of noop with every argument bound, as a workflow step (Celery's si).
+func (t NoopTask) Sig(ts string) runtime.Signature[struct{}] { return t.Stub.Sig(&NoopArgs{Ts: ts}) }
+
+// Partial returns the call of noop missing ts, which the previous step's result fills (Celery's s).
+func (t NoopTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &NoopArgs{})
 }
 
 // NoopArgs are the arguments of one call of Noop, as Noop.DecodeArgs returns them; its methods are the generated codec.
@@ -89,8 +93,16 @@ func (t NoopLateTask) Delay(ctx context.Context, ts string) (*runtime.AsyncResul
 }
 
 // Call runs noopLate in this process, without a broker.
-func (t NoopLateTask) Call(ctx context.Context, ts string) error {
-	return noopLate(ctx, ts)
+func (t NoopLateTask) Call(ctx context.Context, ts string) error { return noopLate(ctx, ts) }
+
+// Sig returns the call of noopLate with every argument bound, as a workflow step (Celery's si).
+func (t NoopLateTask) Sig(ts string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&NoopLateArgs{Ts: ts})
+}
+
+// Partial returns the call of noopLate missing ts, which the previous step's result fills (Celery's s).
+func (t NoopLateTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &NoopLateArgs{})
 }
 
 // NoopLateArgs are the arguments of one call of NoopLate, as NoopLate.DecodeArgs returns them; its methods are the generated codec.

@@ -53,6 +53,16 @@ func (t SendWelcomeEmailTask) Call(ctx context.Context, email string) (string, e
 	return sendWelcomeEmail(ctx, email)
 }
 
+// Sig returns the call of sendWelcomeEmail with every argument bound, as a workflow step (Celery's si).
+func (t SendWelcomeEmailTask) Sig(email string) runtime.Signature[string] {
+	return t.Stub.Sig(&SendWelcomeEmailArgs{Email: email})
+}
+
+// Partial returns the call of sendWelcomeEmail missing email, which the previous step's result fills (Celery's s).
+func (t SendWelcomeEmailTask) Partial() runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &SendWelcomeEmailArgs{})
+}
+
 // SendWelcomeEmailArgs are the arguments of one call of SendWelcomeEmail, as SendWelcomeEmail.DecodeArgs returns them; its methods are the generated codec.
 type SendWelcomeEmailArgs struct {
 	Email string

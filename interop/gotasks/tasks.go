@@ -124,3 +124,38 @@ func appendLine(path, line string) error {
 	_, err = f.WriteString(line + "\n")
 	return err
 }
+
+// multiply multiplies two integers (a chain step).
+//
+//task:name go.mul
+//task:queue go
+func multiply(ctx context.Context, x int64, y int64) (int64, error) {
+	return x * y, nil
+}
+
+// total sums the results of a chord's header.
+//
+//task:name go.tsum
+//task:queue go
+func total(ctx context.Context, xs []int64) (int64, error) {
+	var s int64
+	for _, x := range xs {
+		s += x
+	}
+	return s, nil
+}
+
+// pyAdd is implemented in Python (py.add).
+//
+//task:name py.add
+type pyAdd func(ctx context.Context, x int64, y int64) (int64, error)
+
+// pyMul is implemented in Python (py.mul).
+//
+//task:name py.mul
+type pyMul func(ctx context.Context, x int64, y int64) (int64, error)
+
+// pyTsum is implemented in Python (py.tsum).
+//
+//task:name py.tsum
+type pyTsum func(ctx context.Context, xs []int64) (int64, error)

@@ -19,6 +19,11 @@ var (
 	_ func(context.Context, string, int, int) (ImageInfo, error) = resizeImage(nil)
 	_ func(context.Context, string) error                        = pyFail(nil)
 	_ func(context.Context, float64, string) (string, error)     = sharedSlow
+	_ func(context.Context, int64, int64) (int64, error)         = multiply
+	_ func(context.Context, []int64) (int64, error)              = total
+	_ func(context.Context, int64, int64) (int64, error)         = pyAdd(nil)
+	_ func(context.Context, int64, int64) (int64, error)         = pyMul(nil)
+	_ func(context.Context, []int64) (int64, error)              = pyTsum(nil)
 )
 
 // AddNumbersTask is the typed stub of task "go.add" (func addNumbers).
@@ -49,6 +54,16 @@ func (t AddNumbersTask) Delay(ctx context.Context, x int64, y int64) (*runtime.A
 // Call runs addNumbers in this process, without a broker.
 func (t AddNumbersTask) Call(ctx context.Context, x int64, y int64) (int64, error) {
 	return addNumbers(ctx, x, y)
+}
+
+// Sig returns the call of addNumbers with every argument bound, as a workflow step (Celery's si).
+func (t AddNumbersTask) Sig(x int64, y int64) runtime.Signature[int64] {
+	return t.Stub.Sig(&AddNumbersArgs{X: x, Y: y})
+}
+
+// Partial returns the call of addNumbers missing x, which the previous step's result fills (Celery's s).
+func (t AddNumbersTask) Partial(y int64) runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &AddNumbersArgs{Y: y})
 }
 
 // AddNumbersArgs are the arguments of one call of AddNumbers, as AddNumbers.DecodeArgs returns them; its methods are the generated codec.
@@ -103,6 +118,16 @@ func (t GreetTask) Call(ctx context.Context, name string, punctuation string, ti
 	return greet(ctx, name, punctuation, times)
 }
 
+// Sig returns the call of greet with every argument bound, as a workflow step (Celery's si).
+func (t GreetTask) Sig(name string, punctuation string, times int) runtime.Signature[string] {
+	return t.Stub.Sig(&GreetArgs{Name: name, Punctuation: punctuation, Times: times})
+}
+
+// Partial returns the call of greet missing name, which the previous step's result fills (Celery's s).
+func (t GreetTask) Partial(punctuation string, times int) runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &GreetArgs{Punctuation: punctuation, Times: times})
+}
+
 // GreetArgs are the arguments of one call of Greet, as Greet.DecodeArgs returns them; its methods are the generated codec.
 type GreetArgs struct {
 	Name        string
@@ -155,8 +180,16 @@ func (t FailWithTask) Delay(ctx context.Context, reason string) (*runtime.AsyncR
 }
 
 // Call runs failWith in this process, without a broker.
-func (t FailWithTask) Call(ctx context.Context, reason string) error {
-	return failWith(ctx, reason)
+func (t FailWithTask) Call(ctx context.Context, reason string) error { return failWith(ctx, reason) }
+
+// Sig returns the call of failWith with every argument bound, as a workflow step (Celery's si).
+func (t FailWithTask) Sig(reason string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&FailWithArgs{Reason: reason})
+}
+
+// Partial returns the call of failWith missing reason, which the previous step's result fills (Celery's s).
+func (t FailWithTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &FailWithArgs{})
 }
 
 // FailWithArgs are the arguments of one call of FailWith, as FailWith.DecodeArgs returns them; its methods are the generated codec.
@@ -216,6 +249,16 @@ func (t FlakyTask) Call(ctx context.Context, succeedAt int) (int, error) {
 	return flaky(ctx, succeedAt)
 }
 
+// Sig returns the call of flaky with every argument bound, as a workflow step (Celery's si).
+func (t FlakyTask) Sig(succeedAt int) runtime.Signature[int] {
+	return t.Stub.Sig(&FlakyArgs{SucceedAt: succeedAt})
+}
+
+// Partial returns the call of flaky missing succeedAt, which the previous step's result fills (Celery's s).
+func (t FlakyTask) Partial() runtime.Partial[int, int] {
+	return runtime.NewPartial[int](t.Stub, &FlakyArgs{})
+}
+
 // FlakyArgs are the arguments of one call of Flaky, as Flaky.DecodeArgs returns them; its methods are the generated codec.
 type FlakyArgs struct {
 	SucceedAt int
@@ -260,8 +303,14 @@ func (t LaterTask) Delay(ctx context.Context, key string) (*runtime.AsyncResult[
 }
 
 // Call runs later in this process, without a broker.
-func (t LaterTask) Call(ctx context.Context, key string) (string, error) {
-	return later(ctx, key)
+func (t LaterTask) Call(ctx context.Context, key string) (string, error) { return later(ctx, key) }
+
+// Sig returns the call of later with every argument bound, as a workflow step (Celery's si).
+func (t LaterTask) Sig(key string) runtime.Signature[string] { return t.Stub.Sig(&LaterArgs{Key: key}) }
+
+// Partial returns the call of later missing key, which the previous step's result fills (Celery's s).
+func (t LaterTask) Partial() runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &LaterArgs{})
 }
 
 // LaterArgs are the arguments of one call of Later, as Later.DecodeArgs returns them; its methods are the generated codec.
@@ -304,6 +353,16 @@ func (t ResizeImageTask) With(opts ...runtime.Option) ResizeImageTask {
 // Delay enqueues a call of py.resize_image; it returns once the broker accepted the message.
 func (t ResizeImageTask) Delay(ctx context.Context, url string, width int, height int) (*runtime.AsyncResult[ImageInfo], error) {
 	return t.Stub.Send(ctx, &ResizeImageArgs{Url: url, Width: width, Height: height})
+}
+
+// Sig returns the call of remote task py.resize_image with every argument bound, as a workflow step (Celery's si).
+func (t ResizeImageTask) Sig(url string, width int, height int) runtime.Signature[ImageInfo] {
+	return t.Stub.Sig(&ResizeImageArgs{Url: url, Width: width, Height: height})
+}
+
+// Partial returns the call of remote task py.resize_image missing url, which the previous step's result fills (Celery's s).
+func (t ResizeImageTask) Partial(width int, height int) runtime.Partial[string, ImageInfo] {
+	return runtime.NewPartial[string](t.Stub, &ResizeImageArgs{Width: width, Height: height})
 }
 
 // ResizeImageArgs are the arguments of one call of ResizeImage, as ResizeImage.DecodeArgs returns them; its methods are the generated codec.
@@ -356,6 +415,16 @@ func (t PyFailTask) Delay(ctx context.Context, msg string) (*runtime.AsyncResult
 	return t.Stub.Send(ctx, &PyFailArgs{Msg: msg})
 }
 
+// Sig returns the call of remote task py.fail with every argument bound, as a workflow step (Celery's si).
+func (t PyFailTask) Sig(msg string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&PyFailArgs{Msg: msg})
+}
+
+// Partial returns the call of remote task py.fail missing msg, which the previous step's result fills (Celery's s).
+func (t PyFailTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &PyFailArgs{})
+}
+
 // PyFailArgs are the arguments of one call of PyFail, as PyFail.DecodeArgs returns them; its methods are the generated codec.
 type PyFailArgs struct {
 	Msg string
@@ -405,6 +474,16 @@ func (t SharedSlowTask) Call(ctx context.Context, seconds float64, marker string
 	return sharedSlow(ctx, seconds, marker)
 }
 
+// Sig returns the call of sharedSlow with every argument bound, as a workflow step (Celery's si).
+func (t SharedSlowTask) Sig(seconds float64, marker string) runtime.Signature[string] {
+	return t.Stub.Sig(&SharedSlowArgs{Seconds: seconds, Marker: marker})
+}
+
+// Partial returns the call of sharedSlow missing seconds, which the previous step's result fills (Celery's s).
+func (t SharedSlowTask) Partial(marker string) runtime.Partial[float64, string] {
+	return runtime.NewPartial[float64](t.Stub, &SharedSlowArgs{Marker: marker})
+}
+
 // SharedSlowArgs are the arguments of one call of SharedSlow, as SharedSlow.DecodeArgs returns them; its methods are the generated codec.
 type SharedSlowArgs struct {
 	Seconds float64
@@ -423,6 +502,288 @@ func (a *SharedSlowArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 		a.Seconds, err = r.Float(64)
 	case 1:
 		a.Marker, err = r.String()
+	}
+	return err
+}
+
+// MultiplyTask is the typed stub of task "go.mul" (func multiply).
+type MultiplyTask struct {
+	codegen.ArgDecoder[MultiplyArgs]
+	runtime.Stub[int64]
+}
+
+// Multiply enqueues multiply: Multiply.Delay(ctx, x, y).
+var Multiply = MultiplyTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "go.mul",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}, {"y"}},
+	NewArgs:  codegen.NewArgs[MultiplyArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t MultiplyTask) With(opts ...runtime.Option) MultiplyTask {
+	return MultiplyTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of multiply; it returns once the broker accepted the message.
+func (t MultiplyTask) Delay(ctx context.Context, x int64, y int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &MultiplyArgs{X: x, Y: y})
+}
+
+// Call runs multiply in this process, without a broker.
+func (t MultiplyTask) Call(ctx context.Context, x int64, y int64) (int64, error) {
+	return multiply(ctx, x, y)
+}
+
+// Sig returns the call of multiply with every argument bound, as a workflow step (Celery's si).
+func (t MultiplyTask) Sig(x int64, y int64) runtime.Signature[int64] {
+	return t.Stub.Sig(&MultiplyArgs{X: x, Y: y})
+}
+
+// Partial returns the call of multiply missing x, which the previous step's result fills (Celery's s).
+func (t MultiplyTask) Partial(y int64) runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &MultiplyArgs{Y: y})
+}
+
+// MultiplyArgs are the arguments of one call of Multiply, as Multiply.DecodeArgs returns them; its methods are the generated codec.
+type MultiplyArgs struct {
+	X int64
+	Y int64
+}
+
+func (*MultiplyArgs) ArgNames() codegen.ArgNames { return Multiply.Def().ArgNames }
+func (a *MultiplyArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	w.Int(a.Y)
+	return nil
+}
+func (a *MultiplyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.X, err = r.Int(64)
+	case 1:
+		a.Y, err = r.Int(64)
+	}
+	return err
+}
+
+// TotalTask is the typed stub of task "go.tsum" (func total).
+type TotalTask struct {
+	codegen.ArgDecoder[TotalArgs]
+	runtime.Stub[int64]
+}
+
+// Total enqueues total: Total.Delay(ctx, xs).
+var Total = TotalTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "go.tsum",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"xs"}},
+	NewArgs:  codegen.NewArgs[TotalArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t TotalTask) With(opts ...runtime.Option) TotalTask {
+	return TotalTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of total; it returns once the broker accepted the message.
+func (t TotalTask) Delay(ctx context.Context, xs []int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &TotalArgs{Xs: xs})
+}
+
+// Call runs total in this process, without a broker.
+func (t TotalTask) Call(ctx context.Context, xs []int64) (int64, error) { return total(ctx, xs) }
+
+// Sig returns the call of total with every argument bound, as a workflow step (Celery's si).
+func (t TotalTask) Sig(xs []int64) runtime.Signature[int64] { return t.Stub.Sig(&TotalArgs{Xs: xs}) }
+
+// Partial returns the call of total missing xs, which the previous step's result fills (Celery's s).
+func (t TotalTask) Partial() runtime.Partial[[]int64, int64] {
+	return runtime.NewPartial[[]int64](t.Stub, &TotalArgs{})
+}
+
+// TotalArgs are the arguments of one call of Total, as Total.DecodeArgs returns them; its methods are the generated codec.
+type TotalArgs struct {
+	Xs []int64
+}
+
+func (*TotalArgs) ArgNames() codegen.ArgNames { return Total.Def().ArgNames }
+func (a *TotalArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Xs); err != nil {
+		return err
+	}
+	return nil
+}
+func (a *TotalArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Xs)
+	}
+	return err
+}
+
+// PyAddTask is the typed stub of remote task "py.add" (type pyAdd), which another worker implements.
+type PyAddTask struct {
+	codegen.ArgDecoder[PyAddArgs]
+	runtime.Stub[int64]
+}
+
+// PyAdd enqueues remote task py.add: PyAdd.Delay(ctx, x, y).
+var PyAdd = PyAddTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "py.add",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}, {"y"}},
+	NewArgs:  codegen.NewArgs[PyAddArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PyAddTask) With(opts ...runtime.Option) PyAddTask {
+	return PyAddTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of py.add; it returns once the broker accepted the message.
+func (t PyAddTask) Delay(ctx context.Context, x int64, y int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &PyAddArgs{X: x, Y: y})
+}
+
+// Sig returns the call of remote task py.add with every argument bound, as a workflow step (Celery's si).
+func (t PyAddTask) Sig(x int64, y int64) runtime.Signature[int64] {
+	return t.Stub.Sig(&PyAddArgs{X: x, Y: y})
+}
+
+// Partial returns the call of remote task py.add missing x, which the previous step's result fills (Celery's s).
+func (t PyAddTask) Partial(y int64) runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &PyAddArgs{Y: y})
+}
+
+// PyAddArgs are the arguments of one call of PyAdd, as PyAdd.DecodeArgs returns them; its methods are the generated codec.
+type PyAddArgs struct {
+	X int64
+	Y int64
+}
+
+func (*PyAddArgs) ArgNames() codegen.ArgNames { return PyAdd.Def().ArgNames }
+func (a *PyAddArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	w.Int(a.Y)
+	return nil
+}
+func (a *PyAddArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.X, err = r.Int(64)
+	case 1:
+		a.Y, err = r.Int(64)
+	}
+	return err
+}
+
+// PyMulTask is the typed stub of remote task "py.mul" (type pyMul), which another worker implements.
+type PyMulTask struct {
+	codegen.ArgDecoder[PyMulArgs]
+	runtime.Stub[int64]
+}
+
+// PyMul enqueues remote task py.mul: PyMul.Delay(ctx, x, y).
+var PyMul = PyMulTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "py.mul",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}, {"y"}},
+	NewArgs:  codegen.NewArgs[PyMulArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PyMulTask) With(opts ...runtime.Option) PyMulTask {
+	return PyMulTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of py.mul; it returns once the broker accepted the message.
+func (t PyMulTask) Delay(ctx context.Context, x int64, y int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &PyMulArgs{X: x, Y: y})
+}
+
+// Sig returns the call of remote task py.mul with every argument bound, as a workflow step (Celery's si).
+func (t PyMulTask) Sig(x int64, y int64) runtime.Signature[int64] {
+	return t.Stub.Sig(&PyMulArgs{X: x, Y: y})
+}
+
+// Partial returns the call of remote task py.mul missing x, which the previous step's result fills (Celery's s).
+func (t PyMulTask) Partial(y int64) runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &PyMulArgs{Y: y})
+}
+
+// PyMulArgs are the arguments of one call of PyMul, as PyMul.DecodeArgs returns them; its methods are the generated codec.
+type PyMulArgs struct {
+	X int64
+	Y int64
+}
+
+func (*PyMulArgs) ArgNames() codegen.ArgNames { return PyMul.Def().ArgNames }
+func (a *PyMulArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	w.Int(a.Y)
+	return nil
+}
+func (a *PyMulArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.X, err = r.Int(64)
+	case 1:
+		a.Y, err = r.Int(64)
+	}
+	return err
+}
+
+// PyTsumTask is the typed stub of remote task "py.tsum" (type pyTsum), which another worker implements.
+type PyTsumTask struct {
+	codegen.ArgDecoder[PyTsumArgs]
+	runtime.Stub[int64]
+}
+
+// PyTsum enqueues remote task py.tsum: PyTsum.Delay(ctx, xs).
+var PyTsum = PyTsumTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "py.tsum",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"xs"}},
+	NewArgs:  codegen.NewArgs[PyTsumArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PyTsumTask) With(opts ...runtime.Option) PyTsumTask {
+	return PyTsumTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of py.tsum; it returns once the broker accepted the message.
+func (t PyTsumTask) Delay(ctx context.Context, xs []int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &PyTsumArgs{Xs: xs})
+}
+
+// Sig returns the call of remote task py.tsum with every argument bound, as a workflow step (Celery's si).
+func (t PyTsumTask) Sig(xs []int64) runtime.Signature[int64] { return t.Stub.Sig(&PyTsumArgs{Xs: xs}) }
+
+// Partial returns the call of remote task py.tsum missing xs, which the previous step's result fills (Celery's s).
+func (t PyTsumTask) Partial() runtime.Partial[[]int64, int64] {
+	return runtime.NewPartial[[]int64](t.Stub, &PyTsumArgs{})
+}
+
+// PyTsumArgs are the arguments of one call of PyTsum, as PyTsum.DecodeArgs returns them; its methods are the generated codec.
+type PyTsumArgs struct {
+	Xs []int64
+}
+
+func (*PyTsumArgs) ArgNames() codegen.ArgNames { return PyTsum.Def().ArgNames }
+func (a *PyTsumArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Xs); err != nil {
+		return err
+	}
+	return nil
+}
+func (a *PyTsumArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Xs)
 	}
 	return err
 }
@@ -447,6 +808,12 @@ func init() {
 	SharedSlow.Def().Run = codegen.Run(func(ctx context.Context, args *SharedSlowArgs) (string, error) {
 		return sharedSlow(ctx, args.Seconds, args.Marker)
 	})
+	Multiply.Def().Run = codegen.Run(func(ctx context.Context, args *MultiplyArgs) (int64, error) {
+		return multiply(ctx, args.X, args.Y)
+	})
+	Total.Def().Run = codegen.Run(func(ctx context.Context, args *TotalArgs) (int64, error) {
+		return total(ctx, args.Xs)
+	})
 }
 
 // RegisterTasks registers every task implemented in package gotasks on w.
@@ -458,4 +825,6 @@ func RegisterTasks(w *runtime.Worker) {
 	w.Register(Flaky.Def())
 	w.Register(Later.Def())
 	w.Register(SharedSlow.Def())
+	w.Register(Multiply.Def())
+	w.Register(Total.Def())
 }

@@ -59,3 +59,18 @@ def shared_slow(seconds, marker):
     with open(marker, "a") as f:
         f.write("py-done\n")
     return "py"
+
+
+@app.task(name="py.add")
+def py_add(x, y):
+    return x + y
+
+
+@app.task(name="py.mul")
+def py_mul(x, y):
+    return x * y
+
+
+@app.task(name="py.tsum")
+def py_tsum(xs):
+    return sum(xs)

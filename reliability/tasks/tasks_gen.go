@@ -47,8 +47,16 @@ func (t RecordTask) Delay(ctx context.Context, id string, ms int) (*runtime.Asyn
 }
 
 // Call runs record in this process, without a broker.
-func (t RecordTask) Call(ctx context.Context, id string, ms int) error {
-	return record(ctx, id, ms)
+func (t RecordTask) Call(ctx context.Context, id string, ms int) error { return record(ctx, id, ms) }
+
+// Sig returns the call of record with every argument bound, as a workflow step (Celery's si).
+func (t RecordTask) Sig(id string, ms int) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&RecordArgs{Id: id, Ms: ms})
+}
+
+// Partial returns the call of record missing id, which the previous step's result fills (Celery's s).
+func (t RecordTask) Partial(ms int) runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &RecordArgs{Ms: ms})
 }
 
 // RecordArgs are the arguments of one call of Record, as Record.DecodeArgs returns them; its methods are the generated codec.
@@ -90,9 +98,7 @@ var Ping = PingTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t PingTask) With(opts ...runtime.Option) PingTask {
-	return PingTask{Stub: t.Stub.With(opts...)}
-}
+func (t PingTask) With(opts ...runtime.Option) PingTask { return PingTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of ping; it returns once the broker accepted the message.
 func (t PingTask) Delay(ctx context.Context, id string) (*runtime.AsyncResult[struct{}], error) {
@@ -100,8 +106,14 @@ func (t PingTask) Delay(ctx context.Context, id string) (*runtime.AsyncResult[st
 }
 
 // Call runs ping in this process, without a broker.
-func (t PingTask) Call(ctx context.Context, id string) error {
-	return ping(ctx, id)
+func (t PingTask) Call(ctx context.Context, id string) error { return ping(ctx, id) }
+
+// Sig returns the call of ping with every argument bound, as a workflow step (Celery's si).
+func (t PingTask) Sig(id string) runtime.Signature[struct{}] { return t.Stub.Sig(&PingArgs{Id: id}) }
+
+// Partial returns the call of ping missing id, which the previous step's result fills (Celery's s).
+func (t PingTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &PingArgs{})
 }
 
 // PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them; its methods are the generated codec.
@@ -139,9 +151,7 @@ var Slow = SlowTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t SlowTask) With(opts ...runtime.Option) SlowTask {
-	return SlowTask{Stub: t.Stub.With(opts...)}
-}
+func (t SlowTask) With(opts ...runtime.Option) SlowTask { return SlowTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of slow; it returns once the broker accepted the message.
 func (t SlowTask) Delay(ctx context.Context, id string, ms int, honorCtx bool) (*runtime.AsyncResult[struct{}], error) {
@@ -151,6 +161,16 @@ func (t SlowTask) Delay(ctx context.Context, id string, ms int, honorCtx bool) (
 // Call runs slow in this process, without a broker.
 func (t SlowTask) Call(ctx context.Context, id string, ms int, honorCtx bool) error {
 	return slow(ctx, id, ms, honorCtx)
+}
+
+// Sig returns the call of slow with every argument bound, as a workflow step (Celery's si).
+func (t SlowTask) Sig(id string, ms int, honorCtx bool) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&SlowArgs{Id: id, Ms: ms, HonorCtx: honorCtx})
+}
+
+// Partial returns the call of slow missing id, which the previous step's result fills (Celery's s).
+func (t SlowTask) Partial(ms int, honorCtx bool) runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &SlowArgs{Ms: ms, HonorCtx: honorCtx})
 }
 
 // SlowArgs are the arguments of one call of Slow, as Slow.DecodeArgs returns them; its methods are the generated codec.
@@ -195,9 +215,7 @@ var Boom = BoomTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t BoomTask) With(opts ...runtime.Option) BoomTask {
-	return BoomTask{Stub: t.Stub.With(opts...)}
-}
+func (t BoomTask) With(opts ...runtime.Option) BoomTask { return BoomTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of boom; it returns once the broker accepted the message.
 func (t BoomTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[struct{}], error) {
@@ -205,8 +223,14 @@ func (t BoomTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[struct
 }
 
 // Call runs boom in this process, without a broker.
-func (t BoomTask) Call(ctx context.Context, n int) error {
-	return boom(ctx, n)
+func (t BoomTask) Call(ctx context.Context, n int) error { return boom(ctx, n) }
+
+// Sig returns the call of boom with every argument bound, as a workflow step (Celery's si).
+func (t BoomTask) Sig(n int) runtime.Signature[struct{}] { return t.Stub.Sig(&BoomArgs{N: n}) }
+
+// Partial returns the call of boom missing n, which the previous step's result fills (Celery's s).
+func (t BoomTask) Partial() runtime.Partial[int, struct{}] {
+	return runtime.NewPartial[int](t.Stub, &BoomArgs{})
 }
 
 // BoomArgs are the arguments of one call of Boom, as Boom.DecodeArgs returns them; its methods are the generated codec.
@@ -254,8 +278,16 @@ func (t StubbornTask) Delay(ctx context.Context, ms int) (*runtime.AsyncResult[s
 }
 
 // Call runs stubborn in this process, without a broker.
-func (t StubbornTask) Call(ctx context.Context, ms int) error {
-	return stubborn(ctx, ms)
+func (t StubbornTask) Call(ctx context.Context, ms int) error { return stubborn(ctx, ms) }
+
+// Sig returns the call of stubborn with every argument bound, as a workflow step (Celery's si).
+func (t StubbornTask) Sig(ms int) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&StubbornArgs{Ms: ms})
+}
+
+// Partial returns the call of stubborn missing ms, which the previous step's result fills (Celery's s).
+func (t StubbornTask) Partial() runtime.Partial[int, struct{}] {
+	return runtime.NewPartial[int](t.Stub, &StubbornArgs{})
 }
 
 // StubbornArgs are the arguments of one call of Stubborn, as Stubborn.DecodeArgs returns them; its methods are the generated codec.
@@ -316,6 +348,16 @@ func (t StormTask) Call(ctx context.Context, id string, until int) error {
 	return storm(ctx, id, until)
 }
 
+// Sig returns the call of storm with every argument bound, as a workflow step (Celery's si).
+func (t StormTask) Sig(id string, until int) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&StormArgs{Id: id, Until: until})
+}
+
+// Partial returns the call of storm missing id, which the previous step's result fills (Celery's s).
+func (t StormTask) Partial(until int) runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &StormArgs{Until: until})
+}
+
 // StormArgs are the arguments of one call of Storm, as Storm.DecodeArgs returns them; its methods are the generated codec.
 type StormArgs struct {
 	Id    string
@@ -364,8 +406,16 @@ func (t TypedTask) Delay(ctx context.Context, n int64, s string) (*runtime.Async
 }
 
 // Call runs typed in this process, without a broker.
-func (t TypedTask) Call(ctx context.Context, n int64, s string) error {
-	return typed(ctx, n, s)
+func (t TypedTask) Call(ctx context.Context, n int64, s string) error { return typed(ctx, n, s) }
+
+// Sig returns the call of typed with every argument bound, as a workflow step (Celery's si).
+func (t TypedTask) Sig(n int64, s string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&TypedArgs{N: n, S: s})
+}
+
+// Partial returns the call of typed missing n, which the previous step's result fills (Celery's s).
+func (t TypedTask) Partial(s string) runtime.Partial[int64, struct{}] {
+	return runtime.NewPartial[int64](t.Stub, &TypedArgs{S: s})
 }
 
 // TypedArgs are the arguments of one call of Typed, as Typed.DecodeArgs returns them; its methods are the generated codec.

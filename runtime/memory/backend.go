@@ -2,7 +2,10 @@ package memory
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"math"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,16 +14,33 @@ import (
 
 // Backend is an in-process result backend.
 type Backend struct {
-	mu   sync.Mutex
-	docs map[string][]byte
-	wake chan struct{}
+	mu     sync.Mutex
+	docs   map[string][]byte
+	wake   chan struct{}
+	groups map[string][]byte
+	chords map[string]*chordState
 }
 
-var _ driver.ResultBackend = (*Backend)(nil)
+// chordState counts the members of one chord's header.
+type chordState struct {
+	size  int
+	hasSz bool
+	parts map[string]chordPart // by task id
+}
+
+type chordPart struct {
+	index int
+	part  []byte
+}
+
+var (
+	_ driver.ResultBackend = (*Backend)(nil)
+	_ driver.GroupBackend  = (*Backend)(nil)
+)
 
 // NewBackend returns an empty backend not registered under any URL.
 func NewBackend() *Backend {
-	return &Backend{docs: map[string][]byte{}, wake: make(chan struct{})}
+	return &Backend{docs: map[string][]byte{}, wake: make(chan struct{}), groups: map[string][]byte{}, chords: map[string]*chordState{}}
 }
 
 // Store saves doc for taskID, unless the stored document is already a
@@ -76,4 +96,71 @@ func isSuccess(doc []byte) bool {
 	}
 	d, err := driver.DecodeResultDoc(ser, doc)
 	return err == nil && d.Status == driver.StateSuccess
+}
+
+// SaveGroup stores group gid's document; the ttl is ignored.
+func (b *Backend) SaveGroup(_ context.Context, gid string, doc []byte, _ time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.groups[gid] = bytes.Clone(doc)
+	return nil
+}
+
+// LoadGroup returns group gid's document or nil.
+func (b *Backend) LoadGroup(_ context.Context, gid string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return bytes.Clone(b.groups[gid]), nil
+}
+
+func (b *Backend) chord(gid string) *chordState {
+	c := b.chords[gid]
+	if c == nil {
+		c = &chordState{parts: map[string]chordPart{}}
+		b.chords[gid] = c
+	}
+	return c
+}
+
+// SetChordSize records the size of the chord whose header is group gid.
+func (b *Backend) SetChordSize(_ context.Context, gid string, size int, _ time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.chord(gid)
+	c.size, c.hasSz = size, true
+	return nil
+}
+
+// ChordPartReturn records a finished member; see driver.GroupBackend.
+func (b *Backend) ChordPartReturn(_ context.Context, gid, taskID string, index int, part []byte, _ time.Duration) ([][]byte, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	c := b.chord(gid)
+	if _, dup := c.parts[taskID]; !dup {
+		if index < 0 {
+			index = math.MaxInt
+		}
+		c.parts[taskID] = chordPart{index: index, part: bytes.Clone(part)}
+	}
+	if !c.hasSz || len(c.parts) != c.size {
+		return nil, false, nil
+	}
+	all := make([]chordPart, 0, len(c.parts))
+	for _, p := range c.parts {
+		all = append(all, p)
+	}
+	slices.SortStableFunc(all, func(x, y chordPart) int { return cmp.Compare(x.index, y.index) })
+	out := make([][]byte, len(all))
+	for i, p := range all {
+		out[i] = bytes.Clone(p.part)
+	}
+	return out, true, nil
+}
+
+// ChordDone forgets the chord of group gid.
+func (b *Backend) ChordDone(_ context.Context, gid string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	delete(b.chords, gid)
+	return nil
 }

@@ -249,3 +249,79 @@ func (b *Backend) Close() error {
 	}
 	return errors.Join(err, b.client.Close())
 }
+
+var _ driver.GroupBackend = (*Backend)(nil)
+
+// groupKey is Celery's key of group gid's document; suffix names the chord
+// counting keys (".j", ".t", ".s") and taskgen's own (".ids").
+func (b *Backend) groupKey(gid, suffix string) string {
+	return b.opts.GlobalKeyPrefix + "celery-taskset-meta-" + gid + suffix
+}
+
+func ttlSeconds(ttl time.Duration) int64 {
+	if ttl <= 0 {
+		return 0
+	}
+	return int64(max(ttl, time.Second) / time.Second)
+}
+
+// SaveGroup stores group gid's GroupResult document at
+// celery-taskset-meta-<gid>, where Python's GroupResult.restore reads it.
+func (b *Backend) SaveGroup(ctx context.Context, gid string, doc []byte, ttl time.Duration) error {
+	if err := b.client.Set(ctx, b.groupKey(gid, ""), doc, time.Duration(ttlSeconds(ttl))*time.Second).Err(); err != nil {
+		return fmt.Errorf("redis group save to %s: %w", b.url, err)
+	}
+	return nil
+}
+
+// LoadGroup returns group gid's stored document, or nil when there is none.
+func (b *Backend) LoadGroup(ctx context.Context, gid string) ([]byte, error) {
+	doc, err := b.client.Get(ctx, b.groupKey(gid, "")).Bytes()
+	if errors.Is(err, goredis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("redis group load from %s: %w", b.url, err)
+	}
+	return doc, nil
+}
+
+// SetChordSize writes Celery's celery-taskset-meta-<gid>.s.
+func (b *Backend) SetChordSize(ctx context.Context, gid string, size int, ttl time.Duration) error {
+	if err := b.client.Set(ctx, b.groupKey(gid, ".s"), size, time.Duration(ttlSeconds(ttl))*time.Second).Err(); err != nil {
+		return fmt.Errorf("redis chord size to %s: %w", b.url, err)
+	}
+	return nil
+}
+
+// ChordPartReturn records a finished member in Celery's sorted set
+// celery-taskset-meta-<gid>.j, atomically with the completion check (see
+// lua/chord_part.lua).
+func (b *Backend) ChordPartReturn(ctx context.Context, gid, taskID string, index int, part []byte, ttl time.Duration) ([][]byte, bool, error) {
+	keys := []string{b.groupKey(gid, ".j"), b.groupKey(gid, ".t"), b.groupKey(gid, ".s"), b.groupKey(gid, ".ids")}
+	score := "+inf"
+	if index >= 0 {
+		score = fmt.Sprint(index)
+	}
+	res, err := chordPartScript.Run(ctx, b.client, keys, part, score, ttlSeconds(ttl), taskID).Slice()
+	if err != nil {
+		return nil, false, fmt.Errorf("redis chord part to %s: %w", b.url, err)
+	}
+	if len(res) == 0 || res[0] != int64(1) {
+		return nil, false, nil
+	}
+	parts := make([][]byte, 0, len(res)-1)
+	for _, p := range res[1:] {
+		s, _ := p.(string)
+		parts = append(parts, []byte(s))
+	}
+	return parts, true, nil
+}
+
+// ChordDone deletes the chord's counting keys.
+func (b *Backend) ChordDone(ctx context.Context, gid string) error {
+	if err := b.client.Del(ctx, b.groupKey(gid, ".j"), b.groupKey(gid, ".t"), b.groupKey(gid, ".s"), b.groupKey(gid, ".ids")).Err(); err != nil {
+		return fmt.Errorf("redis chord done on %s: %w", b.url, err)
+	}
+	return nil
+}

@@ -26,6 +26,8 @@ var (
 	moveDueLua string
 	//go:embed lua/store.lua
 	storeLua string
+	//go:embed lua/chord_part.lua
+	chordPartLua string
 
 	fetchScript        = goredis.NewScript(fetchLua)        // pop a batch and record it unacked
 	settleScript       = goredis.NewScript(settleLua)       // unacked → dead letter or requeue
@@ -35,4 +37,5 @@ var (
 	replyScript        = goredis.NewScript(replyLua)        // control reply → every bound list
 	moveDueScript      = goredis.NewScript(moveDueLua)      // due deferred messages → their lists
 	storeScript        = goredis.NewScript(storeLua)        // result SET+PUBLISH unless SUCCESS
+	chordPartScript    = goredis.NewScript(chordPartLua)    // count a chord member, complete once
 )

@@ -54,6 +54,16 @@ func (t ResizeTask) Call(ctx context.Context, url string, width int) (string, er
 	return resize(ctx, url, width)
 }
 
+// Sig returns the call of resize with every argument bound, as a workflow step (Celery's si).
+func (t ResizeTask) Sig(url string, width int) runtime.Signature[string] {
+	return t.Stub.Sig(&ResizeArgs{Url: url, Width: width})
+}
+
+// Partial returns the call of resize missing url, which the previous step's result fills (Celery's s).
+func (t ResizeTask) Partial(width int) runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &ResizeArgs{Width: width})
+}
+
 // ResizeArgs are the arguments of one call of Resize, as Resize.DecodeArgs returns them; its methods are the generated codec.
 type ResizeArgs struct {
 	Url   string
@@ -113,8 +123,16 @@ func (t ChargeTask) Delay(ctx context.Context, cents int) (*runtime.AsyncResult[
 }
 
 // Call runs charge in this process, without a broker.
-func (t ChargeTask) Call(ctx context.Context, cents int) (string, error) {
-	return charge(ctx, cents)
+func (t ChargeTask) Call(ctx context.Context, cents int) (string, error) { return charge(ctx, cents) }
+
+// Sig returns the call of charge with every argument bound, as a workflow step (Celery's si).
+func (t ChargeTask) Sig(cents int) runtime.Signature[string] {
+	return t.Stub.Sig(&ChargeArgs{Cents: cents})
+}
+
+// Partial returns the call of charge missing cents, which the previous step's result fills (Celery's s).
+func (t ChargeTask) Partial() runtime.Partial[int, string] {
+	return runtime.NewPartial[int](t.Stub, &ChargeArgs{})
 }
 
 // ChargeArgs are the arguments of one call of Charge, as Charge.DecodeArgs returns them; its methods are the generated codec.
@@ -156,9 +174,7 @@ var Poll = PollTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t PollTask) With(opts ...runtime.Option) PollTask {
-	return PollTask{Stub: t.Stub.With(opts...)}
-}
+func (t PollTask) With(opts ...runtime.Option) PollTask { return PollTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of poll; it returns once the broker accepted the message.
 func (t PollTask) Delay(ctx context.Context, want int) (*runtime.AsyncResult[int], error) {
@@ -166,8 +182,14 @@ func (t PollTask) Delay(ctx context.Context, want int) (*runtime.AsyncResult[int
 }
 
 // Call runs poll in this process, without a broker.
-func (t PollTask) Call(ctx context.Context, want int) (int, error) {
-	return poll(ctx, want)
+func (t PollTask) Call(ctx context.Context, want int) (int, error) { return poll(ctx, want) }
+
+// Sig returns the call of poll with every argument bound, as a workflow step (Celery's si).
+func (t PollTask) Sig(want int) runtime.Signature[int] { return t.Stub.Sig(&PollArgs{Want: want}) }
+
+// Partial returns the call of poll missing want, which the previous step's result fills (Celery's s).
+func (t PollTask) Partial() runtime.Partial[int, int] {
+	return runtime.NewPartial[int](t.Stub, &PollArgs{})
 }
 
 // PollArgs are the arguments of one call of Poll, as Poll.DecodeArgs returns them; its methods are the generated codec.
@@ -215,8 +237,14 @@ func (t CrunchTask) Delay(ctx context.Context, n int) (*runtime.AsyncResult[stri
 }
 
 // Call runs crunch in this process, without a broker.
-func (t CrunchTask) Call(ctx context.Context, n int) (string, error) {
-	return crunch(ctx, n)
+func (t CrunchTask) Call(ctx context.Context, n int) (string, error) { return crunch(ctx, n) }
+
+// Sig returns the call of crunch with every argument bound, as a workflow step (Celery's si).
+func (t CrunchTask) Sig(n int) runtime.Signature[string] { return t.Stub.Sig(&CrunchArgs{N: n}) }
+
+// Partial returns the call of crunch missing n, which the previous step's result fills (Celery's s).
+func (t CrunchTask) Partial() runtime.Partial[int, string] {
+	return runtime.NewPartial[int](t.Stub, &CrunchArgs{})
 }
 
 // CrunchArgs are the arguments of one call of Crunch, as Crunch.DecodeArgs returns them; its methods are the generated codec.
@@ -252,9 +280,7 @@ var Hang = HangTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t HangTask) With(opts ...runtime.Option) HangTask {
-	return HangTask{Stub: t.Stub.With(opts...)}
-}
+func (t HangTask) With(opts ...runtime.Option) HangTask { return HangTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of hang; it returns once the broker accepted the message.
 func (t HangTask) Delay(ctx context.Context) (*runtime.AsyncResult[struct{}], error) {
@@ -262,9 +288,10 @@ func (t HangTask) Delay(ctx context.Context) (*runtime.AsyncResult[struct{}], er
 }
 
 // Call runs hang in this process, without a broker.
-func (t HangTask) Call(ctx context.Context) error {
-	return hang(ctx)
-}
+func (t HangTask) Call(ctx context.Context) error { return hang(ctx) }
+
+// Sig returns the call of hang with every argument bound, as a workflow step (Celery's si).
+func (t HangTask) Sig() runtime.Signature[struct{}] { return t.Stub.Sig(&HangArgs{}) }
 
 // HangArgs are the arguments of one call of Hang, as Hang.DecodeArgs returns them; its methods are the generated codec.
 type HangArgs struct{}
@@ -289,9 +316,7 @@ var Ping = PingTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
 })}
 
 // With returns a copy of the stub carrying per-call options (Celery's apply_async).
-func (t PingTask) With(opts ...runtime.Option) PingTask {
-	return PingTask{Stub: t.Stub.With(opts...)}
-}
+func (t PingTask) With(opts ...runtime.Option) PingTask { return PingTask{Stub: t.Stub.With(opts...)} }
 
 // Delay enqueues a call of ping; it returns once the broker accepted the message.
 func (t PingTask) Delay(ctx context.Context, i int) (*runtime.AsyncResult[int], error) {
@@ -299,8 +324,14 @@ func (t PingTask) Delay(ctx context.Context, i int) (*runtime.AsyncResult[int], 
 }
 
 // Call runs ping in this process, without a broker.
-func (t PingTask) Call(ctx context.Context, i int) (int, error) {
-	return ping(ctx, i)
+func (t PingTask) Call(ctx context.Context, i int) (int, error) { return ping(ctx, i) }
+
+// Sig returns the call of ping with every argument bound, as a workflow step (Celery's si).
+func (t PingTask) Sig(i int) runtime.Signature[int] { return t.Stub.Sig(&PingArgs{I: i}) }
+
+// Partial returns the call of ping missing i, which the previous step's result fills (Celery's s).
+func (t PingTask) Partial() runtime.Partial[int, int] {
+	return runtime.NewPartial[int](t.Stub, &PingArgs{})
 }
 
 // PingArgs are the arguments of one call of Ping, as Ping.DecodeArgs returns them; its methods are the generated codec.
@@ -347,8 +378,16 @@ func (t ReportTask) Delay(ctx context.Context, day string) (*runtime.AsyncResult
 }
 
 // Call runs report in this process, without a broker.
-func (t ReportTask) Call(ctx context.Context, day string) (string, error) {
-	return report(ctx, day)
+func (t ReportTask) Call(ctx context.Context, day string) (string, error) { return report(ctx, day) }
+
+// Sig returns the call of report with every argument bound, as a workflow step (Celery's si).
+func (t ReportTask) Sig(day string) runtime.Signature[string] {
+	return t.Stub.Sig(&ReportArgs{Day: day})
+}
+
+// Partial returns the call of report missing day, which the previous step's result fills (Celery's s).
+func (t ReportTask) Partial() runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &ReportArgs{})
 }
 
 // ReportArgs are the arguments of one call of Report, as Report.DecodeArgs returns them; its methods are the generated codec.
@@ -395,8 +434,16 @@ func (t AuditTask) Delay(ctx context.Context, entry string) (*runtime.AsyncResul
 }
 
 // Call runs audit in this process, without a broker.
-func (t AuditTask) Call(ctx context.Context, entry string) (string, error) {
-	return audit(ctx, entry)
+func (t AuditTask) Call(ctx context.Context, entry string) (string, error) { return audit(ctx, entry) }
+
+// Sig returns the call of audit with every argument bound, as a workflow step (Celery's si).
+func (t AuditTask) Sig(entry string) runtime.Signature[string] {
+	return t.Stub.Sig(&AuditArgs{Entry: entry})
+}
+
+// Partial returns the call of audit missing entry, which the previous step's result fills (Celery's s).
+func (t AuditTask) Partial() runtime.Partial[string, string] {
+	return runtime.NewPartial[string](t.Stub, &AuditArgs{})
 }
 
 // AuditArgs are the arguments of one call of Audit, as Audit.DecodeArgs returns them; its methods are the generated codec.
@@ -443,8 +490,16 @@ func (t NotifyTask) Delay(ctx context.Context, user string) (*runtime.AsyncResul
 }
 
 // Call runs notify in this process, without a broker.
-func (t NotifyTask) Call(ctx context.Context, user string) error {
-	return notify(ctx, user)
+func (t NotifyTask) Call(ctx context.Context, user string) error { return notify(ctx, user) }
+
+// Sig returns the call of notify with every argument bound, as a workflow step (Celery's si).
+func (t NotifyTask) Sig(user string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&NotifyArgs{User: user})
+}
+
+// Partial returns the call of notify missing user, which the previous step's result fills (Celery's s).
+func (t NotifyTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &NotifyArgs{})
 }
 
 // NotifyArgs are the arguments of one call of Notify, as Notify.DecodeArgs returns them; its methods are the generated codec.
@@ -491,9 +546,10 @@ func (t UrgentTask) Delay(ctx context.Context) (*runtime.AsyncResult[uint8], err
 }
 
 // Call runs urgent in this process, without a broker.
-func (t UrgentTask) Call(ctx context.Context) (uint8, error) {
-	return urgent(ctx)
-}
+func (t UrgentTask) Call(ctx context.Context) (uint8, error) { return urgent(ctx) }
+
+// Sig returns the call of urgent with every argument bound, as a workflow step (Celery's si).
+func (t UrgentTask) Sig() runtime.Signature[uint8] { return t.Stub.Sig(&UrgentArgs{}) }
 
 // UrgentArgs are the arguments of one call of Urgent, as Urgent.DecodeArgs returns them; its methods are the generated codec.
 type UrgentArgs struct{}

@@ -110,7 +110,6 @@ type mixedArgs struct {
 	Extra  any
 }
 
-var mixedNames = [...]string{"UserID", "Name", "Small", "Port", "Ratio", "OK", "Data", "When", "Items", "Extra"}
 
 var mixedArgsNames = ArgNames{{"UserID", "user_id"}, {"Name", "name"}, {"Small", "small"}, {"Port", "port"}, {"Ratio", "ratio"}, {"OK", "ok"}, {"Data", "data"}, {"When", "when"}, {"Items", "items"}, {"Extra", "extra"}}
 

@@ -31,6 +31,8 @@ func appendJSONValueDepth(b []byte, v any, depth int) ([]byte, error) {
 		return append(b, "null"...), nil
 	case string:
 		return appendJSONString(b, x), nil
+	case Bytes:
+		return appendJSONBytes(b, x), nil
 	case bool:
 		return strconv.AppendBool(b, x), nil
 	case int:

@@ -110,6 +110,8 @@ func MsgpackAppendValue(b []byte, v any) ([]byte, error) {
 		return MsgpackAppendString(b, x), nil
 	case []byte:
 		return mpAppendBytes(b, x), nil
+	case Bytes:
+		return mpAppendBytes(b, x), nil
 	case bool:
 		return mpAppendBool(b, x), nil
 	case int:

@@ -121,6 +121,8 @@ func AppendPyRepr(b []byte, v any, depth int) []byte {
 		return appendPyStr(b, FormatTime(x))
 	case []byte:
 		return appendPyStr(append(b, 'b'), string(x))
+	case Bytes:
+		return appendPyStr(append(b, 'b'), string(x))
 	case []any:
 		b = append(b, '[')
 		for i, e := range x {
