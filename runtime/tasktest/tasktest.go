@@ -69,7 +69,12 @@ type Call struct {
 	Kwargs  map[string]any // keyword arguments
 	ETA     time.Time      // zero: run at once
 	Retries int
-	Message *driver.Message
+	// The workflow the call belongs to (runtime.Chain, Group, Chord): the
+	// id of its first task, of the task whose result it follows, and of
+	// its group with its index there (GroupIndex is -1 outside a group).
+	RootID, ParentID, GroupID string
+	GroupIndex                int
+	Message                   *driver.Message
 }
 
 // Option configures a Kit.
@@ -191,6 +196,33 @@ func (k *Kit) Enqueued(name string) []Call {
 	return out
 }
 
+// Workflow returns every message of the workflow that task id belongs to
+// (the same root id: the steps of a chain, the members and the body of a
+// chord, the callbacks), in the order they were sent, which is the order
+// they ran in eager mode. id may be any task of it, such as the id of the
+// AsyncResult a workflow's Delay returned.
+func (k *Kit) Workflow(id string) []Call {
+	k.broker.mu.Lock()
+	defer k.broker.mu.Unlock()
+	root := ""
+	for _, c := range k.broker.calls {
+		if c.ID == id {
+			root = c.RootID
+			break
+		}
+	}
+	if root == "" {
+		return nil
+	}
+	var out []Call
+	for _, c := range k.broker.calls {
+		if c.RootID == root && c.Retries == 0 {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
 // TypedCall is one enqueued message of a task with its arguments decoded by
 // the task's generated codec, as the worker decodes them. Args is the
 // generated <Stub>Args struct (signup.SendWelcomeEmailArgs, with one exported
@@ -294,7 +326,12 @@ type eagerBroker struct {
 func (b *eagerBroker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	m := msg.Clone()
 	m.RoutingKey = queue
-	call := Call{ID: m.Headers.ID, Task: m.Headers.Task, Queue: queue, ETA: m.Headers.ETA, Retries: m.Headers.Retries, Message: m}
+	h := &m.Headers
+	call := Call{ID: h.ID, Task: h.Task, Queue: queue, ETA: h.ETA, Retries: h.Retries, Message: m,
+		RootID: h.RootID, ParentID: h.ParentID, GroupID: h.Group, GroupIndex: -1}
+	if h.GroupIndex != nil {
+		call.GroupIndex = *h.GroupIndex
+	}
 	var err error
 	call.Args, call.Kwargs, err = decodeGeneric(m)
 	if err != nil {
