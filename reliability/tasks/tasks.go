@@ -150,3 +150,32 @@ func storm(ctx context.Context, id string, until int) error {
 func typed(ctx context.Context, n int64, s string) error {
 	return Emit(fmt.Sprintf("typed %d %s", n, s))
 }
+
+// chordMember is a chord header member of the chord crash test: it works
+// for ms milliseconds, records "member <i>", and returns i. acks_late, so
+// a member whose worker is killed runs again elsewhere.
+//
+//task:name rel.chord_member
+//task:acks_late
+func chordMember(ctx context.Context, i int64, ms int) (int64, error) {
+	select {
+	case <-time.After(time.Duration(ms) * time.Millisecond):
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
+	return i, Emit(fmt.Sprintf("member %d", i))
+}
+
+// chordBody is the chord crash test's body: it records "body <tag> <n>
+// <sum>" for the n results it got, so that a test sees whether it ran once
+// and with every member's result.
+//
+//task:name rel.chord_body
+//task:acks_late
+func chordBody(ctx context.Context, xs []int64, tag string) (int64, error) {
+	var sum int64
+	for _, x := range xs {
+		sum += x
+	}
+	return sum, Emit(fmt.Sprintf("body %s %d %d", tag, len(xs), sum))
+}

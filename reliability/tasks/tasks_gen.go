@@ -11,13 +11,15 @@ import (
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
 var (
-	_ func(context.Context, string, int) error       = record
-	_ func(context.Context, string) error            = ping
-	_ func(context.Context, string, int, bool) error = slow
-	_ func(context.Context, int) error               = boom
-	_ func(context.Context, int) error               = stubborn
-	_ func(context.Context, string, int) error       = storm
-	_ func(context.Context, int64, string) error     = typed
+	_ func(context.Context, string, int) error              = record
+	_ func(context.Context, string) error                   = ping
+	_ func(context.Context, string, int, bool) error        = slow
+	_ func(context.Context, int) error                      = boom
+	_ func(context.Context, int) error                      = stubborn
+	_ func(context.Context, string, int) error              = storm
+	_ func(context.Context, int64, string) error            = typed
+	_ func(context.Context, int64, int) (int64, error)      = chordMember
+	_ func(context.Context, []int64, string) (int64, error) = chordBody
 )
 
 // RecordTask is the typed stub of task "rel.record" (func record).
@@ -440,6 +442,132 @@ func (a *TypedArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	return err
 }
 
+// ChordMemberTask is the typed stub of task "rel.chord_member" (func chordMember).
+type ChordMemberTask struct {
+	codegen.ArgDecoder[ChordMemberArgs]
+	runtime.Stub[int64]
+}
+
+// ChordMember enqueues chordMember: ChordMember.Delay(ctx, i, ms).
+var ChordMember = ChordMemberTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "rel.chord_member",
+	Retry:    codegen.DefaultRetryPolicy(),
+	AcksLate: true,
+	ArgNames: codegen.ArgNames{{"i"}, {"ms"}},
+	NewArgs:  codegen.NewArgs[ChordMemberArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t ChordMemberTask) With(opts ...runtime.Option) ChordMemberTask {
+	return ChordMemberTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of chordMember; it returns once the broker accepted the message.
+func (t ChordMemberTask) Delay(ctx context.Context, i int64, ms int) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &ChordMemberArgs{I: i, Ms: ms})
+}
+
+// Call runs chordMember in this process, without a broker.
+func (t ChordMemberTask) Call(ctx context.Context, i int64, ms int) (int64, error) {
+	return chordMember(ctx, i, ms)
+}
+
+// Sig returns the call of chordMember with every argument bound, as a workflow step (Celery's si).
+func (t ChordMemberTask) Sig(i int64, ms int) runtime.Signature[int64] {
+	return t.Stub.Sig(&ChordMemberArgs{I: i, Ms: ms})
+}
+
+// Partial returns the call of chordMember missing i, which the previous step's result fills (Celery's s).
+func (t ChordMemberTask) Partial(ms int) runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &ChordMemberArgs{Ms: ms})
+}
+
+// ChordMemberArgs are the arguments of one call of ChordMember, as ChordMember.DecodeArgs returns them; its methods are the generated codec.
+type ChordMemberArgs struct {
+	I  int64
+	Ms int
+}
+
+func (*ChordMemberArgs) ArgNames() codegen.ArgNames { return ChordMember.Def().ArgNames }
+func (a *ChordMemberArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.I)
+	w.Int(int64(a.Ms))
+	return nil
+}
+func (a *ChordMemberArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.I, err = r.Int(64)
+	case 1:
+		a.Ms, err = codegen.ReadInt[int](r, 64)
+	}
+	return err
+}
+
+// ChordBodyTask is the typed stub of task "rel.chord_body" (func chordBody).
+type ChordBodyTask struct {
+	codegen.ArgDecoder[ChordBodyArgs]
+	runtime.Stub[int64]
+}
+
+// ChordBody enqueues chordBody: ChordBody.Delay(ctx, xs, tag).
+var ChordBody = ChordBodyTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "rel.chord_body",
+	Retry:    codegen.DefaultRetryPolicy(),
+	AcksLate: true,
+	ArgNames: codegen.ArgNames{{"xs"}, {"tag"}},
+	NewArgs:  codegen.NewArgs[ChordBodyArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t ChordBodyTask) With(opts ...runtime.Option) ChordBodyTask {
+	return ChordBodyTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of chordBody; it returns once the broker accepted the message.
+func (t ChordBodyTask) Delay(ctx context.Context, xs []int64, tag string) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &ChordBodyArgs{Xs: xs, Tag: tag})
+}
+
+// Call runs chordBody in this process, without a broker.
+func (t ChordBodyTask) Call(ctx context.Context, xs []int64, tag string) (int64, error) {
+	return chordBody(ctx, xs, tag)
+}
+
+// Sig returns the call of chordBody with every argument bound, as a workflow step (Celery's si).
+func (t ChordBodyTask) Sig(xs []int64, tag string) runtime.Signature[int64] {
+	return t.Stub.Sig(&ChordBodyArgs{Xs: xs, Tag: tag})
+}
+
+// Partial returns the call of chordBody missing xs, which the previous step's result fills (Celery's s).
+func (t ChordBodyTask) Partial(tag string) runtime.Partial[[]int64, int64] {
+	return runtime.NewPartial[[]int64](t.Stub, &ChordBodyArgs{Tag: tag})
+}
+
+// ChordBodyArgs are the arguments of one call of ChordBody, as ChordBody.DecodeArgs returns them; its methods are the generated codec.
+type ChordBodyArgs struct {
+	Xs  []int64
+	Tag string
+}
+
+func (*ChordBodyArgs) ArgNames() codegen.ArgNames { return ChordBody.Def().ArgNames }
+func (a *ChordBodyArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Xs); err != nil {
+		return err
+	}
+	w.String(a.Tag)
+	return nil
+}
+func (a *ChordBodyArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Xs)
+	case 1:
+		a.Tag, err = r.String()
+	}
+	return err
+}
+
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
 	Record.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *RecordArgs) error {
@@ -463,6 +591,12 @@ func init() {
 	Typed.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *TypedArgs) error {
 		return typed(ctx, args.N, args.S)
 	})
+	ChordMember.Def().Run = codegen.Run(func(ctx context.Context, args *ChordMemberArgs) (int64, error) {
+		return chordMember(ctx, args.I, args.Ms)
+	})
+	ChordBody.Def().Run = codegen.Run(func(ctx context.Context, args *ChordBodyArgs) (int64, error) {
+		return chordBody(ctx, args.Xs, args.Tag)
+	})
 }
 
 // RegisterTasks registers every task implemented in package tasks on w.
@@ -474,4 +608,6 @@ func RegisterTasks(w *runtime.Worker) {
 	w.Register(Stubborn.Def())
 	w.Register(Storm.Def())
 	w.Register(Typed.Def())
+	w.Register(ChordMember.Def())
+	w.Register(ChordBody.Def())
 }

@@ -5,6 +5,7 @@
 // "STATS {json}" on stdout.
 //
 //	RELIABILITY_BROKER       broker URL (required)
+//	RELIABILITY_BACKEND      result backend URL (default none)
 //	RELIABILITY_SINK         file the tasks append their records to (required)
 //	RELIABILITY_QUEUES       comma-separated queues (default "celery")
 //	RELIABILITY_HOSTNAME     node name
@@ -47,7 +48,7 @@ func main() {
 		log.Error("sink", "err", err)
 		os.Exit(1)
 	}
-	app, err := runtime.New(runtime.Config{Broker: os.Getenv("RELIABILITY_BROKER"), Logger: log,
+	app, err := runtime.New(runtime.Config{Broker: os.Getenv("RELIABILITY_BROKER"), Backend: os.Getenv("RELIABILITY_BACKEND"), Logger: log,
 		Hostname: os.Getenv("RELIABILITY_HOSTNAME"), PublishTimeout: 5 * time.Second})
 	if err != nil {
 		log.Error("start", "err", err)
