@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"strings"
@@ -28,19 +27,10 @@ type workflow struct {
 	chord     map[string]any
 }
 
-// Celery's empty embed, as Python and Go write it.
-var (
-	jsonEmptyEmbed = []byte(`{"callbacks": null, "errbacks": null, "chain": null, "chord": null}`)
-	mpEmptyEmbed   = func() []byte {
-		b, _ := wire.AppendGeneric(nil, wire.SerializerMsgpack, map[string]any{"callbacks": nil, "errbacks": nil, "chain": nil, "chord": nil})
-		return b
-	}()
-)
-
 // decodeEmbed returns the workflow of a message's embed, or nil when it
 // has none (the common case, recognised without decoding).
 func decodeEmbed(contentType string, raw []byte) (*workflow, error) {
-	if len(raw) == 0 || bytes.Equal(raw, jsonEmptyEmbed) || bytes.Equal(raw, mpEmptyEmbed) || bytes.Equal(raw, []byte("null")) {
+	if wire.IsEmptyEmbed(raw) {
 		return nil, nil
 	}
 	ser, err := wire.SerializerOf(contentType)

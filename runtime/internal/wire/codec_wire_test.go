@@ -110,7 +110,6 @@ type mixedArgs struct {
 	Extra  any
 }
 
-
 var mixedArgsNames = ArgNames{{"UserID", "user_id"}, {"Name", "name"}, {"Small", "small"}, {"Port", "port"}, {"Ratio", "ratio"}, {"OK", "ok"}, {"Data", "data"}, {"When", "when"}, {"Items", "items"}, {"Extra", "extra"}}
 
 func (*mixedArgs) ArgNames() ArgNames { return mixedArgsNames }

@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -187,4 +188,11 @@ func BodyEmbed(contentType, compression string, body []byte) ([]byte, error) {
 		return nil, errBodyShape
 	}
 	return AppendGeneric(nil, ser, t[2])
+}
+
+// IsEmptyEmbed reports whether raw is Celery's empty embed, every field
+// null, as Celery and AppendBody write it (JSON or msgpack, in Celery's
+// key order), or null: a message that is no workflow step.
+func IsEmptyEmbed(raw []byte) bool {
+	return len(raw) == 0 || string(raw) == jsonEmbedEmpty || bytes.Equal(raw, mpEmbedEmpty) || string(raw) == "null" || (len(raw) == 1 && raw[0] == 0xc0)
 }
