@@ -203,6 +203,28 @@ func (s *canvasSender) dicts(ns []*node) any {
 // options, subtask_type, immutable, chord_size}. x, when set, adds the
 // group and chord of an enclosing workflow to its options.
 func (s *canvasSender) dict(n *node, x *extras) map[string]any {
+	switch n.kind {
+	case kindChain: // Celery's celery.chain signature: the steps in order
+		steps := make([]any, len(n.steps))
+		for i, st := range n.steps {
+			var sx *extras
+			if i == len(n.steps)-1 {
+				sx = x
+			}
+			steps[i] = s.dict(st, sx)
+		}
+		return map[string]any{"task": "celery.chain", "args": []any{}, "kwargs": map[string]any{"tasks": steps},
+			"options": map[string]any{}, "subtask_type": "chain", "immutable": false, "chord_size": nil}
+	case kindChord: // Celery's celery.chord signature
+		header := make([]any, len(n.header))
+		for i, m := range n.header {
+			header[i] = s.dict(m, nil)
+		}
+		group := map[string]any{"task": "celery.group", "args": []any{}, "kwargs": map[string]any{"tasks": header},
+			"options": map[string]any{}, "subtask_type": "group", "immutable": false, "chord_size": nil}
+		return map[string]any{"task": "celery.chord", "args": []any{}, "kwargs": map[string]any{"header": group, "body": s.dict(n.body, x), "kwargs": map[string]any{}},
+			"options": map[string]any{}, "subtask_type": "chord", "immutable": false, "chord_size": nil}
+	}
 	var co callOptions
 	for _, o := range n.opts {
 		o.apply(&co)
