@@ -243,7 +243,7 @@ func (g GroupSignature[T]) Delay(ctx context.Context) (*GroupResult[T], error) {
 	frozen := make([]*node, len(g.members))
 	ids := make([]string, len(g.members))
 	for i, m := range g.members {
-		frozen[i] = freeze(withOpts(m, g.opts))
+		frozen[i] = freeze(withOpts(m, withoutTaskID(g.opts)))
 		ids[i] = resultID(frozen[i])
 	}
 	if err := app.saveGroup(ctx, gid, ids); err != nil {
@@ -284,6 +284,26 @@ func newGroupID(opts []Option) string {
 		return co.taskID
 	}
 	return driver.NewID()
+}
+
+// splitTaskID returns the id a TaskID option among opts sets (the last
+// one), and the other options.
+func splitTaskID(opts []Option) (id string, rest []Option) {
+	for _, o := range opts {
+		var co callOptions
+		o.apply(&co)
+		if co.taskID != "" {
+			id = co.taskID
+			continue
+		}
+		rest = append(rest, o)
+	}
+	return id, rest
+}
+
+func withoutTaskID(opts []Option) []Option {
+	_, rest := splitTaskID(opts)
+	return rest
 }
 
 func withOpts(n *node, opts []Option) *node {

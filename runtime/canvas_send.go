@@ -25,10 +25,20 @@ func freeze(n *node) *node {
 			c.id = driver.NewID()
 		}
 	case kindChain:
+		// A chain's TaskID is its result's: the last step's id (Celery's
+		// chain.apply_async(task_id=...)).
+		if id, _ := splitTaskID(c.opts); id != "" {
+			last := len(c.steps) - 1
+			c.steps[last] = withOpts(c.steps[last], []Option{TaskID(id)})
+		}
 		for i, st := range c.steps {
 			c.steps[i] = freeze(st)
 		}
 	case kindChord:
+		// A chord's TaskID is its body's.
+		if id, _ := splitTaskID(c.opts); id != "" {
+			c.body = withOpts(c.body, []Option{TaskID(id)})
+		}
 		for i, m := range c.header {
 			c.header[i] = freeze(m)
 		}
@@ -104,7 +114,7 @@ func (s *canvasSender) send(ctx context.Context, n *node, x extras) error {
 			}
 			chain = append(chain, s.dict(rest[i], sx))
 		}
-		first = withOpts(first, n.opts)
+		first = withOpts(first, withoutTaskID(n.opts))
 		if len(rest) == 0 {
 			return s.send(ctx, first, x)
 		}
@@ -128,7 +138,7 @@ func (s *canvasSender) send(ctx context.Context, n *node, x extras) error {
 		for i, m := range n.header {
 			mx := extras{groupID: gid, groupIndex: i, chord: body}
 			if m.kind == kindTask {
-				m = withOpts(m, n.opts)
+				m = withOpts(m, withoutTaskID(n.opts))
 			}
 			if err := s.send(ctx, m, mx); err != nil {
 				return err

@@ -182,3 +182,34 @@ func TestCanvas_OnErrorNeedsStringParameter(t *testing.T) {
 	_, err := canvastasks.Add.Sig(1, 2).OnError(canvastasks.Mul.Partial(2)).With(runtime.WithApp(app)).Delay(ctx)
 	require.ErrorContains(t, err, "must be a string")
 }
+
+// TestCanvas_TaskIDOption: TaskID names a workflow's result, as in Celery:
+// a chain's last step, a chord's body, a group's id (its members keep ids
+// of their own).
+func TestCanvas_TaskIDOption(t *testing.T) {
+	app, ctx := canvasApp(t, "json")
+	on := runtime.WithApp(app)
+	id := func(s string) string { return s + "-" + t.Name() }
+
+	res, err := runtime.Chain(canvastasks.Add.Sig(1, 2), canvastasks.Mul.Partial(3)).With(on, runtime.TaskID(id("chain"))).Delay(ctx)
+	require.NoError(t, err)
+	require.Equal(t, id("chain"), res.ID())
+	got, err := runtime.NewAsyncResult[int64](app, id("chain")).Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(9), got)
+
+	res, err = runtime.Chord(runtime.Group(canvastasks.Add.Sig(1, 1), canvastasks.Add.Sig(2, 2)), canvastasks.Tsum.Partial()).With(on, runtime.TaskID(id("chord"))).Delay(ctx)
+	require.NoError(t, err)
+	require.Equal(t, id("chord"), res.ID())
+	got, err = res.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(6), got)
+
+	g, err := runtime.Group(canvastasks.Add.Sig(1, 1), canvastasks.Add.Sig(2, 2)).With(on, runtime.TaskID(id("group"))).Delay(ctx)
+	require.NoError(t, err)
+	require.Equal(t, id("group"), g.ID())
+	require.NotEqual(t, g.Results()[0].ID(), g.Results()[1].ID())
+	vals, err := g.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, []int64{2, 4}, vals)
+}
