@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"strings"
 
 	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
@@ -341,4 +342,46 @@ func (p Partial[A, R]) With(opts ...Option) Partial[A, R] {
 	n := p.n.clone()
 	n.opts = append(n.opts, opts...)
 	return Partial[A, R]{n}
+}
+
+// String describes s in Celery's notation: tasks.add(2, 3) for a call,
+// a(…) | b(…) for a chain, chord([…], body) for a chord. Arguments a step
+// receives from the previous one are not shown.
+func (s Signature[R]) String() string {
+	var b strings.Builder
+	s.n.describe(&b)
+	return b.String()
+}
+
+func (n *node) describe(b *strings.Builder) {
+	switch n.kind {
+	case kindChain:
+		for i, st := range n.steps {
+			if i > 0 {
+				b.WriteString(" | ")
+			}
+			st.describe(b)
+		}
+	case kindChord:
+		b.WriteString("chord([")
+		for i, m := range n.header {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			m.describe(b)
+		}
+		b.WriteString("], ")
+		n.body.describe(b)
+		b.WriteByte(')')
+	default:
+		b.WriteString(n.name)
+		b.WriteByte('(')
+		for i, a := range n.args {
+			if i > 0 {
+				b.WriteString(", ")
+			}
+			fmt.Fprintf(b, "%#v", a)
+		}
+		b.WriteByte(')')
+	}
 }

@@ -52,6 +52,11 @@ type WorkerOptions struct {
 	// freq (default 2 s). Monitors mark the worker offline after two
 	// intervals without one.
 	HeartbeatInterval time.Duration
+	// Beat, when set, runs alongside the worker and stops with it
+	// (Celery's worker -B): a *beat.Scheduler from runtime/beat. Several
+	// workers may each run one; the schedulers elect a leader among
+	// themselves, so each slot is still sent once.
+	Beat interface{ Run(ctx context.Context) error }
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -235,6 +240,11 @@ type job struct {
 // tasks finish within ShutdownTimeout. It returns nil after a graceful
 // shutdown, or the transport's error if consuming failed.
 func (w *Worker) Run(ctx context.Context) error {
+	if v, ok := w.opts.Beat.(interface{ Validate() error }); ok {
+		if err := v.Validate(); err != nil {
+			return fmt.Errorf("taskgen: worker: %w", err)
+		}
+	}
 	consumeCtx, stopConsume := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopConsume()
 	deliveries, err := w.app.broker.Consume(consumeCtx, w.opts.Queues, w.opts.Prefetch)
@@ -249,6 +259,16 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.ctl.init()
 	if ct, ok := w.app.broker.(driver.ControlTransport); ok {
 		go w.serveControl(consumeCtx, ct)
+	}
+	if w.opts.Beat != nil { // celery worker -B: the scheduler lives as long as the worker consumes
+		beatDone := make(chan struct{})
+		go func() {
+			defer close(beatDone)
+			if err := w.opts.Beat.Run(consumeCtx); err != nil {
+				w.log.Error("beat: scheduler stopped", "err", err)
+			}
+		}()
+		defer func() { stopConsume(); <-beatDone }()
 	}
 
 	taskCtx, cancelTasks := context.WithCancelCause(context.WithoutCancel(ctx))

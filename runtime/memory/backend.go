@@ -19,6 +19,7 @@ type Backend struct {
 	wake   chan struct{}
 	groups map[string][]byte
 	chords map[string]*chordState
+	sched  schedules
 }
 
 // chordState counts the members of one chord's header.

@@ -28,6 +28,14 @@ var (
 	storeLua string
 	//go:embed lua/chord_part.lua
 	chordPartLua string
+	//go:embed lua/lease.lua
+	leaseLua string
+	//go:embed lua/claim_slot.lua
+	claimSlotLua string
+	//go:embed lua/release_lease.lua
+	releaseLeaseLua string
+	//go:embed lua/mark_sent.lua
+	markSentLua string
 
 	fetchScript        = goredis.NewScript(fetchLua)        // pop a batch and record it unacked
 	settleScript       = goredis.NewScript(settleLua)       // unacked → dead letter or requeue
@@ -38,4 +46,8 @@ var (
 	moveDueScript      = goredis.NewScript(moveDueLua)      // due deferred messages → their lists
 	storeScript        = goredis.NewScript(storeLua)        // result SET+PUBLISH unless SUCCESS
 	chordPartScript    = goredis.NewScript(chordPartLua)    // count a chord member, complete once
+	leaseScript        = goredis.NewScript(leaseLua)        // take or renew the scheduler lease
+	claimSlotScript    = goredis.NewScript(claimSlotLua)    // claim a slot if still the leader
+	releaseLeaseScript = goredis.NewScript(releaseLeaseLua) // give the lease up if held
+	markSentScript     = goredis.NewScript(markSentLua)     // move an entry's sent mark forward
 )

@@ -1,0 +1,187 @@
+package beat
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/taskgen/taskgen/runtime"
+)
+
+// Entry is one periodic task of a schedule: a stable name, when it runs,
+// and the typed signature it sends. Build entries with [Every] and [Cron].
+type Entry struct {
+	name    string
+	sched   schedule
+	sig     string // the signature, for people (Signature.String)
+	send    func(ctx context.Context, opts ...runtime.Option) error
+	loc     *time.Location
+	expires time.Duration
+	opts    []runtime.Option
+	catchUp CatchUpPolicy
+	err     error
+}
+
+// Name returns the entry's name.
+func (e Entry) Name() string { return e.name }
+
+// String describes the entry: its name, schedule and signature.
+func (e Entry) String() string {
+	if e.sched == nil {
+		return e.name
+	}
+	return e.name + ": " + e.sched.String() + " → " + e.sig
+}
+
+// An EntryOption configures an [Entry].
+type EntryOption func(*Entry)
+
+// TimeZone sets the time zone a [Cron] entry's fields are read in
+// (default UTC, Celery's default with enable_utc). Every entries ignore it.
+func TimeZone(loc *time.Location) EntryOption {
+	return func(e *Entry) {
+		if loc != nil {
+			e.loc = loc
+		}
+	}
+}
+
+// Expires makes each message the entry sends expire d after its slot
+// (Celery's options={"expires": seconds}): a worker that receives it later
+// revokes it instead of running it. Default: no expiry.
+func Expires(d time.Duration) EntryOption { return func(e *Entry) { e.expires = d } }
+
+// Options adds per-call options to every message the entry sends
+// (runtime.Queue, runtime.Priority, runtime.Headers, ...). runtime.TaskID
+// and runtime.Expires are set by the scheduler and ignored here.
+func Options(opts ...runtime.Option) EntryOption {
+	return func(e *Entry) { e.opts = append(e.opts, opts...) }
+}
+
+// CatchUp sets what the entry does about slots that came due while no
+// scheduler ran (default [Once], Celery beat's behaviour).
+func CatchUp(p CatchUpPolicy) EntryOption { return func(e *Entry) { e.catchUp = p } }
+
+// CatchUpPolicy says which missed slots a scheduler sends when it takes
+// over: [Skip], [Once] or [All].
+type CatchUpPolicy struct {
+	mode  catchUpMode
+	limit int
+}
+
+type catchUpMode uint8
+
+const (
+	catchUpOnce catchUpMode = iota
+	catchUpSkip
+	catchUpAll
+)
+
+var (
+	// Skip sends none of the missed slots: the entry resumes at its next
+	// slot.
+	Skip = CatchUpPolicy{mode: catchUpSkip}
+	// Once sends one message for all the missed slots, the latest, as
+	// Celery beat does after a restart. It is the default.
+	Once = CatchUpPolicy{mode: catchUpOnce}
+)
+
+// DefaultCatchUpLimit bounds All(0).
+const DefaultCatchUpLimit = 100
+
+// All sends every missed slot, oldest first, but at most limit of them
+// (the latest limit; 0 means [DefaultCatchUpLimit]); older ones are
+// counted as missed.
+func All(limit int) CatchUpPolicy {
+	if limit <= 0 {
+		limit = DefaultCatchUpLimit
+	}
+	return CatchUpPolicy{mode: catchUpAll, limit: limit}
+}
+
+// String returns "skip", "once" or "all(N)".
+func (p CatchUpPolicy) String() string {
+	switch p.mode {
+	case catchUpSkip:
+		return "skip"
+	case catchUpAll:
+		return fmt.Sprintf("all(%d)", p.limit)
+	}
+	return "once"
+}
+
+// Every returns the entry name that sends sig every d. Slots are the
+// multiples of d since the Unix epoch (a 15-minute entry runs at :00, :15,
+// :30 and :45), so every scheduler agrees on them; the first slot is the
+// first multiple after the scheduler starts. d must be at least a
+// millisecond.
+func Every[R any](name string, d time.Duration, sig runtime.Signature[R], opts ...EntryOption) Entry {
+	e := newEntry(name, sig, opts)
+	if d < time.Millisecond {
+		e.err = fmt.Errorf("beat: entry %q: interval %v is shorter than a millisecond", name, d)
+	}
+	e.sched = every(d)
+	return e
+}
+
+// Cron returns the entry name that sends sig at the slots of the crontab
+// expression expr, "minute hour day-of-month month day-of-week", with
+// Celery's semantics (see [Crontab]), read in the entry's [TimeZone].
+// A malformed expression makes [Scheduler.Run] fail with its position.
+func Cron[R any](name, expr string, sig runtime.Signature[R], opts ...EntryOption) Entry {
+	e := newEntry(name, sig, opts)
+	c, err := ParseCrontab(expr)
+	if err != nil {
+		e.err = fmt.Errorf("beat: entry %q: %w", name, err)
+		c = &Crontab{}
+	}
+	e.sched = cronSchedule{c: c, loc: e.loc}
+	return e
+}
+
+func newEntry[R any](name string, sig runtime.Signature[R], opts []EntryOption) Entry {
+	e := Entry{name: name, loc: time.UTC, sig: sig.String()}
+	for _, o := range opts {
+		o(&e)
+	}
+	e.send = func(ctx context.Context, opts ...runtime.Option) error {
+		_, err := sig.With(opts...).Delay(ctx)
+		return err
+	}
+	if name == "" {
+		e.err = errors.New("beat: an entry needs a name (its stable key in the schedule state)")
+	}
+	return e
+}
+
+// schedule computes an entry's slots.
+type schedule interface {
+	// next returns the first slot after t (zero: never).
+	next(t time.Time) time.Time
+	String() string
+}
+
+type every time.Duration
+
+func (d every) next(t time.Time) time.Time {
+	ms := time.Duration(d).Milliseconds()
+	n := t.UnixMilli()
+	return time.UnixMilli((n/ms + 1) * ms)
+}
+
+func (d every) String() string { return "every " + time.Duration(d).String() }
+
+type cronSchedule struct {
+	c   *Crontab
+	loc *time.Location
+}
+
+func (c cronSchedule) next(t time.Time) time.Time { return c.c.Next(t, c.loc) }
+
+func (c cronSchedule) String() string {
+	if c.loc == time.UTC {
+		return "cron " + c.c.String()
+	}
+	return "cron " + c.c.String() + " (" + c.loc.String() + ")"
+}

@@ -1,0 +1,61 @@
+package driver
+
+import (
+	"context"
+	"time"
+)
+
+// ScheduleStore is implemented by result backends and brokers that can
+// hold the state of taskgen's periodic-task scheduler (package
+// runtime/beat), so that any number of schedulers may run and each slot is
+// sent once. A store keeps, under a scheduler key:
+//
+//   - a lease naming the leader, with a fencing token that grows each time
+//     the lease changes hands;
+//   - per entry, the latest slot claimed and the latest slot sent. A claim
+//     succeeds only for the current leader with its current token and only
+//     for a slot later than the entry's latest claim, checked atomically:
+//     a slot is never claimed twice, and a leader that lost its lease
+//     (paused, partitioned) claims nothing;
+//   - a schedule document the leader publishes for monitors.
+//
+// The Redis backend and broker implement it (lua/lease.lua,
+// lua/claim_slot.lua), the memory backend in process. RabbitMQ holds no
+// such state: a scheduler on RabbitMQ keeps it in the Redis result backend.
+type ScheduleStore interface {
+	// AcquireLease takes the lease key for holder, or renews it when
+	// holder has it already, for ttl. It returns the lease's fencing
+	// token and whether holder holds the lease now.
+	AcquireLease(ctx context.Context, key, holder string, ttl time.Duration) (token int64, held bool, err error)
+	// ReleaseLease gives up the lease key if holder holds it.
+	ReleaseLease(ctx context.Context, key, holder string) error
+	// LeaseInfo returns the lease of key (Holder "" when it is free).
+	LeaseInfo(ctx context.Context, key string) (Lease, error)
+	// ClaimSlot claims entry's slot at slot for holder, the leader of key
+	// with token. It reports false, without error, when holder does not
+	// hold the lease, token is stale, or the entry's latest claim is not
+	// earlier than slot.
+	ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error)
+	// MarkSent records that entry's slot at slot was published.
+	MarkSent(ctx context.Context, key, entry string, slot time.Time) error
+	// SlotStates returns, per entry, its latest claimed and sent slots.
+	SlotStates(ctx context.Context, key string) (map[string]SlotState, error)
+	// PutSchedule stores the leader's schedule document (JSON, for
+	// monitors) for ttl; Schedule reads it (nil when there is none).
+	PutSchedule(ctx context.Context, key string, doc []byte, ttl time.Duration) error
+	// Schedule returns the document PutSchedule stored, or nil.
+	Schedule(ctx context.Context, key string) ([]byte, error)
+}
+
+// Lease is a scheduler lease as a ScheduleStore reports it.
+type Lease struct {
+	Holder string        // "" when no scheduler holds it
+	Token  int64         // the fencing token of the latest tenure
+	Left   time.Duration // time until it expires unless renewed
+}
+
+// SlotState is an entry's progress in a ScheduleStore.
+type SlotState struct {
+	Claimed time.Time // the latest slot claimed (zero: none)
+	Sent    time.Time // the latest slot published (zero: none)
+}

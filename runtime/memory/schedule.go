@@ -1,0 +1,142 @@
+package memory
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/taskgen/taskgen/runtime/driver"
+)
+
+// schedules holds the state of runtime/beat's schedulers in process, one
+// scheduleState per scheduler key. Leases expire on the wall clock.
+type schedules struct {
+	mu   sync.Mutex
+	keys map[string]*scheduleState
+}
+
+type scheduleState struct {
+	holder   string
+	token    int64
+	expires  time.Time
+	slots    map[string]driver.SlotState
+	doc      []byte
+	docUntil time.Time
+}
+
+var _ driver.ScheduleStore = (*Backend)(nil)
+
+func (s *schedules) state(key string) *scheduleState {
+	if s.keys == nil {
+		s.keys = make(map[string]*scheduleState)
+	}
+	st := s.keys[key]
+	if st == nil {
+		st = &scheduleState{slots: make(map[string]driver.SlotState)}
+		s.keys[key] = st
+	}
+	if st.holder != "" && !time.Now().Before(st.expires) {
+		st.holder = ""
+	}
+	return st
+}
+
+// AcquireLease implements driver.ScheduleStore.
+func (b *Backend) AcquireLease(_ context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	switch st.holder {
+	case holder:
+	case "":
+		st.holder = holder
+		st.token++
+	default:
+		return st.token, false, nil
+	}
+	st.expires = time.Now().Add(ttl)
+	return st.token, true, nil
+}
+
+// ReleaseLease implements driver.ScheduleStore.
+func (b *Backend) ReleaseLease(_ context.Context, key, holder string) error {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	if st := b.sched.state(key); st.holder == holder {
+		st.holder = ""
+	}
+	return nil
+}
+
+// LeaseInfo implements driver.ScheduleStore.
+func (b *Backend) LeaseInfo(_ context.Context, key string) (driver.Lease, error) {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	l := driver.Lease{Holder: st.holder, Token: st.token}
+	if st.holder != "" {
+		l.Left = time.Until(st.expires)
+	}
+	return l, nil
+}
+
+// ClaimSlot implements driver.ScheduleStore.
+func (b *Backend) ClaimSlot(_ context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	if st.holder != holder || st.token != token {
+		return false, nil
+	}
+	ss := st.slots[entry]
+	if !ss.Claimed.IsZero() && !ss.Claimed.Before(slot) {
+		return false, nil
+	}
+	ss.Claimed = slot
+	st.slots[entry] = ss
+	return true, nil
+}
+
+// MarkSent implements driver.ScheduleStore.
+func (b *Backend) MarkSent(_ context.Context, key, entry string, slot time.Time) error {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	if ss := st.slots[entry]; ss.Sent.Before(slot) {
+		ss.Sent = slot
+		st.slots[entry] = ss
+	}
+	return nil
+}
+
+// SlotStates implements driver.ScheduleStore.
+func (b *Backend) SlotStates(_ context.Context, key string) (map[string]driver.SlotState, error) {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	out := make(map[string]driver.SlotState, len(st.slots))
+	for k, v := range st.slots {
+		out[k] = v
+	}
+	return out, nil
+}
+
+// PutSchedule implements driver.ScheduleStore.
+func (b *Backend) PutSchedule(_ context.Context, key string, doc []byte, ttl time.Duration) error {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	st.doc, st.docUntil = append([]byte(nil), doc...), time.Now().Add(ttl)
+	return nil
+}
+
+// Schedule implements driver.ScheduleStore.
+func (b *Backend) Schedule(_ context.Context, key string) ([]byte, error) {
+	b.sched.mu.Lock()
+	defer b.sched.mu.Unlock()
+	st := b.sched.state(key)
+	if st.doc == nil || !time.Now().Before(st.docUntil) {
+		return nil, nil
+	}
+	return append([]byte(nil), st.doc...), nil
+}
