@@ -7,15 +7,18 @@ import (
 	"net/mail"
 )
 
-// Handler serves /sign-up?email=…: it enqueues SendWelcomeEmail and answers
-// "Signed Up!" at once, without waiting for the email to be sent. The task id
-// is returned in the X-Task-Id header.
+// Handler serves the sign-up endpoints. Both answer "Signed Up!" at once,
+// without waiting for the tasks, and return in the X-Task-Id header the id
+// whose result tells how it went:
+//
+//   - /sign-up?email=… enqueues SendWelcomeEmail (X-Task-Id: its id);
+//   - /onboard?email=… sends the [Onboarding] chain (X-Task-Id: its last
+//     step's id, NotifySlack's).
 func Handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/sign-up", func(w http.ResponseWriter, r *http.Request) {
-		email := r.FormValue("email")
-		if _, err := mail.ParseAddress(email); err != nil {
-			http.Error(w, "a valid email= parameter is required", http.StatusBadRequest)
+		email, ok := emailParam(w, r)
+		if !ok {
 			return
 		}
 		res, err := SendWelcomeEmail.Delay(r.Context(), email)
@@ -28,5 +31,30 @@ func Handler(log *slog.Logger) http.Handler {
 		w.Header().Set("X-Task-Id", res.ID())
 		fmt.Fprintln(w, "Signed Up!")
 	})
+	mux.HandleFunc("/onboard", func(w http.ResponseWriter, r *http.Request) {
+		email, ok := emailParam(w, r)
+		if !ok {
+			return
+		}
+		res, err := Onboarding(email).Delay(r.Context())
+		if err != nil {
+			log.Error("enqueue failed", "email", email, "err", err)
+			http.Error(w, "could not sign up right now, try again", http.StatusServiceUnavailable)
+			return
+		}
+		log.Info("onboarding", "email", email, "task_id", res.ID())
+		w.Header().Set("X-Task-Id", res.ID())
+		fmt.Fprintln(w, "Signed Up!")
+	})
 	return mux
+}
+
+// emailParam returns the request's email= parameter, or answers 400.
+func emailParam(w http.ResponseWriter, r *http.Request) (string, bool) {
+	email := r.FormValue("email")
+	if _, err := mail.ParseAddress(email); err != nil {
+		http.Error(w, "a valid email= parameter is required", http.StatusBadRequest)
+		return "", false
+	}
+	return email, true
 }

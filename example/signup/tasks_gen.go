@@ -11,7 +11,11 @@ import (
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
 var (
-	_ func(context.Context, string) (string, error) = sendWelcomeEmail
+	_ func(context.Context, string) (string, error)          = sendWelcomeEmail
+	_ func(context.Context, string) (Account, error)         = createAccount
+	_ func(context.Context, Account) (Account, error)        = sendWelcome
+	_ func(context.Context, Account, string) (string, error) = notifySlack
+	_ func(context.Context, string) error                    = alertOps
 )
 
 // SendWelcomeEmailTask is the typed stub of task "signup.send_welcome_email" (func sendWelcomeEmail).
@@ -81,14 +85,297 @@ func (a *SendWelcomeEmailArgs) DecodeArg(i int, r codegen.ArgReader) (err error)
 	return err
 }
 
+// CreateAccountTask is the typed stub of task "signup.create_account" (func createAccount).
+type CreateAccountTask struct {
+	codegen.ArgDecoder[CreateAccountArgs]
+	runtime.Stub[Account]
+}
+
+// CreateAccount enqueues createAccount: CreateAccount.Delay(ctx, email).
+var CreateAccount = CreateAccountTask{Stub: runtime.NewStub[Account](&codegen.TaskDef{
+	Name:     "signup.create_account",
+	Queue:    "accounts",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"email"}},
+	NewArgs:  codegen.NewArgs[CreateAccountArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t CreateAccountTask) With(opts ...runtime.Option) CreateAccountTask {
+	return CreateAccountTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of createAccount; it returns once the broker accepted the message.
+func (t CreateAccountTask) Delay(ctx context.Context, email string) (*runtime.AsyncResult[Account], error) {
+	return t.Stub.Send(ctx, &CreateAccountArgs{Email: email})
+}
+
+// Call runs createAccount in this process, without a broker.
+func (t CreateAccountTask) Call(ctx context.Context, email string) (Account, error) {
+	return createAccount(ctx, email)
+}
+
+// Sig returns the call of createAccount with every argument bound, as a workflow step (Celery's si).
+func (t CreateAccountTask) Sig(email string) runtime.Signature[Account] {
+	return t.Stub.Sig(&CreateAccountArgs{Email: email})
+}
+
+// Partial returns the call of createAccount missing email, which the previous step's result fills (Celery's s).
+func (t CreateAccountTask) Partial() runtime.Partial[string, Account] {
+	return runtime.NewPartial[string](t.Stub, &CreateAccountArgs{})
+}
+
+// CreateAccountArgs are the arguments of one call of CreateAccount, as CreateAccount.DecodeArgs returns them; its methods are the generated codec.
+type CreateAccountArgs struct {
+	Email string
+}
+
+func (*CreateAccountArgs) ArgNames() codegen.ArgNames { return CreateAccount.Def().ArgNames }
+func (a *CreateAccountArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.Email)
+	return nil
+}
+func (a *CreateAccountArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.Email, err = r.String()
+	}
+	return err
+}
+
+// SendWelcomeTask is the typed stub of task "signup.send_welcome" (func sendWelcome).
+type SendWelcomeTask struct {
+	codegen.ArgDecoder[SendWelcomeArgs]
+	runtime.Stub[Account]
+}
+
+// SendWelcome enqueues sendWelcome: SendWelcome.Delay(ctx, account).
+var SendWelcome = SendWelcomeTask{Stub: runtime.NewStub[Account](&codegen.TaskDef{
+	Name:  "signup.send_welcome",
+	Queue: "emails",
+	Retry: codegen.RetryPolicy{
+		MaxRetries:   5,
+		Backoff:      1 * time.Second,
+		BackoffMax:   600 * time.Second,
+		Jitter:       true,
+		DefaultDelay: 180 * time.Second,
+		AutoretryFor: func(err error) bool {
+			return codegen.IsType[*HTTPError](err)
+		},
+	},
+	ArgNames: codegen.ArgNames{{"account"}},
+	NewArgs:  codegen.NewArgs[SendWelcomeArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t SendWelcomeTask) With(opts ...runtime.Option) SendWelcomeTask {
+	return SendWelcomeTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of sendWelcome; it returns once the broker accepted the message.
+func (t SendWelcomeTask) Delay(ctx context.Context, account Account) (*runtime.AsyncResult[Account], error) {
+	return t.Stub.Send(ctx, &SendWelcomeArgs{Account: account})
+}
+
+// Call runs sendWelcome in this process, without a broker.
+func (t SendWelcomeTask) Call(ctx context.Context, account Account) (Account, error) {
+	return sendWelcome(ctx, account)
+}
+
+// Sig returns the call of sendWelcome with every argument bound, as a workflow step (Celery's si).
+func (t SendWelcomeTask) Sig(account Account) runtime.Signature[Account] {
+	return t.Stub.Sig(&SendWelcomeArgs{Account: account})
+}
+
+// Partial returns the call of sendWelcome missing account, which the previous step's result fills (Celery's s).
+func (t SendWelcomeTask) Partial() runtime.Partial[Account, Account] {
+	return runtime.NewPartial[Account](t.Stub, &SendWelcomeArgs{})
+}
+
+// SendWelcomeArgs are the arguments of one call of SendWelcome, as SendWelcome.DecodeArgs returns them; its methods are the generated codec.
+type SendWelcomeArgs struct {
+	Account Account
+}
+
+func (*SendWelcomeArgs) ArgNames() codegen.ArgNames { return SendWelcome.Def().ArgNames }
+func (a *SendWelcomeArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Account); err != nil {
+		return err
+	}
+	return nil
+}
+func (a *SendWelcomeArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Account)
+	}
+	return err
+}
+
+// NotifySlackTask is the typed stub of task "signup.notify_slack" (func notifySlack).
+type NotifySlackTask struct {
+	codegen.ArgDecoder[NotifySlackArgs]
+	runtime.Stub[string]
+}
+
+// NotifySlack enqueues notifySlack: NotifySlack.Delay(ctx, account, channel).
+var NotifySlack = NotifySlackTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:  "signup.notify_slack",
+	Queue: "notifications",
+	Retry: codegen.RetryPolicy{
+		MaxRetries:   3,
+		Backoff:      1 * time.Second,
+		BackoffMax:   600 * time.Second,
+		Jitter:       true,
+		DefaultDelay: 180 * time.Second,
+		AutoretryFor: func(err error) bool {
+			return codegen.IsType[*HTTPError](err)
+		},
+	},
+	ArgNames: codegen.ArgNames{{"account"}, {"channel"}},
+	NewArgs:  codegen.NewArgs[NotifySlackArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t NotifySlackTask) With(opts ...runtime.Option) NotifySlackTask {
+	return NotifySlackTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of notifySlack; it returns once the broker accepted the message.
+func (t NotifySlackTask) Delay(ctx context.Context, account Account, channel string) (*runtime.AsyncResult[string], error) {
+	return t.Stub.Send(ctx, &NotifySlackArgs{Account: account, Channel: channel})
+}
+
+// Call runs notifySlack in this process, without a broker.
+func (t NotifySlackTask) Call(ctx context.Context, account Account, channel string) (string, error) {
+	return notifySlack(ctx, account, channel)
+}
+
+// Sig returns the call of notifySlack with every argument bound, as a workflow step (Celery's si).
+func (t NotifySlackTask) Sig(account Account, channel string) runtime.Signature[string] {
+	return t.Stub.Sig(&NotifySlackArgs{Account: account, Channel: channel})
+}
+
+// Partial returns the call of notifySlack missing account, which the previous step's result fills (Celery's s).
+func (t NotifySlackTask) Partial(channel string) runtime.Partial[Account, string] {
+	return runtime.NewPartial[Account](t.Stub, &NotifySlackArgs{Channel: channel})
+}
+
+// NotifySlackArgs are the arguments of one call of NotifySlack, as NotifySlack.DecodeArgs returns them; its methods are the generated codec.
+type NotifySlackArgs struct {
+	Account Account
+	Channel string
+}
+
+func (*NotifySlackArgs) ArgNames() codegen.ArgNames { return NotifySlack.Def().ArgNames }
+func (a *NotifySlackArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Account); err != nil {
+		return err
+	}
+	w.String(a.Channel)
+	return nil
+}
+func (a *NotifySlackArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Account)
+	case 1:
+		a.Channel, err = r.String()
+	}
+	return err
+}
+
+// AlertOpsTask is the typed stub of task "signup.alert_ops" (func alertOps).
+type AlertOpsTask struct {
+	codegen.ArgDecoder[AlertOpsArgs]
+	runtime.Stub[struct{}]
+}
+
+// AlertOps enqueues alertOps: AlertOps.Delay(ctx, failedTaskID).
+var AlertOps = AlertOpsTask{Stub: runtime.NewStub[struct{}](&codegen.TaskDef{
+	Name:  "signup.alert_ops",
+	Queue: "notifications",
+	Retry: codegen.RetryPolicy{
+		MaxRetries:   3,
+		Backoff:      1 * time.Second,
+		BackoffMax:   600 * time.Second,
+		Jitter:       true,
+		DefaultDelay: 180 * time.Second,
+		AutoretryFor: func(err error) bool {
+			return codegen.IsType[*HTTPError](err)
+		},
+	},
+	ArgNames: codegen.ArgNames{{"failedTaskID", "failed_task_id"}},
+	NewArgs:  codegen.NewArgs[AlertOpsArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t AlertOpsTask) With(opts ...runtime.Option) AlertOpsTask {
+	return AlertOpsTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of alertOps; it returns once the broker accepted the message.
+func (t AlertOpsTask) Delay(ctx context.Context, failedTaskID string) (*runtime.AsyncResult[struct{}], error) {
+	return t.Stub.Send(ctx, &AlertOpsArgs{FailedTaskID: failedTaskID})
+}
+
+// Call runs alertOps in this process, without a broker.
+func (t AlertOpsTask) Call(ctx context.Context, failedTaskID string) error {
+	return alertOps(ctx, failedTaskID)
+}
+
+// Sig returns the call of alertOps with every argument bound, as a workflow step (Celery's si).
+func (t AlertOpsTask) Sig(failedTaskID string) runtime.Signature[struct{}] {
+	return t.Stub.Sig(&AlertOpsArgs{FailedTaskID: failedTaskID})
+}
+
+// Partial returns the call of alertOps missing failedTaskID, which the previous step's result fills (Celery's s).
+func (t AlertOpsTask) Partial() runtime.Partial[string, struct{}] {
+	return runtime.NewPartial[string](t.Stub, &AlertOpsArgs{})
+}
+
+// AlertOpsArgs are the arguments of one call of AlertOps, as AlertOps.DecodeArgs returns them; its methods are the generated codec.
+type AlertOpsArgs struct {
+	FailedTaskID string
+}
+
+func (*AlertOpsArgs) ArgNames() codegen.ArgNames { return AlertOps.Def().ArgNames }
+func (a *AlertOpsArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.String(a.FailedTaskID)
+	return nil
+}
+func (a *AlertOpsArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.FailedTaskID, err = r.String()
+	}
+	return err
+}
+
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
 	SendWelcomeEmail.Def().Run = codegen.Run(func(ctx context.Context, args *SendWelcomeEmailArgs) (string, error) {
 		return sendWelcomeEmail(ctx, args.Email)
+	})
+	CreateAccount.Def().Run = codegen.Run(func(ctx context.Context, args *CreateAccountArgs) (Account, error) {
+		return createAccount(ctx, args.Email)
+	})
+	SendWelcome.Def().Run = codegen.Run(func(ctx context.Context, args *SendWelcomeArgs) (Account, error) {
+		return sendWelcome(ctx, args.Account)
+	})
+	NotifySlack.Def().Run = codegen.Run(func(ctx context.Context, args *NotifySlackArgs) (string, error) {
+		return notifySlack(ctx, args.Account, args.Channel)
+	})
+	AlertOps.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *AlertOpsArgs) error {
+		return alertOps(ctx, args.FailedTaskID)
 	})
 }
 
 // RegisterTasks registers every task implemented in package signup on w.
 func RegisterTasks(w *runtime.Worker) {
 	w.Register(SendWelcomeEmail.Def())
+	w.Register(CreateAccount.Def())
+	w.Register(SendWelcome.Def())
+	w.Register(NotifySlack.Def())
+	w.Register(AlertOps.Def())
 }

@@ -1,14 +1,20 @@
 // Command demo runs the whole sign-up scenario in one process on the
 // in-process broker (memory://), with nothing to install:
 //
-//   - a fake email provider that fails the first attempts of every email;
-//   - the sign-up web server (signup.Handler) on a loopback port;
-//   - a worker running SendWelcomeEmail, retrying with exponential backoff;
-//   - a client that signs up a few users, then waits for every result.
+//   - a fake email provider that fails the first attempts of every email,
+//     a fake Slack webhook and a fake photo store (example/internal/fakes);
+//   - the sign-up web server (signup.Handler, gallery.Handler) on a
+//     loopback port;
+//   - a worker running the example's tasks, retrying with exponential backoff;
+//   - a client that signs up a few users (/sign-up: SendWelcomeEmail), then
+//     onboards one (/onboard: the chain CreateAccount → SendWelcome →
+//     NotifySlack) and builds a gallery (/gallery: a chord of
+//     RenderThumbnail calls with BuildGallery as its body), and waits for
+//     every result.
 //
 // It prints each sign-up, each failed attempt with its backoff delay, each
-// success with its result, and exits 0 when every email went out (1 otherwise,
-// or after -timeout). `make demo` runs it.
+// success with its result, and exits 0 when every email went out and both
+// workflows finished (1 otherwise, or after -timeout). `make demo` runs it.
 package main
 
 import (
@@ -16,6 +22,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"image/color"
 	"io"
 	"log/slog"
 	"net"
@@ -26,6 +33,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/taskgen/taskgen/example/gallery"
+	"github.com/taskgen/taskgen/example/internal/fakes"
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/monitor"
 	"github.com/taskgen/taskgen/runtime"
@@ -43,16 +52,46 @@ func main() {
 	}
 }
 
+// photos are the gallery's photos, put in the fake store at start.
+var photos = []struct {
+	name          string
+	width, height int
+	color         color.NRGBA
+}{
+	{"beach.png", 640, 480, color.NRGBA{250, 200, 120, 255}},
+	{"city.png", 800, 450, color.NRGBA{120, 130, 160, 255}},
+	{"forest.png", 480, 640, color.NRGBA{60, 180, 90, 255}},
+}
+
 func run(users, failures int, timeout time.Duration) error {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	log := slog.New(&lineHandler{w: os.Stdout, start: time.Now()})
 
-	provider, err := startProvider(failures, log)
+	provider, err := fakes.NewEmailProvider(failures)
 	if err != nil {
 		return err
 	}
-	signup.Configure(signup.Provider{URL: provider})
+	defer provider.Close()
+	signup.Configure(signup.Provider{URL: provider.URL + "/send"})
+	slack, err := fakes.NewSlack()
+	if err != nil {
+		return err
+	}
+	defer slack.Close()
+	slack.OnPost = func(m fakes.SlackMessage) { fmt.Printf("slack %s: %s\n", m.Channel, m.Text) }
+	signup.ConfigureSlack(signup.Slack{WebhookURL: slack.URL + "/webhook"})
+	store, err := fakes.NewStore()
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	for _, p := range photos {
+		if err := store.PutPhoto(p.name, p.width, p.height, p.color); err != nil {
+			return err
+		}
+	}
+	gallery.Configure(gallery.Store{URL: store.URL})
 
 	app, err := runtime.New(runtime.Config{Broker: "memory://", Backend: "memory://", Logger: log, Hostname: "demo@localhost"})
 	if err != nil {
@@ -61,8 +100,9 @@ func run(users, failures int, timeout time.Duration) error {
 	defer app.Close()
 	runtime.SetDefault(app)
 
-	worker := app.NewWorker(runtime.WorkerOptions{Queues: []string{"emails"}, Concurrency: 4, ShutdownTimeout: 5 * time.Second})
+	worker := app.NewWorker(runtime.WorkerOptions{Queues: []string{"accounts", "emails", "notifications", "images"}, Concurrency: 4, ShutdownTimeout: 5 * time.Second})
 	signup.RegisterTasks(worker)
+	gallery.RegisterTasks(worker)
 	workerCtx, stopWorker := context.WithCancel(context.Background())
 	defer stopWorker()
 	workerDone := make(chan error, 1)
@@ -72,7 +112,10 @@ func run(users, failures int, timeout time.Duration) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: signup.Handler(log), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/gallery", gallery.Handler(log))
+	mux.Handle("/", signup.Handler(log))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
@@ -81,28 +124,51 @@ func run(users, failures int, timeout time.Duration) error {
 		return err
 	}
 	defer stopMonitor()
-	fmt.Printf("taskgen demo: sign-up server on %s, email provider on %s, broker memory://\n", base, provider)
+	fmt.Printf("taskgen demo: sign-up server on %s, email provider on %s/send, broker memory://\n", base, provider.URL)
 	fmt.Printf("taskgen demo: monitor on %s\n\n", monURL)
 
-	var ids []string
-	for i := 1; i <= users; i++ {
-		email := fmt.Sprintf("user%d@example.com", i)
-		resp, err := http.Get(base + "/sign-up?email=" + url.QueryEscape(email))
+	// get sends a GET to the server and returns the X-Task-Id of its answer.
+	get := func(path string, want int) (string, error) {
+		resp, err := http.Get(base + path)
 		if err != nil {
-			return err
+			return "", err
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK {
-			return fmt.Errorf("sign-up %s: %s %s", email, resp.Status, body)
+		if resp.StatusCode != want {
+			return "", fmt.Errorf("GET %s: %s %s", path, resp.Status, body)
 		}
 		id := resp.Header.Get("X-Task-Id")
-		fmt.Printf("client: GET /sign-up?email=%s -> %q (task %s)\n", email, strings.TrimSpace(string(body)), id)
+		fmt.Printf("client: GET %s -> %q (task %s)\n", path, strings.TrimSpace(string(body)), id)
+		return id, nil
+	}
+
+	var ids []string
+	for i := 1; i <= users; i++ {
+		id, err := get(fmt.Sprintf("/sign-up?email=user%d@example.com", i), http.StatusOK)
+		if err != nil {
+			return err
+		}
 		ids = append(ids, id)
+	}
+	// The workflows: a chain of three tasks, and a chord of one thumbnail
+	// per photo then the gallery. Their ids are their results': the
+	// chain's last step, the chord's body.
+	chainID, err := get("/onboard?email=dana@example.com", http.StatusOK)
+	if err != nil {
+		return err
+	}
+	q := url.Values{"title": {"Summer 2026"}, "width": {"160"}}
+	for _, p := range photos {
+		q.Add("photo", p.name)
+	}
+	chordID, err := get("/gallery?"+q.Encode(), http.StatusAccepted)
+	if err != nil {
+		return err
 	}
 
 	var wg sync.WaitGroup
-	errs := make([]error, len(ids))
+	errs := make([]error, len(ids)+2)
 	for i, id := range ids {
 		wg.Go(func() {
 			res := runtime.NewAsyncResult[string](app, id)
@@ -114,8 +180,27 @@ func run(users, failures int, timeout time.Duration) error {
 			fmt.Printf("result: task %s -> provider message id %q\n", id, msgID)
 		})
 	}
+	wg.Go(func() {
+		text, err := runtime.NewAsyncResult[string](app, chainID).Get(ctx)
+		if err != nil {
+			errs[len(ids)] = fmt.Errorf("onboarding chain: %w", err)
+			return
+		}
+		fmt.Printf("result: chain CreateAccount → SendWelcome → NotifySlack %s -> %q\n", chainID, text)
+	})
+	wg.Go(func() {
+		g, err := runtime.NewAsyncResult[gallery.Gallery](app, chordID).Get(ctx)
+		if err != nil {
+			errs[len(ids)+1] = fmt.Errorf("gallery chord: %w", err)
+			return
+		}
+		page := strings.TrimPrefix(g.URL, store.URL+"/")
+		fmt.Printf("result: chord %d × RenderThumbnail → BuildGallery %s -> %q, %d photos, page %s (%d bytes, %d <img>)\n",
+			len(photos), chordID, g.Title, g.Photos, page, len(store.Data(page)), strings.Count(string(store.Data(page)), "<img "))
+	})
 	wg.Wait()
-	printMonitorSummary(ctx, monURL, len(ids))
+	tasks := len(ids) + 3 + len(photos) + 1 // sign-ups, the chain's steps, the chord's header and body
+	printMonitorSummary(ctx, monURL, tasks)
 	stopWorker()
 	if err := <-workerDone; err != nil {
 		return err
@@ -127,37 +212,8 @@ func run(users, failures int, timeout time.Duration) error {
 			return err
 		}
 	}
-	fmt.Println("every welcome email was sent.")
+	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished.")
 	return nil
-}
-
-// startProvider serves a fake email API that answers 503 to the first
-// failures attempts for each recipient.
-func startProvider(failures int, log *slog.Logger) (string, error) {
-	var mu sync.Mutex
-	attempts := map[string]int{}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct{ To string }
-		if err := json.NewDecoder(r.Body).Decode(&req); err != nil || req.To == "" {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		mu.Lock()
-		attempts[req.To]++
-		n := attempts[req.To]
-		mu.Unlock()
-		if n <= failures {
-			http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
-			return
-		}
-		json.NewEncoder(w).Encode(map[string]string{"id": fmt.Sprintf("msg-%s-%d", strings.SplitN(req.To, "@", 2)[0], n)})
-	})
-	go http.Serve(ln, h)
-	return "http://" + ln.Addr().String() + "/send", nil
 }
 
 // lineHandler prints log records as short aligned lines.

@@ -1,5 +1,7 @@
 // Command server is the sign-up web server of taskgen's example: GET or POST
-// /sign-up?email=… enqueues SendWelcomeEmail and answers "Signed Up!" at once.
+// /sign-up?email=… enqueues SendWelcomeEmail and answers "Signed Up!" at once;
+// /onboard?email=… sends the sign-up chain (signup.Onboarding) and
+// /gallery?title=…&photo=… the thumbnails chord (gallery.Workflow).
 //
 //	server -broker redis://127.0.0.1:6379/0 -backend redis://127.0.0.1:6379/1 -addr 127.0.0.1:8080
 package main
@@ -15,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/taskgen/taskgen/example/gallery"
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
@@ -39,7 +42,10 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	srv := &http.Server{Addr: *addr, Handler: signup.Handler(log), ReadHeaderTimeout: 5 * time.Second}
+	mux := http.NewServeMux()
+	mux.Handle("/gallery", gallery.Handler(log))
+	mux.Handle("/", signup.Handler(log))
+	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)

@@ -1,8 +1,12 @@
-// Command worker runs the sign-up example's tasks; its flags mirror
-// `celery worker`:
+// Command worker runs the example's tasks (packages signup and gallery);
+// its flags mirror `celery worker`:
 //
 //	worker -broker redis://127.0.0.1:6379/0 -backend redis://127.0.0.1:6379/1 \
 //	       -queues emails -concurrency 8 -loglevel info -email-api https://provider.example/send
+//
+// The workflows' steps go to the queues accounts (CreateAccount),
+// emails, notifications (NotifySlack, AlertOps) and images (RenderThumbnail,
+// BuildGallery); -queues lists those a worker takes, all by default.
 //
 // SIGINT or SIGTERM stops it gracefully: it takes no new tasks and lets running
 // ones finish (up to -shutdown-timeout), returning the rest to the queue.
@@ -18,6 +22,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/taskgen/taskgen/example/gallery"
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
@@ -27,10 +32,12 @@ func main() {
 	broker := flag.String("broker", envOr("TASKGEN_BROKER", "memory://"), "broker URL (env TASKGEN_BROKER)")
 	backend := flag.String("backend", envOr("TASKGEN_BACKEND", ""), "result backend URL (env TASKGEN_BACKEND)")
 	serializer := flag.String("serializer", "msgpack", "result serializer: msgpack or json")
-	queues := flag.String("queues", "emails", "comma-separated queues to consume (celery worker -Q)")
+	queues := flag.String("queues", "accounts,emails,notifications,images", "comma-separated queues to consume (celery worker -Q)")
 	concurrency := flag.Int("concurrency", 0, "tasks run at once (default: number of CPUs)")
 	loglevel := flag.String("loglevel", "info", "debug, info, warn or error")
 	emailAPI := flag.String("email-api", envOr("EMAIL_API_URL", "http://127.0.0.1:8025/send"), "email provider endpoint (env EMAIL_API_URL)")
+	slackURL := flag.String("slack-webhook", envOr("SLACK_WEBHOOK_URL", "http://127.0.0.1:8026/webhook"), "Slack incoming webhook (env SLACK_WEBHOOK_URL)")
+	storeURL := flag.String("store", envOr("PHOTO_STORE_URL", "http://127.0.0.1:8027"), "photo store base URL, GET/PUT <url>/<name> (env PHOTO_STORE_URL)")
 	hostname := flag.String("hostname", "", "node name, name@host (default taskgen@<hostname>)")
 	shutdown := flag.Duration("shutdown-timeout", 30*time.Second, "how long running tasks may finish at shutdown")
 	flag.Parse()
@@ -42,6 +49,8 @@ func main() {
 	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	signup.Configure(signup.Provider{URL: *emailAPI})
+	signup.ConfigureSlack(signup.Slack{WebhookURL: *slackURL})
+	gallery.Configure(gallery.Store{URL: *storeURL})
 
 	app, err := runtime.New(runtime.Config{Broker: *broker, Backend: *backend, Serializer: *serializer, Hostname: *hostname, Logger: log})
 	if err != nil {
@@ -52,6 +61,7 @@ func main() {
 
 	w := app.NewWorker(runtime.WorkerOptions{Queues: strings.Split(*queues, ","), Concurrency: *concurrency, ShutdownTimeout: *shutdown})
 	signup.RegisterTasks(w)
+	gallery.RegisterTasks(w)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := w.Run(ctx); err != nil {
