@@ -30,3 +30,10 @@ func TestConformance(t *testing.T) {
 		InProcess: true,
 	})
 }
+
+// TestScheduleStoreConformance runs the schedule store suite on one
+// memory backend.
+func TestScheduleStoreConformance(t *testing.T) {
+	b := memory.NewBackend()
+	transporttest.ScheduleStore(t, func(*testing.T) driver.ScheduleStore { return b })
+}

@@ -20,6 +20,8 @@ import (
 // the same name, which waiters subscribe to (no polling). All waiters of a
 // Backend share one pub/sub connection, as Python's does.
 type Backend struct {
+	scheduleStore // driver.ScheduleStore: runtime/beat's state
+
 	opts   *Options
 	client *goredis.Client
 	log    *slog.Logger
@@ -52,12 +54,14 @@ func OpenBackend(u *url.URL, topts driver.TransportOptions) (*Backend, error) {
 	if err != nil {
 		return nil, err
 	}
+	client := goredis.NewClient(o.redis)
 	return &Backend{
-		opts:   o,
-		client: goredis.NewClient(o.redis),
-		log:    o.log.With("backend", "redis", "url", driver.Redact(u.String())),
-		url:    driver.Redact(u.String()),
-		subs:   map[string]*channelState{},
+		scheduleStore: scheduleStore{client, o.GlobalKeyPrefix},
+		opts:          o,
+		client:        client,
+		log:           o.log.With("backend", "redis", "url", driver.Redact(u.String())),
+		url:           driver.Redact(u.String()),
+		subs:          map[string]*channelState{},
 	}, nil
 }
 

@@ -28,6 +28,8 @@ func init() {
 // use. Create it through runtime.New with a redis:// or rediss:// URL, or
 // with Open.
 type Broker struct {
+	scheduleStore // driver.ScheduleStore: runtime/beat's state
+
 	opts   *Options
 	client *goredis.Client
 	log    *slog.Logger
@@ -78,13 +80,15 @@ func Open(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
 	if err != nil {
 		return nil, err
 	}
+	client := goredis.NewClient(o.redis)
 	b := &Broker{
-		opts:    o,
-		client:  goredis.NewClient(o.redis),
-		log:     o.log.With("transport", "redis", "url", driver.Redact(u.String())),
-		url:     driver.Redact(u.String()),
-		ackCh:   make(chan string, 4096),
-		closing: make(chan struct{}),
+		scheduleStore: scheduleStore{client, o.GlobalKeyPrefix},
+		opts:          o,
+		client:        client,
+		log:           o.log.With("transport", "redis", "url", driver.Redact(u.String())),
+		url:           driver.Redact(u.String()),
+		ackCh:         make(chan string, 4096),
+		closing:       make(chan struct{}),
 	}
 	b.wg.Go(b.acker)
 	return b, nil

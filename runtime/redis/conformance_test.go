@@ -50,3 +50,15 @@ func TestConformance(t *testing.T) {
 		},
 	})
 }
+
+// TestScheduleStoreConformance runs the schedule store suite on the
+// shared Redis, through a backend and through a broker under another key
+// prefix.
+func TestScheduleStoreConformance(t *testing.T) {
+	t.Run("Backend", func(t *testing.T) {
+		transporttest.ScheduleStore(t, func(t *testing.T) driver.ScheduleStore { return openBackend(t, testURL(t, "", "")) })
+	})
+	t.Run("Broker", func(t *testing.T) {
+		transporttest.ScheduleStore(t, func(t *testing.T) driver.ScheduleStore { return openBroker(t, testURL(t, "", "")) })
+	})
+}

@@ -28,7 +28,8 @@ func (s scheduleStore) key(key, part string) string {
 	return s.prefix + "taskgen.beat." + key + "." + part
 }
 
-func (s scheduleStore) acquire(ctx context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
+// AcquireLease implements driver.ScheduleStore (lua/lease.lua).
+func (s scheduleStore) AcquireLease(ctx context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
 	res, err := leaseScript.Run(ctx, s.client, []string{s.key(key, "lease"), s.key(key, "token")}, holder, ttl.Milliseconds()).Int64Slice()
 	if err != nil {
 		return 0, false, fmt.Errorf("redis beat lease: %w", err)
@@ -39,14 +40,16 @@ func (s scheduleStore) acquire(ctx context.Context, key, holder string, ttl time
 	return res[1], res[0] == 1, nil
 }
 
-func (s scheduleStore) release(ctx context.Context, key, holder string) error {
+// ReleaseLease implements driver.ScheduleStore (lua/release_lease.lua).
+func (s scheduleStore) ReleaseLease(ctx context.Context, key, holder string) error {
 	if err := releaseLeaseScript.Run(ctx, s.client, []string{s.key(key, "lease")}, holder).Err(); err != nil {
 		return fmt.Errorf("redis beat release: %w", err)
 	}
 	return nil
 }
 
-func (s scheduleStore) info(ctx context.Context, key string) (driver.Lease, error) {
+// LeaseInfo implements driver.ScheduleStore.
+func (s scheduleStore) LeaseInfo(ctx context.Context, key string) (driver.Lease, error) {
 	pipe := s.client.Pipeline()
 	h := pipe.Get(ctx, s.key(key, "lease"))
 	left := pipe.PTTL(ctx, s.key(key, "lease"))
@@ -58,7 +61,8 @@ func (s scheduleStore) info(ctx context.Context, key string) (driver.Lease, erro
 	return driver.Lease{Holder: h.Val(), Token: t, Left: max(left.Val(), 0)}, nil
 }
 
-func (s scheduleStore) claim(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
+// ClaimSlot implements driver.ScheduleStore (lua/claim_slot.lua).
+func (s scheduleStore) ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
 	n, err := claimSlotScript.Run(ctx, s.client, []string{s.key(key, "lease"), s.key(key, "token"), s.key(key, "claimed")},
 		token, holder, entry, slot.UnixMilli()).Int64()
 	if err != nil {
@@ -67,14 +71,16 @@ func (s scheduleStore) claim(ctx context.Context, key, holder string, token int6
 	return n == 1, nil
 }
 
-func (s scheduleStore) markSent(ctx context.Context, key, entry string, slot time.Time) error {
+// MarkSent implements driver.ScheduleStore (lua/mark_sent.lua).
+func (s scheduleStore) MarkSent(ctx context.Context, key, entry string, slot time.Time) error {
 	if err := markSentScript.Run(ctx, s.client, []string{s.key(key, "sent")}, entry, slot.UnixMilli()).Err(); err != nil {
 		return fmt.Errorf("redis beat mark sent: %w", err)
 	}
 	return nil
 }
 
-func (s scheduleStore) states(ctx context.Context, key string) (map[string]driver.SlotState, error) {
+// SlotStates implements driver.ScheduleStore.
+func (s scheduleStore) SlotStates(ctx context.Context, key string) (map[string]driver.SlotState, error) {
 	pipe := s.client.Pipeline()
 	claimed := pipe.HGetAll(ctx, s.key(key, "claimed"))
 	sent := pipe.HGetAll(ctx, s.key(key, "sent"))
@@ -103,14 +109,16 @@ func unixMilli(v string) time.Time {
 	return time.UnixMilli(ms)
 }
 
-func (s scheduleStore) putSchedule(ctx context.Context, key string, doc []byte, ttl time.Duration) error {
+// PutSchedule implements driver.ScheduleStore.
+func (s scheduleStore) PutSchedule(ctx context.Context, key string, doc []byte, ttl time.Duration) error {
 	if err := s.client.Set(ctx, s.key(key, "schedule"), doc, ttl).Err(); err != nil {
 		return fmt.Errorf("redis beat schedule: %w", err)
 	}
 	return nil
 }
 
-func (s scheduleStore) schedule(ctx context.Context, key string) ([]byte, error) {
+// Schedule implements driver.ScheduleStore.
+func (s scheduleStore) Schedule(ctx context.Context, key string) ([]byte, error) {
 	b, err := s.client.Get(ctx, s.key(key, "schedule")).Bytes()
 	if errors.Is(err, goredis.Nil) {
 		return nil, nil
@@ -119,87 +127,4 @@ func (s scheduleStore) schedule(ctx context.Context, key string) ([]byte, error)
 		return nil, fmt.Errorf("redis beat schedule: %w", err)
 	}
 	return b, nil
-}
-
-func (b *Backend) sched() scheduleStore { return scheduleStore{b.client, b.opts.GlobalKeyPrefix} }
-func (b *Broker) sched() scheduleStore  { return scheduleStore{b.client, b.opts.GlobalKeyPrefix} }
-
-// AcquireLease implements driver.ScheduleStore (lua/lease.lua).
-func (b *Backend) AcquireLease(ctx context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
-	return b.sched().acquire(ctx, key, holder, ttl)
-}
-
-// ReleaseLease implements driver.ScheduleStore (lua/release_lease.lua).
-func (b *Backend) ReleaseLease(ctx context.Context, key, holder string) error {
-	return b.sched().release(ctx, key, holder)
-}
-
-// LeaseInfo implements driver.ScheduleStore.
-func (b *Backend) LeaseInfo(ctx context.Context, key string) (driver.Lease, error) {
-	return b.sched().info(ctx, key)
-}
-
-// ClaimSlot implements driver.ScheduleStore (lua/claim_slot.lua).
-func (b *Backend) ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
-	return b.sched().claim(ctx, key, holder, token, entry, slot)
-}
-
-// MarkSent implements driver.ScheduleStore (lua/mark_sent.lua).
-func (b *Backend) MarkSent(ctx context.Context, key, entry string, slot time.Time) error {
-	return b.sched().markSent(ctx, key, entry, slot)
-}
-
-// SlotStates implements driver.ScheduleStore.
-func (b *Backend) SlotStates(ctx context.Context, key string) (map[string]driver.SlotState, error) {
-	return b.sched().states(ctx, key)
-}
-
-// PutSchedule implements driver.ScheduleStore.
-func (b *Backend) PutSchedule(ctx context.Context, key string, doc []byte, ttl time.Duration) error {
-	return b.sched().putSchedule(ctx, key, doc, ttl)
-}
-
-// Schedule implements driver.ScheduleStore.
-func (b *Backend) Schedule(ctx context.Context, key string) ([]byte, error) {
-	return b.sched().schedule(ctx, key)
-}
-
-// AcquireLease implements driver.ScheduleStore (lua/lease.lua).
-func (b *Broker) AcquireLease(ctx context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
-	return b.sched().acquire(ctx, key, holder, ttl)
-}
-
-// ReleaseLease implements driver.ScheduleStore (lua/release_lease.lua).
-func (b *Broker) ReleaseLease(ctx context.Context, key, holder string) error {
-	return b.sched().release(ctx, key, holder)
-}
-
-// LeaseInfo implements driver.ScheduleStore.
-func (b *Broker) LeaseInfo(ctx context.Context, key string) (driver.Lease, error) {
-	return b.sched().info(ctx, key)
-}
-
-// ClaimSlot implements driver.ScheduleStore (lua/claim_slot.lua).
-func (b *Broker) ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
-	return b.sched().claim(ctx, key, holder, token, entry, slot)
-}
-
-// MarkSent implements driver.ScheduleStore (lua/mark_sent.lua).
-func (b *Broker) MarkSent(ctx context.Context, key, entry string, slot time.Time) error {
-	return b.sched().markSent(ctx, key, entry, slot)
-}
-
-// SlotStates implements driver.ScheduleStore.
-func (b *Broker) SlotStates(ctx context.Context, key string) (map[string]driver.SlotState, error) {
-	return b.sched().states(ctx, key)
-}
-
-// PutSchedule implements driver.ScheduleStore.
-func (b *Broker) PutSchedule(ctx context.Context, key string, doc []byte, ttl time.Duration) error {
-	return b.sched().putSchedule(ctx, key, doc, ttl)
-}
-
-// Schedule implements driver.ScheduleStore.
-func (b *Broker) Schedule(ctx context.Context, key string) ([]byte, error) {
-	return b.sched().schedule(ctx, key)
 }

@@ -187,3 +187,18 @@ func AppendJSONString(b []byte, s string) []byte {
 func appendU4(b []byte, r rune) []byte {
 	return append(b, '\\', 'u', HexDigits[r>>12&0xf], HexDigits[r>>8&0xf], HexDigits[r>>4&0xf], HexDigits[r&0xf])
 }
+
+// FormatUUID returns u in the canonical 8-4-4-4-12 hex form.
+func FormatUUID(u [16]byte) string {
+	var b [36]byte
+	j := 0
+	for i, c := range u {
+		if i == 4 || i == 6 || i == 8 || i == 10 {
+			b[j] = '-'
+			j++
+		}
+		b[j], b[j+1] = HexDigits[c>>4], HexDigits[c&0xf]
+		j += 2
+	}
+	return string(b[:])
+}
