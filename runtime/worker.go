@@ -56,7 +56,9 @@ type WorkerOptions struct {
 	// (Celery's worker -B): a *beat.Scheduler from runtime/beat. Several
 	// workers may each run one; the schedulers elect a leader among
 	// themselves, so each slot is still sent once.
-	Beat interface{ Run(ctx context.Context) error }
+	Beat interface {
+		Run(ctx context.Context) error
+	}
 }
 
 // WorkerStats are a worker's counters since it started.
