@@ -1,12 +1,14 @@
 // Package e2e runs the sign-up example's real binaries (cmd/server and
 // cmd/worker) against real brokers: a sign-up over HTTP reaches the worker
 // through Redis or RabbitMQ, the fake email provider fails the first attempts,
-// the task retries with backoff, and the result lands in Redis.
+// the task retries with backoff, and the result lands in Redis; then the
+// workflows: the sign-up chain (/onboard) and the gallery chord (/gallery).
+// TestWorkflows_InProcessOnEveryBroker runs the workflows in this process
+// on memory://, Redis and RabbitMQ with both serializers.
 package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net"
@@ -16,7 +18,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -90,35 +91,16 @@ func TestSignUp_RealBinariesOnRealBrokers(t *testing.T) {
 	for _, b := range []struct{ name, broker string }{{"redis", testenv.RedisDB(redisURL, 5)}, {"amqp", amqpURL}} {
 		t.Run(b.name, func(t *testing.T) {
 			backend := testenv.RedisDB(redisURL, 6)
-			// The email provider fails twice per recipient, then accepts.
-			var mu sync.Mutex
-			attempts := map[string]int{}
-			var total atomic.Int32
-			provider := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				var req struct{ To string }
-				json.NewDecoder(r.Body).Decode(&req)
-				total.Add(1)
-				mu.Lock()
-				attempts[req.To]++
-				n := attempts[req.To]
-				mu.Unlock()
-				if n <= 2 {
-					http.Error(w, "try later", http.StatusServiceUnavailable)
-					return
-				}
-				json.NewEncoder(w).Encode(map[string]string{"id": fmt.Sprintf("msg-%s-%d", req.To, n)})
-			})}
-			ln, err := net.Listen("tcp", "127.0.0.1:0")
-			require.NoError(t, err)
-			go provider.Serve(ln)
-			defer provider.Close()
+			svc := startServices(t) // the email provider fails twice per recipient, then accepts
 
-			start(t, worker, "-broker", b.broker, "-backend", backend, "-queues", "emails", "-concurrency", "4",
-				"-email-api", "http://"+ln.Addr().String()+"/send", "-hostname", "e2e-"+b.name+"@localhost")
+			start(t, worker, "-broker", b.broker, "-backend", backend, "-concurrency", "4",
+				"-email-api", svc.provider.URL+"/send", "-slack-webhook", svc.slack.URL+"/webhook", "-store", svc.store.URL,
+				"-hostname", "e2e-"+b.name+"@localhost")
 			addr := freeAddr(t)
 			start(t, server, "-broker", b.broker, "-backend", backend, "-addr", addr)
 
 			var resp *http.Response
+			var err error
 			email := fmt.Sprintf("ann-%s@example.com", b.name)
 			require.Eventually(t, func() bool {
 				resp, err = http.Get("http://" + addr + "/sign-up?email=" + email)
@@ -138,8 +120,13 @@ func TestSignUp_RealBinariesOnRealBrokers(t *testing.T) {
 			defer cancel()
 			msgID, err := runtime.NewAsyncResult[string](app, id).Get(ctx)
 			require.NoError(t, err)
-			require.Equal(t, "msg-"+email+"-3", msgID, "succeeded on the third attempt, after two retries")
-			require.EqualValues(t, 3, total.Load())
+			require.Equal(t, "msg-ann-"+b.name+"-3", msgID, "succeeded on the third attempt, after two retries")
+			require.Equal(t, 3, svc.provider.Total())
+
+			// The workflows, through the same binaries.
+			run := workflowRun{email: "bea-" + b.name + "@example.com", title: "Binaries " + b.name}
+			chainID, chordID := run.send(t, "http://"+addr)
+			run.check(t, app, svc, chainID, chordID)
 		})
 	}
 }
