@@ -100,6 +100,11 @@ type event struct {
 	name, args, kwargs, rootID, parentID, routingKey string
 	retries                                          int
 	eta, expires                                     time.Time
+	// task-received of a group member: its group id and index, and the
+	// message, whose embed names the chord body (read by the sender).
+	group      string
+	groupIndex *int
+	member     *driver.Message
 
 	// task-succeeded
 	result  any
@@ -230,8 +235,12 @@ func (d *eventDispatcher) enqueue(ev event) {
 // TaskReceived sends task-received.
 func (d *eventDispatcher) TaskReceived(m *driver.Message) {
 	h := &m.Headers
-	d.enqueue(event{typ: driver.EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
-		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey})
+	ev := event{typ: driver.EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
+		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey}
+	if h.Group != "" {
+		ev.group, ev.groupIndex, ev.member = h.Group, h.GroupIndex, m
+	}
+	d.enqueue(ev)
 }
 
 // TaskStarted sends task-started.
@@ -262,6 +271,40 @@ func (d *eventDispatcher) TaskRejected(m *driver.Message, _ string) {
 // TaskRevoked sends task-revoked.
 func (d *eventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
 	d.enqueue(event{typ: driver.EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
+}
+
+// chordBodyID returns the id of the task a chord header member's embed
+// names as the chord body (a chain body's first step), or "" when m is no
+// chord member.
+func chordBodyID(m *driver.Message) string {
+	raw, err := wire.BodyEmbed(m.ContentType, m.Headers.Compression, m.Body)
+	if err != nil {
+		return ""
+	}
+	wf, err := decodeEmbed(m.ContentType, raw)
+	if err != nil || wf == nil || wf.chord == nil {
+		return ""
+	}
+	d := wf.chord
+	for {
+		kw, _ := d["kwargs"].(map[string]any)
+		switch typ, _ := d["subtask_type"].(string); typ {
+		case "":
+			opts, _ := d["options"].(map[string]any)
+			id, _ := opts["task_id"].(string)
+			return id
+		case "chain":
+			tasks := asList(kw["tasks"])
+			if len(tasks) == 0 {
+				return ""
+			}
+			if d, _ = tasks[0].(map[string]any); d == nil {
+				return ""
+			}
+		default: // a group or chord body: no one task
+			return ""
+		}
+	}
 }
 
 // send is the sender goroutine: it publishes queued events in order,
@@ -431,6 +474,22 @@ func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 				// knows the field from task-sent, so Flower shows it.
 				b = append(b, `, "routing_key": `...)
 				b = evAppendString(b, ev.routingKey)
+			}
+			if ev.group != "" {
+				// Not in Celery's events either: the group of a member
+				// (its message's group and group_index headers) and, for
+				// a chord header member, the id of the chord body, for
+				// taskmon's group page.
+				b = append(b, `, "group": `...)
+				b = evAppendString(b, ev.group)
+				if ev.groupIndex != nil {
+					b = append(b, `, "group_index": `...)
+					b = strconv.AppendInt(b, int64(*ev.groupIndex), 10)
+				}
+				if id := chordBodyID(ev.member); id != "" {
+					b = append(b, `, "chord": `...)
+					b = evAppendString(b, id)
+				}
 			}
 		case driver.EventTaskSucceeded:
 			b = append(b, `, "result": `...)

@@ -21,6 +21,7 @@ import (
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
+	"github.com/taskgen/taskgen/runtime/internal/canvastasks"
 	"github.com/taskgen/taskgen/runtime/internal/wire"
 	"github.com/taskgen/taskgen/runtime/memory"
 )
@@ -599,4 +600,52 @@ func cpuTime() time.Duration {
 		return 0
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// TestEvents_GroupMembersNameGroupAndChord checks the fields taskmon reads
+// beyond Celery's task-received: a group member's group id and index, and
+// a chord header member's chord body id; other tasks have none.
+func TestEvents_GroupMembersNameGroupAndChord(t *testing.T) {
+	t.Parallel()
+	app, ctx := canvasApp(t, "msgpack")
+	log := collectEvents(t, app.Broker())
+	chord, err := runtime.Chord(runtime.Group(canvastasks.Add.Sig(1, 2), canvastasks.Add.Sig(3, 4)), canvastasks.Tsum.Partial()).
+		With(runtime.WithApp(app)).Delay(ctx)
+	require.NoError(t, err)
+	got, err := chord.Get(ctx)
+	require.NoError(t, err)
+	require.Equal(t, int64(10), got)
+	group, err := runtime.Group(canvastasks.Mul.Sig(2, 2)).With(runtime.WithApp(app)).Delay(ctx)
+	require.NoError(t, err)
+	_, err = group.Get(ctx)
+	require.NoError(t, err)
+
+	byID := map[string]map[string]any{}
+	require.Eventually(t, func() bool {
+		for _, e := range log.ofType("task-received") {
+			byID[e["uuid"].(string)] = e
+		}
+		return len(byID) == 4
+	}, 10*time.Second, 5*time.Millisecond)
+	body := byID[chord.ID()]
+	require.Equal(t, "tasks.tsum", body["name"])
+	require.NotContains(t, body, "group")
+	require.NotContains(t, body, "chord")
+	var gid string
+	for id, e := range byID {
+		if e["name"] != "tasks.add" {
+			continue
+		}
+		require.NotEmpty(t, e["group"], id)
+		if gid == "" {
+			gid = e["group"].(string)
+		}
+		require.Equal(t, gid, e["group"], "both header members are in one group")
+		require.Contains(t, []any{0.0, 1.0}, e["group_index"])
+		require.Equal(t, chord.ID(), e["chord"])
+	}
+	m := byID[group.Results()[0].ID()]
+	require.Equal(t, group.ID(), m["group"])
+	require.EqualValues(t, 0, m["group_index"])
+	require.NotContains(t, m, "chord", "a plain group has no chord")
 }
