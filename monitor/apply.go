@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"strings"
 	"time"
 
@@ -184,6 +185,7 @@ func (s *State) task(uuid string) *Task {
 		ot := old.Value.(*Task)
 		s.order.Remove(old)
 		delete(s.tasks, ot.UUID)
+		s.unindexLocked(ot)
 		s.evicted++
 	}
 	return t
@@ -215,12 +217,28 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	for _, f := range [...]struct {
 		key string
 		dst *string
-	}{{"root_id", &t.RootID}, {"parent_id", &t.ParentID}, {"eta", &t.ETA}, {"expires", &t.Expires},
+	}{{"eta", &t.ETA}, {"expires", &t.Expires},
 		{"exchange", &t.Exchange}, {"routing_key", &t.RoutingKey}} {
 		if v, ok := ev[f.key].(string); ok {
 			*f.dst = v
 		}
 	}
+	rel := t.relations()
+	for _, f := range [...]struct {
+		key string
+		dst *string
+	}{{"root_id", &rel.root}, {"parent_id", &rel.parent}, {"group", &rel.group}, {"chord", &rel.chord}} {
+		if v, ok := ev[f.key].(string); ok {
+			*f.dst = v
+		}
+	}
+	if g, ok := ev["group"].(string); ok && g != "" {
+		t.GroupIndex = -1
+		if v, ok := num(ev["group_index"]); ok && v >= 0 && v < math.MaxInt32 {
+			t.GroupIndex = int(v)
+		}
+	}
+	s.setRelationsLocked(t, rel)
 	if t.RoutingKey == "" {
 		if q, ok := ev["queue"].(string); ok {
 			t.RoutingKey = q

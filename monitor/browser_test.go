@@ -224,3 +224,104 @@ func screenshots(t *testing.T, ctx context.Context, e *env) {
 	require.NoError(t, os.WriteFile(filepath.Join("..", "docs", "task.png"), png, 0o644))
 	t.Log("wrote docs/dashboard.png and docs/task.png")
 }
+
+// TestBrowser_Workflow runs a chain and a chord (then one more step) on a
+// Go worker over a real Redis, broker and result backend, and follows in
+// chromium the links between steps, parents, root, group and chord body.
+func TestBrowser_Workflow(t *testing.T) {
+	testenv.SkipIfShort(t, "browser tests are not short")
+	ctx := newBrowser(t)
+	srv := testenv.NewRedisServer(t)
+	app, err := runtime.New(runtime.Config{Broker: srv.URL(), Backend: testenv.RedisDB(srv.URL(), 1), Logger: quietLogger(), Hostname: "client@test"})
+	require.NoError(t, err)
+	t.Cleanup(func() { app.Close() })
+	m, err := New(Config{App: app, PollInterval: 250 * time.Millisecond, Queues: []string{"celery", "emails"}})
+	require.NoError(t, err)
+	base, stop, err := m.Start(t.Context(), "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(stop)
+	e := &env{t: t, app: app, mon: m, url: base}
+	e.worker("w1@redis", 250*time.Millisecond)
+
+	rows := func(table string) []string {
+		t.Helper()
+		return eval[[]string](t, ctx, fmt.Sprintf(`Array.from(document.querySelectorAll('#%s tbody tr')).map(function(r){return r.dataset.uuid})`, table))
+	}
+	badges := func(table string) []string {
+		t.Helper()
+		return eval[[]string](t, ctx, fmt.Sprintf(`Array.from(document.querySelectorAll('#%s tbody tr .badge')).map(function(b){return b.textContent})`, table))
+	}
+	href := func(sel string) string {
+		t.Helper()
+		return eval[string](t, ctx, fmt.Sprintf(`(document.querySelector(%q) || {getAttribute: function(){return 'missing: ' + %q}}).getAttribute('href')`, sel, sel))
+	}
+	// click follows the link sel and waits for the page at path.
+	click := func(sel, path, ready string) {
+		t.Helper()
+		within(t, ctx, 5*time.Second, chromedp.Click(chromedp.CSS(sel)))
+		eventuallyJS(t, ctx, fmt.Sprintf(`location.pathname === %q && document.querySelector(%q) !== null`, path, ready))
+	}
+
+	t.Run("a chain step links its parent, root and child", func(t *testing.T) {
+		first, last := e.chain("dora@example.com")
+		within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/task/"+last), chromedp.WaitVisible(chromedp.CSS("#workflow")))
+		require.Equal(t, []string{first, last}, rows("workflow"))
+		require.Equal(t, []string{"SUCCESS", "SUCCESS"}, badges("workflow"))
+		require.Equal(t, last, eval[string](t, ctx, `document.querySelector('#workflow tr.current').dataset.uuid`))
+		require.Equal(t, "signup.send_welcome_email", eval[string](t, ctx, `document.querySelector('#workflow tbody tr td:nth-child(2)').textContent`))
+		require.Equal(t, "/task/"+first, href("#task-parent a"))
+		require.Equal(t, "/task/"+first, href("#task-root a"))
+		require.Equal(t, "/task/"+first, href("#workflow tbody tr:nth-child(2) td:nth-child(5) a"), "the Parent column")
+		// The parent link opens the first step, whose child links back.
+		click("#task-parent a", "/task/"+first, "#workflow")
+		require.Equal(t, first, eval[string](t, ctx, `document.querySelector('#task-uuid').textContent`))
+		require.Contains(t, eval[string](t, ctx, `document.querySelector('#task-root').textContent`), "(this task)")
+		require.Equal(t, []string{first, last}, rows("workflow"))
+		click("#task-children a", "/task/"+last, "#workflow")
+	})
+
+	t.Run("a chord's members, group and body link each other", func(t *testing.T) {
+		wf := e.chord("ann@example.com", "bob@example.com", "cat@example.com")
+		mem, body, last, gid := wf.members, wf.body, wf.last, wf.group
+		all := []string{mem[0], mem[1], mem[2], body, last}
+
+		// The root's page (a Go chord's root is its first member) lists
+		// every step in order, with states and group links.
+		within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/task/"+mem[0]), chromedp.WaitVisible(chromedp.CSS("#workflow")))
+		require.Equal(t, all, rows("workflow"))
+		require.Equal(t, []string{"SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS", "SUCCESS"}, badges("workflow"))
+		require.Equal(t, "5 tasks", eval[string](t, ctx, `document.querySelector('#workflow-count').textContent.slice(0, 7)`))
+		for i := range 3 {
+			require.Equal(t, "/group/"+gid, href(fmt.Sprintf("#workflow tbody tr:nth-child(%d) td:nth-child(6) a", i+1)), "member %d", i)
+		}
+		require.Equal(t, "/group/"+gid, href("#workflow tbody tr:nth-child(4) td:nth-child(6) a"), "the body's chord group")
+		require.Contains(t, eval[string](t, ctx, `document.querySelector('#workflow tbody tr:nth-child(4) td:nth-child(6)').textContent`), "body of")
+		require.Equal(t, "/task/"+body, href("#task-chord a"))
+
+		// Member → group page: members by index, root, chord body.
+		click("#task-group a", "/group/"+gid, "#group-members")
+		require.Equal(t, gid, eval[string](t, ctx, `document.querySelector('#group-id').textContent`))
+		require.Equal(t, mem, rows("group-members"))
+		require.Equal(t, []string{"SUCCESS", "SUCCESS", "SUCCESS"}, badges("group-members"))
+		require.Equal(t, "/task/"+mem[0], href("#group-root a"))
+		require.Equal(t, "/task/"+body, href("#group-chord-body a"))
+		require.Equal(t, []string{body}, rows("group-chord"))
+
+		// Group → chord body: the group it follows, its child.
+		click("#group-chord-body a", "/task/"+body, "#workflow")
+		require.Equal(t, "report.join", eval[string](t, ctx, `document.querySelector('h1').firstChild.textContent.trim()`))
+		require.Equal(t, "/group/"+gid, href("#task-chord-of a"))
+		require.Equal(t, body, eval[string](t, ctx, `document.querySelector('#workflow tr.current').dataset.uuid`))
+		require.Equal(t, all, rows("workflow"))
+
+		// Body → last step → its parent (the body) and root (the first member).
+		click("#task-children a", "/task/"+last, "#workflow")
+		require.Equal(t, "/task/"+body, href("#task-parent a"))
+		click("#task-root a", "/task/"+mem[0], "#workflow")
+		require.Equal(t, mem[0], eval[string](t, ctx, `document.querySelector('#task-uuid').textContent`))
+
+		// A member row of the workflow table opens that member.
+		click(fmt.Sprintf(`#workflow a[href="/task/%s"]`, mem[2]), "/task/"+mem[2], "#task-group")
+		require.Contains(t, eval[string](t, ctx, `document.querySelector('#task-group').textContent`), "member 3, 3 known")
+	})
+}

@@ -36,15 +36,31 @@
 //     positive west of UTC.
 //   - A message is one event object or a list (task.multi), possibly empty.
 //
+// # Workflows
+//
+// Celery's task events carry root_id and parent_id, so the task page links
+// a step's parent, root and children, and lists the steps of its workflow
+// (the kept tasks sharing its root_id) in the order they were received, a
+// group's members by their index, with their states; GET
+// /api/task/workflow/<id>[?limit=N] answers {uuid, root_id, total, steps}.
+// Celery's events say nothing of groups: Go workers add "group" and
+// "group_index" to a group member's task-received and "chord", the chord
+// body's id, to a chord header member's. From those the task page links a
+// member's group and chord body and a body's group, and /group/<id> lists
+// the members and the chord body; GET /api/group/info/<id>[?limit=N]
+// answers {id, root_id, parent_id, total, members, chord, chord_body}.
+// /api/task/info and /api/tasks add group, group_index and chord to
+// Flower's task fields, and fill children.
+//
 // # HTTP
 //
 // Pages: / (workers and live graphs over Server-Sent Events, drawn by the
 // embedded uPlot), /tasks (search, filters, sorting, pages), /task/<id>,
-// /broker. Flower's API: GET /api/workers, /api/tasks, /api/task/info/<id>,
-// /api/task/result/<id>, /api/queues/length; POST
+// /group/<id>, /broker. Flower's API: GET /api/workers, /api/tasks,
+// /api/task/info/<id>, /api/task/result/<id>, /api/queues/length; POST
 // /api/task/async-apply/<name>, /api/task/revoke/<id>. Also GET /metrics
-// ([State.WriteMetrics]), /api/summary, /api/series, /api/events/stream and
-// /healthcheck. Every route sits behind basic auth when configured; browsers'
+// ([State.WriteMetrics]), /api/summary, /api/series, /api/events/stream,
+// /api/task/workflow/<id>, /api/group/info/<id> and /healthcheck. Every route sits behind basic auth when configured; browsers'
 // cross-site POSTs are refused; a loopback monitor without auth answers only
 // loopback Host names. Broker passwords are never shown.
 package monitor

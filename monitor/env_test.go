@@ -132,6 +132,7 @@ func (e *env) worker(hostname string, hb time.Duration) (stop func()) {
 	w.Register(sendDef)
 	w.Register(slowDef)
 	w.Register(flakyDef)
+	w.Register(joinDef)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Run(ctx) }()

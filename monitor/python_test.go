@@ -79,9 +79,12 @@ func TestPython_CeleryWorkerEvents(t *testing.T) {
 	require.Equal(t, 2.0, w.Freq)
 
 	send := exec.Command(py, "-c", `
+from celery import chain
 from pytasks import add, fail
 print(add.apply_async((2, 3), task_id='77777777-7777-4777-8777-777777777771').id)
 print(fail.apply_async(('boom',), task_id='77777777-7777-4777-8777-777777777772').id)
+chain(add.s(1, 2).set(task_id='77777777-7777-4777-8777-777777777781'),
+      add.s(10).set(task_id='77777777-7777-4777-8777-777777777782')).apply_async()
 `)
 	send.Dir, send.Env = dir, env
 	out, err := send.CombinedOutput()
@@ -102,6 +105,20 @@ print(fail.apply_async(('boom',), task_id='77777777-7777-4777-8777-777777777772'
 		return task.State == StateFailure
 	}, 20*time.Second, 50*time.Millisecond)
 	require.Contains(t, task.Traceback, "ValueError")
+
+	// A Python chain: its second step names the first as parent and root.
+	require.Eventually(t, func() bool {
+		task, _ = m.State().Task("77777777-7777-4777-8777-777777777782")
+		return task.State == StateSuccess
+	}, 20*time.Second, 50*time.Millisecond, "last %+v; worker log:\n%s", task, &wlog)
+	require.Equal(t, "13", task.Result)
+	require.Equal(t, "77777777-7777-4777-8777-777777777781", task.ParentID)
+	require.Equal(t, "77777777-7777-4777-8777-777777777781", task.RootID)
+	require.Empty(t, task.Group, "Celery's events name no group")
+	steps, total, _ := m.State().Workflow("77777777-7777-4777-8777-777777777781", 0)
+	require.Equal(t, 2, total)
+	require.Equal(t, []string{"77777777-7777-4777-8777-777777777781", "77777777-7777-4777-8777-777777777782"}, stepIDs(steps))
+	require.Equal(t, []string{"77777777-7777-4777-8777-777777777782"}, m.State().Children("77777777-7777-4777-8777-777777777781"))
 
 	// The API answers in Flower's shape for Python tasks too.
 	var info map[string]any

@@ -34,6 +34,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", m.pageDashboard)
 	mux.HandleFunc("GET /tasks", m.pageTasks)
 	mux.HandleFunc("GET /task/{id}", m.pageTask)
+	mux.HandleFunc("GET /group/{id}", m.pageGroup)
 	mux.HandleFunc("GET /broker", m.pageBroker)
 	mux.HandleFunc("GET /metrics", m.metrics)
 	mux.HandleFunc("GET /healthcheck", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
@@ -46,6 +47,8 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /api/queues/length", m.apiQueuesLength)
 	mux.HandleFunc("POST /api/task/async-apply/{name}", m.apiAsyncApply)
 	mux.HandleFunc("POST /api/task/revoke/{id}", m.apiRevoke)
+	mux.HandleFunc("GET /api/task/workflow/{id}", m.apiTaskWorkflow)
+	mux.HandleFunc("GET /api/group/info/{id}", m.apiGroupInfo)
 	// taskmon's own.
 	mux.HandleFunc("GET /api/events/stream", m.apiStream)
 	mux.HandleFunc("GET /api/series", m.apiSeries)
@@ -92,13 +95,15 @@ var funcs = template.FuncMap{
 	"load":  fmtLoad,
 	"query": func(v url.Values) template.URL { return template.URL(v.Encode()) },
 	"join":  strings.Join,
+	"inc":   func(i int) int { return i + 1 },
+	"sub":   func(a, b int) int { return a - b },
 }
 
 var pages = map[string]*template.Template{}
 
 func init() {
-	for _, p := range []string{"dashboard", "tasks", "task", "broker", "error"} {
-		pages[p] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/"+p+".html"))
+	for _, p := range []string{"dashboard", "tasks", "task", "group", "broker", "error"} {
+		pages[p] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/steps.html", "templates/"+p+".html"))
 	}
 }
 
@@ -289,16 +294,16 @@ func (m *Monitor) pageTask(w http.ResponseWriter, r *http.Request) {
 		}
 		tl = append(tl, row)
 	}
-	_, parentKnown := m.state.Task(t.ParentID)
-	_, rootKnown := m.state.Task(t.RootID)
+	rel := m.state.relations(t.UUID, maxStepsShown)
 	m.render(w, http.StatusOK, "task", "Task "+t.Name, struct {
-		T                              Task
-		Timeline                       []timelineRow
-		Sent, Received, Started, Done  string
-		Children                       []string
-		ParentKnown, RootKnown, CanCtl bool
+		T                             Task
+		Timeline                      []timelineRow
+		Sent, Received, Started, Done string
+		Rel                           taskRelations
+		Workflow                      stepsTable
+		CanCtl                        bool
 	}{t, tl, m.ts(t.Sent), m.ts(t.Received), m.ts(t.Started), m.ts(math.Max(math.Max(t.Succeeded, t.Failed), math.Max(t.Revoked, t.Rejected))),
-		m.state.Children(t.UUID), parentKnown, rootKnown, m.canControl()})
+		rel, m.stepsTable("workflow", t.UUID, rel.Steps, rel.Total), m.canControl()})
 }
 
 func (m *Monitor) canControl() bool {
@@ -403,7 +408,7 @@ func nullS(s string) any {
 }
 
 // taskObject is a task in Flower's JSON shape (celery.events.state.Task's
-// fields), plus taskmon's timeline.
+// fields), plus taskmon's group, group_index, chord and timeline.
 func taskObject(t *Task, children []string) object {
 	var rt any
 	if t.hasRuntime {
@@ -411,6 +416,10 @@ func taskObject(t *Task, children []string) object {
 	}
 	if children == nil {
 		children = []string{}
+	}
+	var gidx any
+	if t.Group != "" && t.GroupIndex >= 0 {
+		gidx = t.GroupIndex
 	}
 	return object{
 		{"uuid", t.UUID}, {"name", nullS(t.Name)}, {"state", t.State},
@@ -423,7 +432,7 @@ func taskObject(t *Task, children []string) object {
 		{"traceback", nullS(t.Traceback)}, {"exchange", nullS(t.Exchange)}, {"routing_key", nullS(t.RoutingKey)},
 		{"clock", t.Clock}, {"client", nullS(t.Client)}, {"root", nullS(t.RootID)}, {"root_id", nullS(t.RootID)},
 		{"parent", nullS(t.ParentID)}, {"parent_id", nullS(t.ParentID)}, {"children", children},
-		{"timeline", t.Timeline},
+		{"group", nullS(t.Group)}, {"group_index", gidx}, {"chord", nullS(t.Chord)}, {"timeline", t.Timeline},
 	}
 }
 
@@ -484,7 +493,7 @@ func (m *Monitor) apiTasks(w http.ResponseWriter, r *http.Request) {
 	page, _ := m.state.Tasks(q)
 	out := make(object, 0, len(page))
 	for i := range page {
-		out = append(out, kv{page[i].UUID, taskObject(&page[i], nil)})
+		out = append(out, kv{page[i].UUID, taskObject(&page[i], m.state.Children(page[i].UUID))})
 	}
 	writeJSON(w, http.StatusOK, out)
 }

@@ -95,8 +95,11 @@ type Task struct {
 	Worker     string          // nodename of the worker that handled it
 	Client     string          // hostname of a task-sent event
 	Retries    int             // retries so far
-	ParentID   string          // parent_id
-	RootID     string          // root_id
+	ParentID   string          // parent_id: the task whose result this one follows
+	RootID     string          // root_id: the first task of its workflow
+	Group      string          // group id ("group", sent by Go workers; Celery's events have none)
+	GroupIndex int             // position in Group ("group_index"); -1 when not given
+	Chord      string          // a chord header member's chord body id ("chord", Go workers)
 	ETA        string          // ISO-8601, as sent
 	Expires    string          // ISO-8601, as sent
 	Exchange   string          // from task-sent
@@ -242,6 +245,10 @@ type State struct {
 	opts     StateOptions
 	tasks    map[string]*Task
 	order    *list.List // of *Task, oldest first
+	byRoot   relIndex   // kept tasks by root_id
+	byParent relIndex   // kept tasks by parent_id
+	byGroup  relIndex   // kept tasks by group id
+	byChord  relIndex   // kept chord header members by chord body id
 	seq      uint64
 	workers  map[string]*Worker
 	names    map[string]*nameStats
@@ -270,6 +277,7 @@ func NewState(o StateOptions) *State {
 	}
 	return &State{
 		opts: o, tasks: map[string]*Task{}, order: list.New(), workers: map[string]*Worker{},
+		byRoot: relIndex{}, byParent: relIndex{}, byGroup: relIndex{}, byChord: relIndex{},
 		names: map[string]*nameStats{}, queues: map[string]QueueInfo{}, seen: map[string]bool{},
 		started: o.Now().Unix(),
 	}

@@ -72,19 +72,6 @@ func (s *State) Task(uuid string) (Task, bool) {
 	return t.clone(), true
 }
 
-// Children returns the ids of the tasks whose parent is uuid, oldest first.
-func (s *State) Children(uuid string) []string {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var ids []string
-	for e := s.order.Front(); e != nil; e = e.Next() {
-		if t := e.Value.(*Task); t.ParentID == uuid && t.UUID != uuid {
-			ids = append(ids, t.UUID)
-		}
-	}
-	return ids
-}
-
 // WorkerView is a copy of a worker with its status at a given time.
 type WorkerView struct {
 	Worker
