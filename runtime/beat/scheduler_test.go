@@ -44,7 +44,6 @@ func runUntil(t *testing.T, kit *tasktest.Kit, end time.Time, ss ...*beat.Schedu
 	}
 }
 
-
 func ids(kit *tasktest.Kit, task string) []string {
 	var out []string
 	for _, c := range kit.Enqueued(task) {
