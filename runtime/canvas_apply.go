@@ -168,7 +168,7 @@ func (w *Worker) chordPart(ctx context.Context, m *driver.Message, wf *workflow,
 	if root == "" {
 		root = h.ID
 	}
-	if err := w.app.completeChord(ctx, h.Group, wf.chord, parts, root, w.lookup); err != nil {
+	if err := w.app.completeChord(ctx, h.Group, wf.chord, parts, root, h.ID, w.lookup); err != nil {
 		w.log.Error("completing a chord failed", "group", h.Group, "err", err)
 		return
 	}
@@ -187,8 +187,9 @@ func exceptionMap(e *driver.ExceptionInfo) map[string]any {
 
 // completeChord sends the body of the chord of group gid with the header's
 // results in order, or, when a member failed, stores the body's failure
-// (Celery's ChordError) and sends the body's errbacks.
-func (a *App) completeChord(ctx context.Context, gid string, body map[string]any, parts [][]byte, root string, lookup func(string) *codegen.TaskDef) error {
+// (Celery's ChordError) and sends the body's errbacks. parent is the
+// member that completed the chord: the body's parent, as in Celery.
+func (a *App) completeChord(ctx context.Context, gid string, body map[string]any, parts [][]byte, root, parent string, lookup func(string) *codegen.TaskDef) error {
 	results := make([]any, 0, len(parts))
 	for _, p := range parts {
 		v, err := wire.DecodeGeneric(a.cfg.ResultSerializer, p)
@@ -206,7 +207,7 @@ func (a *App) completeChord(ctx context.Context, gid string, body map[string]any
 		}
 		results = append(results, t[3])
 	}
-	return a.applySignature(ctx, body, []any{results}, root, "", nil, lookup)
+	return a.applySignature(ctx, body, []any{results}, root, parent, nil, lookup)
 }
 
 // pyExceptionRepr writes an exception document as Python's repr of the

@@ -52,6 +52,7 @@ func TestWorkflow_ChainAndChord(t *testing.T) {
 			require.NotEmpty(t, msgs[0].GroupID)
 			require.Equal(t, []int{0, 1, -1}, []int{msgs[0].GroupIndex, msgs[1].GroupIndex, msgs[2].GroupIndex})
 			require.Equal(t, []any{[]any{int64(2), int64(4)}}, msgs[2].Args, "the body gets the header's results in order")
+			require.Contains(t, []string{msgs[0].ID, msgs[1].ID}, msgs[2].ParentID, "the body's parent is the member that completed the chord, as in Celery")
 		})
 	}
 }
