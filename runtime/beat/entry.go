@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
@@ -20,6 +21,7 @@ type Entry struct {
 	expires time.Duration
 	opts    []runtime.Option
 	catchUp CatchUpPolicy
+	offset  *time.Duration // Every: the phase of the slots (nil: from the name)
 	err     error
 }
 
@@ -58,6 +60,14 @@ func Expires(d time.Duration) EntryOption { return func(e *Entry) { e.expires = 
 func Options(opts ...runtime.Option) EntryOption {
 	return func(e *Entry) { e.opts = append(e.opts, opts...) }
 }
+
+// Offset sets the phase of an [Every] entry's slots: they fall at the
+// multiples of the interval since the Unix epoch, plus off.
+// Offset(0) aligns them to the clock (a 15-minute entry at :00, :15, :30
+// and :45 UTC). Without it, the phase comes from a hash of the entry's
+// name, so entries with one interval are spread over it instead of all
+// firing at the same instant. Cron entries ignore it.
+func Offset(off time.Duration) EntryOption { return func(e *Entry) { e.offset = &off } }
 
 // CatchUp sets what the entry does about slots that came due while no
 // scheduler ran (default [Once], Celery beat's behaviour).
@@ -111,17 +121,31 @@ func (p CatchUpPolicy) String() string {
 	return "once"
 }
 
-// Every returns the entry name that sends sig every d. Slots are the
-// multiples of d since the Unix epoch (a 15-minute entry runs at :00, :15,
-// :30 and :45), so every scheduler agrees on them; the first slot is the
-// first multiple after the scheduler starts. d must be at least a
-// millisecond.
+// Every returns the entry name that sends sig every d. Its slots are a
+// fixed grid, the same for every scheduler: the multiples of d since the
+// Unix epoch shifted by a phase, which comes from the entry's name unless
+// [Offset] sets it (Offset(0): on the clock, a 15-minute entry at :00,
+// :15, :30, :45). The first slot is the first after the scheduler starts.
+// d is rounded down to the millisecond and must be at least one.
 func Every[R any](name string, d time.Duration, sig runtime.Signature[R], opts ...EntryOption) Entry {
 	e := newEntry(name, sig, opts)
+	d = d.Truncate(time.Millisecond)
 	if d < time.Millisecond {
 		e.err = fmt.Errorf("beat: entry %q: interval %v is shorter than a millisecond", name, d)
+		d = time.Millisecond
 	}
-	e.sched = every(d)
+	var phase time.Duration
+	if e.offset != nil {
+		phase = *e.offset % d
+		if phase < 0 {
+			phase += d
+		}
+	} else {
+		h := fnv.New64a()
+		h.Write([]byte(name))
+		phase = time.Duration(h.Sum64()%uint64(d.Milliseconds())) * time.Millisecond
+	}
+	e.sched = every{d: d, phase: phase}
 	return e
 }
 
@@ -162,15 +186,25 @@ type schedule interface {
 	String() string
 }
 
-type every time.Duration
+// every is a grid of slots: phase + k·d since the Unix epoch.
+type every struct{ d, phase time.Duration }
 
-func (d every) next(t time.Time) time.Time {
-	ms := time.Duration(d).Milliseconds()
-	n := t.UnixMilli()
-	return time.UnixMilli((n/ms + 1) * ms)
+func (e every) next(t time.Time) time.Time {
+	ms, ph := e.d.Milliseconds(), e.phase.Milliseconds()
+	n := t.UnixMilli() - ph
+	k := n / ms
+	if n < 0 && n%ms != 0 {
+		k-- // floor
+	}
+	return time.UnixMilli((k+1)*ms + ph)
 }
 
-func (d every) String() string { return "every " + time.Duration(d).String() }
+func (e every) String() string {
+	if e.phase == 0 {
+		return "every " + e.d.String()
+	}
+	return "every " + e.d.String() + " (+" + e.phase.String() + ")"
+}
 
 type cronSchedule struct {
 	c   *Crontab

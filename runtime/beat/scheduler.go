@@ -91,6 +91,7 @@ type Stats struct {
 type entryState struct {
 	Entry
 	next    time.Time // the next slot to send (zero: never)
+	unsent  bool      // next is claimed but not yet published
 	sent    int64
 	missed  int64
 	lastRun time.Time // the latest slot sent (by any scheduler, as last read)
@@ -253,12 +254,16 @@ func (s *Scheduler) Tick(ctx context.Context) (time.Time, error) {
 		return now.Add(min(l.Left+10*time.Millisecond, s.Lease/3)), nil
 	}
 	for len(s.queue) > 0 && !s.queue[0].next.After(now) {
-		e := s.queue[0]
-		if err := s.fire(ctx, e, e.next, now); err != nil {
+		if err := s.fireDue(ctx, now); err != nil {
 			return time.Time{}, err
 		}
 		if !s.leader {
 			return now.Add(s.Lease / 3), nil
+		}
+		if now = s.now(); !now.Before(s.renewAt) {
+			if err := s.lease(ctx, now); err != nil || !s.leader {
+				return now.Add(s.Lease / 3), err
+			}
 		}
 	}
 	wake := s.renewAt
@@ -302,12 +307,18 @@ func (s *Scheduler) takeOver(ctx context.Context, now time.Time) error {
 	s.queue = s.queue[:0]
 	for _, e := range s.entries {
 		st := states[e.name]
+		e.unsent = false
 		e.lastRun = st.Sent
 		last := st.Sent
 		if st.Claimed.After(last) {
 			// Claimed by a leader that died before recording the
 			// publish: send it again, with the same task id.
-			if err := s.publish(ctx, e, st.Claimed); err != nil {
+			if err := s.send(ctx, e, st.Claimed); err != nil {
+				s.stats.SendErrors++
+				return err
+			}
+			s.recordSent(e, st.Claimed, s.now())
+			if err := s.Store.MarkSent(ctx, s.Key, []driver.Slot{{Entry: e.name, At: st.Claimed}}); err != nil {
 				return err
 			}
 			last = st.Claimed
@@ -358,7 +369,7 @@ func missed(sched schedule, last, now time.Time, keep int) ([]time.Time, int64) 
 		return nil, 0
 	}
 	if ev, ok := sched.(every); ok {
-		d := time.Duration(ev)
+		d := ev.d
 		n := int64(now.Sub(first)/d) + 1
 		k := min(n, int64(keep))
 		out := make([]time.Time, k)
@@ -379,39 +390,109 @@ func missed(sched schedule, last, now time.Time, keep int) ([]time.Time, int64) 
 	return ring, n
 }
 
-// fire sends e's slot if this scheduler can claim it, then moves e to its
-// next slot.
-func (s *Scheduler) fire(ctx context.Context, e *entryState, slot, now time.Time) error {
-	ok, err := s.Store.ClaimSlot(ctx, s.Key, s.Holder, s.token, e.name, slot)
-	if err != nil {
-		return err
+// maxBatch bounds the slots claimed in one store call, and sendParallel
+// the publishes under way at once.
+const (
+	maxBatch     = 512
+	sendParallel = 16
+)
+
+// fireDue sends up to maxBatch due slots: it claims them in one call
+// (entries whose slot was claimed but not published are retried without a
+// claim), publishes the claimed in parallel, records them in one call and
+// moves each entry to its next slot. A publish that fails leaves its entry
+// on the slot, to be retried at the next tick.
+func (s *Scheduler) fireDue(ctx context.Context, now time.Time) error {
+	var due, claim []*entryState
+	var slots []driver.Slot
+	for len(s.queue) > 0 && !s.queue[0].next.After(now) && len(due) < maxBatch {
+		e := heap.Pop(&s.queue).(*entryState)
+		due = append(due, e)
+		if !e.unsent {
+			claim = append(claim, e)
+			slots = append(slots, driver.Slot{Entry: e.name, At: e.next})
+		}
 	}
-	if !ok {
-		// Either the lease is gone or the slot was claimed already.
-		l, err := s.Store.LeaseInfo(ctx, s.Key)
+	defer func() {
+		for _, e := range due {
+			if !e.next.IsZero() {
+				heap.Push(&s.queue, e)
+			}
+		}
+	}()
+	if len(claim) > 0 {
+		ok, err := s.Store.ClaimSlots(ctx, s.Key, s.Holder, s.token, slots)
 		if err != nil {
 			return err
 		}
-		if l.Holder != s.Holder || l.Token != s.token {
-			s.Logger.Warn("beat: lost the lease; following", "key", s.Key, "holder", l.Holder)
-			s.leader = false
-			return nil
+		lost := false
+		for i, e := range claim {
+			if ok[i] {
+				e.unsent = true
+			} else {
+				lost = true
+			}
 		}
-	} else if err := s.publish(ctx, e, slot); err != nil {
-		return err
+		if lost {
+			// Either the lease is gone or slots were claimed already
+			// (by this schedule's earlier leader: they were sent or are
+			// resent at take-over).
+			l, err := s.Store.LeaseInfo(ctx, s.Key)
+			if err != nil {
+				return err
+			}
+			if l.Holder != s.Holder || l.Token != s.token {
+				s.Logger.Warn("beat: lost the lease; following", "key", s.Key, "holder", l.Holder)
+				s.leader = false
+				for _, e := range due {
+					e.unsent = false
+				}
+				return nil
+			}
+		}
 	}
-	e.next = e.sched.next(slot)
-	if e.next.IsZero() {
-		heap.Remove(&s.queue, e.index)
-	} else {
-		heap.Fix(&s.queue, e.index)
+	// Publish the claimed slots, sendParallel at a time.
+	errs := make([]error, len(due))
+	at := make([]time.Time, len(due))
+	sem := make(chan struct{}, sendParallel)
+	var wg sync.WaitGroup
+	for i, e := range due {
+		if !e.unsent {
+			continue
+		}
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = s.send(ctx, e, e.next)
+			at[i] = s.now()
+		})
 	}
-	return nil
+	wg.Wait()
+	var sent []driver.Slot
+	var firstErr error
+	for i, e := range due {
+		switch {
+		case errs[i] != nil:
+			s.stats.SendErrors++
+			if firstErr == nil {
+				firstErr = errs[i]
+			}
+			continue // still unsent: retried next tick
+		case e.unsent:
+			e.unsent = false
+			sent = append(sent, driver.Slot{Entry: e.name, At: e.next})
+			s.recordSent(e, e.next, at[i])
+		}
+		e.next = e.sched.next(e.next)
+	}
+	if err := s.Store.MarkSent(ctx, s.Key, sent); err != nil && firstErr == nil {
+		firstErr = err
+	}
+	return firstErr
 }
 
-// publish sends e's message for slot and records it; a failed publish is
-// retried (the error goes back to Run, which retries the tick).
-func (s *Scheduler) publish(ctx context.Context, e *entryState, slot time.Time) error {
+// send publishes e's message for slot.
+func (s *Scheduler) send(ctx context.Context, e *entryState, slot time.Time) error {
 	opts := make([]runtime.Option, 0, len(e.opts)+3)
 	opts = append(opts, e.opts...)
 	opts = append(opts, runtime.WithApp(s.app), runtime.TaskID(SlotID(s.Key, e.name, slot)))
@@ -419,17 +500,19 @@ func (s *Scheduler) publish(ctx context.Context, e *entryState, slot time.Time) 
 		opts = append(opts, runtime.Expires(slot.Add(e.expires)))
 	}
 	if err := e.send(ctx, opts...); err != nil {
-		s.stats.SendErrors++
 		return fmt.Errorf("beat: sending %s's slot %s: %w", e.name, slot.Format(time.RFC3339Nano), err)
 	}
+	return nil
+}
+
+func (s *Scheduler) recordSent(e *entryState, slot, at time.Time) {
 	s.stats.SlotsSent++
 	e.sent++
 	e.lastRun = slot
-	s.lateness.observe(s.now().Sub(slot))
+	s.lateness.observe(at.Sub(slot))
 	if s.OnSend != nil {
-		s.OnSend(e.name, slot, s.now())
+		s.OnSend(e.name, slot, at)
 	}
-	return s.Store.MarkSent(ctx, s.Key, e.name, slot)
 }
 
 // SlotID returns the task id of the message a schedule (key) sends for

@@ -2,6 +2,7 @@ package beat_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"strings"
 	"testing"
@@ -74,7 +75,7 @@ func newKit(t *testing.T, start string) *tasktest.Kit {
 
 func TestEvery_slotsOnTheEpochGrid(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:07:00Z")
-	s := beat.New(kit.App, beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30)))
+	s := beat.New(kit.App, beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30), beat.Offset(0)))
 	runUntil(t, kit, at("2026-01-01T01:00:00Z"), s)
 	want := slotIDs(beat.DefaultKey, "cleanup", at("2026-01-01T00:15:00Z"), at("2026-01-01T00:30:00Z"),
 		at("2026-01-01T00:45:00Z"), at("2026-01-01T01:00:00Z"))
@@ -114,7 +115,7 @@ func TestCatchUp_policies(t *testing.T) {
 		t.Run(tc.policy.String(), func(t *testing.T) {
 			kit := newKit(t, "2026-01-01T00:07:00Z")
 			entry := func() beat.Entry {
-				return beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30), beat.CatchUp(tc.policy))
+				return beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30), beat.Offset(0), beat.CatchUp(tc.policy))
 			}
 			first := beat.New(kit.App, entry())
 			runUntil(t, kit, at("2026-01-01T00:20:00Z"), first)
@@ -149,8 +150,8 @@ func TestSchedulers_oneLeaderEachSlotOnce(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:00:00.5Z")
 	entries := func() []beat.Entry {
 		return []beat.Entry{
-			beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick")),
-			beat.Every("slow", 7*time.Second, runtime.Named[int]("tasks.slow")),
+			beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick"), beat.Offset(0)),
+			beat.Every("slow", 7*time.Second, runtime.Named[int]("tasks.slow"), beat.Offset(0)),
 		}
 	}
 	a, b, c := beat.New(kit.App, entries()...), beat.New(kit.App, entries()...), beat.New(kit.App, entries()...)
@@ -173,7 +174,7 @@ func TestSchedulers_oneLeaderEachSlotOnce(t *testing.T) {
 func TestScheduler_deposedLeaderSendsNothing(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:00:00.5Z")
 	ctx := context.Background()
-	entry := func() beat.Entry { return beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick")) }
+	entry := func() beat.Entry { return beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick"), beat.Offset(0)) }
 	a := beat.New(kit.App, entry())
 	a.Lease = 40 * time.Millisecond // real time: the memory store's leases expire on the wall clock
 	runUntil(t, kit, at("2026-01-01T00:00:03Z"), a)
@@ -209,16 +210,17 @@ func TestScheduler_claimedButUnsentSlotIsSentByTheNextLeader(t *testing.T) {
 	tok, ok, err := store.AcquireLease(ctx, beat.DefaultKey, "dead", time.Hour)
 	require.NoError(t, err)
 	require.True(t, ok)
-	claimed, err := store.ClaimSlot(ctx, beat.DefaultKey, "dead", tok, "tick", at("2026-01-01T00:00:01Z"))
+	slot := []driver.Slot{{Entry: "tick", At: at("2026-01-01T00:00:01Z")}}
+	claimed, err := store.ClaimSlots(ctx, beat.DefaultKey, "dead", tok, slot)
 	require.NoError(t, err)
-	require.True(t, claimed)
-	again, err := store.ClaimSlot(ctx, beat.DefaultKey, "dead", tok, "tick", at("2026-01-01T00:00:01Z"))
+	require.Equal(t, []bool{true}, claimed)
+	again, err := store.ClaimSlots(ctx, beat.DefaultKey, "dead", tok, slot)
 	require.NoError(t, err)
-	require.False(t, again, "a slot is claimed once")
+	require.Equal(t, []bool{false}, again, "a slot is claimed once")
 	require.NoError(t, store.ReleaseLease(ctx, beat.DefaultKey, "dead"))
 
 	kit.Advance(time.Second)
-	s := beat.New(kit.App, beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick")))
+	s := beat.New(kit.App, beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick"), beat.Offset(0)))
 	runUntil(t, kit, at("2026-01-01T00:00:03Z"), s)
 	want := slotIDs(beat.DefaultKey, "tick", at("2026-01-01T00:00:01Z"), at("2026-01-01T00:00:02Z"), at("2026-01-01T00:00:03Z"))
 	assert.Equal(t, want, ids(kit, "tasks.tick"))
@@ -228,9 +230,9 @@ func TestNew_badEntries(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:00:00Z")
 	s := beat.New(kit.App,
 		beat.Cron("report", "0 3 * * mun", runtime.Named[int]("tasks.report")),
-		beat.Every("x", time.Minute, runtime.Named[int]("tasks.x")),
-		beat.Every("x", time.Hour, runtime.Named[int]("tasks.x")),
-		beat.Every("fast", time.Microsecond, runtime.Named[int]("tasks.x")),
+		beat.Every("x", time.Minute, runtime.Named[int]("tasks.x"), beat.Offset(0)),
+		beat.Every("x", time.Hour, runtime.Named[int]("tasks.x"), beat.Offset(0)),
+		beat.Every("fast", time.Microsecond, runtime.Named[int]("tasks.x"), beat.Offset(0)),
 	)
 	err := s.Run(context.Background())
 	require.Error(t, err)
@@ -247,7 +249,7 @@ func TestWorker_beatOption(t *testing.T) {
 	require.NoError(t, err)
 	defer app.Close()
 	got := make(chan string, 10)
-	s := beat.New(app, beat.Every("tick", 20*time.Millisecond, runtime.Named[int]("tasks.tick")))
+	s := beat.New(app, beat.Every("tick", 20*time.Millisecond, runtime.Named[int]("tasks.tick"), beat.Offset(0)))
 	s.OnSend = func(entry string, slot, _ time.Time) { got <- beat.SlotID(beat.DefaultKey, entry, slot) }
 	w := app.NewWorker(runtime.WorkerOptions{Beat: s, WithoutEvents: true})
 	ctx, cancel := context.WithCancel(context.Background())
@@ -269,7 +271,7 @@ func TestWorker_beatOption(t *testing.T) {
 
 func TestWriteMetrics(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:07:00Z")
-	s := beat.New(kit.App, beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30)))
+	s := beat.New(kit.App, beat.Every("cleanup", 15*time.Minute, runtime.Named[int]("tasks.cleanup", 30), beat.Offset(0)))
 	runUntil(t, kit, at("2026-01-01T00:31:00Z"), s)
 	var b strings.Builder
 	require.NoError(t, s.WriteMetrics(&b))
@@ -284,4 +286,47 @@ func TestWriteMetrics(t *testing.T) {
 	assert.Equal(t, "every 15m0s", doc.Entries[0].Schedule)
 	assert.Equal(t, "tasks.cleanup(30)", doc.Entries[0].Signature)
 	assert.Equal(t, s.Holder, doc.Holder)
+}
+
+func TestEvery_phaseFromNameSpreadsEntries(t *testing.T) {
+	kit := newKit(t, "2026-01-01T00:00:00Z")
+	var entries []beat.Entry
+	for i := range 1000 {
+		entries = append(entries, beat.Every(fmt.Sprintf("e%d", i), time.Minute, runtime.Named[int]("tasks.e", i)))
+	}
+	s := beat.New(kit.App, entries...)
+	var slots []time.Time
+	s.OnSend = func(_ string, slot, _ time.Time) { slots = append(slots, slot) }
+	runUntil(t, kit, at("2026-01-01T00:01:00Z"), s)
+	require.Len(t, slots, 1000, "each entry once in its first minute")
+	seconds := map[int]int{}
+	for _, sl := range slots {
+		seconds[sl.Second()]++
+	}
+	assert.Greater(t, len(seconds), 50, "1000 one-minute entries fall on %d distinct seconds", len(seconds))
+	// The phase is the same for every scheduler (a function of the name).
+	e := beat.Every("e1", time.Minute, runtime.Named[int]("tasks.e", 1))
+	assert.Equal(t, e.String(), beat.Every("e1", time.Minute, runtime.Named[int]("tasks.e", 1)).String())
+}
+
+func TestScheduler_manyDueAtOnce(t *testing.T) {
+	kit := newKit(t, "2026-01-01T00:00:00.5Z")
+	var entries []beat.Entry
+	for i := range 2000 { // more than one claim batch
+		entries = append(entries, beat.Every(fmt.Sprintf("e%d", i), time.Second, runtime.Named[int]("tasks.e", i), beat.Offset(0)))
+	}
+	s := beat.New(kit.App, entries...)
+	runUntil(t, kit, at("2026-01-01T00:00:03Z"), s)
+	assert.Len(t, kit.Enqueued("tasks.e"), 6000)
+	seen := map[string]bool{}
+	for _, c := range kit.Enqueued("tasks.e") {
+		require.False(t, seen[c.ID], "slot sent twice")
+		seen[c.ID] = true
+	}
+	st, err := s.Store.SlotStates(context.Background(), s.Key)
+	require.NoError(t, err)
+	for i := range 2000 {
+		name := fmt.Sprintf("e%d", i)
+		require.True(t, st[name].Sent.Equal(at("2026-01-01T00:00:03Z")), "%s: %v", name, st[name])
+	}
 }

@@ -31,13 +31,15 @@ type ScheduleStore interface {
 	ReleaseLease(ctx context.Context, key, holder string) error
 	// LeaseInfo returns the lease of key (Holder "" when it is free).
 	LeaseInfo(ctx context.Context, key string) (Lease, error)
-	// ClaimSlot claims entry's slot at slot for holder, the leader of key
-	// with token. It reports false, without error, when holder does not
-	// hold the lease, token is stale, or the entry's latest claim is not
-	// earlier than slot.
-	ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error)
-	// MarkSent records that entry's slot at slot was published.
-	MarkSent(ctx context.Context, key, entry string, slot time.Time) error
+	// ClaimSlots claims slots for holder, the leader of key with token,
+	// in one atomic step, and reports which it claimed: none when holder
+	// does not hold the lease or token is stale; otherwise each slot whose
+	// entry's latest claim is earlier than it (slots of one entry are
+	// taken in order).
+	ClaimSlots(ctx context.Context, key, holder string, token int64, slots []Slot) ([]bool, error)
+	// MarkSent records that slots were published; an entry's mark only
+	// moves forward.
+	MarkSent(ctx context.Context, key string, slots []Slot) error
 	// SlotStates returns, per entry, its latest claimed and sent slots.
 	SlotStates(ctx context.Context, key string) (map[string]SlotState, error)
 	// PutSchedule stores the leader's schedule document (JSON, for
@@ -52,6 +54,12 @@ type Lease struct {
 	Holder string        // "" when no scheduler holds it
 	Token  int64         // the fencing token of the latest tenure
 	Left   time.Duration // time until it expires unless renewed
+}
+
+// Slot is one scheduled run of a schedule's entry.
+type Slot struct {
+	Entry string    // the entry's name
+	At    time.Time // the slot's time (stored to the millisecond)
 }
 
 // SlotState is an entry's progress in a ScheduleStore.

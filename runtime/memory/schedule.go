@@ -80,31 +80,38 @@ func (b *Backend) LeaseInfo(_ context.Context, key string) (driver.Lease, error)
 	return l, nil
 }
 
-// ClaimSlot implements driver.ScheduleStore.
-func (b *Backend) ClaimSlot(_ context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
+// ClaimSlots implements driver.ScheduleStore.
+func (b *Backend) ClaimSlots(_ context.Context, key, holder string, token int64, slots []driver.Slot) ([]bool, error) {
 	b.sched.mu.Lock()
 	defer b.sched.mu.Unlock()
 	st := b.sched.state(key)
+	out := make([]bool, len(slots))
 	if st.holder != holder || st.token != token {
-		return false, nil
+		return out, nil
 	}
-	ss := st.slots[entry]
-	if !ss.Claimed.IsZero() && !ss.Claimed.Before(slot) {
-		return false, nil
+	for i, sl := range slots {
+		at := sl.At.Truncate(time.Millisecond)
+		ss := st.slots[sl.Entry]
+		if ss.Claimed.IsZero() || ss.Claimed.Before(at) {
+			ss.Claimed = at
+			st.slots[sl.Entry] = ss
+			out[i] = true
+		}
 	}
-	ss.Claimed = slot
-	st.slots[entry] = ss
-	return true, nil
+	return out, nil
 }
 
 // MarkSent implements driver.ScheduleStore.
-func (b *Backend) MarkSent(_ context.Context, key, entry string, slot time.Time) error {
+func (b *Backend) MarkSent(_ context.Context, key string, slots []driver.Slot) error {
 	b.sched.mu.Lock()
 	defer b.sched.mu.Unlock()
 	st := b.sched.state(key)
-	if ss := st.slots[entry]; ss.Sent.Before(slot) {
-		ss.Sent = slot
-		st.slots[entry] = ss
+	for _, sl := range slots {
+		at := sl.At.Truncate(time.Millisecond)
+		if ss := st.slots[sl.Entry]; ss.Sent.Before(at) {
+			ss.Sent = at
+			st.slots[sl.Entry] = ss
+		}
 	}
 	return nil
 }

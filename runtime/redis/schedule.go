@@ -61,19 +61,36 @@ func (s scheduleStore) LeaseInfo(ctx context.Context, key string) (driver.Lease,
 	return driver.Lease{Holder: h.Val(), Token: t, Left: max(left.Val(), 0)}, nil
 }
 
-// ClaimSlot implements driver.ScheduleStore (lua/claim_slot.lua).
-func (s scheduleStore) ClaimSlot(ctx context.Context, key, holder string, token int64, entry string, slot time.Time) (bool, error) {
-	n, err := claimSlotScript.Run(ctx, s.client, []string{s.key(key, "lease"), s.key(key, "token"), s.key(key, "claimed")},
-		token, holder, entry, slot.UnixMilli()).Int64()
-	if err != nil {
-		return false, fmt.Errorf("redis beat claim: %w", err)
+// ClaimSlots implements driver.ScheduleStore (lua/claim_slot.lua).
+func (s scheduleStore) ClaimSlots(ctx context.Context, key, holder string, token int64, slots []driver.Slot) ([]bool, error) {
+	args := make([]any, 0, 2+2*len(slots))
+	args = append(args, token, holder)
+	for _, sl := range slots {
+		args = append(args, sl.Entry, sl.At.UnixMilli())
 	}
-	return n == 1, nil
+	res, err := claimSlotScript.Run(ctx, s.client, []string{s.key(key, "lease"), s.key(key, "token"), s.key(key, "claimed")}, args...).Int64Slice()
+	if err != nil {
+		return nil, fmt.Errorf("redis beat claim: %w", err)
+	}
+	out := make([]bool, len(slots))
+	if len(res) == len(slots) {
+		for i, r := range res {
+			out[i] = r == 1
+		}
+	}
+	return out, nil
 }
 
 // MarkSent implements driver.ScheduleStore (lua/mark_sent.lua).
-func (s scheduleStore) MarkSent(ctx context.Context, key, entry string, slot time.Time) error {
-	if err := markSentScript.Run(ctx, s.client, []string{s.key(key, "sent")}, entry, slot.UnixMilli()).Err(); err != nil {
+func (s scheduleStore) MarkSent(ctx context.Context, key string, slots []driver.Slot) error {
+	if len(slots) == 0 {
+		return nil
+	}
+	args := make([]any, 0, 2*len(slots))
+	for _, sl := range slots {
+		args = append(args, sl.Entry, sl.At.UnixMilli())
+	}
+	if err := markSentScript.Run(ctx, s.client, []string{s.key(key, "sent")}, args...).Err(); err != nil {
 		return fmt.Errorf("redis beat mark sent: %w", err)
 	}
 	return nil

@@ -18,6 +18,13 @@ func ScheduleStore(t *testing.T, open func(t *testing.T) driver.ScheduleStore) {
 	ctx := context.Background()
 	key := func(t *testing.T) string { return "conformance-" + driver.NewID() }
 	slot := time.UnixMilli(1_767_225_600_000) // 2026-01-01T00:00:00Z
+	claim := func(t *testing.T, s driver.ScheduleStore, k, holder string, tok int64, entry string, at time.Time) bool {
+		t.Helper()
+		ok, err := s.ClaimSlots(ctx, k, holder, tok, []driver.Slot{{Entry: entry, At: at}})
+		require.NoError(t, err)
+		require.Len(t, ok, 1)
+		return ok[0]
+	}
 
 	t.Run("LeaseIsExclusiveAndRenewable", func(t *testing.T) {
 		t.Parallel()
@@ -53,15 +60,9 @@ func ScheduleStore(t *testing.T, open func(t *testing.T) driver.ScheduleStore) {
 		require.True(t, held)
 		assert.Greater(t, tokB, tokA)
 		// a's old token claims nothing, even named as b.
-		ok, err := s.ClaimSlot(ctx, k, "a", tokA, "e", slot)
-		require.NoError(t, err)
-		assert.False(t, ok)
-		ok, err = s.ClaimSlot(ctx, k, "b", tokA, "e", slot)
-		require.NoError(t, err)
-		assert.False(t, ok, "a stale token claimed a slot")
-		ok, err = s.ClaimSlot(ctx, k, "b", tokB, "e", slot)
-		require.NoError(t, err)
-		assert.True(t, ok)
+		assert.False(t, claim(t, s, k, "a", tokA, "e", slot))
+		assert.False(t, claim(t, s, k, "b", tokA, "e", slot), "a stale token claimed a slot")
+		assert.True(t, claim(t, s, k, "b", tokB, "e", slot))
 	})
 	t.Run("Release", func(t *testing.T) {
 		t.Parallel()
@@ -90,15 +91,19 @@ func ScheduleStore(t *testing.T, open func(t *testing.T) driver.ScheduleStore) {
 			{"e", 0, true}, {"e", 0, false}, {"e", -time.Second, false}, {"e", time.Second, true},
 			{"f", 0, true}, {"e", time.Second, false},
 		} {
-			ok, err := s.ClaimSlot(ctx, k, "a", tok, c.entry, slot.Add(c.at))
-			require.NoError(t, err)
-			assert.Equal(t, c.want, ok, "claim %s at %v", c.entry, c.at)
+			assert.Equal(t, c.want, claim(t, s, k, "a", tok, c.entry, slot.Add(c.at)), "claim %s at %v", c.entry, c.at)
 		}
-		ok, err := s.ClaimSlot(ctx, k, "b", tok, "g", slot)
+		assert.False(t, claim(t, s, k, "b", tok, "g", slot), "a scheduler without the lease claimed a slot")
+		// One call claims several, in order.
+		ok, err := s.ClaimSlots(ctx, k, "a", tok, []driver.Slot{
+			{Entry: "h", At: slot}, {Entry: "h", At: slot}, {Entry: "i", At: slot}, {Entry: "h", At: slot.Add(time.Minute)}})
 		require.NoError(t, err)
-		assert.False(t, ok, "a scheduler without the lease claimed a slot")
-		require.NoError(t, s.MarkSent(ctx, k, "e", slot.Add(time.Second)))
-		require.NoError(t, s.MarkSent(ctx, k, "e", slot)) // older: ignored
+		assert.Equal(t, []bool{true, false, true, true}, ok)
+		ok, err = s.ClaimSlots(ctx, k, "b", tok, []driver.Slot{{Entry: "j", At: slot}, {Entry: "k", At: slot}})
+		require.NoError(t, err)
+		assert.Equal(t, []bool{false, false}, ok)
+		require.NoError(t, s.MarkSent(ctx, k, []driver.Slot{{Entry: "e", At: slot.Add(time.Second)}, {Entry: "h", At: slot}}))
+		require.NoError(t, s.MarkSent(ctx, k, []driver.Slot{{Entry: "e", At: slot}})) // older: ignored
 		st, err := s.SlotStates(ctx, k)
 		require.NoError(t, err)
 		assert.True(t, st["e"].Claimed.Equal(slot.Add(time.Second)), "%v", st["e"])

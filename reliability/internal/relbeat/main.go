@@ -61,7 +61,7 @@ func main() {
 			p = beat.All(0)
 		}
 		entries = append(entries, beat.Every(name, duration("RELBEAT_EVERY", time.Second), runtime.Named[int]("rel.beat."+name),
-			beat.CatchUp(p), beat.Options(runtime.Queue(os.Getenv("RELBEAT_QUEUE")))))
+			beat.CatchUp(p), beat.Offset(0), beat.Options(runtime.Queue(os.Getenv("RELBEAT_QUEUE")))))
 	}
 	s := beat.New(app, entries...)
 	s.Key, s.Holder, s.Lease = os.Getenv("RELBEAT_KEY"), os.Getenv("RELBEAT_HOLDER"), duration("RELBEAT_LEASE", 3*time.Second)

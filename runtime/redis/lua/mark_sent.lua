@@ -1,14 +1,18 @@
--- mark_sent.lua: record that an entry's slot was published.
+-- mark_sent.lua: record that scheduled slots were published.
 --
 -- KEYS[1]  the hash entry -> latest sent slot (Unix milliseconds)
--- ARGV[1]  the entry's name
--- ARGV[2]  the slot, in Unix milliseconds
--- Returns  1 when recorded, 0 when a later slot was recorded already
+-- ARGV     pairs: an entry's name, a slot in Unix milliseconds
+-- Returns  how many marks moved
 --
--- Atomic: the comparison and the HSET, so the mark only moves forward even
+-- Atomic: each comparison and its HSET, so a mark only moves forward even
 -- when a deposed leader reports an older slot after its successor a newer.
 
-local last = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '-1')
-if last >= tonumber(ARGV[2]) then return 0 end
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-return 1
+local n = 0
+for i = 1, #ARGV, 2 do
+  local last = tonumber(redis.call('HGET', KEYS[1], ARGV[i]) or '-1')
+  if last < tonumber(ARGV[i + 1]) then
+    redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1])
+    n = n + 1
+  end
+end
+return n
