@@ -174,7 +174,9 @@ func TestSchedulers_oneLeaderEachSlotOnce(t *testing.T) {
 func TestScheduler_deposedLeaderSendsNothing(t *testing.T) {
 	kit := newKit(t, "2026-01-01T00:00:00.5Z")
 	ctx := context.Background()
-	entry := func() beat.Entry { return beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick"), beat.Offset(0)) }
+	entry := func() beat.Entry {
+		return beat.Every("tick", time.Second, runtime.Named[int]("tasks.tick"), beat.Offset(0))
+	}
 	a := beat.New(kit.App, entry())
 	a.Lease = 40 * time.Millisecond // real time: the memory store's leases expire on the wall clock
 	runUntil(t, kit, at("2026-01-01T00:00:03Z"), a)
