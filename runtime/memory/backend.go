@@ -14,12 +14,12 @@ import (
 
 // Backend is an in-process result backend.
 type Backend struct {
-	mu     sync.Mutex
-	docs   map[string][]byte
-	wake   chan struct{}
-	groups map[string][]byte
-	chords map[string]*chordState
-	sched  schedules
+	mu        sync.Mutex
+	docs      map[string][]byte
+	wake      chan struct{}
+	groups    map[string][]byte
+	chords    map[string]*chordState
+	schedules // driver.ScheduleStore: runtime/beat's state
 }
 
 // chordState counts the members of one chord's header.

@@ -31,9 +31,15 @@ func TestConformance(t *testing.T) {
 	})
 }
 
-// TestScheduleStoreConformance runs the schedule store suite on one
-// memory backend.
+// TestScheduleStoreConformance runs the schedule store suite on a memory
+// backend and a memory broker.
 func TestScheduleStoreConformance(t *testing.T) {
-	b := memory.NewBackend()
-	transporttest.ScheduleStore(t, func(*testing.T) driver.ScheduleStore { return b })
+	t.Run("Backend", func(t *testing.T) {
+		b := memory.NewBackend()
+		transporttest.ScheduleStore(t, func(*testing.T) driver.ScheduleStore { return b })
+	})
+	t.Run("Broker", func(t *testing.T) {
+		b := memory.NewBroker()
+		transporttest.ScheduleStore(t, func(*testing.T) driver.ScheduleStore { return b })
+	})
 }

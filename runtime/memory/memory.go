@@ -69,6 +69,8 @@ type DeadLetter struct {
 // Broker is an in-process message broker with at-least-once semantics:
 // un-acknowledged deliveries go back to their queue when requeued.
 type Broker struct {
+	schedules // driver.ScheduleStore: runtime/beat's state
+
 	mu      sync.Mutex
 	queues  map[string][]*driver.Message
 	wake    chan struct{} // closed and replaced when a message arrives

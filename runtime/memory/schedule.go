@@ -9,7 +9,8 @@ import (
 )
 
 // schedules holds the state of runtime/beat's schedulers in process, one
-// scheduleState per scheduler key. Leases expire on the wall clock.
+// scheduleState per scheduler key; Backend and Broker embed it, so both
+// implement driver.ScheduleStore. Leases expire on the wall clock.
 type schedules struct {
 	mu   sync.Mutex
 	keys map[string]*scheduleState
@@ -24,7 +25,10 @@ type scheduleState struct {
 	docUntil time.Time
 }
 
-var _ driver.ScheduleStore = (*Backend)(nil)
+var (
+	_ driver.ScheduleStore = (*Backend)(nil)
+	_ driver.ScheduleStore = (*Broker)(nil)
+)
 
 func (s *schedules) state(key string) *scheduleState {
 	if s.keys == nil {
@@ -42,10 +46,10 @@ func (s *schedules) state(key string) *scheduleState {
 }
 
 // AcquireLease implements driver.ScheduleStore.
-func (b *Backend) AcquireLease(_ context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) AcquireLease(_ context.Context, key, holder string, ttl time.Duration) (int64, bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	switch st.holder {
 	case holder:
 	case "":
@@ -59,20 +63,20 @@ func (b *Backend) AcquireLease(_ context.Context, key, holder string, ttl time.D
 }
 
 // ReleaseLease implements driver.ScheduleStore.
-func (b *Backend) ReleaseLease(_ context.Context, key, holder string) error {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	if st := b.sched.state(key); st.holder == holder {
+func (b *schedules) ReleaseLease(_ context.Context, key, holder string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if st := b.state(key); st.holder == holder {
 		st.holder = ""
 	}
 	return nil
 }
 
 // LeaseInfo implements driver.ScheduleStore.
-func (b *Backend) LeaseInfo(_ context.Context, key string) (driver.Lease, error) {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) LeaseInfo(_ context.Context, key string) (driver.Lease, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	l := driver.Lease{Holder: st.holder, Token: st.token}
 	if st.holder != "" {
 		l.Left = time.Until(st.expires)
@@ -81,10 +85,10 @@ func (b *Backend) LeaseInfo(_ context.Context, key string) (driver.Lease, error)
 }
 
 // ClaimSlots implements driver.ScheduleStore.
-func (b *Backend) ClaimSlots(_ context.Context, key, holder string, token int64, slots []driver.Slot) ([]bool, error) {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) ClaimSlots(_ context.Context, key, holder string, token int64, slots []driver.Slot) ([]bool, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	out := make([]bool, len(slots))
 	if st.holder != holder || st.token != token {
 		return out, nil
@@ -102,10 +106,10 @@ func (b *Backend) ClaimSlots(_ context.Context, key, holder string, token int64,
 }
 
 // MarkSent implements driver.ScheduleStore.
-func (b *Backend) MarkSent(_ context.Context, key string, slots []driver.Slot) error {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) MarkSent(_ context.Context, key string, slots []driver.Slot) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	for _, sl := range slots {
 		at := sl.At.Truncate(time.Millisecond)
 		if ss := st.slots[sl.Entry]; ss.Sent.Before(at) {
@@ -117,10 +121,10 @@ func (b *Backend) MarkSent(_ context.Context, key string, slots []driver.Slot) e
 }
 
 // SlotStates implements driver.ScheduleStore.
-func (b *Backend) SlotStates(_ context.Context, key string) (map[string]driver.SlotState, error) {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) SlotStates(_ context.Context, key string) (map[string]driver.SlotState, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	out := make(map[string]driver.SlotState, len(st.slots))
 	for k, v := range st.slots {
 		out[k] = v
@@ -129,19 +133,19 @@ func (b *Backend) SlotStates(_ context.Context, key string) (map[string]driver.S
 }
 
 // PutSchedule implements driver.ScheduleStore.
-func (b *Backend) PutSchedule(_ context.Context, key string, doc []byte, ttl time.Duration) error {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) PutSchedule(_ context.Context, key string, doc []byte, ttl time.Duration) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	st.doc, st.docUntil = append([]byte(nil), doc...), time.Now().Add(ttl)
 	return nil
 }
 
 // Schedule implements driver.ScheduleStore.
-func (b *Backend) Schedule(_ context.Context, key string) ([]byte, error) {
-	b.sched.mu.Lock()
-	defer b.sched.mu.Unlock()
-	st := b.sched.state(key)
+func (b *schedules) Schedule(_ context.Context, key string) ([]byte, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	st := b.state(key)
 	if st.doc == nil || !time.Now().Before(st.docUntil) {
 		return nil, nil
 	}
