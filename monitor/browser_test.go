@@ -15,6 +15,7 @@ import (
 
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/beat"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -113,7 +114,7 @@ func TestBrowser_Monitor(t *testing.T) {
 
 	t.Run("every page loads", func(t *testing.T) {
 		for path, sel := range map[string]string{
-			"/": "#workers", "/tasks": "#tasks", "/task/" + carol: "#timeline", "/broker": "#queues",
+			"/": "#workers", "/tasks": "#tasks", "/task/" + carol: "#timeline", "/broker": "#queues", "/beat": "#beat-store",
 		} {
 			within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+path), chromedp.WaitVisible(chromedp.CSS(sel)))
 			title := eval[string](t, ctx, "document.title")
@@ -173,6 +174,72 @@ func TestBrowser_Monitor(t *testing.T) {
 		require.Equal(t, "'msg-carol@example.com'", eval[string](t, ctx, `document.querySelector('#task-result').textContent`))
 		require.Equal(t, 3, eval[int](t, ctx, `document.querySelectorAll('#timeline tbody tr').length`))
 		require.Equal(t, "SUCCESS", eval[string](t, ctx, `document.querySelector('#task-state').textContent`))
+	})
+
+	t.Run("the beat page shows the leader and the entries", func(t *testing.T) {
+		s := beat.New(e.app,
+			beat.Every("heartbeat", 100*time.Millisecond, runtime.Named[int]("tasks.heartbeat", 1), beat.Offset(0), beat.Options(runtime.Queue("beat"))),
+			beat.Cron("nightly-report", "30 2 * * 1-5", runtime.Named[string]("tasks.report", "nightly"), beat.CatchUp(beat.Skip), beat.Options(runtime.Queue("beat"))),
+		)
+		s.Holder, s.Lease = "beat@browser", 600*time.Millisecond
+		sctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- s.Run(sctx) }()
+		stopped := false
+		halt := func() {
+			if !stopped {
+				stopped = true
+				cancel()
+				require.NoError(t, <-done)
+			}
+		}
+		t.Cleanup(halt)
+
+		sec := `document.querySelector('section.beat[data-key="default"]')`
+		field := func(name string) string {
+			return fmt.Sprintf(`(%s.querySelector('[data-field=%q]') || {}).textContent`, sec, name)
+		}
+		cell := func(entry, name string) string {
+			return fmt.Sprintf(`(%s.querySelector('tr[data-entry=%q] [data-field=%q]') || {}).textContent`, sec, entry, name)
+		}
+		// The page is rendered from the latest poll: reload until the
+		// leader's document is there with a few slots sent.
+		reloadUntil := func(js string) {
+			t.Helper()
+			deadline := time.Now().Add(10 * time.Second)
+			for {
+				within(t, ctx, 10*time.Second, chromedp.Navigate(e.url+"/beat"), chromedp.WaitVisible(chromedp.CSS("#beat-store")))
+				if eval[bool](t, ctx, js) {
+					return
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("browser: %s never became true on /beat", js)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+		}
+		reloadUntil(fmt.Sprintf(`%s === 'beat@browser' && Number(%s) >= 3`, field("leader"), cell("heartbeat", "sent")))
+		require.Equal(t, "leading", eval[string](t, ctx, field("status")))
+		require.Equal(t, "Beat", eval[string](t, ctx, `document.querySelector('nav a.active').textContent`))
+		require.Equal(t, []string{"heartbeat", "nightly-report"},
+			eval[[]string](t, ctx, fmt.Sprintf(`Array.from(%s.querySelectorAll('.beat-entries tbody tr')).map(function(r){return r.dataset.entry})`, sec)))
+		require.Equal(t, "every 100ms", eval[string](t, ctx, cell("heartbeat", "schedule")))
+		require.Equal(t, "tasks.heartbeat(1)", eval[string](t, ctx, cell("heartbeat", "signature")))
+		require.Equal(t, "cron 30 2 * * 1-5", eval[string](t, ctx, cell("nightly-report", "schedule")))
+		require.Equal(t, `tasks.report("nightly")`, eval[string](t, ctx, cell("nightly-report", "signature")))
+		require.Equal(t, "skip", eval[string](t, ctx, cell("nightly-report", "catch-up")))
+		require.Equal(t, "never", eval[string](t, ctx, cell("nightly-report", "last-sent")))
+		require.Contains(t, eval[string](t, ctx, cell("nightly-report", "next")), "(in ")
+		require.Contains(t, eval[string](t, ctx, cell("heartbeat", "last-sent")), "ago")
+		require.Contains(t, eval[string](t, ctx, field("lease")), "left of 600.0 ms")
+		require.GreaterOrEqual(t, eval[int](t, ctx, fmt.Sprintf(`Number(%s.querySelector('[data-field="slots-sent"]').textContent)`, sec)), 3)
+
+		// The scheduler stops: the page says no scheduler leads.
+		halt()
+		reloadUntil(fmt.Sprintf(`%s === 'no leader'`, field("status")))
+		require.Equal(t, "none", eval[string](t, ctx, field("leader")))
+		require.Contains(t, eval[string](t, ctx, field("note")), "No scheduler leads this schedule")
+		require.Contains(t, eval[string](t, ctx, cell("heartbeat", "last-sent")), "ago")
 	})
 
 	if *updateScreenshots {

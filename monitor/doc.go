@@ -52,15 +52,38 @@
 // /api/task/info and /api/tasks add group, group_index and chord to
 // Flower's task fields, and fill children.
 //
+// # Periodic-task schedules
+//
+// The schedulers of package runtime/beat keep their state in a
+// driver.ScheduleStore: the result backend when it is one (Redis, memory),
+// else the broker (Redis, memory). The monitor reads the same store
+// ([Config.BeatStore] overrides it) for each of [Config.BeatKeys] (default
+// "default"), each PollInterval: the leader's schedule document
+// (beat.ReadSchedule; the leader stores it every Lease/3 for three lease
+// times), the lease (holder, fencing token, time left) and each entry's
+// latest claimed and sent slots. /beat shows, per key, the leader, token,
+// lease, the document's time and counters (elections, slots sent, missed,
+// send errors) and the entries (schedule, signature, catch-up policy, next
+// run, last sent, sent, missed). When no scheduler holds the lease the
+// page says so and shows the last sent slots from the store (and the last
+// leader's entries while its document lasts). GET /api/beat answers
+// {key: {leader, token, lease_left_seconds, lease_seconds, updated, stale,
+// entries_total, entries, stats, polled, error}}; /metrics adds the
+// leaders' taskgen_beat_* metrics (see [State.WriteMetrics]). With
+// RabbitMQ and no Redis result backend there is no store: /beat says to
+// give taskmon the schedulers' -backend, and /api/beat answers 404.
+//
 // # HTTP
 //
 // Pages: / (workers and live graphs over Server-Sent Events, drawn by the
 // embedded uPlot), /tasks (search, filters, sorting, pages), /task/<id>,
-// /group/<id>, /broker. Flower's API: GET /api/workers, /api/tasks,
+// /group/<id>, /broker, /beat. Flower's API: GET /api/workers, /api/tasks,
 // /api/task/info/<id>, /api/task/result/<id>, /api/queues/length; POST
 // /api/task/async-apply/<name>, /api/task/revoke/<id>. Also GET /metrics
-// ([State.WriteMetrics]), /api/summary, /api/series, /api/events/stream,
-// /api/task/workflow/<id>, /api/group/info/<id> and /healthcheck. Every route sits behind basic auth when configured; browsers'
-// cross-site POSTs are refused; a loopback monitor without auth answers only
-// loopback Host names. Broker passwords are never shown.
+// ([State.WriteMetrics] and the schedules'), /api/summary, /api/series,
+// /api/events/stream, /api/task/workflow/<id>, /api/group/info/<id>,
+// /api/beat and /healthcheck. Every route sits behind basic auth when
+// configured; browsers' cross-site POSTs are refused; a loopback monitor
+// without auth answers only loopback Host names. Broker passwords are never
+// shown.
 package monitor

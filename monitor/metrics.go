@@ -2,11 +2,14 @@ package monitor
 
 import (
 	"bufio"
+	"bytes"
 	"io"
 	"maps"
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/taskgen/taskgen/runtime/beat"
 )
 
 // WriteMetrics writes the state in Prometheus' text exposition format
@@ -21,6 +24,23 @@ import (
 //	taskgen_monitor_events_total              counter: events consumed
 //	taskgen_monitor_bad_events_total          counter: malformed events
 //	taskgen_monitor_tasks                     gauge: tasks kept in memory
+//
+// The monitor's GET /metrics follows them with the leaders' metrics of the
+// periodic-task schedules it watches (Config.BeatKeys), as runtime/beat's
+// WriteDocMetrics writes them from each schedule document, labelled
+// key="<schedule key>", as of the latest poll:
+//
+//	taskgen_beat_leader{key}                       gauge: 1 while the document's scheduler holds the lease
+//	taskgen_beat_elections_total{key}              counter: times that scheduler took the lease
+//	taskgen_beat_slots_sent_total{key,entry}       counter: slots it published
+//	taskgen_beat_slots_missed_total{key,entry}     counter: slots its catch-up policies did not send
+//	taskgen_beat_send_errors_total{key}            counter: failed publishes (each is retried)
+//	taskgen_beat_fire_lateness_seconds{key}        histogram: publish time minus slot time (1 ms … 10 s)
+//
+// The counters are the leader's since it started: they restart from zero
+// when another scheduler takes over. A key no scheduler leads has only
+// taskgen_beat_leader 0 (and the last leader's counters while its document
+// lasts, three lease times).
 func (s *State) WriteMetrics(out io.Writer) error {
 	w := bufio.NewWriter(out)
 	now := s.opts.Now()
@@ -130,4 +150,83 @@ func label(w *bufio.Writer, v string) {
 	w.WriteByte('"')
 	labelEscaper.WriteString(w, v)
 	w.WriteByte('"')
+}
+
+// writeBeatMetrics writes runtime/beat's metrics of each watched schedule
+// (see State.WriteMetrics): beat.WriteDocMetrics of the schedule's latest
+// document, its leader gauge 0 unless the document's scheduler still holds
+// the lease; a key without a document has taskgen_beat_leader 0 only.
+// beat.WriteDocMetrics writes one document's families, each with its HELP
+// and TYPE; the families of several keys are merged so that each appears
+// once.
+func (m *Monitor) writeBeatMetrics(out io.Writer) error {
+	if m.beat.store == nil {
+		return nil
+	}
+	var fams []*metricFamily
+	idx := map[string]*metricFamily{}
+	var buf bytes.Buffer
+	for _, v := range m.beatViews() {
+		if v.Polled.IsZero() {
+			continue
+		}
+		d, only := &beat.ScheduleDoc{Key: v.Key}, "taskgen_beat_leader"
+		if v.Doc != nil {
+			c := *v.Doc
+			c.Key, c.Stats = v.Key, *v.Stats
+			d, only = &c, ""
+		}
+		buf.Reset()
+		if err := beat.WriteDocMetrics(&buf, d); err != nil {
+			return err
+		}
+		mergeFamilies(&fams, idx, buf.String(), only)
+	}
+	w := bufio.NewWriter(out)
+	for _, f := range fams {
+		for _, l := range f.head {
+			w.WriteString(l + "\n")
+		}
+		for _, l := range f.samples {
+			w.WriteString(l + "\n")
+		}
+	}
+	return w.Flush()
+}
+
+// metricFamily is one metric family of the text exposition format: its
+// HELP and TYPE lines and its samples.
+type metricFamily struct {
+	head, samples []string
+}
+
+// mergeFamilies adds the families of text (a family starts at its "# HELP"
+// line) to fams, the samples of a family already there after its own;
+// only, when set, keeps that family alone.
+func mergeFamilies(fams *[]*metricFamily, idx map[string]*metricFamily, text, only string) {
+	var cur *metricFamily
+	fresh := false
+	for _, line := range strings.Split(strings.TrimRight(text, "\n"), "\n") {
+		if rest, ok := strings.CutPrefix(line, "# HELP "); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			cur, fresh = nil, false
+			if only != "" && name != only {
+				continue
+			}
+			if cur = idx[name]; cur == nil {
+				cur, fresh = &metricFamily{}, true
+				idx[name] = cur
+				*fams = append(*fams, cur)
+			}
+		}
+		switch {
+		case cur == nil || line == "":
+		case strings.HasPrefix(line, "#"):
+			if fresh {
+				cur.head = append(cur.head, line)
+			}
+		default:
+			cur.samples = append(cur.samples, line)
+		}
+	}
 }

@@ -41,7 +41,8 @@ type Config struct {
 	// Queues are the queues whose depth is polled; empty means "celery"
 	// (the app's default queue) plus every queue named in task events.
 	Queues []string
-	// PollInterval is the interval of queue-depth polls (default 2 s).
+	// PollInterval is the interval of queue-depth and beat-schedule polls
+	// (default 2 s).
 	PollInterval time.Duration
 	// BasicAuth, "user:password", protects every route when set.
 	BasicAuth string
@@ -51,6 +52,15 @@ type Config struct {
 	Now func() time.Time
 	// Location is the zone times are shown in (default time.Local).
 	Location *time.Location
+	// BeatKeys are the keys of the periodic-task schedules (runtime/beat's
+	// Scheduler.Key) shown on /beat, /api/beat and /metrics; empty means
+	// beat.DefaultKey. They are polled each PollInterval.
+	BeatKeys []string
+	// BeatStore is where the schedules' state is read (default: the app's
+	// result backend when it is a driver.ScheduleStore, else its broker
+	// when it is one, as runtime/beat's Scheduler chooses; with neither,
+	// /beat says how to get one).
+	BeatStore driver.ScheduleStore
 }
 
 // Monitor consumes a broker's Celery events into a [State] and serves the
@@ -70,6 +80,8 @@ type Monitor struct {
 	handler    http.Handler
 	subscribed chan struct{}
 	subOnce    sync.Once
+
+	beat beatWatch // the schedules' state, polled
 }
 
 // New returns a monitor for cfg.App. Call Run (or Start, or use Serve) to
@@ -103,6 +115,7 @@ func New(cfg Config) (*Monitor, error) {
 		}
 		m.user, m.pass, m.auth = sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p)), true
 	}
+	m.beat.init(cfg, m.app)
 	m.handler = m.routes()
 	return m, nil
 }
@@ -123,6 +136,7 @@ func (m *Monitor) Subscribed() <-chan struct{} { return m.subscribed }
 func (m *Monitor) Run(ctx context.Context) error {
 	et := m.app.Broker().(driver.EventTransport)
 	go m.pollQueues(ctx)
+	go m.pollBeat(ctx)
 	m.wakeWorkers(ctx)
 	for {
 		ch, err := et.SubscribeEvents(ctx)

@@ -36,6 +36,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /task/{id}", m.pageTask)
 	mux.HandleFunc("GET /group/{id}", m.pageGroup)
 	mux.HandleFunc("GET /broker", m.pageBroker)
+	mux.HandleFunc("GET /beat", m.pageBeat)
 	mux.HandleFunc("GET /metrics", m.metrics)
 	mux.HandleFunc("GET /healthcheck", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
 
@@ -53,6 +54,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /api/events/stream", m.apiStream)
 	mux.HandleFunc("GET /api/series", m.apiSeries)
 	mux.HandleFunc("GET /api/summary", m.apiSummary)
+	mux.HandleFunc("GET /api/beat", m.apiBeat)
 
 	var h http.Handler = mux
 	// Browsers' cross-site POSTs (CSRF) are refused; curl and scripts pass.
@@ -102,7 +104,7 @@ var funcs = template.FuncMap{
 var pages = map[string]*template.Template{}
 
 func init() {
-	for _, p := range []string{"dashboard", "tasks", "task", "group", "broker", "error"} {
+	for _, p := range []string{"dashboard", "tasks", "task", "group", "broker", "beat", "error"} {
 		pages[p] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/steps.html", "templates/"+p+".html"))
 	}
 }
@@ -339,6 +341,10 @@ func (m *Monitor) pageBroker(w http.ResponseWriter, r *http.Request) {
 func (m *Monitor) metrics(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
 	if err := m.state.WriteMetrics(w); err != nil {
+		m.log.Debug("writing metrics", "err", err)
+		return
+	}
+	if err := m.writeBeatMetrics(w); err != nil {
 		m.log.Debug("writing metrics", "err", err)
 	}
 }

@@ -7,6 +7,7 @@
 //
 //	taskmon -broker URL [-backend URL] [-addr 127.0.0.1:5555] [-max-tasks 10000]
 //	        [-queues celery,emails] [-basic-auth user:pass] [-poll 2s] [-loglevel info]
+//	        [-beat-key default]
 //
 // For example:
 //
@@ -28,7 +29,12 @@
 //   - -basic-auth user:pass, or the environment variable TASKMON_BASIC_AUTH:
 //     HTTP basic auth on every route (the flag wins). Prefer the variable: flags
 //     show in process lists.
-//   - -poll: the interval of queue-depth polls (default 2s).
+//   - -poll: the interval of queue-depth and beat-schedule polls (default 2s).
+//   - -beat-key: the key of a periodic-task schedule (runtime/beat's
+//     Scheduler.Key) to show on /beat; repeat it or separate keys with commas
+//     (default "default"). The schedules are read from the -backend when it
+//     is Redis, else from a Redis broker, as the schedulers keep them; on
+//     RabbitMQ give -backend the schedulers' Redis result backend.
 //   - -loglevel: debug, info, warn or error (default info).
 //
 // Passwords in broker and backend URLs are never displayed or logged.
@@ -45,6 +51,10 @@
 //   - /task/<id>: every field, the state timeline, result, exception and
 //     traceback.
 //   - /broker: queues with ready (and unacked where the transport says) counts.
+//   - /beat: each periodic-task schedule: the leading scheduler, its fencing
+//     token and lease time left, its counters (elections, slots sent, missed,
+//     send errors) and the entries (schedule, signature, catch-up policy, next
+//     run, last sent, sent, missed); with no leader, the last sent slots.
 //
 // # API
 //
@@ -53,7 +63,9 @@
 // /api/task/result/<id>, /api/queues/length; POST /api/task/async-apply/<name>
 // (body {"args": [...], "kwargs": {...}, "countdown": s, "queue": q}) and
 // /api/task/revoke/<id>?terminate=true. taskmon's own: GET /api/summary,
-// /api/series, /api/events/stream (SSE), /healthcheck. Prometheus: GET /metrics.
+// /api/series, /api/events/stream (SSE), /api/beat (the schedules),
+// /healthcheck. Prometheus: GET /metrics (tasks, queues, workers, and the
+// schedules' leaders: taskgen_beat_*).
 //
 // Browsers' cross-site POST requests are refused. When taskmon listens on
 // loopback without basic auth it also refuses Host headers that are not

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -34,10 +35,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	maxTasks := fs.Int("max-tasks", 10000, "tasks kept in memory")
 	queues := fs.String("queues", "", "comma-separated queues to poll (default: celery plus queues seen)")
 	auth := fs.String("basic-auth", "", "`user:pass` for HTTP basic auth (or env TASKMON_BASIC_AUTH)")
-	poll := fs.Duration("poll", 2*time.Second, "queue-depth poll interval")
+	poll := fs.Duration("poll", 2*time.Second, "queue-depth and beat-schedule poll interval")
 	level := fs.String("loglevel", "info", "log level: debug, info, warn, error")
+	var beatKeys keyList
+	fs.Var(&beatKeys, "beat-key", "periodic-task schedule `key` to show on /beat (repeatable or comma-separated; default \"default\")")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: taskmon -broker URL [-backend URL] [-addr %s] [-max-tasks N] [-queues a,b] [-basic-auth user:pass]\n\n", monitor.DefaultAddr)
+		fmt.Fprintf(stderr, "usage: taskmon -broker URL [-backend URL] [-addr %s] [-max-tasks N] [-queues a,b] [-basic-auth user:pass] [-beat-key default]\n\n", monitor.DefaultAddr)
 		fmt.Fprintf(stderr, "taskmon serves a web monitor (Flower's API, Prometheus /metrics) over the Celery events of one broker.\n\n")
 		fs.PrintDefaults()
 	}
@@ -76,10 +79,29 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 			qs = append(qs, q)
 		}
 	}
-	cfg := monitor.Config{App: app, MaxTasks: *maxTasks, Queues: qs, PollInterval: *poll, BasicAuth: *auth, Logger: log}
+	cfg := monitor.Config{App: app, MaxTasks: *maxTasks, Queues: qs, PollInterval: *poll, BasicAuth: *auth, Logger: log,
+		BeatKeys: beatKeys}
 	if err := monitor.Serve(ctx, *addr, cfg); err != nil {
 		fmt.Fprintf(stderr, "taskmon: %v\n", err)
 		return 1
 	}
 	return 0
+}
+
+// keyList is a repeatable flag of comma-separated names.
+type keyList []string
+
+func (k *keyList) String() string { return strings.Join(*k, ",") }
+
+func (k *keyList) Set(v string) error {
+	n := len(*k)
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*k = append(*k, s)
+		}
+	}
+	if len(*k) == n {
+		return errors.New("empty key")
+	}
+	return nil
 }
