@@ -50,6 +50,7 @@ type Options struct {
 	IgnoreResult      bool          // "ignore_result"
 	Priority          int           // "priority": 0..255, meaningful when HasPriority
 	HasPriority       bool
+	Schedules         []Schedule // "schedule", repeatable: the task's periodic entries, in the order written
 
 	// Set maps every option given explicitly to the position of its
 	// (first) directive. It is never nil in Options returned by this package.

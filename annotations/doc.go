@@ -30,7 +30,9 @@
 // The value is the rest of the line, leading and trailing spaces removed.
 // Options taking one value accept it bare or as a Go quoted string
 // ("emails" or `emails`); autoretry_for and dont_autoretry_for take a
-// comma-separated list. Option names are lower case and each may appear once.
+// comma-separated list; schedule takes a kind, its value and options (see
+// Schedules below). Option names are lower case and each may appear once,
+// but for schedule, which may be repeated.
 //
 // # Where directives go
 //
@@ -80,8 +82,27 @@
 //	acks_late            acknowledge after the run        default false
 //	ignore_result        store no result                  default false
 //	priority             0..255                           default broker's
+//	schedule             send periodically (repeatable)   default none
 //
 // [Vocabulary] documents each one; the README's reference is made from it.
+//
+// # Schedules
+//
+// A schedule directive makes the task periodic, as an entry of Celery beat's
+// schedule ([Schedule]):
+//
+//	//task:schedule every 15m
+//	//task:schedule cron "0 3 * * mon-fri" tz=Europe/Paris name=weekday-report
+//
+// every takes a duration of at least a millisecond, in whole milliseconds;
+// cron a crontab expression as a Go quoted string, whose fields the
+// generator checks with the runtime's crontab parser. The optional
+// trailing options are name=NAME, the entry's name (letters, digits and
+// _ . : -); for cron, tz=ZONE, an IANA time zone the fields are read in
+// (default UTC); for every, offset=DURATION, the phase of the slots within
+// the interval (default: derived from the entry's name; offset=0 puts them
+// on the clock). A task may have several schedules, but not the same one
+// twice.
 //
 // # Errors
 //

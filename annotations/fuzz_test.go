@@ -30,6 +30,7 @@ func FuzzParseFile(f *testing.F) {
 		"package p\r\n\r\n//task:queue x\r\nfunc f() {}\r\n",
 		"package p\n\n//task:queue \xff\xfe\n//task:\xc3\x89\nfunc f() {}\n",
 		"package p\n/*task:queue x*/\nfunc f() {}\n",
+		"package p\n\n//task:schedule every 15m\n//task:schedule cron \"0 3 * * mon-fri\" tz=Europe/Paris name=x\n//task:schedule cron `*/5 * *` tz= name=\n//task:schedule every 1m tz=UTC\nfunc f() {}\n",
 	}
 	for _, s := range seeds {
 		f.Add(s)
@@ -50,6 +51,20 @@ func FuzzParseFile(f *testing.F) {
 			}
 			if d.Options.Set == nil {
 				t.Fatalf("decl %s: nil Set", d.Name())
+			}
+			for _, s := range d.Options.Schedules {
+				if (s.Every == 0) == (s.Cron == "") || !s.Pos.IsValid() || !s.ValuePos.IsValid() {
+					t.Fatalf("decl %s: bad Schedule %#v", d.Name(), s)
+				}
+				fields := strings.Fields(s.Cron)
+				if len(s.CronFieldPos) != len(fields) {
+					t.Fatalf("decl %s: schedule %q has %d field positions", d.Name(), s.Cron, len(s.CronFieldPos))
+				}
+				for i, p := range s.CronFieldPos {
+					if p != s.ValuePos && !strings.HasPrefix(src[p.Offset:], fields[i]) {
+						t.Fatalf("decl %s: field %d of %q is not at %s", d.Name(), i, s.Cron, p)
+					}
+				}
 			}
 			for _, r := range append(d.Options.AutoretryFor, d.Options.DontAutoretryFor...) {
 				if !r.Pos.IsValid() || r.Ident == "" {

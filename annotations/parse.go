@@ -146,12 +146,14 @@ func (p *parser) parseGroup(doc *ast.CommentGroup) Options {
 			p.errorf(d.namePos, "%s", unknownOption(name))
 			continue
 		}
-		if prev, dup := seen[name]; dup {
+		if prev, dup := seen[name]; dup && !repeatable[name] {
 			p.errorf(c.Slash, "duplicate option %q (previous at %s)", name, p.position(prev))
 			continue
 		}
-		seen[name] = c.Slash
-		opts.Set[name] = p.position(c.Slash)
+		if _, dup := seen[name]; !dup {
+			seen[name] = c.Slash
+			opts.Set[name] = p.position(c.Slash)
+		}
 		set(p, &opts, &d)
 	}
 	p.crossCheck(&opts, seen)
@@ -160,6 +162,7 @@ func (p *parser) parseGroup(doc *ast.CommentGroup) Options {
 
 // crossCheck validates relations between options.
 func (p *parser) crossCheck(opts *Options, seen map[string]token.Pos) {
+	p.checkSchedules(opts)
 	if opts.SoftTimeLimit > 0 && opts.TimeLimit > 0 && opts.SoftTimeLimit >= opts.TimeLimit {
 		p.errorf(seen["soft_time_limit"], "soft_time_limit %s must be less than time_limit %s",
 			formatDuration(opts.SoftTimeLimit), formatDuration(opts.TimeLimit))
@@ -198,6 +201,11 @@ func unknownOption(name string) string {
 var celeryHints = map[string]string{
 	"bind":       "a Go task reads its request with runtime.TaskFromContext(ctx)",
 	"serializer": "the serializer is set for the app, in runtime.Config",
+	"cron":       `write //task:schedule cron "EXPR"`,
+	"crontab":    `write //task:schedule cron "EXPR"`,
+	"every":      "write //task:schedule every DURATION",
+	"run_every":  "write //task:schedule every DURATION",
+	"periodic":   `write //task:schedule every DURATION or //task:schedule cron "EXPR"`,
 }
 
 // setter parses the value of one option into opts.
@@ -298,6 +306,7 @@ func init() {
 			}
 			o.RateLimit = r
 		},
+		"schedule": func(p *parser, o *Options, d *directive) { p.schedule(o, d) },
 		"priority": func(p *parser, o *Options, d *directive) {
 			v, pos, ok := p.required(d)
 			if !ok {

@@ -204,7 +204,7 @@ func TestParse_Errors(t *testing.T) {
 		{"unknown hyphen", []string{"//task:retry-backoff"}, []string{`x.go:3:8: unknown option "retry-backoff" (did you mean retry_backoff?)`}},
 		{"unknown prefix", []string{"//task:autoretry *E"}, []string{`x.go:3:8: unknown option "autoretry" (did you mean autoretry_for?)`}},
 		{"unknown part", []string{"//task:retries 5"}, []string{`x.go:3:8: unknown option "retries" (did you mean max_retries?)`}},
-		{"unknown far", []string{"//task:frobnicate"}, []string{`x.go:3:8: unknown option "frobnicate" (valid options: name, queue, autoretry_for, dont_autoretry_for, retry_backoff, retry_backoff_max, retry_jitter, max_retries, default_retry_delay, time_limit, soft_time_limit, rate_limit, expires, acks_late, ignore_result, priority)`}},
+		{"unknown far", []string{"//task:frobnicate"}, []string{`x.go:3:8: unknown option "frobnicate" (valid options: name, queue, autoretry_for, dont_autoretry_for, retry_backoff, retry_backoff_max, retry_jitter, max_retries, default_retry_delay, time_limit, soft_time_limit, rate_limit, expires, acks_late, ignore_result, priority, schedule)`}},
 		{"unknown with equals", []string{"//task:queue=emails"}, []string{`x.go:3:8: unknown option "queue=emails" (write //task:queue emails)`}},
 		{"celery bind", []string{"//task:bind"}, []string{`x.go:3:8: unknown option "bind" (a Go task reads its request with runtime.TaskFromContext(ctx))`}},
 		{"celery serializer", []string{"//task:serializer json"}, []string{`x.go:3:8: unknown option "serializer" (the serializer is set for the app, in runtime.Config)`}},
@@ -418,6 +418,6 @@ func TestVocabulary(t *testing.T) {
 	require.Equal(t, []string{
 		"name", "queue", "autoretry_for", "dont_autoretry_for", "retry_backoff", "retry_backoff_max",
 		"retry_jitter", "max_retries", "default_retry_delay", "time_limit", "soft_time_limit",
-		"rate_limit", "expires", "acks_late", "ignore_result", "priority",
+		"rate_limit", "expires", "acks_late", "ignore_result", "priority", "schedule",
 	}, names)
 }

@@ -9,7 +9,7 @@ type OptionDoc struct {
 }
 
 // Vocabulary lists every option, in a stable order: identity and routing,
-// retries, limits, delivery. It is closed: any other option name is an error.
+// retries, limits, delivery, periodic sending. It is closed: any other option name is an error.
 // The README's directive reference and error messages are made from it.
 var Vocabulary = []OptionDoc{
 	{
@@ -127,6 +127,19 @@ var Vocabulary = []OptionDoc{
 		Doc: "The default message priority, 0..255 as in Celery. Its meaning is the broker's: RabbitMQ needs a queue " +
 			"declared with x-max-priority and runs higher first; Redis uses 0..9 and runs lower first. " +
 			"runtime.Priority(n) overrides it for one call.",
+	},
+	{
+		Name:    "schedule",
+		Syntax:  scheduleSyntax,
+		Default: "none (not periodic)",
+		Doc: "Sends the task periodically, as an entry of Celery beat's schedule: every DURATION (at least 1ms), on a fixed grid of slots " +
+			"whose phase within the interval comes from the entry's name, so that entries with one interval spread out, unless " +
+			"offset=DURATION sets it (offset=0: every 15m runs at :00, :15, :30 and :45); or cron \"EXPR\", a quoted crontab expression " +
+			"(minute hour day_of_month month_of_year day_of_week, with Celery's crontab semantics) read in UTC or in the IANA time zone tz=ZONE. " +
+			"Repeatable. The generated Schedules() returns one beat.Entry per directive, for beat.New(app, Schedules()...). " +
+			"name=NAME sets the entry's name, its key in the schedule's state; by default it is the task's name, with #2, #3... " +
+			"appended for the second, third... schedule of the task without name=. " +
+			"A scheduled task takes no arguments but its context.",
 	},
 }
 

@@ -18,7 +18,7 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 	b := &modelBuilder{own: own, need: map[string]*types.Package{}}
 
 	// Every package the generated code refers to.
-	needErrors, needTime := false, false
+	needErrors, needTime, needBeat := false, false, false
 	for _, t := range c.tasks {
 		b.typeString(t.ctxType, b.record)
 		for _, v := range t.params {
@@ -34,6 +34,10 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 		}
 		needErrors = needErrors || len(t.autoretry)+len(t.dont) > 0
 		needTime = needTime || usesTime(t.decl.Options)
+		for _, s := range t.schedules {
+			needBeat = true
+			needTime = needTime || s.Every != 0
+		}
 	}
 
 	// Names: the package's own identifiers, the generated ones and the
@@ -55,6 +59,9 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 	}
 	if needTime {
 		paths = append(paths, timePath)
+	}
+	if needBeat {
+		paths = append(paths, beatPath)
 	}
 	var others []string
 	for path := range b.need {
@@ -94,6 +101,9 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 
 	for _, t := range c.tasks {
 		pkg.Tasks = append(pkg.Tasks, b.task(t))
+	}
+	if needBeat {
+		pkg.SchedulesFunc = schedulesFunc
 	}
 	return pkg
 }
@@ -195,6 +205,11 @@ func (b *modelBuilder) task(t *taskInfo) model.Task {
 	}
 	for _, e := range t.dont {
 		m.DontAutoretryMatchers = append(m.DontAutoretryMatchers, b.matcher(e))
+	}
+	for _, s := range t.schedules {
+		m.Schedules = append(m.Schedules, model.Schedule{
+			Name: s.name, Every: s.Every, Offset: s.Offset, HasOffset: s.HasOffset, Cron: s.Cron, TimeZone: s.TimeZone,
+		})
 	}
 	return m
 }

@@ -45,6 +45,7 @@ type taskInfo struct {
 	celeryName string
 	autoretry  []errorMatch
 	dont       []errorMatch
+	schedules  []scheduleInfo // the valid schedules, named
 }
 
 // errorMatch is a resolved autoretry_for element.
@@ -320,6 +321,7 @@ func (c *pkgChecker) checkOptions(t *taskInfo) {
 			t.celeryName = c.p.Types.Name() + "." + SnakeCase(t.name)
 		}
 	}
+	c.checkSchedules(t)
 	if t.remote {
 		for _, opt := range workerOnlyOptions {
 			if pos, ok := o.Set[opt]; ok {
@@ -502,6 +504,9 @@ func (c *pkgChecker) generatedNames() map[string]bool {
 		return names
 	}
 	names[registerFunc] = true
+	if c.hasSchedules() {
+		names[schedulesFunc] = true
+	}
 	for _, t := range c.tasks {
 		for _, n := range t.genNames() {
 			names[n[0]] = true
@@ -534,9 +539,15 @@ func (c *pkgChecker) checkGeneratedNames() {
 			owner[name] = t
 		}
 	}
-	if obj := c.lookup(registerFunc); obj != nil {
-		c.fail(c.position(obj.Pos()), "", "%s is declared here, but taskgen generates %s in %s: rename this declaration",
-			describeObject(obj), registerFunc, c.output())
+	generated := c.generatedNames()
+	for _, name := range []string{registerFunc, schedulesFunc} {
+		if !generated[name] {
+			continue
+		}
+		if obj := c.lookup(name); obj != nil {
+			c.fail(c.position(obj.Pos()), "", "%s is declared here, but taskgen generates %s in %s: rename this declaration",
+				describeObject(obj), name, c.output())
+		}
 	}
 	for _, name := range predeclaredUsed {
 		if obj := c.lookup(name); obj != nil {

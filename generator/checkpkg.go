@@ -29,8 +29,8 @@ type Package struct {
 // error it finds, sorted by position: the directive errors of every file
 // (as [annotations.ParseFile] reports them), then for each task its name,
 // signature, parameter and result types, options and autoretry_for
-// elements, the identifiers generation would declare, and task names used
-// twice in the package.
+// elements, schedules, the identifiers generation would declare, and task
+// and schedule entry names used twice in the package.
 //
 // It does not report what [Generate] finds beyond one type-checked package:
 // load, parse and type errors, task names shared with tasks of other
@@ -43,6 +43,7 @@ func Check(pkg *Package) []*Error {
 	c := newPkgChecker(pkg, errs)
 	c.findAndCheck()
 	checkCeleryNames([]*pkgChecker{c}, errs)
+	checkScheduleNames([]*pkgChecker{c}, errs)
 	return errs.pointers()
 }
 

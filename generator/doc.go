@@ -12,8 +12,9 @@
 //     stale file never blocks its own regeneration.
 //  2. Find: [annotations.ParseFile] reads the directives of every file.
 //  3. Check: signatures, parameter and result types, autoretry_for names
-//     (resolved in the function's file scope), and every identifier the
-//     generated code declares, with go/types.
+//     (resolved in the function's file scope), schedules (crontab
+//     expressions with the runtime's parser, entry names unique in the
+//     run), and every identifier the generated code declares, with go/types.
 //  4. Model: a plain [model.Package] per package with tasks; the import and
 //     local names of the generated code are chosen here, against the
 //     package's own identifiers.

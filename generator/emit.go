@@ -27,6 +27,7 @@ const (
 	contextPath = "context"
 	errorsPath  = "errors"
 	timePath    = "time"
+	beatPath    = "github.com/taskgen/taskgen/runtime/beat"
 )
 
 // Emit renders the generated file of p: gofmt'd Go source starting with
@@ -45,6 +46,9 @@ func Emit(p *model.Package) ([]byte, error) {
 		if !e.imported(path) {
 			return nil, fmt.Errorf("model of package %s lacks the import %q", p.Path, path)
 		}
+	}
+	if p.SchedulesFunc != "" && !e.imported(beatPath) {
+		return nil, fmt.Errorf("model of package %s has schedules but lacks the import %q", p.Path, beatPath)
 	}
 	f := jen.NewFilePathName(p.Path, p.Name)
 	for _, imp := range p.Imports {
@@ -174,6 +178,56 @@ func (e *emitter) file(f *jen.File) {
 			}
 		}
 	})
+
+	if e.pkg.SchedulesFunc != "" {
+		e.schedules(f)
+	}
+}
+
+// schedules renders the function returning the periodic entries of the
+// package's //task:schedule directives, in source order.
+func (e *emitter) schedules(f *jen.File) {
+	var entries []jen.Code
+	for _, t := range e.pkg.Tasks {
+		sig := jen.Id(t.StubName).Dot("Sig").Call()
+		for _, s := range t.Schedules {
+			if s.Cron == "" {
+				args := []jen.Code{jen.Lit(s.Name), e.interval(s.Every), sig.Clone()}
+				if s.HasOffset {
+					args = append(args, jen.Qual(beatPath, "Offset").Call(e.interval(s.Offset)))
+				}
+				entries = append(entries, jen.Qual(beatPath, "Every").Call(args...))
+				continue
+			}
+			args := []jen.Code{jen.Lit(s.Name), jen.Lit(s.Cron), sig.Clone()}
+			if s.TimeZone != "" {
+				args = append(args, jen.Qual(beatPath, "TimeZoneName").Call(jen.Lit(s.TimeZone)))
+			}
+			entries = append(entries, jen.Qual(beatPath, "Cron").Call(args...))
+		}
+	}
+	f.Line()
+	f.Commentf("%s returns the periodic entries of the //task:schedule directives of package %s,", e.pkg.SchedulesFunc, e.pkg.Name)
+	f.Commentf("for beat.New(app, %s()...).", e.pkg.SchedulesFunc)
+	f.Func().Id(e.pkg.SchedulesFunc).Params().Index().Add(jen.Qual(beatPath, "Entry")).Block(
+		jen.Return(jen.Index().Add(jen.Qual(beatPath, "Entry")).Custom(multiline, entries...)))
+}
+
+// interval renders a schedule's interval or offset in its largest whole
+// unit: 15 * time.Minute, 36 * time.Hour, 1500 * time.Millisecond, 0.
+func (e *emitter) interval(d time.Duration) jen.Code {
+	if d == 0 {
+		return jen.Lit(0)
+	}
+	for _, u := range []struct {
+		d    time.Duration
+		name string
+	}{{time.Hour, "Hour"}, {time.Minute, "Minute"}, {time.Second, "Second"}} {
+		if d%u.d == 0 {
+			return jen.Op(strconv.FormatInt(int64(d/u.d), 10)).Op("*").Add(jen.Qual(timePath, u.name))
+		}
+	}
+	return e.duration(d)
 }
 
 func (e *emitter) hasRemote() bool {

@@ -163,6 +163,7 @@ func run(cfg Config) (*result, error) {
 		}
 	}
 	checkCeleryNames(checks, res.errs)
+	checkScheduleNames(checks, res.errs)
 	for i, p := range pkgs {
 		before := len(res.errs.errs)
 		packageErrors(p, generated, res.errs)

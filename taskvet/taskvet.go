@@ -22,8 +22,9 @@ taskvet reports every error taskgen would report in a package's //task:
 directives (unknown, duplicated, malformed, misplaced or spaced directives)
 and in its tasks (names, signatures, parameter and result types that cannot
 be serialized, autoretry_for elements that do not resolve to an error type
-or value, generated identifiers that would collide), with taskgen's
-messages. The generated file (tasks_gen.go) and _test.go files are not
+or value, schedules whose crontab expression is wrong or whose task takes
+arguments, generated identifiers and schedule entry names that would
+collide), with taskgen's messages. The generated file (tasks_gen.go) and _test.go files are not
 checked, as taskgen does not read them.`,
 	URL: "https://pkg.go.dev/github.com/taskgen/taskgen/taskvet",
 	Run: run,

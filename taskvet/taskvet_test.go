@@ -23,5 +23,6 @@ func TestAnalyzer(t *testing.T) {
 		"serializable", // parameters and results that cannot travel in a message
 		"autoretry",    // autoretry_for elements that resolve to no error type or value
 		"names",        // generated identifiers and Celery names that collide; remote options
+		"schedule",     // schedules: crontab errors at their field, arguments, entry names used twice
 	)
 }

@@ -161,6 +161,31 @@
 //		Store no result. Default false.
 //	//task:priority N
 //		Default message priority, 0..255. Default: the broker's.
+//	//task:schedule (every DURATION [offset=DURATION] | cron "EXPR" [tz=ZONE]) [name=NAME]
+//		Send the task periodically; repeatable. See Schedules below.
 //
 // The defaults are Celery's.
+//
+// # Schedules
+//
+// A task that takes nothing but its context can carry its Celery beat
+// schedule:
+//
+//	//task:schedule every 15m
+//	//task:schedule cron "0 3 * * mon-fri" tz=Europe/Paris name=weekday-report
+//	func cleanup(ctx context.Context) error { ... }
+//
+// every takes a duration of at least 1ms; offset=DURATION fixes the phase
+// of its slots (offset=0: on the clock), which is otherwise derived from the
+// entry's name. cron takes a quoted crontab expression with Celery's
+// semantics, checked with the runtime's parser (an error points at the
+// wrong field), read in UTC or in the IANA time zone tz=ZONE. name=NAME
+// names the entry, its key in the schedule's state; by default it is the
+// task's Celery name, with #2, #3... appended for the task's second,
+// third... schedule without name=, so give a name to a schedule that may
+// be reordered. Entry names are unique in a run. The package then gets
+//
+//	Schedules() []beat.Entry // one entry per directive, in source order
+//
+// for beat.New(app, Schedules()...) from package runtime/beat.
 package main

@@ -35,6 +35,11 @@ type Package struct {
 
 	// Tasks are in source order.
 	Tasks []Task
+
+	// SchedulesFunc is the name of the function returning the periodic
+	// entries of the tasks' schedules, "Schedules"; "" when no task has a
+	// schedule, and then the file has no such function.
+	SchedulesFunc string `json:",omitempty"`
 }
 
 // Import is one import of the generated file.
@@ -91,6 +96,21 @@ type Task struct {
 	// //task:autoretry_for and //task:dont_autoretry_for, in the order written.
 	AutoretryMatchers     []Matcher // errors retried automatically
 	DontAutoretryMatchers []Matcher // errors never retried automatically
+
+	// Schedules come from //task:schedule, in the order written: the
+	// periodic entries sending the task, which takes no arguments.
+	Schedules []Schedule `json:",omitempty"`
+}
+
+// Schedule is one periodic entry of a task, for runtime/beat: beat.Every
+// when Every is set, beat.Cron otherwise.
+type Schedule struct {
+	Name      string        // the entry's name, unique in the run
+	Every     time.Duration `json:",omitempty"` // the interval of an every entry
+	Offset    time.Duration `json:",omitempty"` // the phase of an every entry's slots, when HasOffset
+	HasOffset bool          `json:",omitempty"` // else the runtime derives the phase from Name
+	Cron      string        `json:",omitempty"` // the crontab expression of a cron entry, as written
+	TimeZone  string        `json:",omitempty"` // the IANA time zone of a cron entry; "" is UTC
 }
 
 // Param is one parameter of a task, after its context.
