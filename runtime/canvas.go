@@ -344,9 +344,9 @@ func (p Partial[A, R]) With(opts ...Option) Partial[A, R] {
 	return Partial[A, R]{n}
 }
 
-// String describes s in Celery's notation: tasks.add(2, 3) for a call,
-// a(…) | b(…) for a chain, chord([…], body) for a chord. Arguments a step
-// receives from the previous one are not shown.
+// String describes s, arguments in Go syntax: tasks.add(2, 3) for a call,
+// a(…) | b(…) for a chain (Celery's notation), chord([…], body) for a
+// chord. Arguments a step receives from the previous one are not shown.
 func (s Signature[R]) String() string {
 	var b strings.Builder
 	s.n.describe(&b)

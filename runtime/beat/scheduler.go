@@ -81,11 +81,11 @@ type Scheduler struct {
 
 // Stats are a scheduler's counters since it started.
 type Stats struct {
-	Leader     bool  // holds the lease now
-	Elections  int64 // times it took the lease
-	SlotsSent  int64 // slots published
-	SlotsMiss  int64 // slots not sent: skipped by the catch-up policy, or beyond All's limit
-	SendErrors int64 // publish attempts that failed (the slot is retried)
+	Leader     bool  `json:"leader"`       // holds the lease now
+	Elections  int64 `json:"elections"`    // times it took the lease
+	SlotsSent  int64 `json:"slots_sent"`   // slots published
+	SlotsMiss  int64 `json:"slots_missed"` // slots not sent: skipped by the catch-up policy, or beyond All's limit
+	SendErrors int64 `json:"send_errors"`  // publish attempts that failed (the slot is retried)
 }
 
 type entryState struct {

@@ -57,7 +57,7 @@ type ScheduleDoc struct {
 type EntryDoc struct {
 	Name      string    `json:"name"`
 	Schedule  string    `json:"schedule"`  // "every 15m0s", "cron 0 3 * * 1-5 (Europe/Paris)"
-	Signature string    `json:"signature"` // Celery's notation
+	Signature string    `json:"signature"` // Signature.String: tasks.report("daily")
 	CatchUp   string    `json:"catch_up"`
 	Next      time.Time `json:"next"`      // zero: never
 	LastSent  time.Time `json:"last_sent"` // zero: never
