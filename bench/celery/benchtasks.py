@@ -1,7 +1,8 @@
 """Celery side of taskgen's side-by-side benchmark (bench/cmd/compare).
 
 Environment: BENCH_BROKER (broker URL), BENCH_QUEUE, BENCH_STATS (a Redis URL
-for the counters), BENCH_PREFIX (key prefix of the counters).
+for the counters), BENCH_PREFIX (key prefix of the counters), BENCH_BACKEND
+(result backend URL, for the workflow tasks; unset: none).
 """
 import itertools
 import os
@@ -11,7 +12,7 @@ import time
 import redis
 from celery import Celery
 
-app = Celery("benchtasks", broker=os.environ["BENCH_BROKER"])
+app = Celery("benchtasks", broker=os.environ["BENCH_BROKER"], backend=os.environ.get("BENCH_BACKEND") or None)
 app.conf.update(
     task_serializer="json",
     accept_content=["json"],
@@ -61,3 +62,22 @@ def noop(ts):
 def lat(ts):
     _stats.rpush(_prefix + ":lat", time.time_ns() - int(ts))
     _ran()
+
+
+# Workflow tasks (the Workflows rows of docs/BENCHMARKS.md), the same as
+# bench/tasks' wfMember, wfSum and wfInc; they store their results.
+
+
+@app.task(name="bench.wf_member", ignore_result=False)
+def wf_member(x):
+    return x
+
+
+@app.task(name="bench.wf_sum", ignore_result=False)
+def wf_sum(xs):
+    return sum(xs)
+
+
+@app.task(name="bench.wf_inc", ignore_result=False)
+def wf_inc(x):
+    return x + 1

@@ -68,3 +68,29 @@ func noopLate(ctx context.Context, ts string) error {
 	Record(ts)
 	return nil
 }
+
+// Workflow tasks (the Workflows rows of docs/BENCHMARKS.md): chord header
+// members, the chord body and the chain step. Unlike the no-ops above they
+// store their results (a chord counts its members' results in the result
+// backend, a chain passes each step's result on), as Celery's do.
+
+// wfMember is a chord header member: it returns x, a small int.
+//
+//task:name bench.wf_member
+func wfMember(ctx context.Context, x int64) (int64, error) { return x, nil }
+
+// wfSum is the chord body: the sum of the members' results.
+//
+//task:name bench.wf_sum
+func wfSum(ctx context.Context, xs []int64) (int64, error) {
+	var s int64
+	for _, x := range xs {
+		s += x
+	}
+	return s, nil
+}
+
+// wfInc is a chain step: it adds 1 to the previous step's result.
+//
+//task:name bench.wf_inc
+func wfInc(ctx context.Context, x int64) (int64, error) { return x + 1, nil }

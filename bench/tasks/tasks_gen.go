@@ -10,8 +10,11 @@ import (
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
 var (
-	_ func(context.Context, string) error = noop
-	_ func(context.Context, string) error = noopLate
+	_ func(context.Context, string) error           = noop
+	_ func(context.Context, string) error           = noopLate
+	_ func(context.Context, int64) (int64, error)   = wfMember
+	_ func(context.Context, []int64) (int64, error) = wfSum
+	_ func(context.Context, int64) (int64, error)   = wfInc
 )
 
 // NoopTask is the typed stub of task "bench.noop" (func noop).
@@ -123,6 +126,167 @@ func (a *NoopLateArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	return err
 }
 
+// WfMemberTask is the typed stub of task "bench.wf_member" (func wfMember).
+type WfMemberTask struct {
+	codegen.ArgDecoder[WfMemberArgs]
+	runtime.Stub[int64]
+}
+
+// WfMember enqueues wfMember: WfMember.Delay(ctx, x).
+var WfMember = WfMemberTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "bench.wf_member",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}},
+	NewArgs:  codegen.NewArgs[WfMemberArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t WfMemberTask) With(opts ...runtime.Option) WfMemberTask {
+	return WfMemberTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of wfMember; it returns once the broker accepted the message.
+func (t WfMemberTask) Delay(ctx context.Context, x int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &WfMemberArgs{X: x})
+}
+
+// Call runs wfMember in this process, without a broker.
+func (t WfMemberTask) Call(ctx context.Context, x int64) (int64, error) { return wfMember(ctx, x) }
+
+// Sig returns the call of wfMember with every argument bound, as a workflow step (Celery's si).
+func (t WfMemberTask) Sig(x int64) runtime.Signature[int64] { return t.Stub.Sig(&WfMemberArgs{X: x}) }
+
+// Partial returns the call of wfMember missing x, which the previous step's result fills (Celery's s).
+func (t WfMemberTask) Partial() runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &WfMemberArgs{})
+}
+
+// WfMemberArgs are the arguments of one call of WfMember, as WfMember.DecodeArgs returns them; its methods are the generated codec.
+type WfMemberArgs struct {
+	X int64
+}
+
+func (*WfMemberArgs) ArgNames() codegen.ArgNames { return WfMember.Def().ArgNames }
+func (a *WfMemberArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	return nil
+}
+func (a *WfMemberArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.X, err = r.Int(64)
+	}
+	return err
+}
+
+// WfSumTask is the typed stub of task "bench.wf_sum" (func wfSum).
+type WfSumTask struct {
+	codegen.ArgDecoder[WfSumArgs]
+	runtime.Stub[int64]
+}
+
+// WfSum enqueues wfSum: WfSum.Delay(ctx, xs).
+var WfSum = WfSumTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "bench.wf_sum",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"xs"}},
+	NewArgs:  codegen.NewArgs[WfSumArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t WfSumTask) With(opts ...runtime.Option) WfSumTask {
+	return WfSumTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of wfSum; it returns once the broker accepted the message.
+func (t WfSumTask) Delay(ctx context.Context, xs []int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &WfSumArgs{Xs: xs})
+}
+
+// Call runs wfSum in this process, without a broker.
+func (t WfSumTask) Call(ctx context.Context, xs []int64) (int64, error) { return wfSum(ctx, xs) }
+
+// Sig returns the call of wfSum with every argument bound, as a workflow step (Celery's si).
+func (t WfSumTask) Sig(xs []int64) runtime.Signature[int64] { return t.Stub.Sig(&WfSumArgs{Xs: xs}) }
+
+// Partial returns the call of wfSum missing xs, which the previous step's result fills (Celery's s).
+func (t WfSumTask) Partial() runtime.Partial[[]int64, int64] {
+	return runtime.NewPartial[[]int64](t.Stub, &WfSumArgs{})
+}
+
+// WfSumArgs are the arguments of one call of WfSum, as WfSum.DecodeArgs returns them; its methods are the generated codec.
+type WfSumArgs struct {
+	Xs []int64
+}
+
+func (*WfSumArgs) ArgNames() codegen.ArgNames { return WfSum.Def().ArgNames }
+func (a *WfSumArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Xs); err != nil {
+		return err
+	}
+	return nil
+}
+func (a *WfSumArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Xs)
+	}
+	return err
+}
+
+// WfIncTask is the typed stub of task "bench.wf_inc" (func wfInc).
+type WfIncTask struct {
+	codegen.ArgDecoder[WfIncArgs]
+	runtime.Stub[int64]
+}
+
+// WfInc enqueues wfInc: WfInc.Delay(ctx, x).
+var WfInc = WfIncTask{Stub: runtime.NewStub[int64](&codegen.TaskDef{
+	Name:     "bench.wf_inc",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"x"}},
+	NewArgs:  codegen.NewArgs[WfIncArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t WfIncTask) With(opts ...runtime.Option) WfIncTask {
+	return WfIncTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of wfInc; it returns once the broker accepted the message.
+func (t WfIncTask) Delay(ctx context.Context, x int64) (*runtime.AsyncResult[int64], error) {
+	return t.Stub.Send(ctx, &WfIncArgs{X: x})
+}
+
+// Call runs wfInc in this process, without a broker.
+func (t WfIncTask) Call(ctx context.Context, x int64) (int64, error) { return wfInc(ctx, x) }
+
+// Sig returns the call of wfInc with every argument bound, as a workflow step (Celery's si).
+func (t WfIncTask) Sig(x int64) runtime.Signature[int64] { return t.Stub.Sig(&WfIncArgs{X: x}) }
+
+// Partial returns the call of wfInc missing x, which the previous step's result fills (Celery's s).
+func (t WfIncTask) Partial() runtime.Partial[int64, int64] {
+	return runtime.NewPartial[int64](t.Stub, &WfIncArgs{})
+}
+
+// WfIncArgs are the arguments of one call of WfInc, as WfInc.DecodeArgs returns them; its methods are the generated codec.
+type WfIncArgs struct {
+	X int64
+}
+
+func (*WfIncArgs) ArgNames() codegen.ArgNames { return WfInc.Def().ArgNames }
+func (a *WfIncArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(a.X)
+	return nil
+}
+func (a *WfIncArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.X, err = r.Int(64)
+	}
+	return err
+}
+
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
 	Noop.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *NoopArgs) error {
@@ -131,10 +295,22 @@ func init() {
 	NoopLate.Def().Run = codegen.RunNoResult(func(ctx context.Context, args *NoopLateArgs) error {
 		return noopLate(ctx, args.Ts)
 	})
+	WfMember.Def().Run = codegen.Run(func(ctx context.Context, args *WfMemberArgs) (int64, error) {
+		return wfMember(ctx, args.X)
+	})
+	WfSum.Def().Run = codegen.Run(func(ctx context.Context, args *WfSumArgs) (int64, error) {
+		return wfSum(ctx, args.Xs)
+	})
+	WfInc.Def().Run = codegen.Run(func(ctx context.Context, args *WfIncArgs) (int64, error) {
+		return wfInc(ctx, args.X)
+	})
 }
 
 // RegisterTasks registers every task implemented in package tasks on w.
 func RegisterTasks(w *runtime.Worker) {
 	w.Register(Noop.Def())
 	w.Register(NoopLate.Def())
+	w.Register(WfMember.Def())
+	w.Register(WfSum.Def())
+	w.Register(WfInc.Def())
 }

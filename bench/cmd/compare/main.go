@@ -9,6 +9,11 @@
 // Each (system, run) executes in a child process of its own (the same
 // binary with -child), so worker RSS and GC state are not shared between
 // systems.
+//
+// The workflow phase (-phases workflow, or -only workflows; in the default
+// phases) times chords and a chain on taskgen and Celery side by side in
+// one more child (workflow.go) and writes the "## Workflows" section; a
+// run of that phase alone rewrites only that section of the -write file.
 package main
 
 import (
@@ -33,13 +38,13 @@ var (
 	flagRuns     = flag.Int("runs", 3, "runs per system; the table shows medians")
 	flagRate     = flag.Int("rate", 1000, "tasks/s of the latency phase")
 	flagLatDur   = flag.Duration("lat-dur", 3*time.Second, "duration of the latency phase")
-	flagOnly     = flag.String("only", "", "comma-separated systems to run (default all); -list shows them")
+	flagOnly     = flag.String("only", "", "comma-separated systems to run (default all, and the workflow phase); -list shows them ("+wfKey+": the workflow phase)")
 	flagList     = flag.Bool("list", false, "list the systems and exit")
 	flagWrite    = flag.String("write", "", "also write the report to this markdown file (e.g. ../docs/BENCHMARKS.md)")
 	flagChild    = flag.String("child", "", "internal: run one system once and print its JSON result")
 	flagRun      = flag.Int("run", 0, "internal: run number of a child")
 	flagProfile  = flag.String("cpuprofile", "", "with -only of one system: write a CPU profile of each child to FILE.<run>")
-	flagPhases   = flag.String("phases", "enqueue,drain,latency", "phases to run")
+	flagPhases   = flag.String("phases", "enqueue,drain,latency,workflow", "phases to run (workflow: the chord and chain rows, taskgen and Celery on Redis)")
 	flagMemProf  = flag.String("memprofile", "", "with -only: write an allocation profile of each child to FILE.<run>")
 	flagDrainOut = flag.Bool("v", false, "print the stderr of every child (always printed when a child fails)")
 )
@@ -70,6 +75,11 @@ func main() {
 		for _, s := range systems() {
 			fmt.Println(s.key())
 		}
+		fmt.Println(wfKey)
+		return
+	}
+	if *flagChild == wfKey {
+		workflowChild(loadEnv())
 		return
 	}
 	if *flagChild != "" {
@@ -126,20 +136,77 @@ func child(name string) {
 func parent() {
 	e := loadEnv()
 	start := time.Now()
-	notes := machineNotes(e)
 	var sel []sysDesc
-	for _, s := range systems() {
-		if *flagOnly == "" || slices.Contains(strings.Split(*flagOnly, ","), s.key()) {
-			sel = append(sel, s)
+	only := strings.Split(*flagOnly, ",")
+	mainPhases := phase("enqueue") || phase("drain") || phase("latency")
+	if mainPhases {
+		for _, s := range systems() {
+			if *flagOnly == "" || slices.Contains(only, s.key()) {
+				sel = append(sel, s)
+			}
 		}
 	}
-	if len(sel) == 0 {
-		log.Fatalf("no system matches -only %q (-list)", *flagOnly)
+	wf := phase("workflow") && (*flagOnly == "" || slices.Contains(only, wfKey))
+	if len(sel) == 0 && !wf {
+		log.Fatalf("nothing to run: no system matches -only %q (-list) with -phases %q", *flagOnly, *flagPhases)
 	}
 	self, err := os.Executable()
 	if err != nil {
 		log.Fatal(err)
 	}
+	var rep string
+	if len(sel) > 0 {
+		rep = runSystems(e, self, sel, start)
+		fmt.Print(rep)
+	}
+	var wfRep string
+	if wf {
+		t0 := time.Now()
+		notes := machineNotes(e)
+		r := runWorkflowChild(self)
+		wfRep = workflowReport(r, notes, time.Since(t0))
+		fmt.Print("\n" + wfRep)
+	}
+	if *flagWrite != "" {
+		if err := writeReport(*flagWrite, rep, wfRep); err != nil {
+			log.Fatal(err)
+		}
+		fmt.Fprintf(os.Stderr, "wrote %s\n", *flagWrite)
+	}
+}
+
+// writeReport writes the report file: the main part (up to "## Workflows"),
+// the Workflows section, and the hand-written analysis, which always
+// survives; a part this run did not measure ("") keeps its old text.
+func writeReport(file, main, wf string) error {
+	old, _ := os.ReadFile(file)
+	hand := len(old)
+	if i := bytes.Index(old, []byte(handWritten)); i >= 0 {
+		hand = i
+	}
+	wfAt := hand
+	if i := bytes.Index(old[:hand], []byte("\n"+wfHeading)); i >= 0 {
+		wfAt = i + 1
+	}
+	if main == "" {
+		main = string(old[:wfAt])
+	}
+	if wf == "" {
+		wf = string(old[wfAt:hand])
+	}
+	var parts []string
+	for _, p := range []string{main, wf, string(old[hand:])} {
+		if p = strings.TrimRight(p, "\n"); p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return os.WriteFile(file, []byte(strings.Join(parts, "\n\n")+"\n"), 0o644)
+}
+
+// runSystems runs the enqueue, drain and latency phases of the systems
+// sel, each (system, run) in a child process, and returns the report.
+func runSystems(e *env, self string, sel []sysDesc, start time.Time) string {
+	notes := machineNotes(e)
 	all := map[string][]Result{}
 	// Runs are interleaved (run 1 of every system, then run 2, …) so that
 	// a noisy period of the shared machine does not hit one system only.
@@ -173,18 +240,5 @@ func parent() {
 			all[s.key()] = append(all[s.key()], r)
 		}
 	}
-	rep := report(sel, all, notes, time.Since(start))
-	fmt.Print(rep)
-	if *flagWrite != "" {
-		// A hand-written analysis after the generated part survives.
-		if old, err := os.ReadFile(*flagWrite); err == nil {
-			if i := bytes.Index(old, []byte(handWritten)); i >= 0 {
-				rep += "\n" + string(old[i:])
-			}
-		}
-		if err := os.WriteFile(*flagWrite, []byte(rep), 0o644); err != nil {
-			log.Fatal(err)
-		}
-		fmt.Fprintf(os.Stderr, "wrote %s\n", *flagWrite)
-	}
+	return report(sel, all, notes, time.Since(start))
 }
