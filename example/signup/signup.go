@@ -123,7 +123,34 @@ func sendWelcomeEmail(ctx context.Context, email string) (string, error) {
 	if err := json.Unmarshal(text, &answer); err != nil {
 		return "", fmt.Errorf("signup: provider answer: %w", err)
 	}
+	welcomesSent.Add(1)
 	return answer.ID, nil
+}
+
+// welcomesSent counts the welcome emails this process sent since the last
+// digest. (A real digest would query the database of accounts.)
+var welcomesSent atomic.Int64
+
+// signupDigest posts to #sign-ups how many welcome emails went out since
+// the previous digest, and returns the text. It runs on a schedule: every
+// minute, and a weekday-morning summary at 09:00 Paris time (see the
+// generated Schedules, run by cmd/beat or by a worker with -beat).
+//
+//task:name signup.digest
+//task:queue notifications
+//task:autoretry_for *HTTPError
+//task:retry_backoff
+//task:max_retries 3
+//task:schedule every 1m
+//task:schedule cron "0 9 * * mon-fri" tz=Europe/Paris name=signup.weekday-digest
+func signupDigest(ctx context.Context) (string, error) {
+	n := welcomesSent.Swap(0)
+	text := fmt.Sprintf("%d welcome email(s) sent since the last digest", n)
+	if err := postSlack(ctx, "#sign-ups", text); err != nil {
+		welcomesSent.Add(n) // counted again in the retry
+		return "", err
+	}
+	return text, nil
 }
 
 // Account is a user's account: what CreateAccount returns and the later

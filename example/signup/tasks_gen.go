@@ -5,6 +5,7 @@ package signup
 import (
 	"context"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/beat"
 	"github.com/taskgen/taskgen/runtime/codegen"
 	"time"
 )
@@ -12,6 +13,7 @@ import (
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
 var (
 	_ func(context.Context, string) (string, error)          = sendWelcomeEmail
+	_ func(context.Context) (string, error)                  = signupDigest
 	_ func(context.Context, string) (Account, error)         = createAccount
 	_ func(context.Context, Account) (Account, error)        = sendWelcome
 	_ func(context.Context, Account, string) (string, error) = notifySlack
@@ -84,6 +86,52 @@ func (a *SendWelcomeEmailArgs) DecodeArg(i int, r codegen.ArgReader) (err error)
 	}
 	return err
 }
+
+// SignupDigestTask is the typed stub of task "signup.digest" (func signupDigest).
+type SignupDigestTask struct {
+	codegen.ArgDecoder[SignupDigestArgs]
+	runtime.Stub[string]
+}
+
+// SignupDigest enqueues signupDigest: SignupDigest.Delay(ctx).
+var SignupDigest = SignupDigestTask{Stub: runtime.NewStub[string](&codegen.TaskDef{
+	Name:  "signup.digest",
+	Queue: "notifications",
+	Retry: codegen.RetryPolicy{
+		MaxRetries:   3,
+		Backoff:      1 * time.Second,
+		BackoffMax:   600 * time.Second,
+		Jitter:       true,
+		DefaultDelay: 180 * time.Second,
+		AutoretryFor: func(err error) bool {
+			return codegen.IsType[*HTTPError](err)
+		},
+	},
+	NewArgs: codegen.NewArgs[SignupDigestArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t SignupDigestTask) With(opts ...runtime.Option) SignupDigestTask {
+	return SignupDigestTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of signupDigest; it returns once the broker accepted the message.
+func (t SignupDigestTask) Delay(ctx context.Context) (*runtime.AsyncResult[string], error) {
+	return t.Stub.Send(ctx, &SignupDigestArgs{})
+}
+
+// Call runs signupDigest in this process, without a broker.
+func (t SignupDigestTask) Call(ctx context.Context) (string, error) { return signupDigest(ctx) }
+
+// Sig returns the call of signupDigest with every argument bound, as a workflow step (Celery's si).
+func (t SignupDigestTask) Sig() runtime.Signature[string] { return t.Stub.Sig(&SignupDigestArgs{}) }
+
+// SignupDigestArgs are the arguments of one call of SignupDigest, as SignupDigest.DecodeArgs returns them; its methods are the generated codec.
+type SignupDigestArgs struct{}
+
+func (*SignupDigestArgs) ArgNames() codegen.ArgNames             { return SignupDigest.Def().ArgNames }
+func (*SignupDigestArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
+func (*SignupDigestArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
 // CreateAccountTask is the typed stub of task "signup.create_account" (func createAccount).
 type CreateAccountTask struct {
@@ -357,6 +405,9 @@ func init() {
 	SendWelcomeEmail.Def().Run = codegen.Run(func(ctx context.Context, args *SendWelcomeEmailArgs) (string, error) {
 		return sendWelcomeEmail(ctx, args.Email)
 	})
+	SignupDigest.Def().Run = codegen.Run(func(ctx context.Context, _ *SignupDigestArgs) (string, error) {
+		return signupDigest(ctx)
+	})
 	CreateAccount.Def().Run = codegen.Run(func(ctx context.Context, args *CreateAccountArgs) (Account, error) {
 		return createAccount(ctx, args.Email)
 	})
@@ -374,8 +425,18 @@ func init() {
 // RegisterTasks registers every task implemented in package signup on w.
 func RegisterTasks(w *runtime.Worker) {
 	w.Register(SendWelcomeEmail.Def())
+	w.Register(SignupDigest.Def())
 	w.Register(CreateAccount.Def())
 	w.Register(SendWelcome.Def())
 	w.Register(NotifySlack.Def())
 	w.Register(AlertOps.Def())
+}
+
+// Schedules returns the periodic entries of the //task:schedule directives of package signup,
+// for beat.New(app, Schedules()...).
+func Schedules() []beat.Entry {
+	return []beat.Entry{
+		beat.Every("signup.digest", 1*time.Minute, SignupDigest.Sig()),
+		beat.Cron("signup.weekday-digest", "0 9 * * mon-fri", SignupDigest.Sig(), beat.TimeZoneName("Europe/Paris")),
+	}
 }

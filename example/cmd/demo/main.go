@@ -38,6 +38,7 @@ import (
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/monitor"
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/beat"
 	_ "github.com/taskgen/taskgen/runtime/memory"
 )
 
@@ -100,7 +101,22 @@ func run(users, failures int, timeout time.Duration) error {
 	defer app.Close()
 	runtime.SetDefault(app)
 
-	worker := app.NewWorker(runtime.WorkerOptions{Queues: []string{"accounts", "emails", "notifications", "images"}, Concurrency: 4, ShutdownTimeout: 5 * time.Second})
+	// The periodic tasks: the example's //task:schedule entries (a digest
+	// every minute, a weekday-morning one), and for the demo the same
+	// digest every 2 s, run by the worker's scheduler (celery worker -B).
+	sched := beat.New(app, append(signup.Schedules(), beat.Every("demo.digest", 2*time.Second, signup.SignupDigest.Sig()))...)
+	digests := make(chan string, 16)
+	sched.OnSend = func(entry string, slot, _ time.Time) {
+		select {
+		case digests <- beat.SlotID(sched.Key, entry, slot):
+		default:
+		}
+	}
+	for _, e := range sched.Entries() {
+		fmt.Printf("beat: %s\n", e)
+	}
+	worker := app.NewWorker(runtime.WorkerOptions{Queues: []string{"accounts", "emails", "notifications", "images"}, Concurrency: 4,
+		ShutdownTimeout: 5 * time.Second, Beat: sched})
 	signup.RegisterTasks(worker)
 	gallery.RegisterTasks(worker)
 	workerCtx, stopWorker := context.WithCancel(context.Background())
@@ -199,6 +215,24 @@ func run(users, failures int, timeout time.Duration) error {
 			len(photos), chordID, g.Title, g.Photos, page, len(store.Data(page)), strings.Count(string(store.Data(page)), "<img "))
 	})
 	wg.Wait()
+	// The next digest after the emails went out reports them.
+	digestErr := func() error {
+		for len(digests) > 0 {
+			<-digests // slots sent before the emails were all out
+		}
+		select {
+		case id := <-digests:
+			text, err := runtime.NewAsyncResult[string](app, id).Get(ctx)
+			if err != nil {
+				return fmt.Errorf("digest: %w", err)
+			}
+			fmt.Printf("result: periodic signup.digest %s -> %q\n", id, text)
+			return nil
+		case <-ctx.Done():
+			return fmt.Errorf("no digest was scheduled: %w", ctx.Err())
+		}
+	}()
+	errs = append(errs, digestErr)
 	tasks := len(ids) + 3 + len(photos) + 1 // sign-ups, the chain's steps, the chord's header and body
 	printMonitorSummary(ctx, monURL, tasks)
 	stopWorker()
@@ -212,7 +246,7 @@ func run(users, failures int, timeout time.Duration) error {
 			return err
 		}
 	}
-	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished.")
+	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished; the scheduler sent the digest.")
 	return nil
 }
 

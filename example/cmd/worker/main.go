@@ -4,6 +4,11 @@
 //	worker -broker redis://127.0.0.1:6379/0 -backend redis://127.0.0.1:6379/1 \
 //	       -queues emails -concurrency 8 -loglevel info -email-api https://provider.example/send
 //
+// -beat also runs the periodic tasks of signup.Schedules (Celery's worker
+// -B); every worker may, since the schedulers elect a leader and each slot
+// is sent once. The schedule's state needs a Redis or memory broker or
+// result backend (with RabbitMQ: -backend redis://...).
+//
 // The workflows' steps go to the queues accounts (CreateAccount),
 // emails, notifications (NotifySlack, AlertOps) and images (RenderThumbnail,
 // BuildGallery); -queues lists those a worker takes, all by default.
@@ -26,6 +31,7 @@ import (
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
+	"github.com/taskgen/taskgen/runtime/beat"
 )
 
 func main() {
@@ -40,6 +46,7 @@ func main() {
 	storeURL := flag.String("store", envOr("PHOTO_STORE_URL", "http://127.0.0.1:8027"), "photo store base URL, GET/PUT <url>/<name> (env PHOTO_STORE_URL)")
 	hostname := flag.String("hostname", "", "node name, name@host (default taskgen@<hostname>)")
 	shutdown := flag.Duration("shutdown-timeout", 30*time.Second, "how long running tasks may finish at shutdown")
+	withBeat := flag.Bool("beat", false, "also run the periodic-task scheduler (celery worker -B); safe on every worker: the schedulers elect a leader")
 	flag.Parse()
 
 	var level slog.Level
@@ -59,7 +66,11 @@ func main() {
 	}
 	defer app.Close()
 
-	w := app.NewWorker(runtime.WorkerOptions{Queues: strings.Split(*queues, ","), Concurrency: *concurrency, ShutdownTimeout: *shutdown})
+	opts := runtime.WorkerOptions{Queues: strings.Split(*queues, ","), Concurrency: *concurrency, ShutdownTimeout: *shutdown}
+	if *withBeat {
+		opts.Beat = beat.New(app, signup.Schedules()...)
+	}
+	w := app.NewWorker(opts)
 	signup.RegisterTasks(w)
 	gallery.RegisterTasks(w)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
