@@ -332,3 +332,18 @@ func TestScheduler_manyDueAtOnce(t *testing.T) {
 		require.True(t, st[name].Sent.Equal(at("2026-01-01T00:00:03Z")), "%s: %v", name, st[name])
 	}
 }
+
+func TestCron_dstFallBackAsCelery(t *testing.T) {
+	ny, err := time.LoadLocation("America/New_York")
+	require.NoError(t, err)
+	kit := newKit(t, "2023-11-05T03:30:00Z") // 23:30 EDT on the 4th
+	s := beat.New(kit.App,
+		beat.Cron("daily", "30 1 * * *", runtime.Named[string]("tasks.daily"), beat.TimeZone(ny)),
+		beat.Cron("hourly", "0 * * * *", runtime.Named[string]("tasks.hourly"), beat.TimeZone(ny)))
+	runUntil(t, kit, at("2023-11-05T09:30:00Z"), s)
+	// 01:30 runs once, at its first occurrence (EDT); the hourly entry runs
+	// at 00:00 EDT, 01:00 EDT, then 02:00 EST: 01:00 EST is skipped.
+	assert.Equal(t, slotIDs(beat.DefaultKey, "daily", at("2023-11-05T05:30:00Z")), ids(kit, "tasks.daily"))
+	assert.Equal(t, slotIDs(beat.DefaultKey, "hourly", at("2023-11-05T04:00:00Z"), at("2023-11-05T05:00:00Z"),
+		at("2023-11-05T07:00:00Z"), at("2023-11-05T08:00:00Z"), at("2023-11-05T09:00:00Z")), ids(kit, "tasks.hourly"))
+}
