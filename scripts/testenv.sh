@@ -70,6 +70,7 @@ missing_packages() {
 	local -a pkgs=()
 	command -v redis-server >/dev/null 2>&1 || pkgs+=(redis-server)
 	command -v redis-cli >/dev/null 2>&1 || pkgs+=(redis-tools)
+	command -v redis-sentinel >/dev/null 2>&1 || pkgs+=(redis-sentinel)
 	rabbitmq_bin_dir >/dev/null 2>&1 || pkgs+=(rabbitmq-server)
 	if ! [[ -x $PYTHON ]] || ! "$PYTHON" -c 'import celery, msgpack, redis' >/dev/null 2>&1; then
 		local m
