@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/annotations"
-	"github.com/taskgen/taskgen/runtime/beat"
+	"github.com/taskgen/taskgen/runtime/beat/crontab"
 )
 
 // schedulesFunc is the name of the generated function returning the
@@ -33,7 +33,7 @@ func (s *scheduleInfo) namePos() token.Position {
 }
 
 // cronFields are the fields of a crontab expression in order, as
-// beat.CrontabError names them.
+// crontab.Error names them.
 var cronFields = []string{"minute", "hour", "day_of_month", "month_of_year", "day_of_week"}
 
 // checkSchedules checks the schedules of t and names their entries: the
@@ -73,10 +73,10 @@ func (c *pkgChecker) checkSchedules(t *taskInfo) {
 // checkCron checks the crontab expression of s with the runtime's parser,
 // reporting an error about one field at that field.
 func (c *pkgChecker) checkCron(t *taskInfo, s annotations.Schedule) bool {
-	cron, err := beat.ParseCrontab(s.Cron)
+	cron, err := crontab.Parse(s.Cron)
 	if err != nil {
 		pos := s.ValuePos
-		if ce, ok := errors.AsType[*beat.CrontabError](err); ok {
+		if ce, ok := errors.AsType[*crontab.Error](err); ok {
 			if i := slices.Index(cronFields, ce.Field); i >= 0 && i < len(s.CronFieldPos) {
 				pos = s.CronFieldPos[i]
 			}

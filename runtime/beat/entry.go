@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/runtime"
+	"github.com/taskgen/taskgen/runtime/beat/crontab"
 )
 
 // Entry is one periodic task of a schedule: a stable name, when it runs,
@@ -151,14 +152,14 @@ func Every[R any](name string, d time.Duration, sig runtime.Signature[R], opts .
 
 // Cron returns the entry name that sends sig at the slots of the crontab
 // expression expr, "minute hour day-of-month month day-of-week", with
-// Celery's semantics (see [Crontab]), read in the entry's [TimeZone].
+// Celery's semantics (see [crontab.Schedule]), read in the entry's [TimeZone].
 // A malformed expression makes [Scheduler.Run] fail with its position.
 func Cron[R any](name, expr string, sig runtime.Signature[R], opts ...EntryOption) Entry {
 	e := newEntry(name, sig, opts)
-	c, err := ParseCrontab(expr)
+	c, err := crontab.Parse(expr)
 	if err != nil {
 		e.err = fmt.Errorf("beat: entry %q: %w", name, err)
-		c = &Crontab{}
+		c = &crontab.Schedule{}
 	}
 	e.sched = cronSchedule{c: c, loc: e.loc}
 	return e
@@ -207,7 +208,7 @@ func (e every) String() string {
 }
 
 type cronSchedule struct {
-	c   *Crontab
+	c   *crontab.Schedule
 	loc *time.Location
 }
 

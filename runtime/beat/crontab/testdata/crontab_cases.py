@@ -1,10 +1,10 @@
 #!/usr/bin/python3
-"""Expected values for runtime/beat's crontab tests, computed by Celery.
+"""Expected values for runtime/beat/crontab's tests, computed by Celery.
 
 Run with Debian's python3-celery 5.2.6 (and its pytz):
 
-    /usr/bin/python3 runtime/beat/testdata/crontab_cases.py \
-        > runtime/beat/testdata/crontab_cases.json
+    /usr/bin/python3 runtime/beat/crontab/testdata/crontab_cases.py \
+        > runtime/beat/crontab/testdata/crontab_cases.json
 
 It writes three tables:
 

@@ -1,4 +1,4 @@
-package beat
+package crontab
 
 import (
 	"encoding/json"
@@ -60,9 +60,9 @@ func loadLoc(t testing.TB, name string) *time.Location {
 	return loc
 }
 
-func mustParseCron(t testing.TB, expr string) *Crontab {
+func mustParseCron(t testing.TB, expr string) *Schedule {
 	t.Helper()
-	c, err := ParseCrontab(expr)
+	c, err := Parse(expr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -79,7 +79,7 @@ func mustTime(t testing.TB, s string) time.Time {
 }
 
 // fieldValues returns field i of c as a sorted list.
-func (c *Crontab) fieldValues(i int) []int {
+func (c *Schedule) fieldValues(i int) []int {
 	sets := [5]uint64{c.minute, uint64(c.hour), uint64(c.dom), uint64(c.month), uint64(c.dow)}
 	var out []int
 	for s := sets[i]; s != 0; s &= s - 1 {
@@ -98,7 +98,7 @@ func fieldIndex(name string) int {
 }
 
 // cronDeviations are field specs Celery 5.2.6's crontab_parser accepts by
-// accident and ParseCrontab rejects (see ParseCrontab's doc).
+// accident and Parse rejects (see Parse's doc).
 var cronDeviations = map[string]string{
 	"minute 1-2-3":      "text after a range is ignored by Celery",
 	"minute 1-5/2/3":    "text after a step is ignored by Celery",
@@ -125,7 +125,7 @@ func TestParseCronCelery(t *testing.T) {
 		i := fieldIndex(pc.Field)
 		fields[i] = pc.Spec
 		expr := strings.Join(fields, " ")
-		c, err := ParseCrontab(expr)
+		c, err := Parse(expr)
 		key := pc.Field + " " + pc.Spec
 		if why := cronDeviations[key]; why != "" {
 			seen++
@@ -183,16 +183,16 @@ func TestParseCronErrors(t *testing.T) {
 		{"mon * * * *", `cron "mon * * * *": minute: "mon" is not a number (want 0-59)`},
 		{"@daily", `cron "@daily": want 5 fields (minute hour day_of_month month_of_year day_of_week), got 1`},
 	} {
-		c, err := ParseCrontab(tc.expr)
+		c, err := Parse(tc.expr)
 		if err == nil {
-			t.Errorf("ParseCrontab(%q) = %v, want error %s", tc.expr, c, tc.want)
+			t.Errorf("Parse(%q) = %v, want error %s", tc.expr, c, tc.want)
 			continue
 		}
 		if err.Error() != tc.want {
-			t.Errorf("ParseCrontab(%q):\n got %s\nwant %s", tc.expr, err, tc.want)
+			t.Errorf("Parse(%q):\n got %s\nwant %s", tc.expr, err, tc.want)
 		}
-		if _, ok := err.(*CrontabError); !ok {
-			t.Errorf("ParseCrontab(%q): error is %T, want *CrontabError", tc.expr, err)
+		if _, ok := err.(*Error); !ok {
+			t.Errorf("Parse(%q): error is %T, want *Error", tc.expr, err)
 		}
 	}
 }
@@ -213,7 +213,7 @@ func TestCronString(t *testing.T) {
 	} {
 		c := mustParseCron(t, tc.expr)
 		if got := c.String(); got != tc.want {
-			t.Errorf("ParseCrontab(%q).String() = %q, want %q", tc.expr, got, tc.want)
+			t.Errorf("Parse(%q).String() = %q, want %q", tc.expr, got, tc.want)
 		}
 		c2 := mustParseCron(t, c.String())
 		if *c2 != *c {
@@ -380,7 +380,7 @@ func TestCronNextDefaults(t *testing.T) {
 // refNext is a slow reference: it scans the wall clock for the first slot W
 // after after, then the instants for the first whose wall clock reads W or
 // later (Celery's rule).
-func refNext(c *Crontab, after time.Time, loc *time.Location, years int) time.Time {
+func refNext(c *Schedule, after time.Time, loc *time.Location, years int) time.Time {
 	a := after.In(loc)
 	w := time.Date(a.Year(), a.Month(), a.Day(), a.Hour(), a.Minute(), 0, 0, time.UTC).Add(time.Minute)
 	limit := w.AddDate(years, 0, 0)
@@ -519,23 +519,23 @@ func FuzzParseCron(f *testing.F) {
 	}
 	after := time.Date(2023, 11, 4, 23, 59, 30, 0, ny)
 	f.Fuzz(func(t *testing.T, expr string) {
-		c, err := ParseCrontab(expr)
+		c, err := Parse(expr)
 		if err != nil {
 			if c != nil {
-				t.Fatalf("ParseCrontab(%q) returned a Crontab and %v", expr, err)
+				t.Fatalf("Parse(%q) returned a Schedule and %v", expr, err)
 			}
 			if !strings.HasPrefix(err.Error(), "cron ") {
-				t.Fatalf("ParseCrontab(%q): %v", expr, err)
+				t.Fatalf("Parse(%q): %v", expr, err)
 			}
 			return
 		}
 		s := c.String()
-		c2, err := ParseCrontab(s)
+		c2, err := Parse(s)
 		if err != nil {
-			t.Fatalf("ParseCrontab(%q).String() = %q: %v", expr, s, err)
+			t.Fatalf("Parse(%q).String() = %q: %v", expr, s, err)
 		}
 		if *c2 != *c {
-			t.Fatalf("ParseCrontab(%q).String() = %q parses to another schedule", expr, s)
+			t.Fatalf("Parse(%q).String() = %q parses to another schedule", expr, s)
 		}
 		if s2 := c2.String(); s2 != s {
 			t.Fatalf("String not stable: %q then %q", s, s2)
@@ -558,7 +558,7 @@ func BenchmarkCronNext(b *testing.B) {
 		"0 12 13 * fri",
 		"0 0 29 2 mon",
 	} {
-		c, err := ParseCrontab(expr)
+		c, err := Parse(expr)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -1,4 +1,9 @@
-package beat
+// Package crontab parses and evaluates crontab expressions with the
+// semantics of Celery 5.2.6's celery.schedules.crontab, time zones and DST
+// included. runtime/beat's Cron entries use it; so does taskgen's generator,
+// to check //task:schedule cron directives. It depends on the standard
+// library only.
+package crontab
 
 import (
 	"fmt"
@@ -8,7 +13,7 @@ import (
 	"time"
 )
 
-// Crontab is a crontab schedule with the semantics of Celery 5.2.6's
+// Schedule is a crontab schedule with the semantics of Celery 5.2.6's
 // celery.schedules.crontab: five sets (minute, hour, day of month, month of
 // year, day of week) and a slot at every whole minute that is in all five.
 //
@@ -24,8 +29,8 @@ import (
 //
 // # Time zones and DST
 //
-// A Crontab is evaluated on the wall clock of a time zone (Celery's app
-// timezone, conf.timezone, with enable_utc on). [Crontab.Next] returns the
+// A Schedule is evaluated on the wall clock of a time zone (Celery's app
+// timezone, conf.timezone, with enable_utc on). [Schedule.Next] returns the
 // instant at which Celery beat would run the entry next when it last ran at
 // after, that is the first instant after it at which
 // crontab.is_due(last_run_at=after) answers due (beat notices at its next
@@ -60,11 +65,11 @@ import (
 // the last run, so west of UTC a run late in the evening (after 20:00 in
 // New York in summer) makes it skip the rest of the month: "0 22 1-31 * *"
 // after 2023-06-10 22:00 EDT runs next on 2023-07-01. Celery 5.3 fixed it;
-// Crontab does not reproduce it. For an impossible date (30 February, 31
+// Schedule does not reproduce it. For an impossible date (30 February, 31
 // April) Celery raises RuntimeError when it computes the next run; Next
-// returns the zero time. ParseCrontab is stricter than Celery's parser about
-// malformed input: see [ParseCrontab].
-type Crontab struct {
+// returns the zero time. Parse is stricter than Celery's parser about
+// malformed input: see [Parse].
+type Schedule struct {
 	minute uint64 // bit i: minute i, 0-59
 	hour   uint32 // bit i: hour i, 0-23
 	dom    uint32 // bit i: day i of the month, 1-31
@@ -78,16 +83,16 @@ type Crontab struct {
 	never bool
 }
 
-// CrontabError is the error ParseCrontab returns: which field of which
+// Error is the error Parse returns: which field of which
 // expression is wrong, and how, in words that can be shown to a user.
-type CrontabError struct {
+type Error struct {
 	Expr   string // the expression as given
 	Field  string // "minute", "hour", "day_of_month", "month_of_year", "day_of_week"; "" for the expression as a whole
 	Reason string // what is wrong, with the valid range
 }
 
 // Error formats the error as `cron "EXPR": FIELD: REASON`.
-func (e *CrontabError) Error() string {
+func (e *Error) Error() string {
 	if e.Field == "" {
 		return fmt.Sprintf("cron %q: %s", e.Expr, e.Reason)
 	}
@@ -111,7 +116,7 @@ const dowField = 4
 
 var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 
-// ParseCrontab parses a crontab expression of five whitespace-separated
+// Parse parses a crontab expression of five whitespace-separated
 // fields, in cron's order:
 //
 //	minute hour day_of_month month_of_year day_of_week
@@ -130,30 +135,30 @@ var dayNames = [7]string{"sun", "mon", "tue", "wed", "thu", "fri", "sat"}
 // as Celery's crontab_parser reads them. Day of week also takes English day
 // names, case-insensitive, matched as Celery matches them on their first
 // three letters ("mon", "Monday", "tues", "THURS"). Celery has no month
-// names, and neither has ParseCrontab.
+// names, and neither has Parse.
 //
 // Celery's parser also accepts, by accident of its regular expressions,
-// things ParseCrontab rejects: day names in the other fields (minute "mon" is
+// things Parse rejects: day names in the other fields (minute "mon" is
 // 1 there), text after a range or step ("1-2-3" is 1-2, "1-5/2/3" is
 // 1-5/2), and numbers Python's int() takes ("+5", "1_0").
 //
 // An expression naming an impossible date (day_of_month 30 with
 // month_of_year 2) parses, as in Celery; it never fires.
-func ParseCrontab(expr string) (*Crontab, error) {
+func Parse(expr string) (*Schedule, error) {
 	parts := strings.Fields(expr)
 	if len(parts) != 5 {
-		return nil, &CrontabError{Expr: expr, Reason: fmt.Sprintf(
+		return nil, &Error{Expr: expr, Reason: fmt.Sprintf(
 			"want 5 fields (minute hour day_of_month month_of_year day_of_week), got %d", len(parts))}
 	}
 	var sets [5]uint64
 	for i, f := range cronFields {
 		set, reason := parseCronField(parts[i], f, i == dowField)
 		if reason != "" {
-			return nil, &CrontabError{Expr: expr, Field: f.name, Reason: reason}
+			return nil, &Error{Expr: expr, Field: f.name, Reason: reason}
 		}
 		sets[i] = set
 	}
-	c := &Crontab{
+	c := &Schedule{
 		minute: sets[0],
 		hour:   uint32(sets[1]),
 		dom:    uint32(sets[2]),
@@ -165,7 +170,7 @@ func ParseCrontab(expr string) (*Crontab, error) {
 }
 
 // init derives byFirst and never from the five sets.
-func (c *Crontab) init() {
+func (c *Schedule) init() {
 	for w := range 7 {
 		var m uint32
 		for d := 1; d <= 31; d++ {
@@ -337,7 +342,7 @@ func parseCronValue(s string, f cronField, dow bool) (int, string) {
 // every value, "*/n" when it is every n-th value from the bottom, and else a
 // list of numbers and ranges in ascending order (day of week as 0-6). It
 // parses back to the same schedule.
-func (c *Crontab) String() string {
+func (c *Schedule) String() string {
 	sets := [5]uint64{c.minute, uint64(c.hour), uint64(c.dom), uint64(c.month), uint64(c.dow)}
 	var b strings.Builder
 	for i, f := range cronFields {
@@ -396,9 +401,9 @@ func formatCronField(b *strings.Builder, set uint64, f cronField) {
 // Next returns the first slot strictly after after, evaluated on the wall
 // clock of loc (nil means UTC), in loc: the instant at which Celery beat
 // runs the entry when it last ran at after. Across DST transitions it
-// follows Celery; see [Crontab]. A schedule that can never fire (30 February)
+// follows Celery; see [Schedule]. A schedule that can never fire (30 February)
 // returns the zero time.
-func (c *Crontab) Next(after time.Time, loc *time.Location) time.Time {
+func (c *Schedule) Next(after time.Time, loc *time.Location) time.Time {
 	if loc == nil {
 		loc = time.UTC
 	}
@@ -445,7 +450,7 @@ func (c *Crontab) Next(after time.Time, loc *time.Location) time.Time {
 
 // nextWall returns the first wall-clock slot after the minute
 // y-mo-d h:mi, or false when there is none within 400 years.
-func (c *Crontab) nextWall(y int, mo time.Month, d, h, mi int) (int, time.Month, int, int, int, bool) {
+func (c *Schedule) nextWall(y int, mo time.Month, d, h, mi int) (int, time.Month, int, int, int, bool) {
 	firstMinute := bits.TrailingZeros64(c.minute)
 	firstHour := bits.TrailingZeros32(c.hour)
 	if c.month&(1<<mo) != 0 && c.dom&(1<<d) != 0 &&
