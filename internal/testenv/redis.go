@@ -1,11 +1,8 @@
 package testenv
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -34,6 +31,10 @@ type RedisServer struct {
 	bin  string
 	dir  string
 	port int
+	conf string   // configuration file in dir: redis.conf, or sentinel.conf
+	argv []string // arguments after the configuration file ("--sentinel")
+	// password is sent with AUTH before probing the server (requirepass).
+	password string
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -55,19 +56,23 @@ type RedisServer struct {
 // when the CI environment variable is non-empty.
 func NewRedisServer(t testing.TB, extraArgs ...string) *RedisServer {
 	t.Helper()
+	return newRedisServer(t, "", extraArgs)
+}
+
+// newRedisServer is NewRedisServer for a server whose extraArgs set
+// requirepass to password (empty: none).
+func newRedisServer(t testing.TB, password string, extraArgs []string) *RedisServer {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missing(t, "redis-server not found on PATH")
 	}
-	s := &RedisServer{t: t, bin: bin, dir: privateDir(t, "redis-")}
-	t.Cleanup(s.cleanup)
 	extra := redisConfigLines(extraArgs)
-	for attempt := 1; ; attempt++ {
-		s.port = freePort(t)
+	return newRedisProcess(t, redisProc{bin: bin, prefix: "redis-", conf: "redis.conf", password: password}, func(port int) []string {
 		conf := []string{
 			"# written by internal/testenv.NewRedisServer",
 			"bind 127.0.0.1",
-			"port " + strconv.Itoa(s.port),
+			"port " + strconv.Itoa(port),
 			"dir ./",
 			`save ""`,
 			"appendonly no",
@@ -75,9 +80,30 @@ func NewRedisServer(t testing.TB, extraArgs ...string) *RedisServer {
 			"logfile redis.log",
 			"pidfile redis.pid",
 		}
-		conf = append(conf, extra...)
-		if err := os.WriteFile(filepath.Join(s.dir, "redis.conf"), []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
-			t.Fatalf("testenv: writing redis.conf: %v", err)
+		return append(conf, extra...)
+	})
+}
+
+// redisProc describes a process newRedisProcess starts: bin with the
+// configuration file conf followed by argv, in a private directory named
+// after prefix, probed with AUTH password when it is not empty.
+type redisProc struct {
+	bin, prefix, conf string
+	argv              []string
+	password          string
+}
+
+// newRedisProcess starts p on a free port, its configuration file written
+// from lines(port).
+func newRedisProcess(t testing.TB, p redisProc, lines func(port int) []string) *RedisServer {
+	t.Helper()
+	bin := p.bin
+	s := &RedisServer{t: t, bin: bin, dir: privateDir(t, p.prefix), conf: p.conf, argv: p.argv, password: p.password}
+	t.Cleanup(s.cleanup)
+	for attempt := 1; ; attempt++ {
+		s.port = freePort(t)
+		if err := os.WriteFile(filepath.Join(s.dir, p.conf), []byte(strings.Join(lines(s.port), "\n")+"\n"), 0o644); err != nil {
+			t.Fatalf("testenv: writing %s: %v", p.conf, err)
 		}
 		err := s.start()
 		if err == nil {
@@ -86,10 +112,10 @@ func NewRedisServer(t testing.TB, extraArgs ...string) *RedisServer {
 		// Another process may have grabbed the port between freePort and
 		// redis-server's bind; pick another one.
 		if attempt < 3 && strings.Contains(err.Error(), "in use") {
-			t.Logf("testenv: redis-server port %d was taken, retrying: %v", s.port, err)
+			t.Logf("testenv: %s port %d was taken, retrying: %v", filepath.Base(bin), s.port, err)
 			continue
 		}
-		t.Fatalf("testenv: starting redis-server: %v", err)
+		t.Fatalf("testenv: starting %s: %v", filepath.Base(bin), err)
 	}
 }
 
@@ -176,7 +202,7 @@ func (s *RedisServer) start() error {
 		return err
 	}
 	defer out.Close() // the child has its own copy
-	cmd := exec.Command(s.bin, "redis.conf")
+	cmd := exec.Command(s.bin, append([]string{s.conf}, s.argv...)...)
 	cmd.Dir = s.dir
 	cmd.Stdout = out
 	cmd.Stderr = out
@@ -195,7 +221,7 @@ func (s *RedisServer) start() error {
 	deadline := time.Now().Add(redisStartTimeout)
 	var lastErr error
 	for {
-		pid, err := redisProbe(s.Addr(), time.Second)
+		pid, err := redisProbe(s.Addr(), s.password, time.Second)
 		switch {
 		case err == nil && pid == cmd.Process.Pid:
 			return nil
@@ -264,46 +290,24 @@ func (s *RedisServer) logTail() string {
 }
 
 // redisProbe sends PING and, once it gets PONG (not -LOADING), INFO server,
-// and returns the server's process_id.
-func redisProbe(addr string, timeout time.Duration) (int, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+// and returns the server's process_id. A non-empty password is sent with
+// AUTH first.
+func redisProbe(addr, password string, timeout time.Duration) (int, error) {
+	v, err := redisDo(addr, password, timeout, "PING")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("PING: %w", err)
 	}
-	defer c.Close()
-	_ = c.SetDeadline(time.Now().Add(timeout))
-	r := bufio.NewReader(c)
-	if _, err := io.WriteString(c, "*1\r\n$4\r\nPING\r\n"); err != nil {
-		return 0, err
+	if v != "PONG" {
+		return 0, fmt.Errorf("PING answered %v", v)
 	}
-	line, err := r.ReadString('\n')
+	v, err = redisDo(addr, password, timeout, "INFO", "server")
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("INFO server: %w", err)
 	}
-	if line != "+PONG\r\n" {
-		return 0, fmt.Errorf("PING answered %q", strings.TrimSpace(line))
-	}
-	if _, err := io.WriteString(c, "*2\r\n$4\r\nINFO\r\n$6\r\nserver\r\n"); err != nil {
-		return 0, err
-	}
-	line, err = r.ReadString('\n')
-	if err != nil {
-		return 0, err
-	}
-	if !strings.HasPrefix(line, "$") {
-		return 0, fmt.Errorf("INFO answered %q", strings.TrimSpace(line))
-	}
-	n, err := strconv.Atoi(strings.TrimSpace(line[1:]))
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("INFO answered %q", strings.TrimSpace(line))
-	}
-	body := make([]byte, n+2)
-	if _, err := io.ReadFull(r, body); err != nil {
-		return 0, err
-	}
-	for _, l := range bytes.Split(body, []byte("\r\n")) {
-		if v, ok := bytes.CutPrefix(l, []byte("process_id:")); ok {
-			return strconv.Atoi(string(v))
+	text, _ := v.(string)
+	for l := range strings.SplitSeq(text, "\r\n") {
+		if v, ok := strings.CutPrefix(l, "process_id:"); ok {
+			return strconv.Atoi(v)
 		}
 	}
 	return 0, errors.New("INFO server has no process_id")

@@ -1,0 +1,459 @@
+package testenv
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os/exec"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// SentinelConfig shapes the deployment NewRedisSentinel starts. Zero fields
+// take the defaults shown.
+type SentinelConfig struct {
+	// MasterName is the name the sentinels monitor the master under
+	// (default "mymaster").
+	MasterName string
+	// Replicas is the number of replicas of the initial master (default 2).
+	Replicas int
+	// Sentinels is the number of sentinels (default 3).
+	Sentinels int
+	// Quorum is the number of sentinels that must agree the master is down
+	// (default a majority of Sentinels).
+	Quorum int
+	// DownAfter is sentinel's down-after-milliseconds: how long the master
+	// must not answer before a failover starts (default 1 s; Redis's
+	// default is 30 s).
+	DownAfter time.Duration
+	// FailoverTimeout is sentinel's failover-timeout (default 5 s; Redis's
+	// default is 3 min).
+	FailoverTimeout time.Duration
+	// Password, when not empty, is the data nodes' requirepass (and
+	// masterauth, and the sentinels' auth-pass).
+	Password string
+	// SentinelPassword, when not empty, is the sentinels' requirepass (and
+	// sentinel-pass, which they use among themselves).
+	SentinelPassword string
+	// NodeArgs are redis.conf directives added to every data node, in
+	// NewRedisServer's extraArgs form (e.g. "appendonly yes").
+	NodeArgs []string
+	// SentinelArgs are directives added to every sentinel.conf.
+	SentinelArgs []string
+}
+
+// RedisSentinel is a private Redis Sentinel deployment owned by one test,
+// created by NewRedisSentinel: a master, its replicas and the sentinels
+// monitoring them, each a process of its own on 127.0.0.1 with its own port
+// and data directory. Nodes are RedisServers: Kill, Stop, Start and Restart
+// act on one of them. Like RedisServer's, its methods report failures
+// through the test passed to NewRedisSentinel, so call them from that test's
+// goroutine.
+type RedisSentinel struct {
+	t         testing.TB
+	cfg       SentinelConfig
+	nodes     []*RedisServer // nodes[0] was the first master
+	sentinels []*RedisServer
+}
+
+const (
+	sentinelReadyTimeout    = 30 * time.Second
+	sentinelFailoverTimeout = 60 * time.Second
+)
+
+// NewRedisSentinel starts a master, cfg.Replicas replicas of it (waiting
+// until each has synchronised) and cfg.Sentinels sentinels monitoring it as
+// cfg.MasterName, and returns once every sentinel knows every replica and
+// every other sentinel, so that a failover can start at once. Everything is
+// stopped and removed by t.Cleanup. It typically takes 2–4 s (sentinels
+// find each other through hello messages sent every 2 s).
+//
+// The data nodes run as NewRedisServer's do (no persistence: a killed
+// node restarts empty, and sentinel makes it a replica of the current
+// master) with "repl-diskless-sync yes" and "repl-diskless-sync-delay 0"
+// for quick resynchronisation; cfg.NodeArgs add to or override that.
+//
+// redis-server and redis-sentinel (Debian's redis-sentinel package) must be
+// on PATH; if not, the test is skipped, or fails when the CI environment
+// variable is non-empty.
+func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
+	t.Helper()
+	if cfg.MasterName == "" {
+		cfg.MasterName = "mymaster"
+	}
+	if cfg.Replicas <= 0 {
+		cfg.Replicas = 2
+	}
+	if cfg.Sentinels <= 0 {
+		cfg.Sentinels = 3
+	}
+	if cfg.Quorum <= 0 {
+		cfg.Quorum = cfg.Sentinels/2 + 1
+	}
+	if cfg.DownAfter <= 0 {
+		cfg.DownAfter = time.Second
+	}
+	if cfg.FailoverTimeout <= 0 {
+		cfg.FailoverTimeout = 5 * time.Second
+	}
+	sentinelBin, err := exec.LookPath("redis-sentinel")
+	if err != nil {
+		missing(t, "redis-sentinel not found on PATH (Debian package redis-sentinel; scripts/testenv.sh install)")
+	}
+	s := &RedisSentinel{t: t, cfg: cfg}
+	nodeArgs := []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}
+	if cfg.Password != "" {
+		nodeArgs = append(nodeArgs, "requirepass "+redisQuote(cfg.Password), "masterauth "+redisQuote(cfg.Password))
+	}
+	nodeArgs = append(nodeArgs, cfg.NodeArgs...)
+	master := newRedisServer(t, cfg.Password, nodeArgs)
+	s.nodes = append(s.nodes, master)
+	for range cfg.Replicas {
+		s.nodes = append(s.nodes, newRedisServer(t, cfg.Password, append(slices.Clone(nodeArgs), "replicaof 127.0.0.1 "+strconv.Itoa(master.Port()))))
+	}
+	deadline := time.Now().Add(sentinelReadyTimeout)
+	for _, r := range s.nodes[1:] {
+		s.waitFor(deadline, "replica "+r.Addr()+" synchronised", func() (bool, error) {
+			info, err := s.info(r.Addr(), "replication")
+			return info["master_link_status"] == "up", err
+		})
+	}
+	var extra []string
+	if cfg.Password != "" {
+		extra = append(extra, fmt.Sprintf("sentinel auth-pass %s %s", cfg.MasterName, redisQuote(cfg.Password)))
+	}
+	if cfg.SentinelPassword != "" {
+		extra = append(extra, "requirepass "+redisQuote(cfg.SentinelPassword), "sentinel sentinel-pass "+redisQuote(cfg.SentinelPassword))
+	}
+	extra = append(extra, redisConfigLines(cfg.SentinelArgs)...)
+	proc := redisProc{bin: sentinelBin, prefix: "sentinel-", conf: "sentinel.conf", argv: []string{"--sentinel"}, password: cfg.SentinelPassword}
+	for range cfg.Sentinels {
+		s.sentinels = append(s.sentinels, newRedisProcess(t, proc, func(port int) []string {
+			conf := []string{
+				"# written by internal/testenv.NewRedisSentinel",
+				"bind 127.0.0.1",
+				"port " + strconv.Itoa(port),
+				"dir ./",
+				"daemonize no",
+				"logfile redis.log",
+				"pidfile redis.pid",
+				fmt.Sprintf("sentinel monitor %s 127.0.0.1 %d %d", cfg.MasterName, master.Port(), cfg.Quorum),
+				fmt.Sprintf("sentinel down-after-milliseconds %s %d", cfg.MasterName, cfg.DownAfter.Milliseconds()),
+				fmt.Sprintf("sentinel failover-timeout %s %d", cfg.MasterName, cfg.FailoverTimeout.Milliseconds()),
+				fmt.Sprintf("sentinel parallel-syncs %s %d", cfg.MasterName, cfg.Replicas),
+			}
+			return append(conf, extra...)
+		}))
+	}
+	for _, sn := range s.sentinels {
+		s.waitFor(deadline, "sentinel "+sn.Addr()+" knows the topology", func() (bool, error) {
+			return s.sentinelReady(sn.Addr())
+		})
+	}
+	return s
+}
+
+// sentinelReady reports whether the sentinel at addr sees the master up
+// and knows every replica and every other sentinel.
+func (s *RedisSentinel) sentinelReady(addr string) (bool, error) {
+	m, err := s.sentinelDo(addr, "SENTINEL", "MASTER", s.cfg.MasterName)
+	if err != nil {
+		return false, err
+	}
+	fields := pairs(m)
+	return fields["num-slaves"] == strconv.Itoa(s.cfg.Replicas) &&
+		fields["num-other-sentinels"] == strconv.Itoa(s.cfg.Sentinels-1) &&
+		!strings.Contains(fields["flags"], "down"), nil
+}
+
+// MasterName returns the name the sentinels monitor the master under.
+func (s *RedisSentinel) MasterName() string { return s.cfg.MasterName }
+
+// URL returns the deployment's URL in kombu's form, query included:
+// sentinel://127.0.0.1:P1;sentinel://127.0.0.1:P2;sentinel://127.0.0.1:P3/0?master_name=NAME.
+func (s *RedisSentinel) URL() string {
+	parts := make([]string, len(s.sentinels))
+	for i, sn := range s.sentinels {
+		parts[i] = "sentinel://" + sn.Addr()
+	}
+	return strings.Join(parts, ";") + "/0?master_name=" + s.cfg.MasterName
+}
+
+// SentinelAddrs returns the sentinels' addresses (127.0.0.1:PORT).
+func (s *RedisSentinel) SentinelAddrs() []string {
+	addrs := make([]string, len(s.sentinels))
+	for i, sn := range s.sentinels {
+		addrs[i] = sn.Addr()
+	}
+	return addrs
+}
+
+// Nodes returns the data nodes (master and replicas); Nodes()[0] is the
+// node that was master at the start.
+func (s *RedisSentinel) Nodes() []*RedisServer { return slices.Clone(s.nodes) }
+
+// Sentinels returns the sentinel processes.
+func (s *RedisSentinel) Sentinels() []*RedisServer { return slices.Clone(s.sentinels) }
+
+// MasterAddr returns the address of the current master according to a
+// majority of the sentinels that answer; it fails the test when no majority
+// agrees.
+func (s *RedisSentinel) MasterAddr() string {
+	s.t.Helper()
+	addr, err := s.masterAddr()
+	if err != nil {
+		s.t.Fatalf("testenv: sentinel master address: %v", err)
+	}
+	return addr
+}
+
+func (s *RedisSentinel) masterAddr() (string, error) {
+	votes := map[string]int{}
+	var errs []error
+	for _, sn := range s.sentinels {
+		v, err := s.sentinelDo(sn.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.cfg.MasterName)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", sn.Addr(), err))
+			continue
+		}
+		hp, ok := v.([]any)
+		if !ok || len(hp) != 2 {
+			errs = append(errs, fmt.Errorf("%s: GET-MASTER-ADDR-BY-NAME answered %v", sn.Addr(), v))
+			continue
+		}
+		votes[net.JoinHostPort(fmt.Sprint(hp[0]), fmt.Sprint(hp[1]))]++
+	}
+	for addr, n := range votes {
+		if n > len(s.sentinels)/2 {
+			return addr, nil
+		}
+	}
+	return "", fmt.Errorf("no majority of %d sentinels agrees (votes %v; %v)", len(s.sentinels), votes, errors.Join(errs...))
+}
+
+// Master returns the node that is master according to a majority of the
+// sentinels (see MasterAddr).
+func (s *RedisSentinel) Master() *RedisServer {
+	s.t.Helper()
+	return s.node(s.MasterAddr())
+}
+
+func (s *RedisSentinel) node(addr string) *RedisServer {
+	s.t.Helper()
+	for _, n := range s.nodes {
+		if n.Addr() == addr {
+			return n
+		}
+	}
+	s.t.Fatalf("testenv: sentinel names %s, which is none of the deployment's nodes", addr)
+	return nil
+}
+
+// KillMaster SIGKILLs the current master (see Master) and returns it. The
+// sentinels start a failover after SentinelConfig.DownAfter; WaitFailover
+// waits for it.
+func (s *RedisSentinel) KillMaster() *RedisServer {
+	s.t.Helper()
+	m := s.Master()
+	m.Kill()
+	return m
+}
+
+// WaitFailover waits until a majority of the sentinels names a master other
+// than old (an address, e.g. the Addr of the node KillMaster returned), that
+// node answers ROLE as master, and every other running data node replicates
+// from it with its link up. It returns the new master, and fails the test
+// after a minute.
+func (s *RedisSentinel) WaitFailover(old string) *RedisServer {
+	s.t.Helper()
+	deadline := time.Now().Add(sentinelFailoverTimeout)
+	var addr string
+	s.waitFor(deadline, "a failover away from "+old, func() (bool, error) {
+		a, err := s.masterAddr()
+		if err != nil || a == old {
+			return false, err
+		}
+		role, err := s.nodeDo(a, "ROLE")
+		if err != nil {
+			return false, err
+		}
+		if r, ok := role.([]any); !ok || len(r) == 0 || r[0] != "master" {
+			return false, fmt.Errorf("%s answers ROLE %v", a, role)
+		}
+		addr = a
+		return true, nil
+	})
+	s.WaitReplicas(addr)
+	return s.node(addr)
+}
+
+// WaitReplicas waits until every running data node other than master (an
+// address) is a replica of master with its link up, and the master counts
+// them all among its connected replicas. It fails the test after a minute.
+func (s *RedisSentinel) WaitReplicas(master string) {
+	s.t.Helper()
+	deadline := time.Now().Add(sentinelFailoverTimeout)
+	for _, n := range s.nodes {
+		if n.Addr() == master || !n.running() {
+			continue
+		}
+		s.waitFor(deadline, n.Addr()+" replicating from "+master, func() (bool, error) {
+			info, err := s.info(n.Addr(), "replication")
+			if err != nil {
+				return false, err
+			}
+			host, port, _ := net.SplitHostPort(master)
+			return info["role"] == "slave" && info["master_host"] == host && info["master_port"] == port &&
+				info["master_link_status"] == "up", nil
+		})
+	}
+}
+
+// Restart starts node again after Kill or Stop (see RedisServer.Start) and
+// waits until it is back in the deployment: a replica of the current master
+// with its link up (sentinel reconfigures an old master that comes back).
+func (s *RedisSentinel) Restart(node *RedisServer) {
+	s.t.Helper()
+	node.Start()
+	s.WaitReplicas(s.MasterAddr())
+}
+
+// waitFor polls cond every 50 ms until it holds, failing the test with the
+// last error when deadline passes.
+func (s *RedisSentinel) waitFor(deadline time.Time, what string, cond func() (bool, error)) {
+	s.t.Helper()
+	var last error
+	for {
+		ok, err := cond()
+		if ok {
+			return
+		}
+		if err != nil {
+			last = err
+		}
+		if time.Now().After(deadline) {
+			s.t.Fatalf("testenv: sentinel deployment: timed out waiting for %s (last error: %v)", what, last)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// sentinelDo sends one command to the sentinel at addr.
+func (s *RedisSentinel) sentinelDo(addr string, args ...string) (any, error) {
+	return redisDo(addr, s.cfg.SentinelPassword, time.Second, args...)
+}
+
+// nodeDo sends one command to the data node at addr.
+func (s *RedisSentinel) nodeDo(addr string, args ...string) (any, error) {
+	return redisDo(addr, s.cfg.Password, time.Second, args...)
+}
+
+// info returns the fields of INFO section of the data node at addr.
+func (s *RedisSentinel) info(addr, section string) (map[string]string, error) {
+	v, err := s.nodeDo(addr, "INFO", section)
+	if err != nil {
+		return nil, err
+	}
+	text, ok := v.(string)
+	if !ok {
+		return nil, fmt.Errorf("INFO answered %v", v)
+	}
+	m := map[string]string{}
+	for l := range strings.SplitSeq(text, "\r\n") {
+		if k, val, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, "#") {
+			m[k] = val
+		}
+	}
+	return m, nil
+}
+
+// pairs turns a flat RESP array [k1 v1 k2 v2 …] into a map.
+func pairs(v any) map[string]string {
+	m := map[string]string{}
+	a, _ := v.([]any)
+	for i := 0; i+1 < len(a); i += 2 {
+		m[fmt.Sprint(a[i])] = fmt.Sprint(a[i+1])
+	}
+	return m
+}
+
+// redisDo sends one command on a fresh connection (after AUTH password
+// when password is not empty) and returns its reply: string, int64, nil,
+// []any, or an error for an error reply.
+func redisDo(addr, password string, timeout time.Duration, args ...string) (any, error) {
+	c, err := net.DialTimeout("tcp", addr, timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(timeout))
+	var b strings.Builder
+	writeCmd := func(args ...string) {
+		fmt.Fprintf(&b, "*%d\r\n", len(args))
+		for _, a := range args {
+			fmt.Fprintf(&b, "$%d\r\n%s\r\n", len(a), a)
+		}
+	}
+	if password != "" {
+		writeCmd("AUTH", password)
+	}
+	writeCmd(args...)
+	if _, err := io.WriteString(c, b.String()); err != nil {
+		return nil, err
+	}
+	r := bufio.NewReader(c)
+	if password != "" {
+		if _, err := readRESP(r); err != nil {
+			return nil, fmt.Errorf("AUTH: %w", err)
+		}
+	}
+	return readRESP(r)
+}
+
+// readRESP reads one RESP2 reply.
+func readRESP(r *bufio.Reader) (any, error) {
+	line, err := r.ReadString('\n')
+	if err != nil {
+		return nil, err
+	}
+	line = strings.TrimSuffix(line, "\r\n")
+	if line == "" {
+		return nil, errors.New("empty RESP line")
+	}
+	switch line[0] {
+	case '+':
+		return line[1:], nil
+	case '-':
+		return nil, errors.New(line[1:])
+	case ':':
+		return strconv.ParseInt(line[1:], 10, 64)
+	case '$':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		buf := make([]byte, n+2)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			return nil, err
+		}
+		return string(buf[:n]), nil
+	case '*':
+		n, err := strconv.Atoi(line[1:])
+		if err != nil || n < 0 {
+			return nil, err
+		}
+		a := make([]any, n)
+		for i := range a {
+			if a[i], err = readRESP(r); err != nil {
+				return nil, err
+			}
+		}
+		return a, nil
+	}
+	return nil, fmt.Errorf("unexpected RESP line %q", line)
+}
