@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 )
@@ -115,10 +116,23 @@ type BrokerFactory func(u *url.URL, opts TransportOptions) (Broker, error)
 // BackendFactory opens a result backend for a parsed URL.
 type BackendFactory func(u *url.URL, opts TransportOptions) (ResultBackend, error)
 
+// BrokerListFactory opens a broker for a URL list (see [ParseURLs]): kombu's
+// failover form, several nodes of one cluster. urls holds at least one URL,
+// all of the scheme the factory was registered for; transport options ride
+// on the first URL's query and apply to the whole list.
+type BrokerListFactory func(urls []*url.URL, opts TransportOptions) (Broker, error)
+
+// BackendListFactory opens a result backend for a URL list, as
+// [BrokerListFactory] does for brokers.
+type BackendListFactory func(urls []*url.URL, opts TransportOptions) (ResultBackend, error)
+
 var (
 	registryMu sync.RWMutex
 	brokers    = map[string]BrokerFactory{}
 	backends   = map[string]BackendFactory{}
+	// Transports taking URL lists ("a;b"), by scheme.
+	brokerLists  = map[string]BrokerListFactory{}
+	backendLists = map[string]BackendListFactory{}
 )
 
 // RegisterBroker makes a transport available under a URL scheme. It panics if
@@ -142,10 +156,38 @@ func RegisterBackend(scheme string, f BackendFactory) {
 	backends[scheme] = f
 }
 
-func registered[F any](m map[string]F) []string {
+// RegisterBrokerList makes a transport that accepts URL lists available
+// under a URL scheme: [OpenBroker] gives it every list whose URLs all have
+// that scheme, and a single URL of that scheme too when no [BrokerFactory]
+// is registered for it. It panics if called twice for a scheme.
+func RegisterBrokerList(scheme string, f BrokerListFactory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := brokerLists[scheme]; dup {
+		panic("runtime: RegisterBrokerList called twice for scheme " + scheme)
+	}
+	brokerLists[scheme] = f
+}
+
+// RegisterBackendList is [RegisterBrokerList] for result backends.
+func RegisterBackendList(scheme string, f BackendListFactory) {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if _, dup := backendLists[scheme]; dup {
+		panic("runtime: RegisterBackendList called twice for scheme " + scheme)
+	}
+	backendLists[scheme] = f
+}
+
+func registered[F, L any](m map[string]F, lists map[string]L) []string {
 	var s []string
 	for k := range m {
 		s = append(s, k+"://")
+	}
+	for k := range lists {
+		if _, ok := m[k]; !ok {
+			s = append(s, k+"://")
+		}
 	}
 	sort.Strings(s)
 	return s
@@ -156,40 +198,69 @@ var ErrUnknownScheme = errors.New("unknown URL scheme")
 
 // OpenBroker opens the broker that raw names, with the transport registered
 // for its scheme; it wraps ErrUnknownScheme when no imported transport has it.
+// raw may be a URL list (see [ParseURLs]) when that transport takes lists
+// ([RegisterBrokerList]); a list it cannot take is an error, never cut to its
+// first URL.
 func OpenBroker(raw string, opts TransportOptions) (Broker, error) {
-	u, err := url.Parse(raw)
+	urls, err := ParseURLs(raw)
 	if err != nil {
-		return nil, fmt.Errorf("broker URL: %w", redactErr(err))
+		return nil, fmt.Errorf("broker URL %s: %w", Redact(raw), err)
 	}
+	scheme := urls[0].Scheme
 	registryMu.RLock()
-	f, ok := brokers[u.Scheme]
-	names := registered(brokers)
+	f, ok := brokers[scheme]
+	lf, lok := brokerLists[scheme]
+	names := registered(brokers, brokerLists)
 	registryMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("broker %s: %w %q (registered: %v; import the transport package, e.g. _ \"github.com/taskgen/taskgen/runtime/%s\")", Redact(raw), ErrUnknownScheme, u.Scheme, names, u.Scheme)
+	switch {
+	case len(urls) == 1 && ok:
+		return f(urls[0], opts)
+	case lok:
+		return lf(urls, opts)
+	case ok:
+		return nil, fmt.Errorf("broker %s: %w", Redact(raw), errNoList(scheme, len(urls)))
 	}
-	return f(u, opts)
+	return nil, fmt.Errorf("broker %s: %w %q (registered: %v; import the transport package, e.g. _ \"github.com/taskgen/taskgen/runtime/%s\")", Redact(raw), ErrUnknownScheme, scheme, names, scheme)
 }
 
 // OpenBackend opens the result backend that raw names, as OpenBroker does
 // for brokers.
 func OpenBackend(raw string, opts TransportOptions) (ResultBackend, error) {
-	u, err := url.Parse(raw)
+	urls, err := ParseURLs(raw)
 	if err != nil {
-		return nil, fmt.Errorf("backend URL: %w", redactErr(err))
+		return nil, fmt.Errorf("backend URL %s: %w", Redact(raw), err)
 	}
+	scheme := urls[0].Scheme
 	registryMu.RLock()
-	f, ok := backends[u.Scheme]
-	names := registered(backends)
+	f, ok := backends[scheme]
+	lf, lok := backendLists[scheme]
+	names := registered(backends, backendLists)
 	registryMu.RUnlock()
-	if !ok {
-		return nil, fmt.Errorf("backend %s: %w %q (registered: %v)", Redact(raw), ErrUnknownScheme, u.Scheme, names)
+	switch {
+	case len(urls) == 1 && ok:
+		return f(urls[0], opts)
+	case lok:
+		return lf(urls, opts)
+	case ok:
+		return nil, fmt.Errorf("backend %s: %w", Redact(raw), errNoList(scheme, len(urls)))
 	}
-	return f(u, opts)
+	return nil, fmt.Errorf("backend %s: %w %q (registered: %v)", Redact(raw), ErrUnknownScheme, scheme, names)
 }
 
-// Redact returns the URL with its password replaced by "xxxxx", for logs and errors.
+// Redact returns the URL with its password replaced by "xxxxx", for logs and
+// errors; in a URL list (see [ParseURLs]) every URL is redacted.
 func Redact(raw string) string {
+	if strings.Contains(raw, URLSeparator) {
+		parts := strings.Split(raw, URLSeparator)
+		for i, p := range parts {
+			parts[i] = redactOne(strings.TrimSpace(p))
+		}
+		return strings.Join(parts, URLSeparator)
+	}
+	return redactOne(raw)
+}
+
+func redactOne(raw string) string {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return "<unparseable URL>"
