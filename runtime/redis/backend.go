@@ -47,20 +47,31 @@ type waiter struct {
 
 var _ driver.ResultBackend = (*Backend)(nil)
 
-// OpenBackend opens a result backend for a redis:// or rediss:// URL. It
-// does not contact Redis.
+// OpenBackend opens a result backend for a redis:// or rediss:// URL, or a
+// sentinel:// URL list (Celery's Sentinel backend). It does not contact
+// Redis.
 func OpenBackend(u *url.URL, topts driver.TransportOptions) (*Backend, error) {
-	o, err := parseOptions(u, topts)
+	urls, err := urlList(u)
 	if err != nil {
 		return nil, err
 	}
-	client := goredis.NewClient(o.redis)
+	return OpenBackendList(urls, topts)
+}
+
+// OpenBackendList opens a result backend for a URL list, as OpenList does
+// for brokers.
+func OpenBackendList(urls []*url.URL, topts driver.TransportOptions) (*Backend, error) {
+	o, err := parseOptions(urls, topts)
+	if err != nil {
+		return nil, err
+	}
+	client := o.newClient()
 	return &Backend{
 		scheduleStore: scheduleStore{client, o.GlobalKeyPrefix},
 		opts:          o,
 		client:        client,
-		log:           o.log.With("backend", "redis", "url", driver.Redact(u.String())),
-		url:           driver.Redact(u.String()),
+		log:           o.log.With("backend", "redis", "url", o.url),
+		url:           o.url,
 		subs:          map[string]*channelState{},
 	}, nil
 }
@@ -81,7 +92,7 @@ func (b *Backend) Store(ctx context.Context, taskID string, doc []byte, ttl time
 	if ttl > 0 {
 		secs = int64(max(ttl, time.Second) / time.Second)
 	}
-	if err := storeScript.Run(ctx, b.client, []string{b.key(taskID)}, doc, secs).Err(); err != nil {
+	if err := b.opts.runScript(ctx, b.client, storeScript, []string{b.key(taskID)}, doc, secs).Err(); err != nil {
 		return fmt.Errorf("redis result store to %s: %w", b.url, err)
 	}
 	return nil
@@ -272,7 +283,9 @@ func ttlSeconds(ttl time.Duration) int64 {
 // SaveGroup stores group gid's GroupResult document at
 // celery-taskset-meta-<gid>, where Python's GroupResult.restore reads it.
 func (b *Backend) SaveGroup(ctx context.Context, gid string, doc []byte, ttl time.Duration) error {
-	if err := b.client.Set(ctx, b.groupKey(gid, ""), doc, time.Duration(ttlSeconds(ttl))*time.Second).Err(); err != nil {
+	if err := b.opts.durable(ctx, b.client, func(pipe goredis.Pipeliner) {
+		pipe.Set(ctx, b.groupKey(gid, ""), doc, time.Duration(ttlSeconds(ttl))*time.Second)
+	}); err != nil {
 		return fmt.Errorf("redis group save to %s: %w", b.url, err)
 	}
 	return nil
@@ -292,7 +305,9 @@ func (b *Backend) LoadGroup(ctx context.Context, gid string) ([]byte, error) {
 
 // SetChordSize writes Celery's celery-taskset-meta-<gid>.s.
 func (b *Backend) SetChordSize(ctx context.Context, gid string, size int, ttl time.Duration) error {
-	if err := b.client.Set(ctx, b.groupKey(gid, ".s"), size, time.Duration(ttlSeconds(ttl))*time.Second).Err(); err != nil {
+	if err := b.opts.durable(ctx, b.client, func(pipe goredis.Pipeliner) {
+		pipe.Set(ctx, b.groupKey(gid, ".s"), size, time.Duration(ttlSeconds(ttl))*time.Second)
+	}); err != nil {
 		return fmt.Errorf("redis chord size to %s: %w", b.url, err)
 	}
 	return nil
@@ -307,7 +322,7 @@ func (b *Backend) ChordPartReturn(ctx context.Context, gid, taskID string, index
 	if index >= 0 {
 		score = fmt.Sprint(index)
 	}
-	res, err := chordPartScript.Run(ctx, b.client, keys, part, score, ttlSeconds(ttl), taskID).Slice()
+	res, err := b.opts.runScript(ctx, b.client, chordPartScript, keys, part, score, ttlSeconds(ttl), taskID).Slice()
 	if err != nil {
 		return nil, false, fmt.Errorf("redis chord part to %s: %w", b.url, err)
 	}

@@ -22,11 +22,18 @@ func init() {
 			return OpenBackend(u, o)
 		})
 	}
+	// sentinel:// takes kombu's URL lists ("sentinel://h1:26379;sentinel://h2:26379/0").
+	driver.RegisterBrokerList("sentinel", func(urls []*url.URL, o driver.TransportOptions) (driver.Broker, error) {
+		return OpenList(urls, o)
+	})
+	driver.RegisterBackendList("sentinel", func(urls []*url.URL, o driver.TransportOptions) (driver.ResultBackend, error) {
+		return OpenBackendList(urls, o)
+	})
 }
 
 // Broker is the kombu-compatible Redis transport. It is safe for concurrent
-// use. Create it through runtime.New with a redis:// or rediss:// URL, or
-// with Open.
+// use. Create it through runtime.New with a redis://, rediss:// or
+// sentinel:// URL, or with Open.
 type Broker struct {
 	scheduleStore // driver.ScheduleStore: runtime/beat's state
 
@@ -72,21 +79,33 @@ const (
 	fetchers        = 2 // concurrent fetch loops per Consume
 )
 
-// Open opens a broker for a redis:// or rediss:// URL (see the package
-// documentation for the options). It does not contact Redis: an unreachable
-// server shows in Publish and Consume.
+// Open opens a broker for a redis:// or rediss:// URL, or a sentinel:// URL
+// list (see the package documentation for the forms and options). It does
+// not contact Redis: an unreachable server shows in Publish and Consume.
 func Open(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
-	o, err := parseOptions(u, topts)
+	urls, err := urlList(u)
 	if err != nil {
 		return nil, err
 	}
-	client := goredis.NewClient(o.redis)
+	return OpenList(urls, topts)
+}
+
+// OpenList opens a broker for a list of sentinel:// URLs, kombu's Redis
+// Sentinel form (see the package documentation), or for a list of one
+// redis:// or rediss:// URL (a longer list of those is an error wrapping
+// driver.ErrURLList).
+func OpenList(urls []*url.URL, topts driver.TransportOptions) (*Broker, error) {
+	o, err := parseOptions(urls, topts)
+	if err != nil {
+		return nil, err
+	}
+	client := o.newClient()
 	b := &Broker{
 		scheduleStore: scheduleStore{client, o.GlobalKeyPrefix},
 		opts:          o,
 		client:        client,
-		log:           o.log.With("transport", "redis", "url", driver.Redact(u.String())),
-		url:           driver.Redact(u.String()),
+		log:           o.log.With("transport", "redis", "url", o.url),
+		url:           o.url,
 		ackCh:         make(chan string, 4096),
 		closing:       make(chan struct{}),
 	}
@@ -97,14 +116,11 @@ func Open(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
 // blocking returns the client of blocking commands (created on first use).
 func (b *Broker) blocking() *goredis.Client {
 	b.blockOnce.Do(func() {
-		ro := *b.opts.redis
-		ro.PoolSize = 1024 // one connection per blocked command: as many as there are blockers
-		ro.MinIdleConns, ro.MaxIdleConns = 0, 0
-		// No silent retry: a blocked command whose connection dies may have
-		// moved a message into the inbox; the blocker must wake the fetch
-		// loops at once rather than block again for a poll.
-		ro.MaxRetries = -1
-		b.blockClient = goredis.NewClient(&ro)
+		// One connection per blocked command; no silent retry: a blocked
+		// command whose connection dies may have moved a message into the
+		// inbox, and the blocker must wake the fetch loops at once rather
+		// than block again for a poll.
+		b.blockClient = b.opts.newBlockingClient()
 	})
 	return b.blockClient
 }

@@ -1,12 +1,16 @@
 package redis
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -60,11 +64,33 @@ type Options struct {
 	// ResultKeyPrefix is the prefix of result keys and channels (default
 	// "celery-task-meta-"); used by the result backend.
 	ResultKeyPrefix string
+	// MinReplicas, when positive, makes every publish (and result store)
+	// wait until that many replicas acknowledged the write (Redis WAIT); a
+	// write fewer replicas acknowledged within MinReplicasTimeout is an
+	// error wrapping ErrNotReplicated. Default 0: no wait.
+	MinReplicas int
+	// MinReplicasTimeout bounds the WAIT of MinReplicas (default 5 s, and
+	// never more than ConnectTimeout).
+	MinReplicasTimeout time.Duration
+	// MasterName is the name the sentinels know the master by (sentinel://
+	// URLs only; kombu's master_name transport option).
+	MasterName string
+	// SentinelAddrs are the sentinels' addresses, host:port (sentinel://
+	// URLs only).
+	SentinelAddrs []string
 
-	redis *goredis.Options
-	log   *slog.Logger
-	host  string
+	redis    *goredis.Options         // the data nodes' options (for sentinel://: the master's, Addr unused)
+	failover *goredis.FailoverOptions // sentinel:// only
+	log      *slog.Logger
+	host     string
+	url      string // the URL (list) with passwords redacted
 }
+
+// ErrNotReplicated is wrapped by the error of a publish or result store that
+// fewer than the min_replicas option's replicas acknowledged in time. The
+// write was made on the master and may survive or not: a retry can
+// duplicate it.
+var ErrNotReplicated = errors.New("not acknowledged by enough replicas")
 
 // parseDuration reads a Go duration or a number of seconds (Celery habit).
 func parseDuration(name, s string) (time.Duration, error) {
@@ -81,11 +107,41 @@ func parseDuration(name, s string) (time.Duration, error) {
 	return d, nil
 }
 
-// parseOptions splits u's query into taskgen's options and go-redis's own
-// (dial_timeout, pool_size, …), and builds the client options.
-func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
-	redacted := driver.Redact(u.String())
+// parseOptions splits the query of urls into taskgen's options and
+// go-redis's own (dial_timeout, pool_size, …), and builds the client
+// options. urls is one redis:// or rediss:// URL, or a list of sentinel://
+// URLs (see parseSentinelList).
+func parseOptions(urls []*url.URL, topts driver.TransportOptions) (*Options, error) {
+	parts := make([]string, len(urls))
+	for i, u := range urls {
+		parts[i] = u.String()
+	}
+	redacted := driver.Redact(strings.Join(parts, driver.URLSeparator))
 	wrap := func(err error) error { return fmt.Errorf("redis URL %s: %w", redacted, err) }
+	if len(urls) == 0 {
+		return nil, wrap(errors.New("no URL"))
+	}
+	u := urls[0]
+	var (
+		q        url.Values
+		sentinel *sentinelList
+		err      error
+	)
+	switch strings.ToLower(u.Scheme) {
+	case "sentinel":
+		sentinel, err = parseSentinelList(urls)
+		if err != nil {
+			return nil, wrap(err)
+		}
+		q = sentinel.query
+	default:
+		if len(urls) > 1 {
+			return nil, wrap(fmt.Errorf("%w: a list of URLs (separated by ';') is only valid with sentinel://, kombu's Redis Sentinel form; a %s:// URL names one server", driver.ErrURLList, u.Scheme))
+		}
+		if q, err = url.ParseQuery(u.RawQuery); err != nil {
+			return nil, wrap(fmt.Errorf("query: %w", err))
+		}
+	}
 	o := &Options{
 		VisibilityTimeout: time.Hour,
 		FetchBatch:        64,
@@ -98,6 +154,7 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 		Heartbeat:         true,
 		log:               topts.Logger,
 		host:              topts.Hostname,
+		url:               redacted,
 	}
 	if o.log == nil {
 		o.log = slog.Default()
@@ -105,14 +162,38 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 	if o.ConnectTimeout <= 0 {
 		o.ConnectTimeout = 10 * time.Second
 	}
-	q := u.Query()
 	rest := url.Values{}
 	var tlsCertReqs, caFile, certFile, keyFile string
 	var socketTimeout, connectTimeout time.Duration
+	var sentinelUser, sentinelPass, sslFlag string
+	haveTLSOpt := false
 	for name, vals := range q {
 		v := vals[len(vals)-1]
 		var err error
+		if sentinelOnly[name] && sentinel == nil {
+			return nil, wrap(fmt.Errorf("option %s is only valid with sentinel:// URLs", name))
+		}
 		switch name {
+		case "master_name":
+			o.MasterName = v
+		case "sentinel_username":
+			sentinelUser = v
+		case "sentinel_password":
+			sentinelPass = v
+		case "ssl":
+			sslFlag = v
+		case "min_other_sentinels":
+			err = fmt.Errorf("option min_other_sentinels is not supported: go-redis takes the master's address from the first sentinel that answers")
+		case "min_replicas":
+			o.MinReplicas, err = strconv.Atoi(v)
+			if err == nil && o.MinReplicas < 0 {
+				err = fmt.Errorf("option min_replicas must not be negative")
+			}
+		case "min_replicas_timeout":
+			o.MinReplicasTimeout, err = parseDuration(name, v)
+			if err == nil && o.MinReplicasTimeout < time.Millisecond {
+				err = fmt.Errorf("option min_replicas_timeout must be at least 1ms (WAIT 0 would wait forever)")
+			}
 		case "visibility_timeout":
 			o.VisibilityTimeout, err = parseDuration(name, v)
 			if err == nil && o.VisibilityTimeout <= 0 {
@@ -149,12 +230,13 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 			connectTimeout, err = parseDuration(name, v)
 		case "ssl_cert_reqs":
 			tlsCertReqs = strings.ToLower(strings.TrimPrefix(strings.ToUpper(v), "CERT_"))
+			haveTLSOpt = true
 		case "ssl_ca_certs":
-			caFile = v
+			caFile, haveTLSOpt = v, true
 		case "ssl_certfile":
-			certFile = v
+			certFile, haveTLSOpt = v, true
 		case "ssl_keyfile":
-			keyFile = v
+			keyFile, haveTLSOpt = v, true
 		default:
 			rest[name] = vals
 		}
@@ -174,12 +256,44 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 	if o.RestoreLimit <= 0 {
 		o.RestoreLimit = 1000
 	}
+	if o.MinReplicasTimeout <= 0 {
+		o.MinReplicasTimeout = 5 * time.Second
+	}
+	o.MinReplicasTimeout = min(o.MinReplicasTimeout, o.ConnectTimeout)
 	cu := *u
+	if sentinel != nil {
+		if o.MasterName == "" {
+			return nil, wrap(fmt.Errorf("option master_name is required with sentinel:// (kombu's transport option master_name), e.g. sentinel://h1:26379;sentinel://h2:26379/0?master_name=mymaster"))
+		}
+		useTLS := haveTLSOpt
+		if sslFlag != "" {
+			on, err := strconv.ParseBool(sslFlag)
+			if err != nil {
+				return nil, wrap(fmt.Errorf("option ssl: %q is not a boolean", sslFlag))
+			}
+			if !on && haveTLSOpt {
+				return nil, wrap(fmt.Errorf("option ssl=false contradicts the ssl_* options"))
+			}
+			useTLS = on
+		}
+		// The master's credentials and database, with go-redis's own
+		// options, in the form go-redis parses; the address is unused.
+		cu = url.URL{Scheme: "redis", User: sentinel.user, Host: sentinel.addrs[0], Path: "/" + strconv.Itoa(sentinel.db)}
+		if useTLS {
+			cu.Scheme = "rediss"
+		}
+		o.SentinelAddrs = sentinel.addrs
+	}
 	cu.RawQuery = rest.Encode()
 	cu.Fragment = ""
 	ro, err := goredis.ParseURL(cu.String())
 	if err != nil {
 		return nil, wrap(err)
+	}
+	if sentinel != nil && ro.TLSConfig != nil {
+		// Verify each node (sentinel, master, replica) by the address it is
+		// dialled at, not by the first sentinel's host.
+		ro.TLSConfig.ServerName = ""
 	}
 	if socketTimeout > 0 {
 		ro.ReadTimeout, ro.WriteTimeout = socketTimeout, socketTimeout
@@ -213,7 +327,7 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 			}
 			ro.TLSConfig.Certificates = []tls.Certificate{cert}
 		}
-	} else if tlsCertReqs != "" || caFile != "" || certFile != "" || keyFile != "" {
+	} else if haveTLSOpt {
 		return nil, wrap(fmt.Errorf("ssl_* options need the rediss:// scheme"))
 	}
 	// Fail fast on commands during an outage; the transport retries itself.
@@ -229,9 +343,263 @@ func parseOptions(u *url.URL, topts driver.TransportOptions) (*Options, error) {
 	}
 	ro.DisableIdentity = true
 	ro.ContextTimeoutEnabled = true
+	if o.MinReplicas > 0 {
+		// A WAIT is read within the connection's read timeout (go-redis's
+		// default 3 s): leave it a second beyond the WAIT's own bound.
+		rt := ro.ReadTimeout
+		if rt == 0 {
+			rt = 3 * time.Second
+		}
+		if rt > 0 && rt < o.MinReplicasTimeout+time.Second {
+			ro.ReadTimeout = o.MinReplicasTimeout + time.Second
+		}
+	}
 	o.redis = ro
+	if sentinel != nil {
+		o.failover = failoverOptions(ro, o.MasterName, o.SentinelAddrs, sentinelUser, sentinelPass)
+	}
 	return o, nil
+}
+
+// sentinelOnly are the options only sentinel:// URLs take.
+var sentinelOnly = map[string]bool{
+	"master_name": true, "sentinel_username": true, "sentinel_password": true,
+	"ssl": true, "min_other_sentinels": true,
+}
+
+// newClient returns a client of the data nodes: of the one server of a
+// redis:// URL, or of the master the sentinels name, following failovers.
+func (o *Options) newClient() *goredis.Client {
+	if o.failover != nil {
+		fo := *o.failover
+		return goredis.NewFailoverClient(&fo)
+	}
+	ro := *o.redis
+	return goredis.NewClient(&ro)
+}
+
+// newBlockingClient returns a client for blocking commands: one connection
+// per blocked command (as many as there are blockers), no idle
+// connections, and no silent retry (a blocked command whose connection dies
+// may have moved a message; its caller must look at once).
+func (o *Options) newBlockingClient() *goredis.Client {
+	if o.failover != nil {
+		fo := *o.failover
+		fo.PoolSize = 1024
+		fo.MinIdleConns, fo.MaxIdleConns = 0, 0
+		fo.MaxRetries = -1
+		return goredis.NewFailoverClient(&fo)
+	}
+	ro := *o.redis
+	ro.PoolSize = 1024
+	ro.MinIdleConns, ro.MaxIdleConns = 0, 0
+	ro.MaxRetries = -1
+	return goredis.NewClient(&ro)
+}
+
+// failoverOptions returns the options of a client of the master named
+// master that sentinels at addrs know, with ro's settings.
+func failoverOptions(ro *goredis.Options, master string, addrs []string, sentinelUser, sentinelPass string) *goredis.FailoverOptions {
+	return &goredis.FailoverOptions{
+		MasterName:       master,
+		SentinelAddrs:    slices.Clone(addrs),
+		SentinelUsername: sentinelUser,
+		SentinelPassword: sentinelPass,
+
+		ClientName: ro.ClientName,
+		OnConnect:  ro.OnConnect,
+		Protocol:   ro.Protocol,
+		Username:   ro.Username,
+		Password:   ro.Password,
+		DB:         ro.DB,
+
+		MaxRetries:      ro.MaxRetries,
+		MinRetryBackoff: ro.MinRetryBackoff,
+		MaxRetryBackoff: ro.MaxRetryBackoff,
+
+		DialTimeout:           ro.DialTimeout,
+		ReadTimeout:           ro.ReadTimeout,
+		WriteTimeout:          ro.WriteTimeout,
+		ContextTimeoutEnabled: ro.ContextTimeoutEnabled,
+		ReadBufferSize:        ro.ReadBufferSize,
+		WriteBufferSize:       ro.WriteBufferSize,
+
+		PoolFIFO:        ro.PoolFIFO,
+		PoolSize:        ro.PoolSize,
+		PoolTimeout:     ro.PoolTimeout,
+		MinIdleConns:    ro.MinIdleConns,
+		MaxIdleConns:    ro.MaxIdleConns,
+		MaxActiveConns:  ro.MaxActiveConns,
+		ConnMaxIdleTime: ro.ConnMaxIdleTime,
+		ConnMaxLifetime: ro.ConnMaxLifetime,
+
+		TLSConfig:       ro.TLSConfig,
+		DisableIdentity: ro.DisableIdentity,
+		IdentitySuffix:  ro.IdentitySuffix,
+	}
+}
+
+// urlList returns the URLs u stands for, split as driver.ParseURLs does
+// (runtime.New's path): u itself, or each URL of a list that url.Parse read
+// as one URL ("sentinel://h1:1;sentinel://h2:2/0" parses as host
+// "h1:1;sentinel:").
+func urlList(u *url.URL) ([]*url.URL, error) {
+	raw := u.String()
+	if !strings.Contains(raw, driver.URLSeparator) {
+		return []*url.URL{u}, nil
+	}
+	urls, err := driver.ParseURLs(raw)
+	if err != nil {
+		return nil, fmt.Errorf("redis URL %s: %w", driver.Redact(raw), err)
+	}
+	return urls, nil
+}
+
+// sentinelList is a parsed sentinel:// URL list.
+type sentinelList struct {
+	addrs []string      // host:port of each sentinel
+	user  *url.Userinfo // the master's credentials (nil: none)
+	db    int
+	query url.Values // the options of every URL of the list
+}
+
+// parseSentinelList parses kombu's Sentinel form: one or more sentinel://
+// URLs separated by ';', "sentinel://[[user]:password@]host[:port][/db]",
+// port 26379 by default. As kombu and Celery do, the master's credentials
+// and database come from the first URL; a later URL may repeat them but not
+// differ. Options (the query) may stand on any URL of the list (usually the
+// last or the first) and apply to all; one named twice with different values
+// is an error.
+func parseSentinelList(urls []*url.URL) (*sentinelList, error) {
+	l := &sentinelList{query: url.Values{}}
+	dbGiven := false
+	for i, u := range urls {
+		if !strings.EqualFold(u.Scheme, "sentinel") {
+			return nil, fmt.Errorf("%w: URL %d of the list has scheme %s://: a sentinel:// list takes sentinel:// URLs only", driver.ErrURLList, i+1, u.Scheme)
+		}
+		if u.Opaque != "" || u.Fragment != "" {
+			return nil, fmt.Errorf("URL %d of the list is not of the form sentinel://host:port/db", i+1)
+		}
+		host, port := u.Hostname(), u.Port()
+		if host == "" {
+			host = "localhost"
+		}
+		if port == "" {
+			port = "26379"
+		}
+		l.addrs = append(l.addrs, net.JoinHostPort(host, port))
+		if i == 0 {
+			l.user = u.User
+		} else if u.User != nil && (l.user == nil || u.User.String() != l.user.String()) {
+			return nil, fmt.Errorf("URL %d of the list has credentials other than the first URL's: the master's credentials come from the first URL (as in kombu); the sentinels' password is the option sentinel_password", i+1)
+		}
+		if path := strings.TrimPrefix(u.Path, "/"); path != "" {
+			db, err := strconv.Atoi(path)
+			if err != nil || db < 0 {
+				return nil, fmt.Errorf("URL %d of the list: database %q is not a number", i+1, path)
+			}
+			switch {
+			case i == 0:
+				l.db, dbGiven = db, true
+			case db != l.db:
+				first := "no database (0)"
+				if dbGiven {
+					first = "database " + strconv.Itoa(l.db)
+				}
+				return nil, fmt.Errorf("URL %d of the list names database %d but the first URL %s: kombu and Celery take the database from the first URL, so put it there (or on every URL)", i+1, db, first)
+			}
+		}
+		q, err := url.ParseQuery(u.RawQuery)
+		if err != nil {
+			return nil, fmt.Errorf("URL %d of the list: query: %w", i+1, err)
+		}
+		for name, vals := range q {
+			if prev, ok := l.query[name]; ok && prev[len(prev)-1] != vals[len(vals)-1] {
+				return nil, fmt.Errorf("option %s is given twice in the list with different values", name)
+			}
+			l.query[name] = vals
+		}
+	}
+	return l, nil
 }
 
 // key returns name with the global key prefix.
 func (o *Options) key(name string) string { return o.GlobalKeyPrefix + name }
+
+// checkWait returns the error of a WAIT for MinReplicas that ran in a
+// pipeline whose Exec returned execErr: the command's or the pipeline's
+// error, or one wrapping ErrNotReplicated when fewer replicas
+// acknowledged.
+func (o *Options) checkWait(cmd *goredis.Cmd, execErr error) error {
+	if err := cmd.Err(); err != nil {
+		return err
+	}
+	if cmd.Val() == nil && execErr != nil {
+		return execErr // the pipeline never ran
+	}
+	n, err := cmd.Int64()
+	if err != nil {
+		return fmt.Errorf("WAIT: %w", err)
+	}
+	if n < int64(o.MinReplicas) {
+		return fmt.Errorf("%w: %d of min_replicas=%d acknowledged within %v", ErrNotReplicated, n, o.MinReplicas, o.MinReplicasTimeout)
+	}
+	return nil
+}
+
+// queueWait adds WAIT MinReplicas MinReplicasTimeout to pipe (go-redis's
+// Pipeliner has no Wait method).
+func (o *Options) queueWait(ctx context.Context, pipe goredis.Pipeliner) *goredis.Cmd {
+	return pipe.Do(ctx, "wait", o.MinReplicas, o.MinReplicasTimeout.Milliseconds())
+}
+
+// durable runs the commands queue adds to a pipeline and, when MinReplicas
+// is set, a WAIT for MinReplicas replicas after them on the same
+// connection; it returns the first error (see checkWait).
+func (o *Options) durable(ctx context.Context, c *goredis.Client, queue func(pipe goredis.Pipeliner)) error {
+	pipe := c.Pipeline()
+	queue(pipe)
+	if o.MinReplicas <= 0 {
+		_, err := pipe.Exec(ctx)
+		return err
+	}
+	w := o.queueWait(ctx, pipe)
+	cmds, err := pipe.Exec(ctx)
+	for _, c := range cmds[:len(cmds)-1] {
+		if err := c.Err(); err != nil {
+			return err
+		}
+	}
+	return o.checkWait(w, err)
+}
+
+// runScript runs script as Script.Run does (EVALSHA, then EVAL on a
+// NOSCRIPT reply) and, when MinReplicas is set, WAITs for MinReplicas
+// replicas in the same pipeline; a shortfall is the returned command's
+// error (wrapping ErrNotReplicated).
+func (o *Options) runScript(ctx context.Context, c *goredis.Client, script *goredis.Script, keys []string, args ...any) *goredis.Cmd {
+	if o.MinReplicas <= 0 {
+		return script.Run(ctx, c, keys, args...)
+	}
+	for attempt := 0; ; attempt++ {
+		pipe := c.Pipeline()
+		var cmd *goredis.Cmd
+		if attempt == 0 {
+			cmd = script.EvalSha(ctx, pipe, keys, args...)
+		} else {
+			cmd = script.Eval(ctx, pipe, keys, args...)
+		}
+		w := o.queueWait(ctx, pipe)
+		_, execErr := pipe.Exec(ctx)
+		if err := cmd.Err(); err != nil {
+			if attempt == 0 && goredis.HasErrorPrefix(err, "NOSCRIPT") {
+				continue
+			}
+			return cmd
+		}
+		if err := o.checkWait(w, execErr); err != nil {
+			cmd.SetErr(err)
+		}
+		return cmd
+	}
+}

@@ -201,6 +201,11 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 		for i := range pending {
 			pending[i].cmd = pipe.LPush(ctx, pending[i].list, pending[i].vals...)
 		}
+		var waitCmd *goredis.Cmd
+		if b.opts.MinReplicas > 0 {
+			// On the same connection, so it waits for these writes.
+			waitCmd = b.opts.queueWait(ctx, pipe)
+		}
 		// go-redis leaves a command's Err() nil when the pipeline never ran
 		// (the connection could not be set up: AUTH/HELLO refused, TLS,
 		// dial): take Exec's error for every command without a reply. A
@@ -211,6 +216,10 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 				return err
 			}
 			return execErr
+		}
+		var waitErr error
+		if waitCmd != nil {
+			waitErr = b.opts.checkWait(waitCmd, execErr)
 		}
 		var again []pubGroup
 		var newAgain []string
@@ -223,7 +232,14 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 		}
 		for _, g := range pending {
 			err := cmdErr(g.cmd)
-			if err != nil && retryable(err) && ctx.Err() == nil {
+			if err == nil {
+				// Written, but maybe not replicated: a connection lost
+				// before WAIT answered is retried (at least once: the
+				// master may have died with the only copy); fewer replicas
+				// than asked is the caller's error.
+				err = waitErr
+			}
+			if err != nil && !errors.Is(err, ErrNotReplicated) && retryable(err) && ctx.Err() == nil {
 				again = append(again, g)
 				continue
 			}
