@@ -2,6 +2,7 @@ package amqp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -19,10 +20,16 @@ import (
 func init() {
 	driver.RegisterBroker("amqp", open)
 	driver.RegisterBroker("amqps", open)
+	driver.RegisterBrokerList("amqp", openList)
+	driver.RegisterBrokerList("amqps", openList)
 }
 
 func open(u *url.URL, opts driver.TransportOptions) (driver.Broker, error) {
 	return New(u, opts)
+}
+
+func openList(urls []*url.URL, opts driver.TransportOptions) (driver.Broker, error) {
+	return NewList(urls, opts)
 }
 
 // Broker is the RabbitMQ transport. It implements [runtime.Broker],
@@ -31,7 +38,8 @@ func open(u *url.URL, opts driver.TransportOptions) (driver.Broker, error) {
 type Broker struct {
 	opts     Options
 	topts    driver.TransportOptions
-	dialURL  string // without taskgen's options; holds the password
+	nodes    []endpoint   // the URL list, in order
+	node     atomic.Int32 // index in nodes of the node to dial first
 	redacted string
 	log      *slog.Logger
 	vhost    string
@@ -47,6 +55,13 @@ type Broker struct {
 	fan fanoutState // events and remote control (fanout.go)
 }
 
+// endpoint is one node of the broker's URL list.
+type endpoint struct {
+	dialURL  string // without taskgen's options; holds the password
+	redacted string
+	tls      *tls.Config
+}
+
 var (
 	_ driver.Broker         = (*Broker)(nil)
 	_ driver.Delayer        = (*Broker)(nil)
@@ -56,20 +71,66 @@ var (
 // New returns a broker for an amqp:// or amqps:// URL. It does not connect:
 // the first Publish, Consume or QueueLength does.
 func New(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
-	redacted := driver.Redact(u.String())
-	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return nil, fmt.Errorf("amqp: %s: scheme must be amqp or amqps", redacted)
+	return NewList([]*url.URL{u}, topts)
+}
+
+// NewList returns a broker for the nodes of one RabbitMQ cluster, kombu's
+// failover form "amqp://u:p@h1:5672/v;amqp://u:p@h2:5673/v" parsed by
+// [driver.ParseURLs]: every connection (publishers, consumers, events,
+// remote control) goes to the first node that accepts it, trying them in
+// list order from the last one that worked, and moves on to the next node
+// when its node fails. The transport options are read from the first URL
+// and apply to every node; a later URL may repeat them but not differ. All
+// URLs must have one scheme and name one virtual host. It does not connect.
+func NewList(urls []*url.URL, topts driver.TransportOptions) (*Broker, error) {
+	if len(urls) == 0 {
+		return nil, errors.New("amqp: no URL")
 	}
-	o, err := ParseOptions(u)
+	parts := make([]string, len(urls))
+	for i, u := range urls {
+		parts[i] = driver.Redact(u.String())
+	}
+	redacted := strings.Join(parts, driver.URLSeparator)
+	first := urls[0]
+	o, err := ParseOptions(first)
 	if err != nil {
 		return nil, fmt.Errorf("amqp: %s: %w", redacted, err)
 	}
-	du := *u
-	du.RawQuery = ""
-	du.Fragment = ""
-	uri, err := amqp.ParseURI(du.String())
-	if err != nil {
-		return nil, fmt.Errorf("amqp: %s: %v", redacted, errors.New(strings.ReplaceAll(err.Error(), du.String(), redacted)))
+	b := &Broker{opts: o, topts: topts, redacted: redacted, consumers: map[*consumer]struct{}{}, warned: map[string]bool{}}
+	for i, u := range urls {
+		where := redacted
+		if len(urls) > 1 {
+			where = fmt.Sprintf("%s: URL %d", redacted, i+1)
+		}
+		if u.Scheme != "amqp" && u.Scheme != "amqps" {
+			return nil, fmt.Errorf("amqp: %s: scheme must be amqp or amqps", where)
+		}
+		if u.Scheme != first.Scheme {
+			return nil, fmt.Errorf("amqp: %s: scheme %s differs from the first URL's %s", where, u.Scheme, first.Scheme)
+		}
+		if i > 0 && u.RawQuery != "" && !sameQuery(u.Query(), first.Query()) {
+			return nil, fmt.Errorf("amqp: %s: transport options belong on the first URL of a list and apply to all of it", where)
+		}
+		du := *u
+		du.RawQuery = ""
+		du.Fragment = ""
+		ep := endpoint{dialURL: du.String(), redacted: parts[i]}
+		uri, err := amqp.ParseURI(ep.dialURL)
+		if err != nil {
+			return nil, fmt.Errorf("amqp: %s: %v", where, errors.New(strings.ReplaceAll(err.Error(), ep.dialURL, ep.redacted)))
+		}
+		if i == 0 {
+			b.vhost = uri.Vhost
+		} else if uri.Vhost != b.vhost {
+			return nil, fmt.Errorf("amqp: %s: virtual host %q differs from the first URL's %q; the URLs of a list are nodes of one cluster", where, uri.Vhost, b.vhost)
+		}
+		if o.TLS != nil {
+			ep.tls = o.TLS.Clone()
+			if first.Query().Get("server_name_indication") == "" {
+				ep.tls.ServerName = u.Hostname()
+			}
+		}
+		b.nodes = append(b.nodes, ep)
 	}
 	if topts.Logger == nil {
 		topts.Logger = slog.Default()
@@ -77,11 +138,28 @@ func New(u *url.URL, topts driver.TransportOptions) (*Broker, error) {
 	if topts.ConnectTimeout <= 0 {
 		topts.ConnectTimeout = DefaultConnectTimeout
 	}
-	du.RawQuery = ""
-	b := &Broker{opts: o, topts: topts, dialURL: du.String(), redacted: redacted, vhost: uri.Vhost,
-		consumers: map[*consumer]struct{}{}, warned: map[string]bool{}}
+	b.topts = topts
 	b.log = topts.Logger.With("broker", redacted)
 	return b, nil
+}
+
+// sameQuery reports whether two queries hold the same options.
+func sameQuery(a, b url.Values) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, va := range a {
+		vb := b[k]
+		if len(va) != len(vb) {
+			return false
+		}
+		for i := range va {
+			if va[i] != vb[i] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // Options returns the broker's options.
@@ -99,32 +177,96 @@ var (
 	errConfirmTimeout = errors.New("amqp: no publisher confirm within confirm_timeout")
 )
 
-// dial opens one connection.
+// dial opens one connection: to the node that served the last one, or
+// failing that to the next nodes of the list in turn. Its error, when every
+// node failed, names each node's failure.
 func (b *Broker) dial(role string) (*amqp.Connection, error) {
+	n := len(b.nodes)
+	start := int(b.node.Load())
+	var errs dialErrors
+	for i := range n {
+		idx := (start + i) % n
+		conn, err := b.dialNode(idx, role)
+		if err == nil {
+			b.node.Store(int32(idx))
+			if n > 1 {
+				go b.watchNode(conn, idx)
+			}
+			return conn, nil
+		}
+		errs = append(errs, err)
+		if n > 1 {
+			b.log.Warn("amqp node unreachable, trying the next one", "node", b.nodes[idx].redacted, "role", role, "err", err)
+		}
+	}
+	if n == 1 {
+		return nil, errs[0]
+	}
+	b.node.CompareAndSwap(int32(start), int32((start+1)%n))
+	return nil, errs
+}
+
+// watchNode makes the next node of the list the first to dial once conn,
+// a connection to node idx, is lost (rather than closed by taskgen), as
+// kombu's round-robin failover does: a node that dropped its clients is
+// likely down or partitioned, and dialing it first would cost a connect
+// timeout.
+func (b *Broker) watchNode(conn *amqp.Connection, idx int) {
+	if e := <-conn.NotifyClose(make(chan *amqp.Error, 1)); e != nil {
+		b.node.CompareAndSwap(int32(idx), int32((idx+1)%len(b.nodes)))
+	}
+}
+
+// dialErrors are the failures of one dial, one per node of the list.
+type dialErrors []error
+
+func (e dialErrors) Error() string {
+	msgs := make([]string, len(e))
+	for i, err := range e {
+		msgs[i] = err.Error()
+	}
+	return "amqp: no node of the list accepted the connection: " + strings.Join(msgs, "; ")
+}
+
+func (e dialErrors) Unwrap() []error { return e }
+
+// dialNode opens one connection to node idx.
+func (b *Broker) dialNode(idx int, role string) (*amqp.Connection, error) {
+	ep := &b.nodes[idx]
 	props := amqp.NewConnectionProperties()
 	props.SetClientConnectionName("taskgen " + role + " " + b.topts.Hostname)
 	cfg := amqp.Config{
 		Heartbeat:       b.opts.Heartbeat,
-		TLSClientConfig: b.opts.TLS,
+		TLSClientConfig: ep.tls,
 		Properties:      props,
 		Locale:          "en_US",
 		Dial:            amqp.DefaultDial(b.opts.ConnectTimeout),
 	}
-	conn, err := amqp.DialConfig(b.dialURL, cfg)
+	conn, err := amqp.DialConfig(ep.dialURL, cfg)
 	if err != nil {
-		msg := strings.ReplaceAll(err.Error(), b.dialURL, b.redacted)
+		msg := strings.ReplaceAll(err.Error(), ep.dialURL, ep.redacted)
 		var ae *amqp.Error
 		if errors.As(err, &ae) {
-			return nil, &amqp.Error{Code: ae.Code, Reason: "amqp: connect " + b.redacted + ": " + msg, Server: ae.Server, Recover: ae.Recover}
+			return nil, &amqp.Error{Code: ae.Code, Reason: "amqp: connect " + ep.redacted + ": " + msg, Server: ae.Server, Recover: ae.Recover}
 		}
-		return nil, fmt.Errorf("amqp: connect %s: %s", b.redacted, msg)
+		return nil, fmt.Errorf("amqp: connect %s: %s", ep.redacted, msg)
 	}
 	return conn, nil
 }
 
 // permanent reports errors that retrying does not cure: refused credentials
 // or permissions, inequivalent declarations, missing entities.
+// For a dial of several nodes that is so only when every node's failure is.
 func permanent(err error) bool {
+	var de dialErrors
+	if errors.As(err, &de) {
+		for _, e := range de {
+			if !permanent(e) {
+				return false
+			}
+		}
+		return true
+	}
 	var ae *amqp.Error
 	if errors.As(err, &ae) {
 		switch ae.Code {

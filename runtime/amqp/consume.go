@@ -200,9 +200,19 @@ func (c *consumer) connect(prefetch int) (*gen, error) {
 		return nil, err
 	}
 	var admin *amqp.Channel
+	if b.quorum() {
+		if err := b.declareNative(conn, &admin); err != nil {
+			return fail(err)
+		}
+	}
 	for _, q := range c.queues {
 		if err := b.declareTaskQueue(conn, &admin, q); err != nil {
 			return fail(err)
+		}
+		if b.quorum() {
+			if err := b.bindNative(conn, &admin, q); err != nil {
+				return fail(err)
+			}
 		}
 	}
 	if admin != nil {

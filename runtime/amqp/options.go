@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
+	"math"
 	"net/url"
 	"os"
 	"strconv"
@@ -32,6 +33,10 @@ const (
 	// that x-message-ttl stays below 2^32 ms (Erlang timer limit). Longer
 	// delays take several hops of that size.
 	MaxDelayLevel = 22
+	// QueueTypeClassic and QueueTypeQuorum are the values of queue_type.
+	QueueTypeClassic = "classic"
+	// QueueTypeQuorum declares task queues as quorum queues.
+	QueueTypeQuorum = "quorum"
 )
 
 // Options are the transport options read from the URL query (see the package
@@ -55,12 +60,18 @@ type Options struct {
 	DeadLetterExchange string
 	// DelayPrefix prefixes the names of delay wait queues (delay_prefix).
 	DelayPrefix string
+	// QueueType is the type of task queues: QueueTypeClassic or
+	// QueueTypeQuorum (queue_type).
+	QueueType string
+	// DeliveryLimit is x-delivery-limit of quorum task queues, 0 for none
+	// (delivery_limit).
+	DeliveryLimit int
 	// TLS is the TLS configuration of amqps:// URLs, nil for amqp://.
 	TLS *tls.Config
 }
 
 var knownOptions = []string{"heartbeat", "connect_timeout", "confirm_timeout", "max_priority", "publish_channels",
-	"consume_connections", "dead_letter_exchange", "delay_prefix", "cacertfile", "certfile", "keyfile", "server_name_indication"}
+	"consume_connections", "dead_letter_exchange", "delay_prefix", "queue_type", "delivery_limit", "cacertfile", "certfile", "keyfile", "server_name_indication"}
 
 func parseDuration(name, s string) (time.Duration, error) {
 	if n, err := strconv.ParseFloat(s, 64); err == nil && n >= 0 {
@@ -77,7 +88,7 @@ func parseDuration(name, s string) (time.Duration, error) {
 func ParseOptions(u *url.URL) (Options, error) {
 	o := Options{Heartbeat: DefaultHeartbeat, ConnectTimeout: DefaultConnectTimeout, PublishChannels: DefaultPublishChannels,
 		ConsumeConnections: DefaultConsumeConnections,
-		DeadLetterExchange: DefaultDeadLetterExchange, DelayPrefix: DefaultDelayPrefix}
+		DeadLetterExchange: DefaultDeadLetterExchange, DelayPrefix: DefaultDelayPrefix, QueueType: QueueTypeClassic}
 	q := u.Query()
 	for k := range q {
 		known := false
@@ -130,6 +141,26 @@ func ParseOptions(u *url.URL) (Options, error) {
 	}
 	if s := q.Get("delay_prefix"); s != "" {
 		o.DelayPrefix = s
+	}
+	switch s := q.Get("queue_type"); s {
+	case "", QueueTypeClassic:
+	case QueueTypeQuorum:
+		o.QueueType = s
+		if o.MaxPriority > 0 {
+			return o, fmt.Errorf("option max_priority: quorum queues have no x-max-priority (RabbitMQ refuses it); drop max_priority or queue_type=quorum")
+		}
+	default:
+		return o, fmt.Errorf("option queue_type=%q: want classic or quorum", s)
+	}
+	if s := q.Get("delivery_limit"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 0 || n > math.MaxInt32 {
+			return o, fmt.Errorf("option delivery_limit=%q: want a count of deliveries (0: none)", s)
+		}
+		if n > 0 && o.QueueType != QueueTypeQuorum {
+			return o, fmt.Errorf("option delivery_limit needs queue_type=quorum (classic queues count no deliveries)")
+		}
+		o.DeliveryLimit = n
 	}
 	if u.Scheme == "amqps" {
 		tc := &tls.Config{ServerName: u.Hostname()}

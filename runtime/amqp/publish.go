@@ -114,11 +114,16 @@ func delayLevel(d time.Duration) int {
 	return min(bits.Len64(uint64(d/time.Second))-1, MaxDelayLevel)
 }
 
-// Defer parks msg in the wait queue of queue whose TTL is the largest power
-// of two seconds not above the remaining delay; RabbitMQ dead-letters it to
-// queue when the TTL ends (see the package documentation). A message due in
-// less than a second is published to queue directly.
+// Defer parks msg in RabbitMQ until due: with classic queues in the wait
+// queue of queue whose TTL is the largest power of two seconds not above the
+// remaining delay, which dead-letters it to queue when the TTL ends; with
+// quorum queues through kombu's native delayed delivery, which brings it to
+// queue after the whole delay in seconds (see the package documentation). A
+// message due in less than a second is published to queue directly.
 func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, due time.Time) error {
+	if b.quorum() {
+		return b.deferNative(ctx, queue, msg, due)
+	}
 	level := delayLevel(time.Until(due))
 	if level < 0 {
 		return b.Publish(ctx, queue, msg)
@@ -132,4 +137,26 @@ func (b *Broker) Defer(ctx context.Context, queue string, msg *driver.Message, d
 	p.Expiration = ""
 	name := b.delayQueue(queue, level)
 	return b.publish(ctx, "", name, target{kind: 'd', queue: queue, level: level}, &p)
+}
+
+// maxRoutingKey is AMQP's limit on a routing key's length (a shortstr).
+const maxRoutingKey = 255
+
+// deferNative publishes msg to the first level of the native delayed
+// delivery, as Celery 5.5 publishes an ETA task to quorum queues.
+func (b *Broker) deferNative(ctx context.Context, queue string, msg *driver.Message, due time.Time) error {
+	secs := nativeSeconds(time.Until(due))
+	if secs == 0 {
+		return b.Publish(ctx, queue, msg)
+	}
+	key := nativeRoutingKey(secs, queue)
+	if len(key) > maxRoutingKey {
+		return fmt.Errorf("amqp: defer to %q: the queue name is too long for native delayed delivery (at most %d bytes)", queue, maxRoutingKey-2*NativeDelayLevels)
+	}
+	p, err := publishing(msg)
+	if err != nil {
+		return fmt.Errorf("amqp: defer to %q: %w", queue, err)
+	}
+	p.Expiration = ""
+	return b.publish(ctx, nativeLevel(NativeDelayLevels-1), key, target{kind: 'q', queue: queue}, &p)
 }

@@ -179,9 +179,10 @@ func publishing(msg *driver.Message) (amqp.Publishing, error) {
 }
 
 // brokerHeader reports headers RabbitMQ adds when it dead-letters a message
-// (a delay hop); they are dropped on receipt.
+// (a delay hop) or redelivers it from a quorum queue (x-delivery-count);
+// they are dropped on receipt.
 func brokerHeader(name string) bool {
-	return name == "x-death" || strings.HasPrefix(name, "x-first-death-") || strings.HasPrefix(name, "x-last-death-")
+	return name == "x-death" || name == "x-delivery-count" || strings.HasPrefix(name, "x-first-death-") || strings.HasPrefix(name, "x-last-death-")
 }
 
 // plainValue converts a value read from a field table to the types the

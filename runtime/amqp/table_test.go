@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -292,12 +293,74 @@ func TestParseOptions(t *testing.T) {
 	o, err := ParseOptions(u)
 	require.NoError(t, err)
 	require.Equal(t, Options{Heartbeat: 30 * time.Second, ConnectTimeout: 2 * time.Second, ConfirmTimeout: 1500 * time.Millisecond, MaxPriority: 10, PublishChannels: 2,
-		ConsumeConnections: 3, DeadLetterExchange: "dlx", DelayPrefix: "wait"}, o)
-	for _, bad := range []string{"?visibility_timeout=3", "?max_priority=300", "?heartbeat=x", "?publish_channels=0", "?consume_connections=0", "?consume_connections=17"} {
+		ConsumeConnections: 3, DeadLetterExchange: "dlx", DelayPrefix: "wait", QueueType: QueueTypeClassic}, o)
+	u, _ = url.Parse("amqp://u:p@h//?queue_type=quorum&delivery_limit=5")
+	o, err = ParseOptions(u)
+	require.NoError(t, err)
+	require.Equal(t, QueueTypeQuorum, o.QueueType)
+	require.Equal(t, 5, o.DeliveryLimit)
+	for bad, msg := range map[string]string{
+		"?visibility_timeout=3": "unknown option", "?max_priority=300": "max_priority", "?heartbeat=x": "heartbeat",
+		"?publish_channels=0": "publish_channels", "?consume_connections=0": "consume_connections", "?consume_connections=17": "consume_connections",
+		"?queue_type=stream": "want classic or quorum", "?queue_type=quorum&max_priority=9": "quorum queues have no x-max-priority",
+		"?delivery_limit=3": "needs queue_type=quorum", "?queue_type=quorum&delivery_limit=-1": "delivery_limit",
+	} {
 		u, _ := url.Parse("amqp://h/" + bad)
 		_, err := ParseOptions(u)
-		require.Error(t, err, bad)
+		require.ErrorContains(t, err, msg, bad)
 	}
+}
+
+func TestNewList(t *testing.T) {
+	t.Parallel()
+	parse := func(raw string) []*url.URL {
+		urls, err := driver.ParseURLs(raw)
+		require.NoError(t, err)
+		return urls
+	}
+	b, err := NewList(parse("amqps://u:p1@h1:5671/v?queue_type=quorum&heartbeat=3;amqps://u:p2@h2:5673/v;amqps://u:p3@h3/v?heartbeat=3&queue_type=quorum"), driver.TransportOptions{})
+	require.NoError(t, err)
+	require.Len(t, b.nodes, 3)
+	require.Equal(t, "v", b.Vhost())
+	require.Equal(t, QueueTypeQuorum, b.Options().QueueType, "options of the first URL apply to all")
+	require.Equal(t, 3*time.Second, b.Options().Heartbeat)
+	require.Equal(t, "amqps://u:xxxxx@h1:5671/v?queue_type=quorum&heartbeat=3;amqps://u:xxxxx@h2:5673/v;amqps://u:xxxxx@h3/v?heartbeat=3&queue_type=quorum", b.redacted)
+	for i, host := range []string{"h1", "h2", "h3"} {
+		require.Equal(t, host, b.nodes[i].tls.ServerName, "each node is verified under its own name")
+		require.NotContains(t, b.nodes[i].redacted, "p"+strconv.Itoa(i+1))
+		require.NotContains(t, b.nodes[i].dialURL, "?")
+	}
+	b, err = NewList(parse("amqps://h1/v?server_name_indication=rabbit;amqps://h2/v"), driver.TransportOptions{})
+	require.NoError(t, err)
+	require.Equal(t, "rabbit", b.nodes[1].tls.ServerName)
+
+	for raw, msg := range map[string]string{
+		"amqp://u:secret@h1/v;amqp://u:secret@h2/w":                         `URL 2: virtual host "w" differs from the first URL's "v"`,
+		"amqp://u:secret@h1/v?heartbeat=3;amqp://u:secret@h2/v?heartbeat=4": "URL 2: transport options belong on the first URL",
+		"amqp://u:secret@h1/v;amqp://u:secret@h2/v?heartbeat=4":             "URL 2: transport options belong on the first URL",
+		"amqp://u:secret@h1/v?queue_type=x;amqp://u:secret@h2/v":            "queue_type",
+		"amqp://u:secret@h1/v;amqp://u:secret@h2:port/v":                    "invalid port",
+	} {
+		urls, err := driver.ParseURLs(raw)
+		if err == nil {
+			_, err = NewList(urls, driver.TransportOptions{})
+		}
+		require.ErrorContains(t, err, msg, raw)
+		require.NotContains(t, err.Error(), "secret")
+	}
+}
+
+func TestNativeRoutingKey(t *testing.T) {
+	t.Parallel()
+	// kombu: calculate_routing_key(5, "celery")
+	require.Equal(t, "0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.1.0.1.celery", nativeRoutingKey(5, "celery"))
+	require.Equal(t, "1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.1.q", nativeRoutingKey(1<<28-1, "q"))
+	require.Equal(t, "*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.*.a.b", nativeBindingKey("a.b"))
+	require.Equal(t, uint64(0), nativeSeconds(999*time.Millisecond))
+	require.Equal(t, uint64(0), nativeSeconds(-time.Hour))
+	require.Equal(t, uint64(1), nativeSeconds(1999*time.Millisecond))
+	require.Equal(t, uint64(3600), nativeSeconds(time.Hour))
+	require.Equal(t, uint64(1<<28-1), nativeSeconds(1e6*time.Hour))
 }
 
 func TestNew_VhostAndRedaction(t *testing.T) {
