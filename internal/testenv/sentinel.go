@@ -40,6 +40,11 @@ type SentinelConfig struct {
 	// SentinelPassword, when not empty, is the sentinels' requirepass (and
 	// sentinel-pass, which they use among themselves).
 	SentinelPassword string
+	// ReplicaLink, when set, returns the address the replicas replicate the
+	// initial master from, given its address: a proxy that delays or cuts
+	// the replication stream, say. After a failover sentinel points the
+	// replicas at the new master directly.
+	ReplicaLink func(masterAddr string) string
 	// NodeArgs are redis.conf directives added to every data node, in
 	// NewRedisServer's extraArgs form (e.g. "appendonly yes").
 	NodeArgs []string
@@ -113,8 +118,16 @@ func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 	nodeArgs = append(nodeArgs, cfg.NodeArgs...)
 	master := newRedisServer(t, cfg.Password, nodeArgs)
 	s.nodes = append(s.nodes, master)
+	link := master.Addr()
+	if cfg.ReplicaLink != nil {
+		link = cfg.ReplicaLink(link)
+	}
+	linkHost, linkPort, err := net.SplitHostPort(link)
+	if err != nil {
+		t.Fatalf("testenv: SentinelConfig.ReplicaLink returned %q: %v", link, err)
+	}
 	for range cfg.Replicas {
-		s.nodes = append(s.nodes, newRedisServer(t, cfg.Password, append(slices.Clone(nodeArgs), "replicaof 127.0.0.1 "+strconv.Itoa(master.Port()))))
+		s.nodes = append(s.nodes, newRedisServer(t, cfg.Password, append(slices.Clone(nodeArgs), "replicaof "+linkHost+" "+linkPort)))
 	}
 	deadline := time.Now().Add(sentinelReadyTimeout)
 	for _, r := range s.nodes[1:] {

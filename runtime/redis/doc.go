@@ -19,9 +19,76 @@
 //
 //	redis://[[user]:password@]host[:port][/db][?option=value&…]
 //	rediss://…   TLS; e.g. rediss://:secret@host:6380/0?ssl_cert_reqs=required
+//	sentinel://[[user]:password@]host1[:port][/db];sentinel://host2[:port];…?master_name=NAME[&option=value&…]
 //
-// The host defaults to localhost, the port to 6379 and the database to 0.
-// Passwords never appear in logs or errors (runtime.Redact).
+// The host defaults to localhost, the port to 6379 (26379 for a sentinel)
+// and the database to 0. Passwords never appear in logs or errors
+// (runtime.Redact). A list of URLs separated by ';' is only valid with
+// sentinel:// (see Sentinel); a redis:// or rediss:// URL names one server,
+// and a list of them is an error.
+//
+// # Sentinel
+//
+// A sentinel:// list names the Redis Sentinels watching a master and its
+// replicas, in kombu's form (Celery's broker_url and result_backend for
+// Sentinel), for the broker and the backend alike:
+//
+//	sentinel://:secret@10.0.0.1:26379/0;sentinel://10.0.0.2:26379;sentinel://10.0.0.3:26379?master_name=mymaster
+//
+// Clients ask a sentinel for the master's address (go-redis's failover
+// client), listen for +switch-master and reconnect to the new master after
+// a failover. As in kombu and Celery, the master's user, password and
+// database come from the first URL; a later URL may repeat them but not
+// differ (kombu would silently ignore it). Options, kombu's
+// broker_transport_options, may stand on the query of any URL of the list
+// (usually the last or the first) and apply to all; one given twice with
+// different values is an error. Besides every option of redis:// URLs:
+//
+//	master_name             required: the name the sentinels monitor the master
+//	                        under (kombu's master_name transport option).
+//	sentinel_password, sentinel_username
+//	                        credentials of the sentinels themselves (Sentinel's
+//	                        requirepass; kombu's sentinel_kwargs={"password": …}).
+//	                        Its value is redacted in this package's logs and
+//	                        errors.
+//	ssl                     true: TLS to the sentinels and the data nodes (what
+//	                        Celery's broker_use_ssl turns on); any ssl_* option
+//	                        also turns it on. Each node is verified against the
+//	                        address it is dialled at (go-redis has one TLS
+//	                        configuration for sentinels and data nodes).
+//
+// Everything else works through it unchanged: the Lua scripts, consumers,
+// the pub/sub of events and remote control (PUBLISH is replicated, and
+// subscriptions re-subscribe on the new master), delayed messages and
+// runtime/beat's state. During a failover (about 2 s after the master dies
+// with down-after-milliseconds 1000, the tests' setting; Sentinel's default
+// is 30 s) commands fail; Publish retries until publish_timeout, consumers
+// back off and resume. Replication is asynchronous: a write the master
+// acknowledged but had not sent to the promoted replica is lost unless
+// min_replicas asks for acknowledgement (see Replica acknowledgement).
+// min_other_sentinels is not supported.
+//
+// # Replica acknowledgement
+//
+// min_replicas=N (any scheme) makes each publish — one pipeline of however
+// many concurrent Publish calls — end with WAIT N min_replicas_timeout on
+// the same connection, so that Publish returns only once N replicas hold
+// the messages: a confirmed Delay then survives the master's death. Result
+// stores, group documents and chord counters wait the same way. When fewer
+// than N replicas acknowledged in time, Publish (or Store) returns an error
+// wrapping ErrNotReplicated: the write was made on the master and may or
+// may not survive, so a caller that retries may duplicate it (at least
+// once). A connection lost before WAIT answered is retried like any other
+// publish failure. min_replicas_timeout defaults to 5s (never more than
+// publish_timeout): long enough to ride out the second or so after a
+// failover when the promoted master's remaining replicas reattach, short
+// enough to report replicas that are gone. The connection read timeout is
+// raised to min_replicas_timeout + 1s when it is shorter. Acknowledgements,
+// fetches and restores do not wait: if the master dies before replicating
+// one, the message is still in its queue or the unacked hash of the new
+// master and runs again (a duplicate, never a loss). Redis's
+// min-replicas-to-write setting is complementary (it refuses writes while
+// replicas are missing) but acknowledges nothing.
 //
 // # Options
 //
@@ -62,10 +129,16 @@
 //	result_key_prefix       result key prefix (default "celery-task-meta-").
 //	socket_timeout          read and write timeout of commands.
 //	socket_connect_timeout  dial timeout.
-//	ssl_cert_reqs           rediss only: required (default), optional or none
-//	                        (CERT_* spellings accepted; none skips verification).
+//	ssl_cert_reqs           rediss (or sentinel) only: required (default),
+//	                        optional or none (CERT_* spellings accepted; none
+//	                        skips verification).
 //	ssl_ca_certs, ssl_certfile, ssl_keyfile
-//	                        rediss only: PEM files of the CA and client key pair.
+//	                        rediss (or sentinel) only: PEM files of the CA and
+//	                        client key pair.
+//	min_replicas            replicas that must acknowledge each publish and
+//	                        result store (Redis WAIT); default 0 (see Replica
+//	                        acknowledgement).
+//	min_replicas_timeout    how long that WAIT may take (default 5s).
 //
 // Any other option is handed to go-redis (redis.ParseURL): dial_timeout,
 // read_timeout, write_timeout, pool_size, max_retries, client_name,
@@ -200,5 +273,5 @@
 // duplicate a message (at least once).
 //
 // Keys touched by the Lua scripts are not all declared, so Redis Cluster is
-// not supported (neither is it by kombu).
+// not supported (neither is it by kombu); Sentinel is (see Sentinel).
 package redis

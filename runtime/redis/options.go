@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -112,11 +113,7 @@ func parseDuration(name, s string) (time.Duration, error) {
 // options. urls is one redis:// or rediss:// URL, or a list of sentinel://
 // URLs (see parseSentinelList).
 func parseOptions(urls []*url.URL, topts driver.TransportOptions) (*Options, error) {
-	parts := make([]string, len(urls))
-	for i, u := range urls {
-		parts[i] = u.String()
-	}
-	redacted := driver.Redact(strings.Join(parts, driver.URLSeparator))
+	redacted := redactURLs(urls)
 	wrap := func(err error) error { return fmt.Errorf("redis URL %s: %w", redacted, err) }
 	if len(urls) == 0 {
 		return nil, wrap(errors.New("no URL"))
@@ -439,6 +436,23 @@ func failoverOptions(ro *goredis.Options, master string, addrs []string, sentine
 	}
 }
 
+// secretOption matches the options whose values are secrets, in a raw
+// query.
+var secretOption = regexp.MustCompile(`(^|&)(sentinel_password)=[^&]*`)
+
+// redactURLs returns the URLs of a list joined again, each with its
+// password, and the value of its sentinel_password option, replaced by
+// "xxxxx".
+func redactURLs(urls []*url.URL) string {
+	parts := make([]string, len(urls))
+	for i, u := range urls {
+		c := *u
+		c.RawQuery = secretOption.ReplaceAllString(c.RawQuery, "${1}${2}=xxxxx")
+		parts[i] = c.Redacted()
+	}
+	return strings.Join(parts, driver.URLSeparator)
+}
+
 // urlList returns the URLs u stands for, split as driver.ParseURLs does
 // (runtime.New's path): u itself, or each URL of a list that url.Parse read
 // as one URL ("sentinel://h1:1;sentinel://h2:2/0" parses as host
@@ -450,7 +464,7 @@ func urlList(u *url.URL) ([]*url.URL, error) {
 	}
 	urls, err := driver.ParseURLs(raw)
 	if err != nil {
-		return nil, fmt.Errorf("redis URL %s: %w", driver.Redact(raw), err)
+		return nil, fmt.Errorf("redis URL %s: %w", redactURLs([]*url.URL{u}), err)
 	}
 	return urls, nil
 }

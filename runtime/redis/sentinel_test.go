@@ -8,6 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 	"github.com/taskgen/taskgen/runtime/redis"
@@ -165,4 +166,73 @@ func TestOpen_SentinelRegistered(t *testing.T) {
 	require.IsType(t, &redis.Backend{}, app.Backend())
 	require.Equal(t, 1, app.Backend().(*redis.Backend).Client().Options().DB)
 	require.NoError(t, app.Close())
+}
+
+// TestSentinelPasswords: the master's password on the first URL, the
+// sentinels' in sentinel_password; a wrong one of either is an error of
+// Publish, and the backend stores and loads through the same URL.
+func TestSentinelPasswords(t *testing.T) {
+	t.Parallel()
+	d := testenv.NewRedisSentinel(t, testenv.SentinelConfig{Replicas: 1, Password: "node-s3cret", SentinelPassword: "sentinel-s3cret"})
+	withAuth := func(node, sentinel string) string {
+		u := "sentinel://:" + node + "@" + d.SentinelAddrs()[0]
+		for _, a := range d.SentinelAddrs()[1:] {
+			u += ";sentinel://" + a
+		}
+		return u + "/0?master_name=" + d.MasterName() + "&sentinel_password=" + sentinel + "&publish_timeout=1s&min_replicas=1"
+	}
+	ctx := ctxT(t, 30*time.Second)
+	raw := testURL(t, withAuth("node-s3cret", "sentinel-s3cret"), "")
+	b := openBroker(t, raw)
+	q := "pw." + randHex(4)
+	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8, DeliveryMode: 2,
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.pw", ID: "pw-1", RootID: "pw-1"}, Body: []byte(`[[], {}, {}]`)}
+	require.NoError(t, b.Publish(ctx, q, m))
+	n, err := b.QueueLength(ctx, q)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, n)
+
+	be := openBackend(t, raw)
+	require.NoError(t, be.Store(ctx, "pw-1", []byte(`{"status": "SUCCESS"}`), time.Minute))
+	doc, err := be.Load(ctx, "pw-1")
+	require.NoError(t, err)
+	require.Equal(t, `{"status": "SUCCESS"}`, string(doc))
+
+	for _, bad := range []string{withAuth("wrong", "sentinel-s3cret"), withAuth("node-s3cret", "wrong")} {
+		b := openBroker(t, bad)
+		err := b.Publish(ctx, q, m)
+		require.Error(t, err)
+		require.NotContains(t, err.Error(), "s3cret")
+	}
+}
+
+// TestSentinelMinReplicasShortfall: with min_replicas above the number of
+// replicas, Publish and Store fail with ErrNotReplicated after
+// min_replicas_timeout (the write itself was made on the master).
+func TestSentinelMinReplicasShortfall(t *testing.T) {
+	t.Parallel()
+	d := testenv.NewRedisSentinel(t, testenv.SentinelConfig{Replicas: 1})
+	raw := testURL(t, d.URL(), "min_replicas=2&min_replicas_timeout=200ms")
+	b := openBroker(t, raw)
+	ctx := ctxT(t, 30*time.Second)
+	m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8, DeliveryMode: 2,
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.short", ID: "s-1", RootID: "s-1"}, Body: []byte(`[[], {}, {}]`)}
+	start := time.Now()
+	err := b.Publish(ctx, "short", m)
+	require.ErrorIs(t, err, redis.ErrNotReplicated)
+	require.ErrorContains(t, err, "1 of min_replicas=2")
+	require.GreaterOrEqual(t, time.Since(start), 200*time.Millisecond)
+	require.Less(t, time.Since(start), 2*time.Second)
+
+	be := openBackend(t, raw)
+	require.ErrorIs(t, be.Store(ctx, "s-1", []byte(`{"status": "SUCCESS"}`), time.Minute), redis.ErrNotReplicated)
+	require.ErrorIs(t, be.SaveGroup(ctx, "g-1", []byte(`{}`), time.Minute), redis.ErrNotReplicated)
+	_, _, err = be.ChordPartReturn(ctx, "g-1", "s-1", 0, []byte(`{}`), time.Minute)
+	require.ErrorIs(t, err, redis.ErrNotReplicated)
+
+	// min_replicas=1 is met.
+	ok := openBroker(t, testURL(t, d.URL(), "min_replicas=1"))
+	require.NoError(t, ok.Publish(ctx, "short", m))
+	okb := openBackend(t, testURL(t, d.URL(), "min_replicas=1"))
+	require.NoError(t, okb.Store(ctx, "s-1", []byte(`{"status": "SUCCESS"}`), time.Minute))
 }
