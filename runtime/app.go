@@ -48,6 +48,12 @@ type Config struct {
 	// Now is the time source (default time.Now), as in tls.Config.Time;
 	// tests inject a fake clock's Now.
 	Now func() time.Time
+	// PublishMiddleware wraps every publish of a task message (Delay,
+	// workflow steps, retries), the first outermost; see Publisher.
+	PublishMiddleware []PublishMiddleware
+	// Hooks are called at the points Celery's signals mark, for the
+	// app's publishes and every worker of the app.
+	Hooks *Hooks
 }
 
 // App is a configured taskgen application: a broker, an optional result
@@ -61,6 +67,7 @@ type App struct {
 	ctype   string
 	cenc    string
 	origin  string
+	pub     Publisher // publishRaw inside Config.PublishMiddleware and Hooks
 
 	closeOnce sync.Once
 }
@@ -114,6 +121,10 @@ func New(cfg Config) (*App, error) {
 	}
 	topts := driver.TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
 	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, ctype: ctype, cenc: cenc}
+	a.pub = a.publishRaw
+	if mws := append(append([]PublishMiddleware(nil), cfg.PublishMiddleware...), cfg.Hooks.publishMiddleware()); len(mws) > 1 || mws[0] != nil {
+		a.pub = chainPublishers(a.publishRaw, mws...)
+	}
 	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
 	if a.broker, err = driver.OpenBroker(cfg.Broker, topts); err != nil {
 		return nil, fmt.Errorf("taskgen: %w", err)
@@ -292,6 +303,20 @@ func (a *App) send(ctx context.Context, def *codegen.TaskDef, co *callOptions, a
 // publish sends m, bounded by PublishTimeout (by the broker itself when it
 // is a PublishBounder: no timer per call).
 func (a *App) publish(ctx context.Context, queue string, m *driver.Message) error {
+	return a.pub(ctx, queue, m)
+}
+
+// publishRaw is the Publisher inside the publish middleware: it puts m on
+// queue (or, for a retry marked with deferKey, parks it in the broker
+// until its ETA).
+func (a *App) publishRaw(ctx context.Context, queue string, m *driver.Message) error {
+	if !m.Headers.ETA.IsZero() {
+		if eta, ok := ctx.Value(deferKey{}).(time.Time); ok {
+			if dl, ok := a.broker.(driver.Delayer); ok {
+				return dl.Defer(ctx, queue, m, eta)
+			}
+		}
+	}
 	if pb, ok := a.broker.(driver.PublishBounder); !ok || !pb.BoundsPublish() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, a.cfg.PublishTimeout)

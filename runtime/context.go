@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime/codegen"
+	"github.com/taskgen/taskgen/runtime/internal/wire"
 )
 
 // TaskInfo describes the running task, the Go counterpart of Celery's
@@ -25,6 +28,10 @@ type TaskInfo struct {
 	Headers map[string]any
 	// Redelivered is set when the broker delivered the message before.
 	Redelivered bool
+
+	def    *codegen.TaskDef
+	args   wire.Args
+	runCtx context.Context // the context the task's function ran with (middleware values)
 }
 
 type taskInfoKey struct{}

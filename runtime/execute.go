@@ -16,6 +16,7 @@ import (
 type outcome struct {
 	value any
 	err   error
+	done  bool // the handler returned (not a hard time limit)
 }
 
 // execute runs one task and settles its message.
@@ -51,7 +52,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	}
 	info := &TaskInfo{ID: h.ID, Name: h.Task, Retries: h.Retries, ETA: h.ETA, Expires: h.Expires, RootID: h.RootID,
 		ParentID: h.ParentID, GroupID: h.Group, Queue: queueOf(m, def, w.app), Hostname: w.opts.Hostname,
-		Headers: h.Extra, Redelivered: m.Redelivered}
+		Headers: h.Extra, Redelivered: m.Redelivered, def: def, args: args}
 
 	w.active.Add(1)
 	w.obs.TaskStarted(m)
@@ -70,7 +71,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		if acked {
 			cp := *m
 			cp.Redelivered = true
-			if err := w.app.publish(context.Background(), queueOf(m, def, w.app), &cp); err != nil {
+			if err := w.app.publishRaw(context.Background(), queueOf(m, def, w.app), &cp); err != nil {
 				w.log.Error("re-publish of abandoned task failed", "id", h.ID, "err", err)
 			}
 		} else {
@@ -78,7 +79,13 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		}
 		return
 	}
-	w.settle(taskCtx, m, def, out, runtime, w.workflowOf(m, embed))
+	settleCtx := taskCtx
+	if w.wrapped && out.done && info.runCtx != nil {
+		// What the task's outcome sends (retry, next steps) carries what
+		// the middleware put in the task's context (a span, say).
+		settleCtx = valuesCtx{taskCtx, info.runCtx}
+	}
+	w.settle(settleCtx, m, def, info, out, runtime, w.workflowOf(m, embed))
 	if !acked {
 		w.ack(d, m)
 	}
@@ -112,8 +119,8 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *code
 				done <- outcome{err: &panicError{Value: r, Stack: string(debug.Stack())}}
 			}
 		}()
-		v, err := def.Run(ctx, args)
-		done <- outcome{value: v, err: err}
+		v, err := w.handler(ctx, info)
+		done <- outcome{value: v, err: err, done: true}
 	}()
 	var softC, hardC <-chan time.Time
 	if soft > 0 {
@@ -147,7 +154,7 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *code
 
 // settle records the outcome of a run: result, retry or failure.
 // wf is the workflow the message belongs to (nil for most messages).
-func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.TaskDef, out outcome, runtime time.Duration, wf *workflow) {
+func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.TaskDef, info *TaskInfo, out outcome, runtime time.Duration, wf *workflow) {
 	h := &m.Headers
 	if out.err == nil {
 		w.succeeded.Add(1)
@@ -173,7 +180,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 	var re *RetryError
 	explicit := errors.As(err, &re)
 	if explicit || def.Retry.ShouldAutoretry(err) {
-		if w.retry(ctx, m, def, err, re) {
+		if w.retry(ctx, m, def, info, err, re) {
 			return
 		}
 		if explicit && re.Err != nil {
@@ -191,6 +198,9 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 	w.log.Error("task failed", "task", h.Task, "id", h.ID, "runtime", runtime.Round(time.Microsecond), "err", err)
 	exc := exceptionFromError(err)
 	w.obs.TaskFailed(m, exc, tb)
+	if hk := w.app.cfg.Hooks; hk != nil && hk.Failure != nil {
+		hk.Failure(ctx, info, err)
+	}
 	w.storeFailure(ctx, m, def, exc, tb)
 	if wf != nil {
 		w.chordPart(ctx, m, wf, StateFailure, exc)
@@ -200,7 +210,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false
 // when the retries are exhausted or the re-publish failed.
-func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.TaskDef, cause error, re *RetryError) bool {
+func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.TaskDef, info *TaskInfo, cause error, re *RetryError) bool {
 	h := &m.Headers
 	max := def.Retry.MaxRetries
 	if re != nil && re.MaxRetries != nil {
@@ -226,12 +236,11 @@ func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.Task
 		nm.Headers.ParentID = h.ID
 	}
 	queue := queueOf(m, def, w.app)
-	var err error
-	if dl, ok := w.app.broker.(driver.Delayer); ok && countdown > w.opts.DelayHorizon {
-		err = dl.Defer(ctx, queue, &nm, eta)
-	} else {
-		err = w.app.publish(ctx, queue, &nm)
+	pctx := ctx
+	if _, ok := w.app.broker.(driver.Delayer); ok && countdown > w.opts.DelayHorizon {
+		pctx = context.WithValue(ctx, deferKey{}, eta) // parked in the broker until its ETA
 	}
+	err := w.app.publish(pctx, queue, &nm)
 	if err != nil {
 		w.log.Error("retry could not be published", "task", h.Task, "id", h.ID, "err", err)
 		return false
@@ -244,6 +253,9 @@ func (w *Worker) retry(ctx context.Context, m *driver.Message, def *codegen.Task
 	w.log.Warn("task retry", "task", h.Task, "id", h.ID, "retry", nm.Headers.Retries, "max_retries", max, "countdown", countdown.Round(time.Millisecond), "err", cause0)
 	excInfo := exceptionFromError(cause0)
 	w.obs.TaskRetried(m, excInfo, "")
+	if hk := w.app.cfg.Hooks; hk != nil && hk.Retry != nil {
+		hk.Retry(ctx, info, cause0, countdown)
+	}
 	w.store(ctx, &driver.ResultDoc{Status: StateRetry, Result: excInfo, TaskID: h.ID, ParentID: nm.Headers.ParentID,
 		Children: []any{[]any{[]any{h.ID, nil}, nil}}})
 	return true

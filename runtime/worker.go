@@ -59,6 +59,9 @@ type WorkerOptions struct {
 	Beat interface {
 		Run(ctx context.Context) error
 	}
+	// Middleware wraps the execution of every task, the first outermost
+	// (see Middleware); Config.Hooks' Prerun and Postrun run inside it.
+	Middleware []Middleware
 }
 
 // WorkerStats are a worker's counters since it started.
@@ -74,9 +77,11 @@ type WorkerStats struct {
 
 // Worker consumes task messages and runs the registered tasks.
 type Worker struct {
-	app   *App
-	opts  WorkerOptions
-	log   *slog.Logger
+	app     *App
+	opts    WorkerOptions
+	log     *slog.Logger
+	handler Handler // runTask inside WorkerOptions.Middleware and the app's Hooks
+	wrapped bool    // handler has middleware
 	mu    sync.RWMutex
 	tasks map[string]*codegen.TaskDef
 
@@ -155,6 +160,11 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	w := &Worker{app: a, opts: o, log: a.log.With("worker", o.Hostname), tasks: map[string]*codegen.TaskDef{}, held: map[*heldTask]struct{}{}, obs: nopObserver{}}
 	if o.Observer != nil {
 		w.obs = o.Observer
+	}
+	w.handler = runTask
+	if mws := append(append([]Middleware(nil), o.Middleware...), a.cfg.Hooks.middleware()); len(mws) > 1 || mws[0] != nil {
+		w.handler = chainHandlers(runTask, mws...)
+		w.wrapped = true
 	}
 	// Celery events (runtime/events.go).
 	if et, ok := a.broker.(driver.EventTransport); ok && !o.WithoutEvents {
