@@ -175,12 +175,16 @@ func TestHooks_celerySignals(t *testing.T) {
 		AfterPublish: func(_ context.Context, _ string, m *driver.Message, err error) {
 			tr.add("after_publish " + m.Headers.Task + errSuffix(err))
 		},
-		Prerun:  func(_ context.Context, task *runtime.TaskInfo) { tr.add("prerun " + task.Name) },
-		Postrun: func(_ context.Context, task *runtime.TaskInfo, _ any, err error) { tr.add("postrun " + task.Name + errSuffix(err)) },
+		Prerun: func(_ context.Context, task *runtime.TaskInfo) { tr.add("prerun " + task.Name) },
+		Postrun: func(_ context.Context, task *runtime.TaskInfo, _ any, err error) {
+			tr.add("postrun " + task.Name + errSuffix(err))
+		},
 		Retry: func(_ context.Context, task *runtime.TaskInfo, err error, countdown time.Duration) {
 			tr.add("retry " + task.Name + " after " + countdown.String())
 		},
-		Failure: func(_ context.Context, task *runtime.TaskInfo, err error) { tr.add("failure " + task.Name + errSuffix(err)) },
+		Failure: func(_ context.Context, task *runtime.TaskInfo, err error) {
+			tr.add("failure " + task.Name + errSuffix(err))
+		},
 	}
 	app, ctx := middlewareApp(t, runtime.Config{Hooks: hooks}, runtime.WorkerOptions{}, exampletasks.RegisterTasks)
 	// jobs.poll asks for a retry (10 ms) until it has seen 2 retries:

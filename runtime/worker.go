@@ -82,8 +82,8 @@ type Worker struct {
 	log     *slog.Logger
 	handler Handler // runTask inside WorkerOptions.Middleware and the app's Hooks
 	wrapped bool    // handler has middleware
-	mu    sync.RWMutex
-	tasks map[string]*codegen.TaskDef
+	mu      sync.RWMutex
+	tasks   map[string]*codegen.TaskDef
 
 	received, succeeded, failed, retried, revoked, deadLettered, active atomic.Int64
 
