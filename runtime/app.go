@@ -67,7 +67,9 @@ type App struct {
 	ctype   string
 	cenc    string
 	origin  string
-	pub     Publisher // publishRaw inside Config.PublishMiddleware and Hooks
+	pub     atomic.Pointer[Publisher] // publishRaw inside Config.PublishMiddleware, Hooks and UsePublishMiddleware
+	mwMu    sync.Mutex
+	mws     []Middleware // UseMiddleware's, for workers made afterwards
 
 	closeOnce sync.Once
 }
@@ -121,10 +123,11 @@ func New(cfg Config) (*App, error) {
 	}
 	topts := driver.TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
 	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, ctype: ctype, cenc: cenc}
-	a.pub = a.publishRaw
+	pub := Publisher(a.publishRaw)
 	if mws := append(append([]PublishMiddleware(nil), cfg.PublishMiddleware...), cfg.Hooks.publishMiddleware()); len(mws) > 1 || mws[0] != nil {
-		a.pub = chainPublishers(a.publishRaw, mws...)
+		pub = chainPublishers(a.publishRaw, mws...)
 	}
+	a.pub.Store(&pub)
 	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
 	if a.broker, err = driver.OpenBroker(cfg.Broker, topts); err != nil {
 		return nil, fmt.Errorf("taskgen: %w", err)
@@ -303,7 +306,27 @@ func (a *App) send(ctx context.Context, def *codegen.TaskDef, co *callOptions, a
 // publish sends m, bounded by PublishTimeout (by the broker itself when it
 // is a PublishBounder: no timer per call).
 func (a *App) publish(ctx context.Context, queue string, m *driver.Message) error {
-	return a.pub(ctx, queue, m)
+	return (*a.pub.Load())(ctx, queue, m)
+}
+
+// UsePublishMiddleware wraps the app's publishes in mws, outside those of
+// Config.PublishMiddleware (the first outermost); instrumentation such as
+// runtime/otel.Instrument calls it. It applies to publishes that start
+// after it returns.
+func (a *App) UsePublishMiddleware(mws ...PublishMiddleware) {
+	a.mwMu.Lock()
+	defer a.mwMu.Unlock()
+	p := chainPublishers(*a.pub.Load(), mws...)
+	a.pub.Store(&p)
+}
+
+// UseMiddleware adds task middleware for every worker the app makes from
+// now on, outside each worker's WorkerOptions.Middleware (the first
+// outermost); instrumentation such as runtime/otel.Instrument calls it.
+func (a *App) UseMiddleware(mws ...Middleware) {
+	a.mwMu.Lock()
+	defer a.mwMu.Unlock()
+	a.mws = append(a.mws, mws...)
 }
 
 // publishRaw is the Publisher inside the publish middleware: it puts m on

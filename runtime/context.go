@@ -29,9 +29,28 @@ type TaskInfo struct {
 	// Redelivered is set when the broker delivered the message before.
 	Redelivered bool
 
-	def    *codegen.TaskDef
-	args   wire.Args
-	runCtx context.Context // the context the task's function ran with (middleware values)
+	def     *codegen.TaskDef
+	args    wire.Args
+	runCtx  context.Context // the context the task's function ran with (middleware values)
+	settled []func(State, error)
+}
+
+// OnSettled registers f to be called once the worker has decided what
+// became of the task, after its result, retry or failure was recorded:
+// with StateSuccess, StateRetry (the retry was published), StateFailure
+// (failed for good, err is why) or StateRevoked; with "" when the worker
+// stopped before the task finished and returned it to the queue.
+// Middleware uses it to see the outcome a Handler's error leads to (a
+// tracing span that ends with the task's final state). Call it from the
+// task's goroutine (inside the middleware chain or the task).
+func (t *TaskInfo) OnSettled(f func(state State, err error)) {
+	t.settled = append(t.settled, f)
+}
+
+func (t *TaskInfo) settle(state State, err error) {
+	for _, f := range t.settled {
+		f(state, err)
+	}
 }
 
 type taskInfoKey struct{}

@@ -68,6 +68,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 		// The worker is stopping and the task did not finish in time: its
 		// message goes back to the queue, never lost.
 		w.log.Warn("task abandoned at shutdown, returned to the queue", "task", h.Task, "id", h.ID)
+		defer info.settle("", nil)
 		if acked {
 			cp := *m
 			cp.Redelivered = true
@@ -169,18 +170,21 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 			w.store(ctx, &driver.ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.now(), ParentID: h.ParentID, GroupID: h.Group})
 		}
 		w.chordPart(ctx, m, wf, StateSuccess, out.value)
+		info.settle(StateSuccess, nil)
 		return
 	}
 	err := out.err
 	if errors.Is(err, ErrRevoked) {
 		w.revokedTask(ctx, m, "terminated", "task terminated by revoke")
 		w.afterRevoke(ctx, m, wf)
+		info.settle(StateRevoked, err)
 		return
 	}
 	var re *RetryError
 	explicit := errors.As(err, &re)
 	if explicit || def.Retry.ShouldAutoretry(err) {
 		if w.retry(ctx, m, def, info, err, re) {
+			info.settle(StateRetry, err)
 			return
 		}
 		if explicit && re.Err != nil {
@@ -206,6 +210,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 		w.chordPart(ctx, m, wf, StateFailure, exc)
 		w.afterFailure(ctx, m, wf)
 	}
+	info.settle(StateFailure, err)
 }
 
 // retry re-publishes the task with retries+1 and a countdown. It returns false

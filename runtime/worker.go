@@ -162,7 +162,10 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 		w.obs = o.Observer
 	}
 	w.handler = runTask
-	if mws := append(append([]Middleware(nil), o.Middleware...), a.cfg.Hooks.middleware()); len(mws) > 1 || mws[0] != nil {
+	a.mwMu.Lock()
+	mws := append(append(append([]Middleware(nil), a.mws...), o.Middleware...), a.cfg.Hooks.middleware())
+	a.mwMu.Unlock()
+	if len(mws) > 1 || mws[0] != nil {
 		w.handler = chainHandlers(runTask, mws...)
 		w.wrapped = true
 	}
