@@ -76,6 +76,21 @@ var rules = []rule{
 		},
 	},
 	{
+		name: "only runtime/otel imports OpenTelemetry: a program that does not trace links nothing of it",
+		from: []string{"runtime", "runtime/codegen", "runtime/driver", "runtime/internal/wire", "runtime/memory", "runtime/redis",
+			"runtime/amqp", "runtime/all", "runtime/beat", "runtime/tasktest", "generator", "cmd/taskgen"},
+		banned: func(_ graph, path string) bool {
+			return path == "go.opentelemetry.io/otel" || strings.HasPrefix(path, "go.opentelemetry.io/")
+		},
+	},
+	{
+		name: "runtime/beat/crontab imports only the standard library",
+		from: []string{"runtime/beat/crontab"},
+		banned: func(g graph, path string) bool {
+			return !g[path].standard && !within(path, "runtime/beat/crontab")
+		},
+	},
+	{
 		name: "annotations imports only the standard library",
 		from: []string{"annotations"},
 		banned: func(g graph, path string) bool {
