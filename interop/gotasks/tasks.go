@@ -159,3 +159,15 @@ type pyMul func(ctx context.Context, x int64, y int64) (int64, error)
 //
 //task:name py.tsum
 type pyTsum func(ctx context.Context, xs []int64) (int64, error)
+
+// TraceHeaders is what the Python task py.traceparent returns: the trace
+// context its request carried.
+type TraceHeaders struct {
+	Traceparent string `json:"traceparent" msgpack:"traceparent"`
+	Tracestate  string `json:"tracestate" msgpack:"tracestate"`
+}
+
+// pyTraceparent is implemented in Python (py.traceparent).
+//
+//task:name py.traceparent
+type pyTraceparent func(ctx context.Context) (TraceHeaders, error)

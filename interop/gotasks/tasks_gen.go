@@ -24,6 +24,7 @@ var (
 	_ func(context.Context, int64, int64) (int64, error)         = pyAdd(nil)
 	_ func(context.Context, int64, int64) (int64, error)         = pyMul(nil)
 	_ func(context.Context, []int64) (int64, error)              = pyTsum(nil)
+	_ func(context.Context) (TraceHeaders, error)                = pyTraceparent(nil)
 )
 
 // AddNumbersTask is the typed stub of task "go.add" (func addNumbers).
@@ -787,6 +788,41 @@ func (a *PyTsumArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 	}
 	return err
 }
+
+// PyTraceparentTask is the typed stub of remote task "py.traceparent" (type pyTraceparent), which another worker implements.
+type PyTraceparentTask struct {
+	codegen.ArgDecoder[PyTraceparentArgs]
+	runtime.Stub[TraceHeaders]
+}
+
+// PyTraceparent enqueues remote task py.traceparent: PyTraceparent.Delay(ctx).
+var PyTraceparent = PyTraceparentTask{Stub: runtime.NewStub[TraceHeaders](&codegen.TaskDef{
+	Name:    "py.traceparent",
+	Retry:   codegen.DefaultRetryPolicy(),
+	NewArgs: codegen.NewArgs[PyTraceparentArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PyTraceparentTask) With(opts ...runtime.Option) PyTraceparentTask {
+	return PyTraceparentTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of py.traceparent; it returns once the broker accepted the message.
+func (t PyTraceparentTask) Delay(ctx context.Context) (*runtime.AsyncResult[TraceHeaders], error) {
+	return t.Stub.Send(ctx, &PyTraceparentArgs{})
+}
+
+// Sig returns the call of remote task py.traceparent with every argument bound, as a workflow step (Celery's si).
+func (t PyTraceparentTask) Sig() runtime.Signature[TraceHeaders] {
+	return t.Stub.Sig(&PyTraceparentArgs{})
+}
+
+// PyTraceparentArgs are the arguments of one call of PyTraceparent, as PyTraceparent.DecodeArgs returns them; its methods are the generated codec.
+type PyTraceparentArgs struct{}
+
+func (*PyTraceparentArgs) ArgNames() codegen.ArgNames             { return PyTraceparent.Def().ArgNames }
+func (*PyTraceparentArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
+func (*PyTraceparentArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {

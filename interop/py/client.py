@@ -2,6 +2,8 @@
 and prints the outcome as one JSON line on stdout.
 
 usage: client.py send TASK ARGS_JSON KWARGS_JSON [QUEUE]   -> {"id": ..., "result": ...} or {"id": ..., "error": {...}}
+       client.py send_traced TASK ARGS_JSON QUEUE TRACEPARENT -> the same; the message carries the traceparent
+         header where opentelemetry-instrumentation-celery's before_task_publish injects it
        client.py state ID                                   -> {"state": ..., "result": ...}
        client.py inspect METHOD                             -> {"replies": {...}}
        client.py workflow KIND GOQ PYQ [BODY]                 -> {"id": ..., "result": ...} or {"error": {...}}
@@ -26,6 +28,10 @@ def main():
         except Exception as exc:  # the Go task's error, re-raised by Celery
             print(json.dumps({"id": res.id, "state": res.state, "error": {
                 "class": type(exc).__name__, "module": type(exc).__module__, "args": [str(a) for a in exc.args]}}))
+    elif cmd == "send_traced":
+        name, args, queue, tp = sys.argv[2], json.loads(sys.argv[3]), sys.argv[4], sys.argv[5]
+        res = app.send_task(name, args=args, queue=queue, headers={"traceparent": tp})
+        print(json.dumps({"id": res.id, "result": res.get(timeout=30), "state": res.state}))
     elif cmd == "state":
         res = app.AsyncResult(sys.argv[2])
         out = {"state": res.state}

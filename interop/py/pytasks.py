@@ -74,3 +74,11 @@ def py_mul(x, y):
 @app.task(name="py.tsum")
 def py_tsum(xs):
     return sum(xs)
+
+
+@app.task(name="py.traceparent", bind=True)
+def py_traceparent(self):
+    """The W3C trace context of the message, read from the task's request
+    as opentelemetry-instrumentation-celery reads it (getattr)."""
+    return {"traceparent": getattr(self.request, "traceparent", None) or "",
+            "tracestate": getattr(self.request, "tracestate", None) or ""}
