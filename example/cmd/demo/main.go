@@ -29,9 +29,16 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strings"
 	"sync"
 	"time"
+
+	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/taskgen/taskgen/example/gallery"
 	"github.com/taskgen/taskgen/example/internal/fakes"
@@ -40,6 +47,7 @@ import (
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/beat"
 	_ "github.com/taskgen/taskgen/runtime/memory"
+	taskotel "github.com/taskgen/taskgen/runtime/otel"
 )
 
 func main() {
@@ -101,6 +109,13 @@ func run(users, failures int, timeout time.Duration) error {
 	defer app.Close()
 	runtime.SetDefault(app)
 
+	// Tracing: every publish and run is a span (runtime/otel), kept in
+	// memory here; the demo prints the trace of the first sign-up.
+	spans := tracetest.NewInMemoryExporter()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(spans))
+	defer tp.Shutdown(context.Background())
+	taskotel.Instrument(app, taskotel.WithTracerProvider(tp), taskotel.WithPropagator(propagation.TraceContext{}))
+
 	// The periodic tasks: the example's //task:schedule entries (a digest
 	// every minute, a weekday-morning one), and for the demo the same
 	// digest every 2 s, run by the worker's scheduler (celery worker -B).
@@ -131,7 +146,9 @@ func run(users, failures int, timeout time.Duration) error {
 	mux := http.NewServeMux()
 	mux.Handle("/gallery", gallery.Handler(log))
 	mux.Handle("/", signup.Handler(log))
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	traced := otelhttp.NewHandler(mux, "http", otelhttp.WithTracerProvider(tp), otelhttp.WithPropagators(propagation.TraceContext{}),
+		otelhttp.WithSpanNameFormatter(func(_ string, r *http.Request) string { return r.Method + " " + r.URL.Path }))
+	srv := &http.Server{Handler: traced, ReadHeaderTimeout: 5 * time.Second}
 	go srv.Serve(ln)
 	defer srv.Close()
 	base := "http://" + ln.Addr().String()
@@ -233,6 +250,7 @@ func run(users, failures int, timeout time.Duration) error {
 		}
 	}()
 	errs = append(errs, digestErr)
+	printTrace(spans.GetSpans(), "GET /sign-up")
 	tasks := len(ids) + 3 + len(photos) + 1 // sign-ups, the chain's steps, the chord's header and body
 	printMonitorSummary(ctx, monURL, tasks)
 	stopWorker()
@@ -248,6 +266,45 @@ func run(users, failures int, timeout time.Duration) error {
 	}
 	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished; the scheduler sent the digest.")
 	return nil
+}
+
+// printTrace prints the span tree of the first trace whose root is named
+// root: the sign-up's request, its Delay, the runs and retries.
+func printTrace(spans tracetest.SpanStubs, root string) {
+	var first *tracetest.SpanStub
+	for i, s := range spans {
+		if s.Name == root && !s.Parent.IsValid() && (first == nil || s.StartTime.Before(first.StartTime)) {
+			first = &spans[i]
+		}
+	}
+	if first == nil {
+		return
+	}
+	children := map[trace.SpanID][]tracetest.SpanStub{}
+	for _, s := range spans {
+		if s.SpanContext.TraceID() == first.SpanContext.TraceID() && s.Parent.IsValid() {
+			children[s.Parent.SpanID()] = append(children[s.Parent.SpanID()], s)
+		}
+	}
+	fmt.Printf("\ntrace %s of the first sign-up (runtime/otel; set OTEL_EXPORTER_OTLP_ENDPOINT to send such traces to your collector):\n", first.SpanContext.TraceID())
+	var walk func(s tracetest.SpanStub, depth int)
+	walk = func(s tracetest.SpanStub, depth int) {
+		var extra []string
+		for _, a := range s.Attributes {
+			switch a.Key {
+			case taskotel.AttrState, taskotel.AttrRetries:
+				extra = append(extra, string(a.Key)+"="+a.Value.String())
+			}
+		}
+		fmt.Printf("  %s%-40s %-9s %8s  %s\n", strings.Repeat("  ", depth), s.Name, strings.ToLower(s.SpanKind.String()),
+			s.EndTime.Sub(s.StartTime).Round(10*time.Microsecond), strings.Join(extra, " "))
+		kids := children[s.SpanContext.SpanID()]
+		sort.Slice(kids, func(i, j int) bool { return kids[i].StartTime.Before(kids[j].StartTime) })
+		for _, k := range kids {
+			walk(k, depth+1)
+		}
+	}
+	walk(*first, 0)
 }
 
 // lineHandler prints log records as short aligned lines.

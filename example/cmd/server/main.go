@@ -18,10 +18,12 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/example/gallery"
+	"github.com/taskgen/taskgen/example/internal/tracing"
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
 	"github.com/taskgen/taskgen/runtime/driver"
+	taskotel "github.com/taskgen/taskgen/runtime/otel"
 )
 
 func main() {
@@ -30,7 +32,7 @@ func main() {
 	serializer := flag.String("serializer", "msgpack", "task serializer: msgpack or json")
 	addr := flag.String("addr", "127.0.0.1:8080", "listen address")
 	flag.Parse()
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	log := slog.New(taskotel.NewLogHandler(slog.NewTextHandler(os.Stderr, nil)))
 
 	app, err := runtime.New(runtime.Config{Broker: *broker, Backend: *backend, Serializer: *serializer, Logger: log})
 	if err != nil {
@@ -42,10 +44,22 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// With OTEL_EXPORTER_OTLP_ENDPOINT set, each request's span parents
+	// the Delay it makes, and the trace goes on in the worker.
+	shutdownTracing, err := tracing.Setup(ctx, "signup-server", app)
+	if err != nil {
+		log.Error("tracing", "err", err)
+		os.Exit(1)
+	}
+	defer shutdownTracing(context.Background())
 	mux := http.NewServeMux()
 	mux.Handle("/gallery", gallery.Handler(log))
 	mux.Handle("/", signup.Handler(log))
-	srv := &http.Server{Addr: *addr, Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	var handler http.Handler = mux
+	if tracing.Enabled() {
+		handler = tracing.Handler(mux)
+	}
+	srv := &http.Server{Addr: *addr, Handler: handler, ReadHeaderTimeout: 5 * time.Second}
 	go func() {
 		<-ctx.Done()
 		shut, cancel := context.WithTimeout(context.Background(), 10*time.Second)

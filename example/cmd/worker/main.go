@@ -28,10 +28,12 @@ import (
 	"time"
 
 	"github.com/taskgen/taskgen/example/gallery"
+	"github.com/taskgen/taskgen/example/internal/tracing"
 	"github.com/taskgen/taskgen/example/signup"
 	"github.com/taskgen/taskgen/runtime"
 	_ "github.com/taskgen/taskgen/runtime/all"
 	"github.com/taskgen/taskgen/runtime/beat"
+	taskotel "github.com/taskgen/taskgen/runtime/otel"
 )
 
 func main() {
@@ -54,7 +56,7 @@ func main() {
 		slog.Error("bad -loglevel", "err", err)
 		os.Exit(2)
 	}
-	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	log := slog.New(taskotel.NewLogHandler(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})))
 	signup.Configure(signup.Provider{URL: *emailAPI})
 	signup.ConfigureSlack(signup.Slack{WebhookURL: *slackURL})
 	gallery.Configure(gallery.Store{URL: *storeURL})
@@ -65,6 +67,14 @@ func main() {
 		os.Exit(1)
 	}
 	defer app.Close()
+	// With OTEL_EXPORTER_OTLP_ENDPOINT set, each task's run is a span, a
+	// child of the request that sent it (see example/internal/tracing).
+	shutdownTracing, err := tracing.Setup(context.Background(), "signup-worker", app)
+	if err != nil {
+		log.Error("tracing", "err", err)
+		os.Exit(1)
+	}
+	defer shutdownTracing(context.Background())
 
 	opts := runtime.WorkerOptions{Queues: strings.Split(*queues, ","), Concurrency: *concurrency, ShutdownTimeout: *shutdown}
 	if *withBeat {
