@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -33,8 +34,8 @@ type RedisServer struct {
 	port int
 	conf string   // configuration file in dir: redis.conf, or sentinel.conf
 	argv []string // arguments after the configuration file ("--sentinel")
-	// password is sent with AUTH before probing the server (requirepass).
-	password string
+	// auth is how the probe reaches the server (requirepass, TLS).
+	auth redisAuth
 
 	mu   sync.Mutex
 	cmd  *exec.Cmd
@@ -56,19 +57,21 @@ type RedisServer struct {
 // when the CI environment variable is non-empty.
 func NewRedisServer(t testing.TB, extraArgs ...string) *RedisServer {
 	t.Helper()
-	return newRedisServer(t, "", extraArgs)
+	return newRedisServer(t, redisAuth{}, extraArgs)
 }
 
-// newRedisServer is NewRedisServer for a server whose extraArgs set
-// requirepass to password (empty: none).
-func newRedisServer(t testing.TB, password string, extraArgs []string) *RedisServer {
+// newRedisServer is NewRedisServer for a server reached with auth: its
+// extraArgs set requirepass to auth.password (empty: none) and, when
+// auth.tls is set, the TLS certificate files (the server then listens with
+// TLS only).
+func newRedisServer(t testing.TB, auth redisAuth, extraArgs []string) *RedisServer {
 	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		missing(t, "redis-server not found on PATH")
 	}
 	extra := redisConfigLines(extraArgs)
-	return newRedisProcess(t, redisProc{bin: bin, prefix: "redis-", conf: "redis.conf", password: password}, func(port int) []string {
+	return newRedisProcess(t, redisProc{bin: bin, prefix: "redis-", conf: "redis.conf", auth: auth}, func(port int) []string {
 		conf := []string{
 			"# written by internal/testenv.NewRedisServer",
 			"bind 127.0.0.1",
@@ -86,11 +89,19 @@ func newRedisServer(t testing.TB, password string, extraArgs []string) *RedisSer
 
 // redisProc describes a process newRedisProcess starts: bin with the
 // configuration file conf followed by argv, in a private directory named
-// after prefix, probed with AUTH password when it is not empty.
+// after prefix, probed as auth says (with TLS, it listens on its port with
+// TLS only: "port 0", "tls-port PORT").
 type redisProc struct {
 	bin, prefix, conf string
 	argv              []string
-	password          string
+	auth              redisAuth
+}
+
+// redisAuth is how to reach a server: AUTH password when it is not empty,
+// TLS when tls is set.
+type redisAuth struct {
+	password string
+	tls      *tls.Config
 }
 
 // newRedisProcess starts p on a free port, its configuration file written
@@ -98,11 +109,15 @@ type redisProc struct {
 func newRedisProcess(t testing.TB, p redisProc, lines func(port int) []string) *RedisServer {
 	t.Helper()
 	bin := p.bin
-	s := &RedisServer{t: t, bin: bin, dir: privateDir(t, p.prefix), conf: p.conf, argv: p.argv, password: p.password}
+	s := &RedisServer{t: t, bin: bin, dir: privateDir(t, p.prefix), conf: p.conf, argv: p.argv, auth: p.auth}
 	t.Cleanup(s.cleanup)
 	for attempt := 1; ; attempt++ {
 		s.port = freePort(t)
-		if err := os.WriteFile(filepath.Join(s.dir, p.conf), []byte(strings.Join(lines(s.port), "\n")+"\n"), 0o644); err != nil {
+		conf := lines(s.port)
+		if p.auth.tls != nil {
+			conf = append(conf, "port 0", "tls-port "+strconv.Itoa(s.port))
+		}
+		if err := os.WriteFile(filepath.Join(s.dir, p.conf), []byte(strings.Join(conf, "\n")+"\n"), 0o644); err != nil {
 			t.Fatalf("testenv: writing %s: %v", p.conf, err)
 		}
 		err := s.start()
@@ -119,8 +134,12 @@ func newRedisProcess(t testing.TB, p redisProc, lines func(port int) []string) *
 	}
 }
 
-// URL returns the server's URL, redis://127.0.0.1:PORT/0.
+// URL returns the server's URL, redis://127.0.0.1:PORT/0 (rediss:// for a
+// node of a NewRedisSentinel deployment with TLS).
 func (s *RedisServer) URL() string {
+	if s.auth.tls != nil {
+		return fmt.Sprintf("rediss://127.0.0.1:%d/0", s.port)
+	}
 	return fmt.Sprintf("redis://127.0.0.1:%d/0", s.port)
 }
 
@@ -221,7 +240,7 @@ func (s *RedisServer) start() error {
 	deadline := time.Now().Add(redisStartTimeout)
 	var lastErr error
 	for {
-		pid, err := redisProbe(s.Addr(), s.password, time.Second)
+		pid, err := redisProbe(s.Addr(), s.auth, time.Second)
 		switch {
 		case err == nil && pid == cmd.Process.Pid:
 			return nil
@@ -290,17 +309,16 @@ func (s *RedisServer) logTail() string {
 }
 
 // redisProbe sends PING and, once it gets PONG (not -LOADING), INFO server,
-// and returns the server's process_id. A non-empty password is sent with
-// AUTH first.
-func redisProbe(addr, password string, timeout time.Duration) (int, error) {
-	v, err := redisDo(addr, password, timeout, "PING")
+// and returns the server's process_id, reaching it as auth says.
+func redisProbe(addr string, auth redisAuth, timeout time.Duration) (int, error) {
+	v, err := redisDo(addr, auth, timeout, "PING")
 	if err != nil {
 		return 0, fmt.Errorf("PING: %w", err)
 	}
 	if v != "PONG" {
 		return 0, fmt.Errorf("PING answered %v", v)
 	}
-	v, err = redisDo(addr, password, timeout, "INFO", "server")
+	v, err = redisDo(addr, auth, timeout, "INFO", "server")
 	if err != nil {
 		return 0, fmt.Errorf("INFO server: %w", err)
 	}

@@ -2,11 +2,22 @@ package testenv
 
 import (
 	"bufio"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"net"
+	"net/url"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -40,6 +51,11 @@ type SentinelConfig struct {
 	// SentinelPassword, when not empty, is the sentinels' requirepass (and
 	// sentinel-pass, which they use among themselves).
 	SentinelPassword string
+	// TLS makes every node and sentinel listen with TLS only, with a
+	// certificate for 127.0.0.1 and localhost signed by a CA of the
+	// deployment's own (RedisSentinel.CAFile), and replicate and monitor
+	// over TLS; clients need not present a certificate.
+	TLS bool
 	// ReplicaLink, when set, returns the address the replicas replicate the
 	// initial master from, given its address: a proxy that delays or cuts
 	// the replication stream, say. After a failover sentinel points the
@@ -64,6 +80,8 @@ type RedisSentinel struct {
 	cfg       SentinelConfig
 	nodes     []*RedisServer // nodes[0] was the first master
 	sentinels []*RedisServer
+	tls       *tls.Config // the helper's own client configuration (SentinelConfig.TLS)
+	caFile    string
 }
 
 const (
@@ -111,12 +129,17 @@ func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 		missing(t, "redis-sentinel not found on PATH (Debian package redis-sentinel; scripts/testenv.sh install)")
 	}
 	s := &RedisSentinel{t: t, cfg: cfg}
-	nodeArgs := []string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}
+	var tlsArgs []string
+	if cfg.TLS {
+		tlsArgs = s.makeCerts()
+	}
+	nodeAuth := redisAuth{cfg.Password, s.tls}
+	nodeArgs := append([]string{"repl-diskless-sync yes", "repl-diskless-sync-delay 0"}, tlsArgs...)
 	if cfg.Password != "" {
 		nodeArgs = append(nodeArgs, "requirepass "+redisQuote(cfg.Password), "masterauth "+redisQuote(cfg.Password))
 	}
 	nodeArgs = append(nodeArgs, cfg.NodeArgs...)
-	master := newRedisServer(t, cfg.Password, nodeArgs)
+	master := newRedisServer(t, nodeAuth, nodeArgs)
 	s.nodes = append(s.nodes, master)
 	link := master.Addr()
 	if cfg.ReplicaLink != nil {
@@ -127,7 +150,7 @@ func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 		t.Fatalf("testenv: SentinelConfig.ReplicaLink returned %q: %v", link, err)
 	}
 	for range cfg.Replicas {
-		s.nodes = append(s.nodes, newRedisServer(t, cfg.Password, append(slices.Clone(nodeArgs), "replicaof "+linkHost+" "+linkPort)))
+		s.nodes = append(s.nodes, newRedisServer(t, nodeAuth, append(slices.Clone(nodeArgs), "replicaof "+linkHost+" "+linkPort)))
 	}
 	deadline := time.Now().Add(sentinelReadyTimeout)
 	for _, r := range s.nodes[1:] {
@@ -136,7 +159,7 @@ func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 			return info["master_link_status"] == "up", err
 		})
 	}
-	var extra []string
+	extra := slices.Clone(tlsArgs)
 	if cfg.Password != "" {
 		extra = append(extra, fmt.Sprintf("sentinel auth-pass %s %s", cfg.MasterName, redisQuote(cfg.Password)))
 	}
@@ -144,7 +167,7 @@ func NewRedisSentinel(t testing.TB, cfg SentinelConfig) *RedisSentinel {
 		extra = append(extra, "requirepass "+redisQuote(cfg.SentinelPassword), "sentinel sentinel-pass "+redisQuote(cfg.SentinelPassword))
 	}
 	extra = append(extra, redisConfigLines(cfg.SentinelArgs)...)
-	proc := redisProc{bin: sentinelBin, prefix: "sentinel-", conf: "sentinel.conf", argv: []string{"--sentinel"}, password: cfg.SentinelPassword}
+	proc := redisProc{bin: sentinelBin, prefix: "sentinel-", conf: "sentinel.conf", argv: []string{"--sentinel"}, auth: redisAuth{cfg.SentinelPassword, s.tls}}
 	for range cfg.Sentinels {
 		s.sentinels = append(s.sentinels, newRedisProcess(t, proc, func(port int) []string {
 			conf := []string{
@@ -184,17 +207,85 @@ func (s *RedisSentinel) sentinelReady(addr string) (bool, error) {
 		!strings.Contains(fields["flags"], "down"), nil
 }
 
+// makeCerts writes a CA and a server certificate for 127.0.0.1 and
+// localhost signed by it into a private directory, sets the helper's own
+// client configuration, and returns the redis.conf directives of TLS.
+func (s *RedisSentinel) makeCerts() []string {
+	s.t.Helper()
+	dir := privateDir(s.t, "sentinel-tls-")
+	fail := func(err error) {
+		s.t.Helper()
+		if err != nil {
+			s.t.Fatalf("testenv: sentinel TLS certificates: %v", err)
+		}
+	}
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	fail(err)
+	now := time.Now()
+	ca := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "taskgen testenv CA"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
+	fail(err)
+	caCert, err := x509.ParseCertificate(caDER)
+	fail(err)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	fail(err)
+	leaf := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, DNSNames: []string{"localhost"},
+		KeyUsage:    x509.KeyUsageDigitalSignature,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, caCert, &key.PublicKey, caKey)
+	fail(err)
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	fail(err)
+	write := func(name, typ string, der []byte) string {
+		path := filepath.Join(dir, name)
+		fail(os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600))
+		return path
+	}
+	s.caFile = write("ca.crt", "CERTIFICATE", caDER)
+	certFile := write("server.crt", "CERTIFICATE", leafDER)
+	keyFile := write("server.key", "EC PRIVATE KEY", keyDER)
+	pool := x509.NewCertPool()
+	pool.AddCert(caCert)
+	s.tls = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return []string{
+		"tls-cert-file " + redisQuote(certFile),
+		"tls-key-file " + redisQuote(keyFile),
+		"tls-ca-cert-file " + redisQuote(s.caFile),
+		"tls-auth-clients no",
+		"tls-replication yes",
+	}
+}
+
+// CAFile returns the PEM file of the CA that signed the deployment's
+// certificates (SentinelConfig.TLS), for a client's ssl_ca_certs; "" without
+// TLS.
+func (s *RedisSentinel) CAFile() string { return s.caFile }
+
 // MasterName returns the name the sentinels monitor the master under.
 func (s *RedisSentinel) MasterName() string { return s.cfg.MasterName }
 
 // URL returns the deployment's URL in kombu's form, query included:
 // sentinel://127.0.0.1:P1;sentinel://127.0.0.1:P2;sentinel://127.0.0.1:P3/0?master_name=NAME.
+//
+// With SentinelConfig.TLS the query also has ssl_ca_certs=CAFile().
 func (s *RedisSentinel) URL() string {
 	parts := make([]string, len(s.sentinels))
 	for i, sn := range s.sentinels {
 		parts[i] = "sentinel://" + sn.Addr()
 	}
-	return strings.Join(parts, ";") + "/0?master_name=" + s.cfg.MasterName
+	u := strings.Join(parts, ";") + "/0?master_name=" + s.cfg.MasterName
+	if s.caFile != "" {
+		u += "&ssl_ca_certs=" + url.QueryEscape(s.caFile)
+	}
+	return u
 }
 
 // SentinelAddrs returns the sentinels' addresses (127.0.0.1:PORT).
@@ -358,12 +449,12 @@ func (s *RedisSentinel) waitFor(deadline time.Time, what string, cond func() (bo
 
 // sentinelDo sends one command to the sentinel at addr.
 func (s *RedisSentinel) sentinelDo(addr string, args ...string) (any, error) {
-	return redisDo(addr, s.cfg.SentinelPassword, time.Second, args...)
+	return redisDo(addr, redisAuth{s.cfg.SentinelPassword, s.tls}, time.Second, args...)
 }
 
 // nodeDo sends one command to the data node at addr.
 func (s *RedisSentinel) nodeDo(addr string, args ...string) (any, error) {
-	return redisDo(addr, s.cfg.Password, time.Second, args...)
+	return redisDo(addr, redisAuth{s.cfg.Password, s.tls}, time.Second, args...)
 }
 
 // info returns the fields of INFO section of the data node at addr.
@@ -395,11 +486,19 @@ func pairs(v any) map[string]string {
 	return m
 }
 
-// redisDo sends one command on a fresh connection (after AUTH password
-// when password is not empty) and returns its reply: string, int64, nil,
+// redisDo sends one command on a fresh connection (TLS when auth.tls is
+// set; after AUTH when auth.password is not empty) and returns its reply: string, int64, nil,
 // []any, or an error for an error reply.
-func redisDo(addr, password string, timeout time.Duration, args ...string) (any, error) {
-	c, err := net.DialTimeout("tcp", addr, timeout)
+func redisDo(addr string, auth redisAuth, timeout time.Duration, args ...string) (any, error) {
+	password := auth.password
+	d := &net.Dialer{Timeout: timeout}
+	var c net.Conn
+	var err error
+	if auth.tls != nil {
+		c, err = tls.DialWithDialer(d, "tcp", addr, auth.tls)
+	} else {
+		c, err = d.Dial("tcp", addr)
+	}
 	if err != nil {
 		return nil, err
 	}

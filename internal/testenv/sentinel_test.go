@@ -75,3 +75,21 @@ func TestNewRedisSentinelPasswords(t *testing.T) {
 	old := s.KillMaster()
 	s.WaitFailover(old.Addr())
 }
+
+// TestNewRedisSentinelTLS: TLS only, nodes and sentinels; a failover still
+// happens (sentinels monitor and replicas replicate over TLS).
+func TestNewRedisSentinelTLS(t *testing.T) {
+	t.Parallel()
+	s := testenv.NewRedisSentinel(t, testenv.SentinelConfig{TLS: true, Replicas: 1})
+	if s.CAFile() == "" || !strings.Contains(s.URL(), "ssl_ca_certs=") {
+		t.Fatalf("CAFile %q, URL %s", s.CAFile(), s.URL())
+	}
+	if _, err := tryRedisDo(s.MasterAddr(), "PING"); err == nil {
+		t.Error("a plain-text PING to the master got an answer")
+	}
+	if !strings.HasPrefix(s.Master().URL(), "rediss://") {
+		t.Errorf("node URL %s", s.Master().URL())
+	}
+	old := s.KillMaster()
+	s.WaitFailover(old.Addr())
+}

@@ -13,7 +13,9 @@
 // go test runs packages in parallel. Tests that stop or restart them
 // (StopRedis, RestartRabbitMQ, ...) would break tests running concurrently in
 // other packages, so such tests should first call PrivateEnv, which gives the
-// test its own Redis and RabbitMQ (or, for Redis alone, use NewRedisServer).
+// test its own Redis and RabbitMQ (or, for Redis alone, use NewRedisServer;
+// for a Redis Sentinel deployment — master, replicas, sentinels — use
+// NewRedisSentinel).
 package testenv
 
 import (

@@ -414,21 +414,28 @@ func failoverOptions(ro *goredis.Options, master string, addrs []string, sentine
 		MinRetryBackoff: ro.MinRetryBackoff,
 		MaxRetryBackoff: ro.MaxRetryBackoff,
 
-		DialTimeout:           ro.DialTimeout,
+		DialTimeout: ro.DialTimeout,
+		// One dial per attempt: the transport retries with backoff of its
+		// own, and go-redis's default of 5 nested under its sentinel
+		// lookups (themselves retried) hides a failure — a certificate
+		// that does not verify, say — for seconds behind a timeout.
+		DialerRetries:         1,
 		ReadTimeout:           ro.ReadTimeout,
 		WriteTimeout:          ro.WriteTimeout,
 		ContextTimeoutEnabled: ro.ContextTimeoutEnabled,
 		ReadBufferSize:        ro.ReadBufferSize,
 		WriteBufferSize:       ro.WriteBufferSize,
 
-		PoolFIFO:        ro.PoolFIFO,
-		PoolSize:        ro.PoolSize,
-		PoolTimeout:     ro.PoolTimeout,
-		MinIdleConns:    ro.MinIdleConns,
-		MaxIdleConns:    ro.MaxIdleConns,
-		MaxActiveConns:  ro.MaxActiveConns,
-		ConnMaxIdleTime: ro.ConnMaxIdleTime,
-		ConnMaxLifetime: ro.ConnMaxLifetime,
+		PoolFIFO:           ro.PoolFIFO,
+		PoolSize:           ro.PoolSize,
+		MaxConcurrentDials: ro.MaxConcurrentDials,
+		PipelinePoolSize:   ro.PipelinePoolSize,
+		PoolTimeout:        ro.PoolTimeout,
+		MinIdleConns:       ro.MinIdleConns,
+		MaxIdleConns:       ro.MaxIdleConns,
+		MaxActiveConns:     ro.MaxActiveConns,
+		ConnMaxIdleTime:    ro.ConnMaxIdleTime,
+		ConnMaxLifetime:    ro.ConnMaxLifetime,
 
 		TLSConfig:       ro.TLSConfig,
 		DisableIdentity: ro.DisableIdentity,

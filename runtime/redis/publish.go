@@ -2,6 +2,7 @@ package redis
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"slices"
@@ -190,6 +191,7 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 	// reply was lost may duplicate the message (at least once).
 	backoff := reconnect.Backoff{Policy: commandPolicy}
 	pending := groups
+	var lastErr error // of the last attempt that is retried
 	for {
 		pipe := b.client.Pipeline()
 		bindCmds := make([]*goredis.IntCmd, len(newQueues))
@@ -241,9 +243,14 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 			}
 			if err != nil && !errors.Is(err, ErrNotReplicated) && retryable(err) && ctx.Err() == nil {
 				again = append(again, g)
+				lastErr = err
 				continue
 			}
-			if err != nil {
+			switch {
+			case err != nil && lastErr != nil && ctx.Err() != nil && errors.Is(err, ctx.Err()):
+				// Out of time: say what kept failing.
+				err = fmt.Errorf("redis publish to %s: %w (last failure: %v)", b.url, err, lastErr)
+			case err != nil:
 				err = fmt.Errorf("redis publish to %s: %w", b.url, err)
 			}
 			for _, r := range g.reqs {
@@ -262,8 +269,13 @@ func (b *Broker) flushPublish(batch []*pubReq) {
 }
 
 // retryable reports whether err is a connection problem (or a server that
-// is still loading) rather than an error reply to the command.
+// is still loading) rather than an error reply to the command or a
+// certificate that does not verify (which waiting does not fix).
 func retryable(err error) bool {
+	var cve *tls.CertificateVerificationError
+	if errors.As(err, &cve) {
+		return false
+	}
 	var re goredis.Error
 	if errors.As(err, &re) {
 		msg := re.Error()

@@ -3,6 +3,7 @@ package redis_test
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 	"time"
 
@@ -235,4 +236,47 @@ func TestSentinelMinReplicasShortfall(t *testing.T) {
 	require.NoError(t, ok.Publish(ctx, "short", m))
 	okb := openBackend(t, testURL(t, d.URL(), "min_replicas=1"))
 	require.NoError(t, okb.Store(ctx, "s-1", []byte(`{"status": "SUCCESS"}`), time.Minute))
+}
+
+// TestSentinelTLS: sentinels and data nodes speaking TLS only, verified
+// against the deployment's CA (ssl_ca_certs turns TLS on): publish,
+// consume and store, then again after a failover.
+func TestSentinelTLS(t *testing.T) {
+	t.Parallel()
+	d := testenv.NewRedisSentinel(t, testenv.SentinelConfig{TLS: true, Replicas: 1})
+	raw := testURL(t, d.URL(), "publish_timeout=5s")
+	b := openBroker(t, raw)
+	be := openBackend(t, raw)
+	ctx := ctxT(t, time.Minute)
+	q := "tls." + randHex(4)
+	ds, err := b.Consume(ctx, []string{q}, 4)
+	require.NoError(t, err)
+	roundTrip := func(id string) {
+		t.Helper()
+		m := &driver.Message{ContentType: driver.ContentTypeJSON, ContentEncoding: driver.ContentEncodingUTF8, DeliveryMode: 2,
+			Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.tls", ID: id, RootID: id}, Body: []byte(`[[], {}, {}]`)}
+		require.Eventually(t, func() bool { return b.Publish(ctx, q, m) == nil }, 30*time.Second, 100*time.Millisecond, "publish %s", id)
+		select {
+		case dl := <-ds:
+			require.Equal(t, id, dl.Message().Headers.ID)
+			require.NoError(t, dl.Ack())
+		case <-ctx.Done():
+			t.Fatalf("%s never delivered", id)
+		}
+		require.NoError(t, be.Store(ctx, id, []byte(`{"status": "SUCCESS"}`), time.Minute))
+		doc, err := be.Load(ctx, id)
+		require.NoError(t, err)
+		require.Equal(t, `{"status": "SUCCESS"}`, string(doc))
+	}
+	roundTrip("tls-1")
+	old := d.KillMaster()
+	d.WaitFailover(old.Addr())
+	roundTrip("tls-2")
+
+	// Without the CA the nodes' certificates do not verify.
+	withoutCA, _, ok := strings.Cut(d.URL(), "&ssl_ca_certs=")
+	require.True(t, ok)
+	bad := openBroker(t, withoutCA+"&ssl=true&publish_timeout=5s")
+	m := &driver.Message{ContentType: driver.ContentTypeJSON, Headers: driver.TaskHeaders{ID: "tls-3"}, Body: []byte(`[[], {}, {}]`)}
+	require.ErrorContains(t, bad.Publish(ctx, q, m), "certificate")
 }
