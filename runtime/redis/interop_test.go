@@ -156,3 +156,32 @@ os._exit(0)  # die without acknowledging
 	require.True(t, d.Message().Redelivered)
 	require.NoError(t, d.Ack())
 }
+
+// TestInteropSentinel: Python Celery configured the kombu way for
+// Sentinel (the same sentinel:// list, master_name in
+// broker_transport_options and result_backend_transport_options) sends a
+// task that a Go worker on the sentinel:// URL runs, and gets its result;
+// then the same after a failover, with the same Python configuration and
+// the same Go worker.
+func TestInteropSentinel(t *testing.T) {
+	t.Parallel()
+	d := testenv.NewRedisSentinel(t, testenv.SentinelConfig{Replicas: 1})
+	app := newApp(t, d.URL(), "json")
+	def := addDef("tasks.add", func(ctx context.Context, a *addArgs) (any, error) { return a.x + a.y, nil })
+	runWorker(t, app, runtime.WorkerOptions{}, def)
+	pyURL, _, _ := strings.Cut(d.URL(), "?") // kombu takes no options from the URL
+	script := `
+import sys
+from celery import Celery
+app = Celery('proj', broker=sys.argv[1], backend=sys.argv[1])
+app.conf.update(task_serializer='json', result_serializer='json', accept_content=['json'],
+    broker_transport_options={'master_name': sys.argv[2]},
+    result_backend_transport_options={'master_name': sys.argv[2]})
+r = app.send_task('tasks.add', args=(2, 3))
+print(r.get(timeout=20))
+`
+	require.Equal(t, "5\n", python(t, script, pyURL, d.MasterName()))
+	old := d.KillMaster()
+	d.WaitFailover(old.Addr())
+	require.Equal(t, "5\n", python(t, script, pyURL, d.MasterName()))
+}
