@@ -171,7 +171,9 @@ func (b *Broker) Vhost() string { return b.vhost }
 var (
 	errClosed   = errors.New("amqp: broker closed")
 	errConnLost = errors.New("amqp: connection lost; the broker redelivers the message")
-	errNacked   = errors.New("amqp: the broker refused the message (negative publisher confirm)")
+	// errNacked is retried: RabbitMQ nacks what it could not store just
+	// then, as a quorum queue without a leader during an election.
+	errNacked = errors.New("amqp: the broker refused the message (negative publisher confirm)")
 	// errConfirmTimeout is not retried: the broker may hold the message, and
 	// a broker too slow to confirm is not helped by more publishes.
 	errConfirmTimeout = errors.New("amqp: no publisher confirm within confirm_timeout")
@@ -274,7 +276,7 @@ func permanent(err error) bool {
 			return true
 		}
 	}
-	return errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, errClosed) || errors.Is(err, errNacked) || errors.Is(err, errConfirmTimeout)
+	return errors.Is(err, amqp.ErrSASL) || errors.Is(err, amqp.ErrCredentials) || errors.Is(err, amqp.ErrVhost) || errors.Is(err, errClosed) || errors.Is(err, errConfirmTimeout)
 }
 
 // session is one publisher connection with its confirm channels.
@@ -359,6 +361,16 @@ func (p *pubChan) get(s *session) (*amqp.Channel, error) {
 	}
 	p.ch.Store(ch)
 	return ch, nil
+}
+
+// drop closes ch, the slot's channel, so that the next get opens another.
+func (p *pubChan) drop(ch *amqp.Channel) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ch.Load() == ch {
+		p.ch.Store(nil)
+	}
+	go ch.Close() // waits for the broker's close-ok
 }
 
 // withAdmin runs fn on the session's declaration channel, reopening it when a

@@ -97,8 +97,10 @@
 // nested tables; eta and expires are ISO-8601 strings; never int16.
 //
 // Publishing uses publisher confirms: Publish returns nil only after RabbitMQ
-// confirmed the message. A negative confirm is an error. When the connection
-// is lost before the confirm arrives, Publish reconnects and publishes again
+// confirmed the message. When the connection is lost before the confirm
+// arrives, or RabbitMQ sends a negative confirm (it could not store the
+// message just then, as a quorum queue electing a new leader after its
+// node died), Publish reconnects if need be and publishes again
 // (at-least-once: such a message may exist twice, with the same task id)
 // until ctx ends or, for a ctx without deadline, for at most
 // TransportOptions.ConnectTimeout; then it returns an error. Concurrent

@@ -91,6 +91,10 @@ func (b *Broker) publishOnce(ctx context.Context, exchange, key string, prepare 
 		// the message may or may not have been stored.
 		return fmt.Errorf("%w before the publisher confirm", errConnLost)
 	}
+	// A channel whose quorum queue client lost the queue's leader (its node
+	// died) may nack every later publish to that queue: the retry gets a
+	// fresh channel.
+	pc.drop(ch)
 	return errNacked
 }
 
