@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/taskgen/taskgen/runtime/codegen"
@@ -32,6 +33,7 @@ type TaskInfo struct {
 	def     *codegen.TaskDef
 	args    wire.Args
 	runCtx  context.Context // the context the task's function ran with (middleware values)
+	mu      sync.Mutex      // guards settled: a task past its hard time limit may still be registering
 	settled []func(State, error)
 }
 
@@ -44,11 +46,17 @@ type TaskInfo struct {
 // tracing span that ends with the task's final state). Call it from the
 // task's goroutine (inside the middleware chain or the task).
 func (t *TaskInfo) OnSettled(f func(state State, err error)) {
+	t.mu.Lock()
 	t.settled = append(t.settled, f)
+	t.mu.Unlock()
 }
 
 func (t *TaskInfo) settle(state State, err error) {
-	for _, f := range t.settled {
+	t.mu.Lock()
+	fs := t.settled
+	t.settled = nil
+	t.mu.Unlock()
+	for _, f := range fs {
 		f(state, err)
 	}
 }

@@ -73,6 +73,7 @@ type WorkerStats struct {
 	Revoked      int64 // expired or revoked, not run
 	DeadLettered int64 // set aside: undecodable, unregistered, bad arguments
 	Active       int64 // running now
+	Held         int64 // received and waiting in memory for their ETA, countdown or rate limit
 }
 
 // Worker consumes task messages and runs the registered tasks.
@@ -234,8 +235,14 @@ func (w *Worker) Stats() WorkerStats {
 	return WorkerStats{
 		Received: w.received.Load(), Succeeded: w.succeeded.Load(), Failed: w.failed.Load(),
 		Retried: w.retried.Load(), Revoked: w.revoked.Load(), DeadLettered: w.deadLettered.Load(),
-		Active: w.active.Load(),
+		Active: w.active.Load(), Held: w.heldCount(),
 	}
+}
+
+func (w *Worker) heldCount() int64 {
+	w.heldMu.Lock()
+	defer w.heldMu.Unlock()
+	return int64(len(w.held))
 }
 
 func (w *Worker) lookup(name string) *codegen.TaskDef {

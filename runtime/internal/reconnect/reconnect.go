@@ -12,6 +12,7 @@ package reconnect
 
 import (
 	"context"
+	"sync/atomic"
 	"time"
 
 	"github.com/taskgen/taskgen/internal/ctxsleep"
@@ -61,10 +62,19 @@ func (b *Backoff) Reset() { b.next = 0 }
 func (b *Backoff) Retrying() bool { return b.next != 0 }
 
 // Wait sleeps for Next or until ctx ends; it reports whether the wait
-// passed.
+// passed. Each Wait counts as one retry in Retries.
 func (b *Backoff) Wait(ctx context.Context) bool {
+	retries.Add(1)
 	return sleep(ctx, b.Next())
 }
+
+// retries counts the waits of every Backoff and Loop in the process.
+var retries atomic.Int64
+
+// Retries returns how many times the process's consumers, fan-outs and
+// publishers waited to reconnect or retry since it started (workers
+// export it as taskgen_worker_broker_reconnects_total).
+func Retries() int64 { return retries.Load() }
 
 // Loop is a retry loop: attempts with a backoff of Policy between them.
 type Loop struct {
