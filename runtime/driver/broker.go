@@ -265,6 +265,22 @@ func redactOne(raw string) string {
 	if err != nil {
 		return "<unparseable URL>"
 	}
+	// Secrets in the query too (sentinel_password, …): the value of every
+	// option whose name mentions a password, a secret or a token.
+	if u.RawQuery != "" {
+		q := u.Query()
+		changed := false
+		for k := range q {
+			lk := strings.ToLower(k)
+			if strings.Contains(lk, "password") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") {
+				q[k] = []string{"xxxxx"}
+				changed = true
+			}
+		}
+		if changed {
+			u.RawQuery = q.Encode()
+		}
+	}
 	return u.Redacted()
 }
 

@@ -3,6 +3,7 @@ package driver
 import (
 	"errors"
 	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -123,3 +124,13 @@ func TestRedact_list(t *testing.T) {
 	require.Equal(t, "amqp://h1;<unparseable URL>", Redact("amqp://h1;amqp://u:p@h:port"))
 }
 
+
+func TestRedact_secretQueryOptions(t *testing.T) {
+	got := Redact("sentinel://:pw1@h1:26379;sentinel://h2:26380/0?master_name=m&sentinel_password=s3cret&ssl_keyfile=k.pem")
+	if strings.Contains(got, "s3cret") || strings.Contains(got, "pw1") {
+		t.Fatalf("secret left in %q", got)
+	}
+	if !strings.Contains(got, "master_name=m") || !strings.Contains(got, "sentinel_password=xxxxx") {
+		t.Fatalf("Redact = %q", got)
+	}
+}
