@@ -124,7 +124,6 @@ func TestRedact_list(t *testing.T) {
 	require.Equal(t, "amqp://h1;<unparseable URL>", Redact("amqp://h1;amqp://u:p@h:port"))
 }
 
-
 func TestRedact_secretQueryOptions(t *testing.T) {
 	got := Redact("sentinel://:pw1@h1:26379;sentinel://h2:26380/0?master_name=m&sentinel_password=s3cret&ssl_keyfile=k.pem")
 	if strings.Contains(got, "s3cret") || strings.Contains(got, "pw1") {
