@@ -128,7 +128,7 @@ func (s *State) workerEventLocked(typ string, ev map[string]any, now time.Time) 
 		w.Freq = f
 	}
 	if v, ok := num(ev["active"]); ok {
-		w.Active = int64(v)
+		w.Active, w.hasActive = int64(v), true
 	}
 	if v, ok := num(ev["processed"]); ok {
 		w.Processed = int64(v)
@@ -186,6 +186,9 @@ func (s *State) task(uuid string) *Task {
 		s.order.Remove(old)
 		delete(s.tasks, ot.UUID)
 		s.unindexLocked(ot)
+		if p := ot.prefetchedIn; p != nil {
+			p.prefetched--
+		}
 		s.evicted++
 	}
 	return t
@@ -250,6 +253,9 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	if v, ok := num(ev["clock"]); ok {
 		t.Clock = int64(v)
 	}
+	if tr, sp := traceContext(ev); tr != "" {
+		t.traceID, t.spanID = tr, sp
+	}
 	switch typ {
 	case driver.EventTaskSucceeded:
 		if v, ok := ev["result"]; ok {
@@ -273,6 +279,14 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 		t.Client = host
 	} else if host != "" {
 		t.Worker = host
+	}
+
+	// Flower's series: every task event, by its hostname and the task's
+	// name; the runtime of any event that gives one.
+	wt := s.workerTaskLocked(t, host)
+	s.countEventLocked(wt, typ)
+	if rt, ok := num(ev["runtime"]); ok && rt != 0 {
+		wt.runtime.observe(rt, t.traceID, t.spanID, now)
 	}
 
 	if !known {
@@ -318,7 +332,31 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	t.Timeline[i] = entry
 
 	// Counters.
-	s.countLocked(t, state, now)
+	ns := s.countLocked(t, state, now)
+	switch state {
+	case StateReceived:
+		// Prefetched (Flower's flower_worker_prefetched_tasks) from
+		// task-received to task-started, once per delivery; a task with an
+		// ETA waits for its time, not for a slot, and a late task-received
+		// (its task-started came first) starts nothing.
+		if t.ETA == "" && t.prefetchedIn == nil && t.Started < ts {
+			t.prefetchedIn = wt
+			wt.prefetched++
+			wt.hasPrefetched = true
+		}
+	case StateStarted:
+		if p := t.prefetchedIn; p != nil {
+			t.prefetchedIn = nil
+			p.prefetched--
+			wait := max(ts-t.Received, 0)
+			wt.prefetchTime, wt.hasPrefetchTime = wait, true
+			ns.wait.observe(wait, t.traceID, t.spanID, now)
+		}
+	case StateSuccess, StateFailure:
+		if wt.hasPrefetchTime {
+			wt.prefetchTime = 0 // as Flower: the wait is over
+		}
+	}
 	if typ != driver.EventTaskSent && host != "" {
 		w := s.worker(host)
 		w.heartbeat(now) // task events count as heartbeats (celery.events.state)
@@ -341,7 +379,9 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	}
 }
 
-func (s *State) countLocked(t *Task, state string, now time.Time) {
+// countLocked counts a state change of t in its name's and the per-second
+// series, and returns its name's.
+func (s *State) countLocked(t *Task, state string, now time.Time) *nameStats {
 	name := t.Name
 	if name == "" {
 		name = "unknown"
@@ -353,13 +393,13 @@ func (s *State) countLocked(t *Task, state string, now time.Time) {
 			ns = s.names[name]
 		}
 		if ns == nil {
-			ns = &nameStats{states: map[string]int64{}}
+			ns = newNameStats()
 			s.names[name] = ns
 		}
 	}
 	ns.states[state]++
 	if state == StateSuccess && t.hasRuntime {
-		ns.runtime.observe(t.Runtime)
+		ns.runtime.observe(t.Runtime, t.traceID, t.spanID, now)
 	}
 	sec := now.Unix()
 	b := &s.buckets[sec%historySeconds]
@@ -377,4 +417,5 @@ func (s *State) countLocked(t *Task, state string, now time.Time) {
 		b.retried++
 		s.totalOut[2]++
 	}
+	return ns
 }

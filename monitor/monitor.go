@@ -15,6 +15,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
@@ -82,6 +84,8 @@ type Monitor struct {
 	subOnce    sync.Once
 
 	beat beatWatch // the schedules' state, polled
+
+	registry *prometheus.Registry // what GET /metrics serves
 }
 
 // New returns a monitor for cfg.App. Call Run (or Start, or use Serve) to
@@ -116,6 +120,7 @@ func New(cfg Config) (*Monitor, error) {
 		m.user, m.pass, m.auth = sha256.Sum256([]byte(u)), sha256.Sum256([]byte(p)), true
 	}
 	m.beat.init(cfg, m.app)
+	m.registry = m.newRegistry()
 	m.handler = m.routes()
 	return m, nil
 }
@@ -126,6 +131,12 @@ func (m *Monitor) State() *State { return m.state }
 // Handler returns the monitor's HTTP handler: pages, API, metrics, assets,
 // behind basic auth when configured.
 func (m *Monitor) Handler() http.Handler { return m.handler }
+
+// Registry returns the Prometheus registry GET /metrics serves: the state
+// ([State.Collect]), the watched schedules' taskgen_beat_* metrics, and the
+// Go runtime's and the process's collectors. Programs that embed the
+// monitor may register their own collectors on it.
+func (m *Monitor) Registry() *prometheus.Registry { return m.registry }
 
 // Subscribed returns a channel closed once Run is subscribed to the
 // broker's events (events published before that are not seen).

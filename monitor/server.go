@@ -37,7 +37,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /group/{id}", m.pageGroup)
 	mux.HandleFunc("GET /broker", m.pageBroker)
 	mux.HandleFunc("GET /beat", m.pageBeat)
-	mux.HandleFunc("GET /metrics", m.metrics)
+	mux.Handle("GET /metrics", m.metricsHandler())
 	mux.HandleFunc("GET /healthcheck", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("OK")) })
 
 	// Flower's REST API.
@@ -336,17 +336,6 @@ func (m *Monitor) pageBroker(w http.ResponseWriter, r *http.Request) {
 		Queues                    []queueRow
 		Poll                      time.Duration
 	}{driver.Redact(m.app.Config().Broker), backend, fmt.Sprintf("%T", b), qi, ui, ct, rows, m.cfg.PollInterval})
-}
-
-func (m *Monitor) metrics(w http.ResponseWriter, r *http.Request) {
-	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
-	if err := m.state.WriteMetrics(w); err != nil {
-		m.log.Debug("writing metrics", "err", err)
-		return
-	}
-	if err := m.writeBeatMetrics(w); err != nil {
-		m.log.Debug("writing metrics", "err", err)
-	}
 }
 
 // ----- JSON helpers -----

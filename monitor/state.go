@@ -4,7 +4,6 @@ import (
 	"container/list"
 	"encoding/json"
 	"math"
-	"sort"
 	"sync"
 	"time"
 
@@ -112,6 +111,14 @@ type Task struct {
 	hasRuntime bool
 	seq        uint64
 	elem       *list.Element
+	// traceID and spanID are the task's trace context, from its events'
+	// trace_id and span_id, or traceparent, fields (the latest given).
+	traceID, spanID string
+	// prefetchedIn: a task-received (without an ETA) counts in these
+	// series' flower_worker_prefetched_tasks until its task-started.
+	prefetchedIn *workerTaskStats
+	// wt caches the per-worker, per-name series of the latest event.
+	wt *workerTaskStats
 }
 
 // HasRuntime reports whether a task-succeeded event gave the runtime.
@@ -120,7 +127,7 @@ func (t Task) HasRuntime() bool { return t.hasRuntime }
 func (t *Task) clone() Task {
 	c := *t
 	c.Timeline = append([]TimelineEntry(nil), t.Timeline...)
-	c.elem = nil
+	c.elem, c.wt, c.prefetchedIn = nil, nil, nil
 	return c
 }
 
@@ -145,6 +152,7 @@ type Worker struct {
 	Received, Started, Succeeded, Failed, Retried, Revoked, Rejected int64
 
 	heartbeats bool
+	hasActive  bool // a worker event gave active
 }
 
 // Alive applies Flower's rule (celery.events.state.Worker.alive): the
@@ -190,31 +198,6 @@ const historySeconds = 600
 // under "other".
 const maxNames = 1000
 
-// runtimeBuckets are the upper bounds (seconds) of the runtime histogram,
-// Prometheus client defaults.
-var runtimeBuckets = []float64{0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
-
-type histogram struct {
-	counts []uint64 // per bucket, not cumulative; last is +Inf
-	sum    float64
-	count  uint64
-}
-
-func (h *histogram) observe(v float64) {
-	if h.counts == nil {
-		h.counts = make([]uint64, len(runtimeBuckets)+1)
-	}
-	i := sort.SearchFloat64s(runtimeBuckets, v)
-	h.counts[i]++
-	h.sum += v
-	h.count++
-}
-
-type nameStats struct {
-	states  map[string]int64
-	runtime histogram
-}
-
 type bucket struct {
 	sec                        int64
 	succeeded, failed, retried int64
@@ -252,6 +235,8 @@ type State struct {
 	seq      uint64
 	workers  map[string]*Worker
 	names    map[string]*nameStats
+	wts      map[workerTask]*workerTaskStats // Flower's per-worker, per-name series
+	wtOther  map[workerTaskType]int64        // flower_events_total of task-* types Celery does not define
 	buckets  [historySeconds]bucket
 	queues   map[string]QueueInfo
 	samples  []queueSample // ring of queue polls, oldest first
@@ -278,7 +263,7 @@ func NewState(o StateOptions) *State {
 	return &State{
 		opts: o, tasks: map[string]*Task{}, order: list.New(), workers: map[string]*Worker{},
 		byRoot: relIndex{}, byParent: relIndex{}, byGroup: relIndex{}, byChord: relIndex{},
-		names: map[string]*nameStats{}, queues: map[string]QueueInfo{}, seen: map[string]bool{},
+		names: map[string]*nameStats{}, wts: map[workerTask]*workerTaskStats{}, wtOther: map[workerTaskType]int64{}, queues: map[string]QueueInfo{}, seen: map[string]bool{},
 		started: o.Now().Unix(),
 	}
 }

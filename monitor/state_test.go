@@ -358,7 +358,7 @@ func TestWriteMetrics_Exposition(t *testing.T) {
 		}
 		f := strings.Fields(l)
 		require.GreaterOrEqual(t, len(f), 2, l)
-		require.True(t, strings.HasPrefix(l, "taskgen_"), l)
+		require.True(t, strings.HasPrefix(l, "taskgen_") || strings.HasPrefix(l, "flower_"), l)
 	}
 	c.Advance(5 * time.Second)
 	b.Reset()
