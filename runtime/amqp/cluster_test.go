@@ -229,3 +229,37 @@ func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 	}
 	require.Len(t, ok, total)
 }
+
+// TestNewList_SkipsDeadNodes: with the shared RabbitMQ last in a list of
+// nodes that refuse connections, publishing, consuming and events work;
+// with no live node the error names every node's failure, without the
+// password.
+func TestNewList_SkipsDeadNodes(t *testing.T) {
+	t.Parallel()
+	raw := testenv.AMQPURL(t)
+	// Nothing listens on ports 1 and 2.
+	dead, dead2 := "amqp://taskgen:taskgen-secret@127.0.0.1:1/taskgen", "amqp://taskgen:taskgen-secret@127.0.0.1:2/taskgen"
+	q := queueName(t)
+	purgeLater(t, raw, q)
+	b := openList(t, withQuery(dead, "connect_timeout=1")+";"+raw)
+	ctx := ctxT(t, 30*time.Second)
+	require.NoError(t, b.Publish(ctx, q, &driver.Message{ContentType: driver.ContentTypeJSON, Body: []byte(`[[1, 2, 3], {}, {}]`),
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "l1", RootID: "l1"}}))
+	ds, err := b.Consume(ctx, []string{q}, 1)
+	require.NoError(t, err)
+	d := <-ds
+	require.Equal(t, "l1", d.Message().Headers.ID)
+	require.NoError(t, d.Ack())
+	_, err = b.SubscribeEvents(ctx)
+	require.NoError(t, err)
+
+	none := openList(t, withQuery(dead, "connect_timeout=1")+";"+dead2)
+	err = none.Publish(ctxT(t, 3*time.Second), q, &driver.Message{ContentType: driver.ContentTypeJSON, Body: []byte(`[[], {}, {}]`),
+		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "l2", RootID: "l2"}})
+	require.Error(t, err)
+	_, err = none.Consume(ctxT(t, 3*time.Second), []string{q}, 1)
+	require.ErrorContains(t, err, "no node of the list accepted the connection")
+	require.ErrorContains(t, err, "127.0.0.1:1/taskgen")
+	require.ErrorContains(t, err, "127.0.0.1:2/taskgen")
+	require.NotContains(t, err.Error(), "taskgen-secret")
+}

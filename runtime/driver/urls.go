@@ -46,7 +46,7 @@ func ParseURLs(raw string) ([]*url.URL, error) {
 				where, redactOne(p), URLSeparator, URLSeparator)
 		}
 		if _, err := url.ParseQuery(u.RawQuery); err != nil {
-			return nil, fmt.Errorf("%s%s: query: %v", where, redactOne(p), err)
+			return nil, fmt.Errorf("%squery: %v", where, err)
 		}
 		if i > 0 && u.Scheme != urls[0].Scheme {
 			return nil, fmt.Errorf("%w: URL %d is %s:// but URL 1 is %s://; the URLs of a list are nodes of one transport",
