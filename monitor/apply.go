@@ -256,13 +256,14 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	if tr, sp := traceContext(ev); tr != "" {
 		t.traceID, t.spanID = tr, sp
 	}
+	var rt float64 // this event's runtime
 	switch typ {
 	case driver.EventTaskSucceeded:
 		if v, ok := ev["result"]; ok {
 			t.Result = reprField(v)
 		}
 		if v, ok := num(ev["runtime"]); ok {
-			t.Runtime, t.hasRuntime = v, true
+			t.Runtime, t.hasRuntime, rt = v, true, v
 		}
 	case driver.EventTaskFailed, driver.EventTaskRetried:
 		if v, ok := ev["exception"]; ok {
@@ -282,10 +283,10 @@ func (s *State) taskEventLocked(typ string, ev map[string]any, ts float64, now t
 	}
 
 	// Flower's series: every task event, by its hostname and the task's
-	// name; the runtime of any event that gives one.
+	// name; the runtime of task-succeeded (Celery's only event with one).
 	wt := s.workerTaskLocked(t, host)
 	s.countEventLocked(wt, typ)
-	if rt, ok := num(ev["runtime"]); ok && rt != 0 {
+	if rt != 0 {
 		wt.runtime.observe(rt, t.traceID, t.spanID, now)
 	}
 

@@ -298,9 +298,12 @@ func (s *State) countEventLocked(wt *workerTaskStats, typ string) {
 	}
 }
 
-// traceContext reads the trace context an event may carry: trace_id (32
-// hex digits) with an optional span_id (16), else a W3C traceparent, as a
-// field or in a headers object. It returns lower-case ids, "" for none.
+// traceContext reads the trace context an event may carry: a trace_id
+// field (32 hex digits) with an optional span_id (16), else a traceparent
+// field (W3C: version-traceid-parentid-flags, the header taskgen's and
+// Python's OpenTelemetry instrumentations put in the task message). It
+// returns lower-case ids, "" for none. Two map lookups for an event
+// without one.
 func traceContext(ev map[string]any) (trace, span string) {
 	if v, ok := ev["trace_id"].(string); ok {
 		if trace = hexID(v, 32); trace != "" {
@@ -308,14 +311,10 @@ func traceContext(ev map[string]any) (trace, span string) {
 			return trace, hexID(sp, 16)
 		}
 	}
-	tp, ok := ev["traceparent"].(string)
-	if !ok {
-		h, _ := ev["headers"].(map[string]any)
-		if tp, ok = h["traceparent"].(string); !ok {
-			return "", ""
-		}
+	if tp, ok := ev["traceparent"].(string); ok {
+		return parseTraceparent(tp)
 	}
-	return parseTraceparent(tp)
+	return "", ""
 }
 
 // parseTraceparent returns the trace and parent ids of a W3C traceparent

@@ -412,7 +412,7 @@ func TestMetrics_TraceContext(t *testing.T) {
 		{map[string]any{"trace_id": traceA, "span_id": "xyz"}, traceA, ""},
 		{map[string]any{"trace_id": "00000000000000000000000000000000", "traceparent": "00-" + traceB + "-" + spanB + "-01"}, traceB, spanB},
 		{map[string]any{"traceparent": "00-" + traceB + "-" + spanB + "-01"}, traceB, spanB},
-		{map[string]any{"headers": map[string]any{"traceparent": "00-" + traceB + "-" + spanB + "-00"}}, traceB, spanB},
+		{map[string]any{"traceparent": " 00-" + traceB + "-" + spanB + "-00 "}, traceB, spanB},
 		{map[string]any{"traceparent": "ff-" + traceB + "-" + spanB + "-01"}, "", ""},
 		{map[string]any{"traceparent": "00-" + traceB + "-0000000000000000-01"}, "", ""},
 		{map[string]any{"traceparent": "00_" + traceB + "-" + spanB + "-01"}, "", ""},

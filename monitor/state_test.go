@@ -383,3 +383,38 @@ func BenchmarkState_HandleBody(b *testing.B) {
 	}
 	b.ReportMetric(float64(3*b.N)/b.Elapsed().Seconds(), "events/s")
 }
+
+// BenchmarkState_Event measures applying decoded events (no JSON): one
+// task's received/started/succeeded events per op, with and without a
+// trace id (the exemplars' path).
+func BenchmarkState_Event(b *testing.B) {
+	for _, traced := range []bool{false, true} {
+		b.Run(fmt.Sprintf("traced=%v", traced), func(b *testing.B) {
+			s := NewState(StateOptions{})
+			evs := make([][3]map[string]any, 1024)
+			for i := range evs {
+				id := fmt.Sprintf("id-%d", i)
+				base := func(typ string, ts float64) map[string]any {
+					return map[string]any{"hostname": "w1@h", "utcoffset": 0.0, "pid": 1.0, "clock": 1.0, "uuid": id, "timestamp": ts, "type": typ}
+				}
+				r := base("task-received", 1795463132.37)
+				r["name"], r["args"], r["kwargs"], r["root_id"], r["routing_key"], r["retries"] = "signup.send_welcome_email", "('u@example.com',)", "{}", id, "emails", 0.0
+				if traced {
+					r["trace_id"], r["span_id"] = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+				}
+				st := base("task-started", 1795463132.38)
+				ok := base("task-succeeded", 1795463132.39)
+				ok["result"], ok["runtime"] = "'msg-1'", 0.01
+				evs[i] = [3]map[string]any{r, st, ok}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				for _, e := range evs[i%len(evs)] {
+					s.Event(e)
+				}
+			}
+			b.ReportMetric(float64(3*b.N)/b.Elapsed().Seconds(), "events/s")
+		})
+	}
+}

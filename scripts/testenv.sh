@@ -79,6 +79,7 @@ missing_packages() {
 		done
 	fi
 	if [[ ${TESTENV_CHROMIUM:-} == 1 ]] && ! command -v chromium >/dev/null 2>&1; then pkgs+=(chromium); fi
+	command -v promtool >/dev/null 2>&1 || pkgs+=(prometheus) # promtool: monitor's metrics lint
 	# de-duplicate (redis-server pulls redis-tools anyway)
 	if ((${#pkgs[@]})); then printf '%s\n' "${pkgs[@]}" | awk '!seen[$0]++'; fi
 }
