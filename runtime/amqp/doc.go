@@ -34,9 +34,35 @@
 //	amqp://host                             guest:guest on "/" at port 5672
 //	amqps://user:password@host:5671/vhost   TLS (default port 5671)
 //
-// A password containing reserved characters (@ : / ? #) must be percent-encoded.
-// Passwords never appear in logs or errors: URLs are printed through
-// [runtime.Redact].
+// A password containing reserved characters (@ : / ? # ;) must be
+// percent-encoded. Passwords never appear in logs or errors: URLs are
+// printed through [runtime.Redact].
+//
+// # Clusters: URL lists
+//
+// The nodes of a RabbitMQ cluster are given as kombu's failover list, URLs
+// separated by ';':
+//
+//	amqp://u:p@h1:5672/v?queue_type=quorum;amqp://u:p@h2:5672/v;amqp://u:p@h3:5672/v
+//
+// Every connection the broker opens (publishers, consumers, events, remote
+// control) dials the node that served the last connection, and when that
+// fails the next nodes of the list in turn, wrapping around; a connection
+// that a node drops makes the next node the first one dialed (kombu's
+// round-robin failover), so a dead or partitioned node does not cost each
+// reconnect a connect_timeout. The transport options stand on the first
+// URL and apply to every node; a later URL may repeat them but not differ.
+// All URLs must have one scheme (amqp or amqps) and name one virtual host;
+// each amqps:// node is verified under its own host name unless
+// server_name_indication is set. A list that cannot be read whole (an
+// empty entry, mixed schemes, a bad query) is refused with an error, never
+// cut to its first URL. When every node fails, the error names each node's
+// failure. [NewList] takes the parsed list; [runtime.New] and
+// [driver.OpenBroker] accept the string.
+//
+// A list only finds another node; it does not make a queue survive the
+// death of the node it lives on. Classic queues live on one node; use
+// quorum queues (queue_type=quorum) on a cluster.
 //
 // # Options
 //
@@ -67,12 +93,56 @@
 //   - dead_letter_exchange: name of the dead-letter exchange (default
 //     "taskgen.dlx").
 //   - delay_prefix: name prefix of the delay wait queues (default
-//     "taskgen.delay").
+//     "taskgen.delay"; classic queues only).
+//   - queue_type: "classic" (default) or "quorum": task queues and their
+//     dead-letter queues are declared with x-queue-type "quorum", what
+//     Celery 5.5 declares with task_default_queue_type = "quorum" (a
+//     Queue's queue_arguments={"x-queue-type": "quorum"}); delays then go
+//     through kombu's native delayed delivery (see Delays). Quorum queues
+//     are replicated on a majority of the cluster's nodes, so a confirmed
+//     message survives the death of any minority of them. They have no
+//     priorities in RabbitMQ 3.x, so max_priority with queue_type=quorum is
+//     an error.
+//   - delivery_limit: with queue_type=quorum, declare task queues with
+//     x-delivery-limit N, x-dead-letter-exchange = dead_letter_exchange and
+//     x-dead-letter-routing-key = the queue: a message delivered N+1 times
+//     without being settled (a task that kills its worker, or a worker
+//     stopped N+1 times while holding it) is dead-lettered by RabbitMQ into
+//     <queue>.dead_letter, where the worker's own dead letters go, with
+//     x-first-death-reason "delivery_limit". Every return counts: a
+//     requeue (graceful shutdown) as well as a lost connection. Off by
+//     default, because Celery does not declare these arguments (RabbitMQ 4
+//     applies a limit of 20 of its own, dropping the message when no
+//     dead-letter exchange is declared).
 //   - cacertfile, certfile, keyfile, server_name_indication: TLS settings for
 //     amqps:// (PEM files), as in RabbitMQ's URI specification. Without them
 //     the system roots verify the server.
 //
 // # Declarations
+//
+// RabbitMQ refuses (406 PRECONDITION_FAILED) to re-declare a queue with
+// other arguments, so the options that shape queues (max_priority,
+// queue_type, delivery_limit) must match the other side's declaration:
+//
+//	Go URL query                             Celery (kombu) queue_arguments
+//	(none)                                   none
+//	max_priority=10                          {"x-max-priority": 10}  (task_queue_max_priority = 10)
+//	queue_type=quorum                        {"x-queue-type": "quorum"}  (task_default_queue_type = "quorum")
+//	queue_type=quorum&delivery_limit=5       {"x-queue-type": "quorum", "x-delivery-limit": 5,
+//	                                          "x-dead-letter-exchange": "taskgen.dlx",
+//	                                          "x-dead-letter-routing-key": <queue>}
+//
+// Celery 5.2–5.4 workers cannot consume quorum queues as they are: they set
+// their prefetch with global QoS on RabbitMQ, which quorum queues refuse
+// (540 NOT_IMPLEMENTED). Celery 5.5 detects quorum queues
+// (worker_detect_quorum_queues) and uses per-consumer QoS; for older
+// versions make kombu believe the server has the spec's QoS semantics
+// before the worker starts:
+//
+//	from kombu.transport import pyamqp
+//	pyamqp.Transport.qos_semantics_matches_spec = lambda self, connection: True
+//
+// taskgen always uses per-consumer QoS, on classic and quorum queues.
 //
 // Each queue q is declared as Celery declares it (task_create_missing_queues):
 // a durable direct exchange named q, a durable queue q without arguments
@@ -186,6 +256,34 @@
 // (x-death, x-first-death-*, x-last-death-*) are dropped on receipt. Wait
 // queues are never deleted by the transport. Messages in them survive a
 // RabbitMQ restart (durable queues, persistent messages).
+//
+// With queue_type=quorum the wait queues above are not used: Defer
+// publishes through kombu's native delayed delivery, the mechanism Celery
+// 5.5 uses for ETA tasks on quorum queues, sharing its entities:
+//
+//	exchange celery_delayed_<l>       l = 27 … 0: topic, durable
+//	queue    celery_delayed_<l>       quorum; x-message-ttl 2^l s, x-overflow reject-publish,
+//	                                  x-dead-letter-exchange celery_delayed_<l-1> (level 0:
+//	                                  celery_delayed_delivery), x-dead-letter-strategy at-least-once
+//	exchange celery_delayed_delivery  topic, durable
+//
+// The message is published to celery_delayed_27 with the routing key
+// kombu's calculate_routing_key makes, the delay in whole seconds as 28
+// binary digits then the queue name ("0.….1.0.1.celery" for 5 s); each
+// level sends it into its queue when its digit is 1 and on to the next
+// level when 0, so the waits add up to the delay, and RabbitMQ moves it a
+// level down only once the next level holds it (at-least-once
+// dead-lettering). The delivery exchange routes it to the queue, which is
+// bound to it with 28 '*' words and the queue name (kombu binds "#.<queue>",
+// which also matches queues whose names end in ".<queue>"). Every
+// connection that declares a task queue declares these entities (once) and
+// binds the queue, as a Celery 5.5 worker does at start, so a Celery 5.5
+// producer's ETA tasks reach a queue only Go workers consume. The delay is
+// truncated to whole seconds and capped at 2^28-1 s (about 8.5 years): the
+// message arrives up to a second early and the worker holds it for the
+// rest, or defers it again. Entities that a Celery app declared as classic
+// queues (broker_native_delayed_delivery_queue_type = "classic") are used
+// as they are, with a warning.
 //
 // # Queue lengths
 //
