@@ -69,9 +69,55 @@
 // leader's entries while its document lasts). GET /api/beat answers
 // {key: {leader, token, lease_left_seconds, lease_seconds, updated, stale,
 // entries_total, entries, stats, polled, error}}; /metrics adds the
-// leaders' taskgen_beat_* metrics (see [State.WriteMetrics]). With
+// leaders' taskgen_beat_* metrics (see Metrics). With
 // RabbitMQ and no Redis result backend there is no store: /beat says to
 // give taskmon the schedulers' -backend, and /api/beat answers 404.
+//
+// # Metrics
+//
+// GET /metrics serves [Monitor.Registry] with prometheus/client_golang's
+// promhttp: OpenMetrics (with exemplars) to scrapers that ask for it,
+// Prometheus' text format otherwise. [State] is a prometheus.Collector:
+//
+//	taskgen_tasks_total{name,state}             counter: task events by resulting state
+//	taskgen_task_runtime_seconds{name}          histogram: runtime of succeeded tasks
+//	taskgen_task_queue_wait_seconds{name}       histogram: task-received to task-started (no ETA)
+//	taskgen_queue_depth{queue}                  gauge: ready messages at the last poll
+//	taskgen_queue_unacked{queue}                gauge: where the transport can say
+//	taskgen_workers_online                      gauge: workers alive by Flower's rule
+//	taskgen_worker_online{worker}               gauge: 1 or 0 per known worker
+//	taskgen_monitor_events_total                counter: events consumed
+//	taskgen_monitor_bad_events_total            counter: malformed events
+//	taskgen_monitor_tasks                       gauge: tasks kept in memory
+//
+// and Flower's, same names, labels and meaning (flower/events.py):
+//
+//	flower_events_total{worker,type,task}                        counter: task events
+//	flower_task_runtime_seconds{worker,task}                     histogram: task-succeeded's runtime
+//	flower_task_prefetch_time_seconds{worker,task}               gauge: the latest received-to-started wait, 0 once the task ended
+//	flower_worker_prefetched_tasks{worker,task}                  gauge: received (no ETA), not started yet
+//	flower_worker_online{worker}                                 gauge: 1 or 0, as taskgen_worker_online
+//	flower_worker_number_of_currently_executing_tasks{worker}    gauge: the active field of worker events
+//
+// The three histograms of runtime and wait keep per bucket the latest
+// observation of a task whose events gave a trace context (a trace_id
+// field, with an optional span_id, or a W3C traceparent field) as an
+// exemplar {trace_id, span_id}. The watched schedules add, from each key's
+// latest poll, labelled key="<schedule key>":
+//
+//	taskgen_beat_leader{key}                       gauge: 1 while the document's scheduler holds the lease
+//	taskgen_beat_elections_total{key}              counter: times that scheduler took the lease
+//	taskgen_beat_slots_sent_total{key,entry}       counter: slots it published
+//	taskgen_beat_slots_missed_total{key,entry}     counter: slots its catch-up policies did not send
+//	taskgen_beat_send_errors_total{key}            counter: failed publishes (each is retried)
+//	taskgen_beat_fire_lateness_seconds{key}        histogram: publish time minus slot time (1 ms … 10 s)
+//
+// The beat counters are the leader's since it started: they restart from
+// zero when another scheduler takes over. A key no scheduler leads has only
+// taskgen_beat_leader 0 (and the last leader's counters while its document
+// lasts, three lease times). The Go runtime's and the process's collectors
+// complete the registry. docs/grafana-taskgen.json is a Grafana dashboard
+// over these metrics.
 //
 // # HTTP
 //
@@ -80,7 +126,7 @@
 // /group/<id>, /broker, /beat. Flower's API: GET /api/workers, /api/tasks,
 // /api/task/info/<id>, /api/task/result/<id>, /api/queues/length; POST
 // /api/task/async-apply/<name>, /api/task/revoke/<id>. Also GET /metrics
-// ([State.WriteMetrics] and the schedules'), /api/summary, /api/series,
+// (see Metrics), /api/summary, /api/series,
 // /api/events/stream, /api/task/workflow/<id>, /api/group/info/<id>,
 // /api/beat and /healthcheck. Every route sits behind basic auth when
 // configured; browsers' cross-site POSTs are refused; a loopback monitor

@@ -17,45 +17,9 @@ import (
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
-// The metrics, as State's Collect and the monitor's schedule collector
-// report them (GET /metrics serves both, with the Go runtime's and the
-// process's, from one prometheus.Registry):
-//
-//	taskgen_tasks_total{name,state}             counter: task events by resulting state
-//	taskgen_task_runtime_seconds{name}          histogram: runtime of succeeded tasks (exemplars: trace ids)
-//	taskgen_task_queue_wait_seconds{name}       histogram: task-received to task-started (exemplars: trace ids)
-//	taskgen_queue_depth{queue}                  gauge: ready messages at the last poll
-//	taskgen_queue_unacked{queue}                gauge: where the transport can say
-//	taskgen_workers_online                      gauge: workers alive by Flower's rule
-//	taskgen_worker_online{worker}               gauge: 1 or 0 per known worker
-//	taskgen_monitor_events_total                counter: events consumed
-//	taskgen_monitor_bad_events_total            counter: malformed events
-//	taskgen_monitor_tasks                       gauge: tasks kept in memory
-//
-// Flower's, same names, labels and meaning (flower/events.py):
-//
-//	flower_events_total{worker,type,task}                        counter: task events
-//	flower_task_runtime_seconds{worker,task}                     histogram: the runtime field of events (exemplars: trace ids)
-//	flower_task_prefetch_time_seconds{worker,task}               gauge: the latest received-to-started wait, 0 once it ended
-//	flower_worker_prefetched_tasks{worker,task}                  gauge: received (no ETA), not started yet
-//	flower_worker_online{worker}                                 gauge: 1 or 0 (Flower's liveness rule, as taskgen_worker_online)
-//	flower_worker_number_of_currently_executing_tasks{worker}    gauge: the active field of worker events
-//
-// The leaders' metrics of the periodic-task schedules the monitor watches
-// (Config.BeatKeys), read from each schedule document runtime/beat's
-// leader stores, labelled key="<schedule key>", as of the latest poll:
-//
-//	taskgen_beat_leader{key}                       gauge: 1 while the document's scheduler holds the lease
-//	taskgen_beat_elections_total{key}              counter: times that scheduler took the lease
-//	taskgen_beat_slots_sent_total{key,entry}       counter: slots it published
-//	taskgen_beat_slots_missed_total{key,entry}     counter: slots its catch-up policies did not send
-//	taskgen_beat_send_errors_total{key}            counter: failed publishes (each is retried)
-//	taskgen_beat_fire_lateness_seconds{key}        histogram: publish time minus slot time (1 ms … 10 s)
-//
-// The beat counters are the leader's since it started: they restart from
-// zero when another scheduler takes over. A key no scheduler leads has only
-// taskgen_beat_leader 0 (and the last leader's counters while its document
-// lasts, three lease times).
+// The descriptors of the metrics the package doc lists (# Metrics): the
+// state's (State.Collect), Flower's (same names, labels and help texts as
+// flower/events.py) and the schedules' (beatCollector).
 var (
 	descTasks = prometheus.NewDesc("taskgen_tasks_total",
 		"Task events seen by the monitor, by task name and the state they set.", []string{"name", "state"}, nil)

@@ -64,8 +64,10 @@
 // (body {"args": [...], "kwargs": {...}, "countdown": s, "queue": q}) and
 // /api/task/revoke/<id>?terminate=true. taskmon's own: GET /api/summary,
 // /api/series, /api/events/stream (SSE), /api/beat (the schedules),
-// /healthcheck. Prometheus: GET /metrics (tasks, queues, workers, and the
-// schedules' leaders: taskgen_beat_*).
+// /healthcheck. Prometheus: GET /metrics (tasks, runtime and queue-wait
+// histograms with trace-id exemplars, queues, workers, Flower's flower_*
+// families, and the schedules' leaders: taskgen_beat_*), OpenMetrics to
+// scrapers that ask for it; docs/grafana-taskgen.json is a dashboard.
 //
 // Browsers' cross-site POST requests are refused. When taskmon listens on
 // loopback without basic auth it also refuses Host headers that are not
