@@ -2,12 +2,17 @@ package monitor
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -500,4 +505,106 @@ func TestMetrics_Promtool(t *testing.T) {
 	out, err := cmd.CombinedOutput()
 	require.NoError(t, err, "promtool check metrics:\n%s", out)
 	require.Empty(t, strings.TrimSpace(string(out)), "promtool's lint findings")
+}
+
+// A real Prometheus (Debian's, the prometheus package scripts/testenv.sh
+// installs) scrapes the monitor: it negotiates OpenMetrics, ingests the
+// series and stores the exemplars with their trace ids. Without the binary
+// the test skips, or fails when CI is set.
+func TestMetrics_PrometheusScrape(t *testing.T) {
+	t.Parallel()
+	bin, err := exec.LookPath("prometheus")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("prometheus is not on PATH (scripts/testenv.sh install adds Debian's prometheus package)")
+		}
+		t.Skip("prometheus is not on PATH (apt-get install prometheus)")
+	}
+	c := &fakeClock{now: time.Now()}
+	m, target := metricsMonitor(t, c, nil)
+	feedKnownEvents(m.State())
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := ln.Addr().String()
+	ln.Close()
+	dir := t.TempDir()
+	cfg := filepath.Join(dir, "prometheus.yml")
+	require.NoError(t, os.WriteFile(cfg, []byte("global:\n  scrape_interval: 1s\nscrape_configs:\n- job_name: taskmon\n  static_configs:\n  - targets: ['"+
+		strings.TrimPrefix(target, "http://")+"']\n"), 0o644))
+	var logs bytes.Buffer
+	cmd := exec.Command(bin, "--config.file="+cfg, "--storage.tsdb.path="+filepath.Join(dir, "data"), "--web.listen-address="+addr,
+		"--enable-feature=exemplar-storage")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	})
+
+	api := func(path string, q url.Values, v any) error {
+		resp, err := http.Get("http://" + addr + path + "?" + q.Encode())
+		if err != nil {
+			return err
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s: %s", path, resp.Status)
+		}
+		return json.NewDecoder(resp.Body).Decode(v)
+	}
+	query := func(expr string) (float64, bool) {
+		var r struct {
+			Data struct {
+				Result []struct {
+					Value [2]any `json:"value"`
+				} `json:"result"`
+			} `json:"data"`
+		}
+		if err := api("/api/v1/query", url.Values{"query": {expr}}, &r); err != nil || len(r.Data.Result) != 1 {
+			return 0, false
+		}
+		f, err := strconv.ParseFloat(r.Data.Result[0].Value[1].(string), 64)
+		return f, err == nil
+	}
+	require.Eventually(t, func() bool {
+		v, ok := query(`taskgen_task_queue_wait_seconds_count{job="taskmon",name="t.add"}`)
+		return ok && v == 2
+	}, 60*time.Second, 200*time.Millisecond, "prometheus never scraped the monitor:\n%s", &logs)
+	for expr, want := range map[string]float64{
+		`taskgen_tasks_total{name="t.add",state="SUCCESS"}`:                       2,
+		`flower_events_total{worker="w1@host",type="task-received",task="t.add"}`: 3,
+		`flower_worker_prefetched_tasks{worker="w1@host",task="t.add"}`:           1,
+		`taskgen_task_runtime_seconds_bucket{name="t.add",le="0.05"}`:             1,
+		`taskgen_workers_online`: 2,
+	} {
+		v, ok := query(expr)
+		require.True(t, ok, expr)
+		require.Equal(t, want, v, expr)
+	}
+	n, ok := query(`scrape_samples_scraped{job="taskmon"}`)
+	require.True(t, ok)
+	require.Greater(t, n, 100.0, "the Go runtime's and the process's too")
+
+	// The exemplars, with the events' trace and span ids (only OpenMetrics
+	// carries them: Prometheus negotiated it).
+	var ex struct {
+		Data []struct {
+			SeriesLabels map[string]string `json:"seriesLabels"`
+			Exemplars    []struct {
+				Labels map[string]string `json:"labels"`
+				Value  string            `json:"value"`
+			} `json:"exemplars"`
+		} `json:"data"`
+	}
+	now := time.Now()
+	require.NoError(t, api("/api/v1/query_exemplars", url.Values{"query": {`taskgen_task_queue_wait_seconds_bucket{name="t.add"}`},
+		"start": {strconv.FormatInt(now.Add(-time.Hour).Unix(), 10)}, "end": {strconv.FormatInt(now.Add(time.Hour).Unix(), 10)}}, &ex))
+	got := map[string]string{}
+	for _, s := range ex.Data {
+		for _, e := range s.Exemplars {
+			got[s.SeriesLabels["le"]] = e.Labels["trace_id"] + "/" + e.Labels["span_id"] + " " + e.Value
+		}
+	}
+	require.Equal(t, map[string]string{"0.25": traceA + "/" + spanA + " 0.25", "2.5": traceB + "/" + spanB + " 2"}, got)
 }
