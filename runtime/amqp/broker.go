@@ -165,6 +165,21 @@ func sameQuery(a, b url.Values) bool {
 // Options returns the broker's options.
 func (b *Broker) Options() Options { return b.opts }
 
+// Nodes returns the URLs of the broker's nodes, in list order, with their
+// passwords redacted (for monitors and logs).
+func (b *Broker) Nodes() []string {
+	out := make([]string, len(b.nodes))
+	for i, ep := range b.nodes {
+		out[i] = ep.redacted
+	}
+	return out
+}
+
+// CurrentNode returns the redacted URL of the node the next connection
+// dials first: the one that served the last connection, unless it dropped
+// a connection since.
+func (b *Broker) CurrentNode() string { return b.nodes[b.node.Load()].redacted }
+
 // Vhost returns the virtual host the URL names.
 func (b *Broker) Vhost() string { return b.vhost }
 

@@ -254,10 +254,10 @@ func TestNewList_SkipsDeadNodes(t *testing.T) {
 	require.NoError(t, err)
 
 	none := openList(t, withQuery(dead, "connect_timeout=1")+";"+dead2)
-	err = none.Publish(ctxT(t, 3*time.Second), q, &driver.Message{ContentType: driver.ContentTypeJSON, Body: []byte(`[[], {}, {}]`),
+	err = none.Publish(ctxT(t, 1500*time.Millisecond), q, &driver.Message{ContentType: driver.ContentTypeJSON, Body: []byte(`[[], {}, {}]`),
 		Headers: driver.TaskHeaders{Lang: "go", Task: "tasks.add", ID: "l2", RootID: "l2"}})
 	require.Error(t, err)
-	_, err = none.Consume(ctxT(t, 3*time.Second), []string{q}, 1)
+	_, err = none.Consume(ctxT(t, 1500*time.Millisecond), []string{q}, 1)
 	require.ErrorContains(t, err, "no node of the list accepted the connection")
 	require.ErrorContains(t, err, "127.0.0.1:1/taskgen")
 	require.ErrorContains(t, err, "127.0.0.1:2/taskgen")

@@ -330,6 +330,8 @@ func TestNewList(t *testing.T) {
 		require.NotContains(t, b.nodes[i].redacted, "p"+strconv.Itoa(i+1))
 		require.NotContains(t, b.nodes[i].dialURL, "?")
 	}
+	require.Equal(t, []string{"amqps://u:xxxxx@h1:5671/v?queue_type=quorum&heartbeat=3", "amqps://u:xxxxx@h2:5673/v", "amqps://u:xxxxx@h3/v?heartbeat=3&queue_type=quorum"}, b.Nodes())
+	require.Equal(t, b.Nodes()[0], b.CurrentNode())
 	b, err = NewList(parse("amqps://h1/v?server_name_indication=rabbit;amqps://h2/v"), driver.TransportOptions{})
 	require.NoError(t, err)
 	require.Equal(t, "rabbit", b.nodes[1].tls.ServerName)
