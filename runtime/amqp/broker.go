@@ -209,12 +209,12 @@ func (b *Broker) dial(role string) (*amqp.Connection, error) {
 			if n > 1 {
 				go b.watchNode(conn, idx)
 			}
+			if len(errs) > 0 {
+				b.log.Warn("amqp connected to another node of the list", "node", b.nodes[idx].redacted, "role", role, "failed", errs.list())
+			}
 			return conn, nil
 		}
 		errs = append(errs, err)
-		if n > 1 {
-			b.log.Warn("amqp node unreachable, trying the next one", "node", b.nodes[idx].redacted, "role", role, "err", err)
-		}
 	}
 	if n == 1 {
 		return nil, errs[0]
@@ -238,11 +238,16 @@ func (b *Broker) watchNode(conn *amqp.Connection, idx int) {
 type dialErrors []error
 
 func (e dialErrors) Error() string {
+	return "amqp: no node of the list accepted the connection: " + e.list()
+}
+
+// list is the failures, separated by "; ".
+func (e dialErrors) list() string {
 	msgs := make([]string, len(e))
 	for i, err := range e {
 		msgs[i] = err.Error()
 	}
-	return "amqp: no node of the list accepted the connection: " + strings.Join(msgs, "; ")
+	return strings.Join(msgs, "; ")
 }
 
 func (e dialErrors) Unwrap() []error { return e }
