@@ -653,6 +653,7 @@ func TestConsume_OutOfOrderAcks(t *testing.T) {
 // It is not parallel: it stops the shared server.
 func TestRabbitMQRestart(t *testing.T) {
 	testenv.SkipIfShort(t, "restarts RabbitMQ")
+	testenv.PrivateEnv(t) // restarts the node: a private one, not the node other packages share
 	raw := testenv.AMQPURL(t)
 	q := queueName(t)
 	purgeLater(t, raw, q)
