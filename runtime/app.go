@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -123,10 +124,7 @@ func New(cfg Config) (*App, error) {
 	}
 	topts := driver.TransportOptions{Logger: cfg.Logger, Hostname: cfg.Hostname, ConnectTimeout: cfg.PublishTimeout}
 	a := &App{cfg: cfg, log: cfg.Logger, now: cfg.Now, ctype: ctype, cenc: cenc}
-	pub := Publisher(a.publishRaw)
-	if mws := append(append([]PublishMiddleware(nil), cfg.PublishMiddleware...), cfg.Hooks.publishMiddleware()); len(mws) > 1 || mws[0] != nil {
-		pub = chainPublishers(a.publishRaw, mws...)
-	}
+	pub, _ := chain(Publisher(a.publishRaw), append(slices.Clone(cfg.PublishMiddleware), cfg.Hooks.publishMiddleware())...)
 	a.pub.Store(&pub)
 	a.origin = "gen" + strconv.Itoa(os.Getpid()) + "@" + hostPart(cfg.Hostname)
 	if a.broker, err = driver.OpenBroker(cfg.Broker, topts); err != nil {
@@ -316,7 +314,7 @@ func (a *App) publish(ctx context.Context, queue string, m *driver.Message) erro
 func (a *App) UsePublishMiddleware(mws ...PublishMiddleware) {
 	a.mwMu.Lock()
 	defer a.mwMu.Unlock()
-	p := chainPublishers(*a.pub.Load(), mws...)
+	p, _ := chain(*a.pub.Load(), mws...)
 	a.pub.Store(&p)
 }
 

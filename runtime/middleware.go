@@ -106,27 +106,16 @@ func runTask(ctx context.Context, t *TaskInfo) (any, error) {
 	return t.def.Run(ctx, t.args)
 }
 
-// chainHandlers returns base wrapped by mws, the first outermost; nil
-// entries are skipped.
-func chainHandlers(base Handler, mws ...Middleware) Handler {
-	h := base
+// chain returns base wrapped by mws, the first outermost, skipping nil
+// entries, and whether any wrapped it.
+func chain[H any, M ~func(H) H](base H, mws ...M) (H, bool) {
+	h, wrapped := base, false
 	for i := len(mws) - 1; i >= 0; i-- {
 		if mws[i] != nil {
-			h = mws[i](h)
+			h, wrapped = mws[i](h), true
 		}
 	}
-	return h
-}
-
-// chainPublishers is chainHandlers for publish middleware.
-func chainPublishers(base Publisher, mws ...PublishMiddleware) Publisher {
-	p := base
-	for i := len(mws) - 1; i >= 0; i-- {
-		if mws[i] != nil {
-			p = mws[i](p)
-		}
-	}
-	return p
+	return h, wrapped
 }
 
 // valuesCtx is Context (its deadline and cancellation) with the values of

@@ -18,14 +18,15 @@ func BenchmarkHandlerChain(b *testing.B) {
 		return func(ctx context.Context, t *TaskInfo) (any, error) { return next(ctx, t) }
 	}
 	hooks := &Hooks{Prerun: func(context.Context, *TaskInfo) {}, Postrun: func(context.Context, *TaskInfo, any, error) {}}
+	wrap := func(mws ...Middleware) Handler { h, _ := chain(Handler(runTask), mws...); return h }
 	for _, c := range []struct {
 		name string
 		h    Handler
 	}{
 		{"none", runTask},
-		{"one", chainHandlers(runTask, noop)},
-		{"three", chainHandlers(runTask, noop, noop, noop)},
-		{"hooks", chainHandlers(runTask, hooks.middleware())},
+		{"one", wrap(noop)},
+		{"three", wrap(noop, noop, noop)},
+		{"hooks", wrap(hooks.middleware())},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			ctx := context.Background()

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	goruntime "runtime"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -162,14 +163,10 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	if o.Observer != nil {
 		w.obs = o.Observer
 	}
-	w.handler = runTask
 	a.mwMu.Lock()
-	mws := append(append(append([]Middleware(nil), a.mws...), o.Middleware...), a.cfg.Hooks.middleware())
+	mws := append(append(slices.Clone(a.mws), o.Middleware...), a.cfg.Hooks.middleware())
 	a.mwMu.Unlock()
-	if len(mws) > 1 || mws[0] != nil {
-		w.handler = chainHandlers(runTask, mws...)
-		w.wrapped = true
-	}
+	w.handler, w.wrapped = chain(Handler(runTask), mws...)
 	// Celery events (runtime/events.go).
 	if et, ok := a.broker.(driver.EventTransport); ok && !o.WithoutEvents {
 		w.events = newWorkerEvents(w, et)

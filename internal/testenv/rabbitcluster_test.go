@@ -1,7 +1,6 @@
 package testenv_test
 
 import (
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -13,9 +12,7 @@ import (
 // exists on every node; a quorum queue has a leader that Kill takes down,
 // another node takes over, and the killed node rejoins after Start.
 func TestRabbitCluster(t *testing.T) {
-	if os.Getenv("CI") == "" && testing.Short() {
-		t.Skip("starts a 3-node RabbitMQ cluster (not run with -short)")
-	}
+	testenv.SkipIfShort(t, "starts a 3-node RabbitMQ cluster")
 	start := time.Now()
 	c := testenv.NewRabbitCluster(t, 3)
 	t.Logf("cluster up in %v", time.Since(start).Round(time.Millisecond))

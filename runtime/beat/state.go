@@ -67,7 +67,9 @@ type EntryDoc struct {
 
 const maxDocEntries = 500
 
-func (s *Scheduler) doc(now time.Time) ScheduleDoc {
+// doc returns the schedule document; with entries, the first
+// maxDocEntries entries' descriptions too.
+func (s *Scheduler) doc(now time.Time, entries bool) ScheduleDoc {
 	d := ScheduleDoc{
 		Key: s.Key, Holder: s.Holder, Token: s.token, LeaseSeconds: s.Lease.Seconds(), Updated: now.UTC(),
 		EntriesTotal: len(s.entries), Stats: s.stats,
@@ -80,7 +82,7 @@ func (s *Scheduler) doc(now time.Time) ScheduleDoc {
 		d.LatenessCounts = append(d.LatenessCounts, cum)
 	}
 	for i, e := range s.entries {
-		if i == maxDocEntries {
+		if !entries || i == maxDocEntries {
 			break
 		}
 		d.Entries = append(d.Entries, EntryDoc{
@@ -92,7 +94,7 @@ func (s *Scheduler) doc(now time.Time) ScheduleDoc {
 }
 
 func (s *Scheduler) publishSchedule(ctx context.Context, now time.Time) error {
-	b, err := json.Marshal(s.doc(now))
+	b, err := json.Marshal(s.doc(now, true))
 	if err != nil {
 		return err
 	}
@@ -123,7 +125,7 @@ func ReadSchedule(ctx context.Context, store driver.ScheduleStore, key string) (
 //	taskgen_beat_fire_lateness_seconds       histogram: publish time minus slot time
 func (s *Scheduler) WriteMetrics(out io.Writer) error {
 	s.mu.Lock()
-	d := s.doc(s.now())
+	d := s.doc(s.now(), false)
 	per := make([]EntryDoc, len(s.entries))
 	for i, e := range s.entries {
 		per[i] = EntryDoc{Name: e.name, Sent: e.sent, Missed: e.missed}

@@ -137,23 +137,11 @@ var (
 
 // RegisterBroker makes a transport available under a URL scheme. It panics if
 // the scheme is registered twice.
-func RegisterBroker(scheme string, f BrokerFactory) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := brokers[scheme]; dup {
-		panic("runtime: RegisterBroker called twice for scheme " + scheme)
-	}
-	brokers[scheme] = f
-}
+func RegisterBroker(scheme string, f BrokerFactory) { register(brokers, "RegisterBroker", scheme, f) }
 
 // RegisterBackend makes a result backend available under a URL scheme.
 func RegisterBackend(scheme string, f BackendFactory) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := backends[scheme]; dup {
-		panic("runtime: RegisterBackend called twice for scheme " + scheme)
-	}
-	backends[scheme] = f
+	register(backends, "RegisterBackend", scheme, f)
 }
 
 // RegisterBrokerList makes a transport that accepts URL lists available
@@ -161,22 +149,23 @@ func RegisterBackend(scheme string, f BackendFactory) {
 // that scheme, and a single URL of that scheme too when no [BrokerFactory]
 // is registered for it. It panics if called twice for a scheme.
 func RegisterBrokerList(scheme string, f BrokerListFactory) {
-	registryMu.Lock()
-	defer registryMu.Unlock()
-	if _, dup := brokerLists[scheme]; dup {
-		panic("runtime: RegisterBrokerList called twice for scheme " + scheme)
-	}
-	brokerLists[scheme] = f
+	register(brokerLists, "RegisterBrokerList", scheme, f)
 }
 
 // RegisterBackendList is [RegisterBrokerList] for result backends.
 func RegisterBackendList(scheme string, f BackendListFactory) {
+	register(backendLists, "RegisterBackendList", scheme, f)
+}
+
+// register adds f to m under scheme; a second registration is a
+// programming error.
+func register[F any](m map[string]F, fn, scheme string, f F) {
 	registryMu.Lock()
 	defer registryMu.Unlock()
-	if _, dup := backendLists[scheme]; dup {
-		panic("runtime: RegisterBackendList called twice for scheme " + scheme)
+	if _, dup := m[scheme]; dup {
+		panic("runtime: " + fn + " called twice for scheme " + scheme)
 	}
-	backendLists[scheme] = f
+	m[scheme] = f
 }
 
 func registered[F, L any](m map[string]F, lists map[string]L) []string {

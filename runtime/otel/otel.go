@@ -38,7 +38,6 @@ import (
 	"context"
 	"log/slog"
 	"maps"
-	"net/url"
 	"strings"
 
 	"go.opentelemetry.io/otel"
@@ -114,10 +113,7 @@ func Instrument(app *runtime.App, opts ...Option) {
 }
 
 func messagingSystem(broker string) string {
-	scheme, _, _ := strings.Cut(broker, ":")
-	if u, err := url.Parse(strings.SplitN(broker, ";", 2)[0]); err == nil && u.Scheme != "" {
-		scheme = u.Scheme
-	}
+	scheme, _, _ := strings.Cut(broker, ":") // a list's URLs share their scheme
 	switch scheme {
 	case "amqp", "amqps":
 		return "rabbitmq"
