@@ -116,6 +116,10 @@ type event struct {
 
 	// task-rejected, task-revoked
 	terminated, expired bool
+
+	// task-received, -started, -succeeded, -failed, -retried: the
+	// message's W3C traceparent header, "" when it has none.
+	traceparent string
 }
 
 // newEventDispatcher returns a dispatcher publishing on tr. Call Start to
@@ -236,7 +240,8 @@ func (d *eventDispatcher) enqueue(ev event) {
 func (d *eventDispatcher) TaskReceived(m *driver.Message) {
 	h := &m.Headers
 	ev := event{typ: driver.EventTaskReceived, uuid: h.ID, name: h.Task, args: h.ArgsRepr, kwargs: h.KwargsRepr,
-		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey}
+		rootID: h.RootID, parentID: h.ParentID, retries: h.Retries, eta: h.ETA, expires: h.Expires, routingKey: m.RoutingKey,
+		traceparent: traceparentOf(m)}
 	if h.Group != "" {
 		ev.group, ev.groupIndex, ev.member = h.Group, h.GroupIndex, m
 	}
@@ -245,22 +250,22 @@ func (d *eventDispatcher) TaskReceived(m *driver.Message) {
 
 // TaskStarted sends task-started.
 func (d *eventDispatcher) TaskStarted(m *driver.Message) {
-	d.enqueue(event{typ: driver.EventTaskStarted, uuid: m.Headers.ID})
+	d.enqueue(event{typ: driver.EventTaskStarted, uuid: m.Headers.ID, traceparent: traceparentOf(m)})
 }
 
 // TaskSucceeded sends task-succeeded with the result's repr and the runtime.
 func (d *eventDispatcher) TaskSucceeded(m *driver.Message, result any, runtime time.Duration) {
-	d.enqueue(event{typ: driver.EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime})
+	d.enqueue(event{typ: driver.EventTaskSucceeded, uuid: m.Headers.ID, result: result, runtime: runtime, traceparent: traceparentOf(m)})
 }
 
 // TaskFailed sends task-failed with the exception's repr and the traceback.
 func (d *eventDispatcher) TaskFailed(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
-	d.enqueue(event{typ: driver.EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback})
+	d.enqueue(event{typ: driver.EventTaskFailed, uuid: m.Headers.ID, exc: exc, tb: traceback, traceparent: traceparentOf(m)})
 }
 
 // TaskRetried sends task-retried with the cause's repr.
 func (d *eventDispatcher) TaskRetried(m *driver.Message, exc *driver.ExceptionInfo, traceback string) {
-	d.enqueue(event{typ: driver.EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback})
+	d.enqueue(event{typ: driver.EventTaskRetried, uuid: m.Headers.ID, exc: exc, tb: traceback, traceparent: traceparentOf(m)})
 }
 
 // TaskRejected sends task-rejected (requeue false: the message is set aside).
@@ -271,6 +276,18 @@ func (d *eventDispatcher) TaskRejected(m *driver.Message, _ string) {
 // TaskRevoked sends task-revoked.
 func (d *eventDispatcher) TaskRevoked(m *driver.Message, expired, terminated bool) {
 	d.enqueue(event{typ: driver.EventTaskRevoked, uuid: m.Headers.ID, expired: expired, terminated: terminated})
+}
+
+// traceparentOf returns m's W3C traceparent header, as runtime/otel and
+// Python's OpenTelemetry instrumentation put it in the protocol-v2
+// headers, "" when it has none. Task events carry it so that monitors can
+// link their figures to traces (taskmon's exemplars).
+func traceparentOf(m *driver.Message) string {
+	if len(m.Headers.Extra) == 0 {
+		return ""
+	}
+	tp, _ := m.Headers.Extra["traceparent"].(string)
+	return tp
 }
 
 // chordBodyID returns the id of the task a chord header member's embed
@@ -524,6 +541,11 @@ func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 			b = append(b, `, "expired": `...)
 			b = strconv.AppendBool(b, ev.expired)
 		}
+	}
+	if ev.traceparent != "" {
+		// Not in Celery's events: the trace the task belongs to.
+		b = append(b, `, "traceparent": `...)
+		b = evAppendString(b, ev.traceparent)
 	}
 	b = append(b, `, "timestamp": `...)
 	b = evAppendFloat(b, float64(ev.ts.UnixNano())/1e9)
