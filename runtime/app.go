@@ -71,6 +71,7 @@ type App struct {
 	pub     atomic.Pointer[Publisher] // publishRaw inside Config.PublishMiddleware, Hooks and UsePublishMiddleware
 	mwMu    sync.Mutex
 	mws     []Middleware // UseMiddleware's, for workers made afterwards
+	obs     []Observer   // UseObserver's, likewise
 
 	closeOnce sync.Once
 }
@@ -325,6 +326,16 @@ func (a *App) UseMiddleware(mws ...Middleware) {
 	a.mwMu.Lock()
 	defer a.mwMu.Unlock()
 	a.mws = append(a.mws, mws...)
+}
+
+// UseObserver makes every worker the app makes from now on report its
+// task lifecycle to o too, after WorkerOptions.Observer and the worker's
+// Celery events; instrumentation such as runtime/prom.Instrument calls it.
+// o's methods run on the worker's goroutines and must not block.
+func (a *App) UseObserver(o Observer) {
+	a.mwMu.Lock()
+	defer a.mwMu.Unlock()
+	a.obs = append(a.obs, o)
 }
 
 // publishRaw is the Publisher inside the publish middleware: it puts m on

@@ -142,9 +142,11 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *code
 			}
 			return out, false
 		case <-softC:
+			w.softTimeLimited.Add(1)
 			cancel(ErrSoftTimeLimitExceeded)
 			softC = nil
 		case <-hardC:
+			w.timeLimited.Add(1)
 			cancel(ErrTimeLimitExceeded)
 			return outcome{err: celeryError("celery.exceptions", "TimeLimitExceeded", fmt.Errorf("%w: hard time limit (%s) exceeded", ErrTimeLimitExceeded, hard))}, false
 		case <-abandon:

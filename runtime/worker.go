@@ -75,6 +75,13 @@ type WorkerStats struct {
 	DeadLettered int64 // set aside: undecodable, unregistered, bad arguments
 	Active       int64 // running now
 	Held         int64 // received and waiting in memory for their ETA, countdown or rate limit
+	// TimeLimited counts the runs stopped at their hard time limit (failed
+	// with TimeLimitExceeded, their goroutine left behind), Celery's
+	// "Hard time limit exceeded" kills.
+	TimeLimited int64
+	// SoftTimeLimited counts the runs whose ctx was cancelled at their soft
+	// time limit (SoftTimeLimitExceeded).
+	SoftTimeLimited int64
 }
 
 // Worker consumes task messages and runs the registered tasks.
@@ -88,6 +95,7 @@ type Worker struct {
 	tasks   map[string]*codegen.TaskDef
 
 	received, succeeded, failed, retried, revoked, deadLettered, active atomic.Int64
+	timeLimited, softTimeLimited                                        atomic.Int64
 
 	heldMu sync.Mutex
 	held   map[*heldTask]struct{}
@@ -165,6 +173,9 @@ func (a *App) NewWorker(o WorkerOptions) *Worker {
 	}
 	a.mwMu.Lock()
 	mws := append(append(slices.Clone(a.mws), o.Middleware...), a.cfg.Hooks.middleware())
+	for _, x := range a.obs {
+		w.obs = observers{w.obs, x}
+	}
 	a.mwMu.Unlock()
 	w.handler, w.wrapped = chain(Handler(runTask), mws...)
 	// Celery events (runtime/events.go).
@@ -233,6 +244,7 @@ func (w *Worker) Stats() WorkerStats {
 		Received: w.received.Load(), Succeeded: w.succeeded.Load(), Failed: w.failed.Load(),
 		Retried: w.retried.Load(), Revoked: w.revoked.Load(), DeadLettered: w.deadLettered.Load(),
 		Active: w.active.Load(), Held: w.heldCount(),
+		TimeLimited: w.timeLimited.Load(), SoftTimeLimited: w.softTimeLimited.Load(),
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"fmt"
+	"maps"
 	"os/exec"
 	"slices"
 	"strings"
@@ -78,7 +79,7 @@ var rules = []rule{
 	{
 		name: "only runtime/otel imports OpenTelemetry: a program that does not trace links nothing of it",
 		from: []string{"runtime", "runtime/codegen", "runtime/driver", "runtime/internal/wire", "runtime/memory", "runtime/redis",
-			"runtime/amqp", "runtime/all", "runtime/beat", "runtime/tasktest", "generator", "cmd/taskgen"},
+			"runtime/amqp", "runtime/all", "runtime/beat", "runtime/tasktest", "runtime/prom", "generator", "cmd/taskgen"},
 		banned: func(_ graph, path string) bool {
 			return path == "go.opentelemetry.io/otel" || strings.HasPrefix(path, "go.opentelemetry.io/")
 		},
@@ -126,6 +127,40 @@ var rules = []rule{
 			return brokerClient(path) || within(path, transports...)
 		},
 	},
+}
+
+// exclusive is a dependency only some packages of the module may have,
+// directly or not: every other package of the module is checked.
+type exclusive struct {
+	name    string
+	allowed []string // module-relative packages or trees ("x/...")
+	banned  func(path string) bool
+}
+
+// exclusives are the "only X may import Y" rules of docs/ARCHITECTURE.md.
+var exclusives = []exclusive{
+	{
+		name:    "only runtime/prom, the monitor (monitor, cmd/taskmon) and the example import Prometheus' client: the runtime and the transports link none of it",
+		allowed: []string{"runtime/prom", "monitor/...", "cmd/taskmon", "example/..."},
+		banned:  func(path string) bool { return strings.HasPrefix(path, "github.com/prometheus/") },
+	},
+}
+
+// exclusiveViolations checks exs against g: one message per package of the
+// module outside a rule's allowed list that depends on what it bans.
+func exclusiveViolations(g graph, exs []exclusive) []string {
+	var out []string
+	for _, ex := range exs {
+		for _, root := range slices.Sorted(maps.Keys(g)) {
+			if root != module && !strings.HasPrefix(root, module+"/") || within(root, ex.allowed...) {
+				continue
+			}
+			if chain := findChain(g, root, ex.banned); chain != nil {
+				out = append(out, fmt.Sprintf("%s: broken by the import chain %s", ex.name, strings.Join(chain, " -> ")))
+			}
+		}
+	}
+	return out
 }
 
 // required are direct imports a package must have.
@@ -223,6 +258,31 @@ func TestImportRules(t *testing.T) {
 	for _, v := range violations(g, rules, required) {
 		t.Error(v)
 	}
+	for _, v := range exclusiveViolations(g, exclusives) {
+		t.Error(v)
+	}
+}
+
+// TestExclusiveViolations checks that a package outside an exclusive
+// rule's allowed list is reported, through another package too, and an
+// allowed one is not.
+func TestExclusiveViolations(t *testing.T) {
+	t.Parallel()
+	m := func(p string) string { return module + "/" + p }
+	g := graph{
+		m("ok"):           {imports: []string{"example.org/x"}},
+		m("ok/sub"):       {imports: []string{"example.org/x/y"}},
+		m("bad"):          {imports: []string{m("ok")}},
+		m("clean"):        {imports: []string{"fmt"}},
+		"fmt":             {standard: true},
+		"example.org/x":   {},
+		"example.org/x/y": {},
+	}
+	exs := []exclusive{{name: "only ok imports x", allowed: []string{"ok/..."},
+		banned: func(p string) bool { return strings.HasPrefix(p, "example.org/x") }}}
+	require.Equal(t, []string{
+		"only ok imports x: broken by the import chain " + m("bad") + " -> " + m("ok") + " -> example.org/x",
+	}, exclusiveViolations(g, exs))
 }
 
 // TestViolations checks that a broken rule is reported with its shortest

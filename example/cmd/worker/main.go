@@ -13,6 +13,11 @@
 // emails, notifications (NotifySlack, AlertOps) and images (RenderThumbnail,
 // BuildGallery); -queues lists those a worker takes, all by default.
 //
+// -metrics-addr (off by default) serves the worker's own Prometheus metrics
+// at http://<addr>/metrics (package runtime/prom: tasks by name and state,
+// runtime, in-flight and held tasks, reconnects, time-limit kills), with
+// the Go runtime's and the process's.
+//
 // SIGINT or SIGTERM stops it gracefully: it takes no new tasks and lets running
 // ones finish (up to -shutdown-timeout), returning the rest to the queue.
 package main
@@ -21,11 +26,15 @@ import (
 	"context"
 	"flag"
 	"log/slog"
+	"net"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/taskgen/taskgen/example/gallery"
 	"github.com/taskgen/taskgen/example/internal/tracing"
@@ -34,6 +43,7 @@ import (
 	_ "github.com/taskgen/taskgen/runtime/all"
 	"github.com/taskgen/taskgen/runtime/beat"
 	taskotel "github.com/taskgen/taskgen/runtime/otel"
+	"github.com/taskgen/taskgen/runtime/prom"
 )
 
 func main() {
@@ -48,6 +58,7 @@ func main() {
 	storeURL := flag.String("store", envOr("PHOTO_STORE_URL", "http://127.0.0.1:8027"), "photo store base URL, GET/PUT <url>/<name> (env PHOTO_STORE_URL)")
 	hostname := flag.String("hostname", "", "node name, name@host (default taskgen@<hostname>)")
 	shutdown := flag.Duration("shutdown-timeout", 30*time.Second, "how long running tasks may finish at shutdown")
+	metricsAddr := flag.String("metrics-addr", "", "serve the worker's Prometheus metrics at http://ADDR/metrics, e.g. :9808 (default: off)")
 	withBeat := flag.Bool("beat", false, "also run the periodic-task scheduler (celery worker -B); safe on every worker: the schedulers elect a leader")
 	flag.Parse()
 
@@ -80,11 +91,31 @@ func main() {
 	if *withBeat {
 		opts.Beat = beat.New(app, signup.Schedules()...)
 	}
+	var metrics *prom.Metrics
+	reg := prometheus.NewRegistry()
+	if *metricsAddr != "" {
+		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+		metrics = prom.Instrument(app, prom.WithRegisterer(reg))
+	}
 	w := app.NewWorker(opts)
 	signup.RegisterTasks(w)
 	gallery.RegisterTasks(w)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	if metrics != nil {
+		metrics.Watch(w)
+		ln, err := net.Listen("tcp", *metricsAddr)
+		if err != nil {
+			log.Error("-metrics-addr: cannot listen (give a free host:port, e.g. :9808)", "addr", *metricsAddr, "err", err)
+			os.Exit(1)
+		}
+		log.Info("serving metrics", "url", "http://"+ln.Addr().String()+"/metrics")
+		go func() {
+			if err := prom.Serve(ctx, ln, reg); err != nil {
+				log.Error("metrics server", "err", err)
+			}
+		}()
+	}
 	if err := w.Run(ctx); err != nil {
 		log.Error("worker", "err", err)
 		os.Exit(1)
