@@ -89,6 +89,8 @@
 //	taskgen_monitor_events_total                counter: events consumed
 //	taskgen_monitor_bad_events_total            counter: malformed events
 //	taskgen_monitor_tasks                       gauge: tasks kept in memory
+//	taskgen_broker_node_current{node,role}      gauge: 1 for the broker node in use
+//	                                            (BrokerNodes), 0 for the others
 //
 // and Flower's, same names, labels and meaning (flower/events.py):
 //
@@ -128,7 +130,8 @@
 // /api/task/async-apply/<name>, /api/task/revoke/<id>. Also GET /metrics
 // (see Metrics), /api/summary, /api/series,
 // /api/events/stream, /api/task/workflow/<id>, /api/group/info/<id>,
-// /api/beat and /healthcheck. Every route sits behind basic auth when
+// /api/beat, /api/broker (the broker's nodes, see BrokerNodes) and
+// /healthcheck. Every route sits behind basic auth when
 // configured; browsers' cross-site POSTs are refused; a loopback monitor
 // without auth answers only loopback Host names. Broker passwords are never
 // shown.

@@ -574,7 +574,7 @@ func (c beatCollector) Collect(ch chan<- prometheus.Metric) {
 // runtime and the process.
 func (m *Monitor) newRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(m.state, beatCollector{m},
+	reg.MustRegister(m.state, beatCollector{m}, nodeCollector{m},
 		// Without the memstats names: go_memstats_alloc_bytes (a gauge)
 		// and go_memstats_alloc_bytes_total (a counter) are one family
 		// name in OpenMetrics (client_golang issue 829); runtime/metrics

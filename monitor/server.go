@@ -55,6 +55,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /api/series", m.apiSeries)
 	mux.HandleFunc("GET /api/summary", m.apiSummary)
 	mux.HandleFunc("GET /api/beat", m.apiBeat)
+	mux.HandleFunc("GET /api/broker", m.apiBroker)
 
 	var h http.Handler = mux
 	// Browsers' cross-site POSTs (CSRF) are refused; curl and scripts pass.
@@ -105,7 +106,7 @@ var pages = map[string]*template.Template{}
 
 func init() {
 	for _, p := range []string{"dashboard", "tasks", "task", "group", "broker", "beat", "error"} {
-		pages[p] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/steps.html", "templates/"+p+".html"))
+		pages[p] = template.Must(template.New("").Funcs(funcs).ParseFS(files, "templates/layout.html", "templates/steps.html", "templates/nodes.html", "templates/"+p+".html"))
 	}
 }
 
@@ -203,7 +204,8 @@ func (m *Monitor) pageDashboard(w http.ResponseWriter, r *http.Request) {
 		Totals  Totals
 		Workers []workerRow
 		Queues  []QueueInfo
-	}{m.state.Totals(), m.workerRows(), m.state.Queues()})
+		Nodes   BrokerNodes
+	}{m.state.Totals(), m.workerRows(), m.state.Queues(), m.BrokerNodes()})
 }
 
 type taskRow struct {
@@ -335,7 +337,8 @@ func (m *Monitor) pageBroker(w http.ResponseWriter, r *http.Request) {
 		Lengths, Unacked, Control bool
 		Queues                    []queueRow
 		Poll                      time.Duration
-	}{driver.Redact(m.app.Config().Broker), backend, fmt.Sprintf("%T", b), qi, ui, ct, rows, m.cfg.PollInterval})
+		Nodes                     BrokerNodes
+	}{driver.Redact(m.app.Config().Broker), backend, fmt.Sprintf("%T", b), qi, ui, ct, rows, m.cfg.PollInterval, m.BrokerNodes()})
 }
 
 // ----- JSON helpers -----

@@ -66,6 +66,7 @@ var (
 	_ driver.Broker         = (*Broker)(nil)
 	_ driver.Delayer        = (*Broker)(nil)
 	_ driver.QueueInspector = (*Broker)(nil)
+	_ driver.NodeLister     = (*Broker)(nil)
 )
 
 // New returns a broker for an amqp:// or amqps:// URL. It does not connect:

@@ -60,6 +60,8 @@ type Broker struct {
 	// each, so that many consumed queues never exhaust client's pool.
 	blockOnce   sync.Once
 	blockClient *goredis.Client
+
+	master masterCache // CurrentNode's (nodes.go)
 }
 
 var (
