@@ -68,6 +68,10 @@ fuzz: ## run every fuzz target for FUZZTIME each
 bench: ## side-by-side benchmark: taskgen vs raw go-redis/amqp091, asynq, Celery, then chords and a chain vs Celery (~10 min); writes docs/BENCHMARKS.md (-phases workflow: only its Workflows section, see there)
 	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/compare -write ../docs/BENCHMARKS.md
 
+.PHONY: bench-memory
+bench-memory: ## worker RSS holding 10 000 ETA tasks and taskmon RSS following 100 000 tasks, on real brokers (~3 min); writes docs/MEMORY.md
+	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/memory -write ../docs/MEMORY.md
+
 .PHONY: bench-micro
 bench-micro: ## the packages' go test -bench micro-benchmarks (servers started as for make test)
 	bash scripts/testenv.sh run -- $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
