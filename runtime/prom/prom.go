@@ -100,7 +100,9 @@ type config struct {
 
 // WithRegisterer makes Instrument register the metrics on r instead of
 // prometheus.DefaultRegisterer (a *prometheus.Registry of the program's,
-// say, served with Handler(reg)).
+// say, served with Handler(reg)). With a nil r, Instrument registers
+// nothing: register the Metrics it returns yourself (they are a
+// prometheus.Collector).
 func WithRegisterer(r prometheus.Registerer) Option { return func(c *config) { c.reg = r } }
 
 // WithBuckets sets the runtime histogram's upper bounds, in seconds
