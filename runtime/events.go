@@ -32,6 +32,12 @@ type eventDispatcherOptions struct {
 	// "task.multi" message when several are waiting (default 24, Celery's
 	// flush threshold); 1 publishes each event on its own.
 	BatchSize int
+	// BatchLinger is how long the sender waits for more task events when
+	// fewer than BatchSize are queued, so that a busy worker publishes
+	// full task.multi lists instead of one message per wake-up (default
+	// 1 ms; negative: publish what is queued at once). It is the most a
+	// task event waits beyond its publish.
+	BatchLinger time.Duration
 	// PublishTimeout bounds one PublishEvent call (default 5 s).
 	PublishTimeout time.Duration
 	// Stats gives the active and processed figures of worker events; nil
@@ -83,9 +89,13 @@ type eventDispatcher struct {
 	// driver.UTCOffset cache of the sender: zones change offset on the hour.
 	offHour, offVal int64
 	scratch         []byte // the sender's repr buffer
-	sent            atomic.Int64
-	dropped         atomic.Int64
-	failed          atomic.Int64
+	// The sender's message and body buffer, reused for every publish:
+	// EventTransport.PublishEvent does not keep them after it returns.
+	msg     driver.RawMessage
+	body    []byte
+	sent    atomic.Int64
+	dropped atomic.Int64
+	failed  atomic.Int64
 }
 
 var _ Observer = (*eventDispatcher)(nil)
@@ -134,6 +144,9 @@ func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eve
 	}
 	if o.BatchSize <= 0 {
 		o.BatchSize = 24
+	}
+	if o.BatchLinger == 0 {
+		o.BatchLinger = time.Millisecond
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 5 * time.Second
@@ -334,6 +347,15 @@ func (d *eventDispatcher) send() {
 		}
 	}()
 	batch := make([]event, 0, d.opts.BatchSize)
+	// linger waits BatchLinger for a batch to fill. The sender sleeps on it,
+	// not on the queue: a receive waiting on the queue would be woken by
+	// every hook's send.
+	var linger *time.Timer
+	if d.opts.BatchLinger > 0 {
+		linger = time.NewTimer(time.Hour)
+		linger.Stop()
+		defer linger.Stop()
+	}
 	for {
 		var ev event
 		select {
@@ -354,25 +376,37 @@ func (d *eventDispatcher) send() {
 			continue
 		}
 		batch = append(batch[:0], ev)
-		var next *event
+		// next is a worker event met while filling, published after the
+		// batch (a value: a pointer to the received e would move every
+		// received event to the heap).
+		var next event
+		lingered := linger == nil
 	fill:
 		for len(batch) < d.opts.BatchSize {
 			select {
 			case e := <-d.queue:
 				if !isTaskEvent(e.typ) {
-					next = &e
+					next = e
 					break fill
 				}
 				batch = append(batch, e)
 			default:
-				break fill
+				if lingered {
+					break fill
+				}
+				lingered = true
+				linger.Reset(d.opts.BatchLinger)
+				select {
+				case <-linger.C:
+				case <-d.stop:
+					linger.Stop()
+				}
 			}
 		}
 		if len(batch) == 1 {
 			d.publishOne(batch[0])
 		} else {
-			buf := make([]byte, 0, 400*len(batch))
-			buf = append(buf, '[')
+			buf := append(d.body[:0], '[')
 			for i := range batch {
 				if i > 0 {
 					buf = append(buf, ", "...)
@@ -380,11 +414,12 @@ func (d *eventDispatcher) send() {
 				buf = d.appendEvent(buf, &batch[i])
 			}
 			buf = append(buf, ']')
-			d.publish(new(driver.RawMessage), buf, "task.multi", len(batch))
+			d.publish(&d.msg, buf, "task.multi", len(batch))
+			d.body = buf
 		}
 		clear(batch)
-		if next != nil {
-			d.publishOne(*next)
+		if next.typ != "" {
+			d.publishOne(next)
 		}
 	}
 }
@@ -392,15 +427,8 @@ func (d *eventDispatcher) send() {
 func isTaskEvent(typ string) bool { return strings.HasPrefix(typ, "task-") }
 
 func (d *eventDispatcher) publishOne(ev event) {
-	em := new(eventMessage)
-	d.publish(&em.msg, d.appendEvent(em.buf[:0], &ev), driver.EventRoutingKey(ev.typ), 1)
-}
-
-// eventMessage holds a message and room for its body in one allocation;
-// the transport may keep both.
-type eventMessage struct {
-	msg driver.RawMessage
-	buf [480]byte
+	d.body = d.appendEvent(d.body[:0], &ev)
+	d.publish(&d.msg, d.body, driver.EventRoutingKey(ev.typ), 1)
 }
 
 func (d *eventDispatcher) publish(msg *driver.RawMessage, body []byte, routingKey string, n int) {
@@ -724,11 +752,16 @@ func evAppendString[S ~string | ~[]byte](b []byte, s S) []byte {
 	return append(b, '"')
 }
 
+// workerEventLinger is the BatchLinger of workers' event dispatchers (0:
+// the default; the benchmarks set -1 to compare).
+var workerEventLinger time.Duration
+
 // newWorkerEvents returns the event dispatcher of w (wired in NewWorker).
 func newWorkerEvents(w *Worker, et driver.EventTransport) *eventDispatcher {
 	return newEventDispatcher(et, eventDispatcherOptions{
 		Hostname:          w.opts.Hostname,
 		HeartbeatInterval: w.opts.HeartbeatInterval,
+		BatchLinger:       workerEventLinger,
 		Logger:            w.log,
 		TaskEventsOff:     w.ctl.disabled.Load, // control: disable_events / enable_events
 		Stats: func() (active, processed int64) {

@@ -383,12 +383,16 @@ func TestExceptionRepr(t *testing.T) {
 // worker throughput over memory://: b.N tasks are enqueued, then a worker
 // (concurrency 4) drains them. "off" sets WithoutEvents; "on" sends events
 // with nobody listening; "on+monitor" also has a subscriber decoding every
-// event message, as taskmon does.
+// event message, as taskmon does; "on-nolinger" publishes what is queued
+// at once instead of waiting up to BatchLinger for a full task.multi list.
 //
 //	go test -run '^$' -bench EventsThroughput -benchtime 200000x ./runtime/
 func BenchmarkMemory_EventsThroughput(b *testing.B) {
-	for _, mode := range []string{"off", "on", "on+monitor"} {
+	for _, mode := range []string{"off", "on", "on-nolinger", "on+monitor"} {
 		b.Run(mode, func(b *testing.B) {
+			if mode == "on-nolinger" {
+				defer runtime.SetWorkerEventLinger(-1)()
+			}
 			name := driver.NewID()
 			app, err := runtime.New(runtime.Config{Broker: "memory://" + name,
 				Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})

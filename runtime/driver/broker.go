@@ -302,6 +302,8 @@ type RawMessage struct {
 type EventTransport interface {
 	// PublishEvent publishes one event message; msg.RoutingKey is the event
 	// type with '-' replaced by '.', e.g. "worker.heartbeat", "task.multi".
+	// It must not keep msg, its Body or its Headers after it returns: the
+	// worker's event sender reuses them for the next event.
 	PublishEvent(ctx context.Context, msg *RawMessage) error
 	// SubscribeEvents delivers every event published on the broker until ctx
 	// ends, then closes the channel.

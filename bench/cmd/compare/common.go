@@ -58,15 +58,18 @@ type goSystem interface {
 
 func systems() []sysDesc {
 	return []sysDesc{
-		{"taskgen", "Redis", goRun(newTaskgenRedis(false))},
-		{"taskgen acks_late", "Redis", goRun(newTaskgenRedis(true))},
+		{"taskgen", "Redis", goRun(newTaskgenRedis(false, false))},
+		{"taskgen acks_late", "Redis", goRun(newTaskgenRedis(true, false))},
+		{"taskgen events off", "Redis", goRun(newTaskgenRedis(false, true))},
 		{"raw LPUSH/BRPOP", "Redis", goRun(newRawRedis(false))},
 		{"raw BLMOVE+LREM", "Redis", goRun(newRawRedis(true))},
 		{"asynq", "Redis", goRun(newAsynq())},
 		{"celery", "Redis", celeryRun("redis")},
-		{"taskgen", "RabbitMQ", goRun(newTaskgenAMQP(false))},
-		{"taskgen acks_late", "RabbitMQ", goRun(newTaskgenAMQP(true))},
-		{"raw confirm+ack", "RabbitMQ", goRun(newRawAMQP())},
+		{"taskgen", "RabbitMQ", goRun(newTaskgenAMQP(false, false))},
+		{"taskgen acks_late", "RabbitMQ", goRun(newTaskgenAMQP(true, false))},
+		{"taskgen events off", "RabbitMQ", goRun(newTaskgenAMQP(false, true))},
+		{"raw confirm+ack", "RabbitMQ", goRun(newRawAMQP(false))},
+		{"raw multiple-ack", "RabbitMQ", goRun(newRawAMQP(true))},
 		{"celery", "RabbitMQ", celeryRun("amqp")},
 	}
 }
@@ -136,8 +139,15 @@ func waitDone(ctx context.Context, s goSystem, n int64) error {
 // until every task ran and the broker's bookkeeping settled. It returns the
 // rate and the process's RSS at that moment (worker still running).
 func drain(ctx context.Context, s goSystem, n, conc int) (float64, float64, error) {
+	rate, rss, _, err := drainCPU(ctx, s, n, conc)
+	return rate, rss, err
+}
+
+// drainCPU is drain, also returning the CPU µs per task used during the
+// drain by this process (worker) and by each server of cpuTimes.
+func drainCPU(ctx context.Context, s goSystem, n, conc int) (float64, float64, []float64, error) {
 	if _, err := produce(ctx, s, n, 64); err != nil {
-		return 0, 0, fmt.Errorf("fill: %w", err)
+		return 0, 0, nil, fmt.Errorf("fill: %w", err)
 	}
 	tasks.Done.Store(0)
 	dctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -146,17 +156,21 @@ func drain(ctx context.Context, s goSystem, n, conc int) (float64, float64, erro
 	start := time.Now()
 	stop, err := s.startWorker(dctx, conc)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
 	err = waitDone(dctx, s, int64(n))
 	el := time.Since(start)
-	reportCPU(fmt.Sprintf("drain c=%d", conc), cpu0, el)
+	cpu1 := reportCPU(fmt.Sprintf("drain c=%d", conc), cpu0, el)
+	per := make([]float64, len(cpu1))
+	for i := range cpu1 {
+		per[i] = (cpu1[i] - cpu0[i]) * 1e6 / float64(n)
+	}
 	rss := selfRSS()
 	stop()
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, nil, err
 	}
-	return float64(n) / el.Seconds(), rss, nil
+	return float64(n) / el.Seconds(), rss, per, nil
 }
 
 // latency runs a worker of concurrency 8 and sends rate tasks/s for dur
@@ -264,14 +278,19 @@ func goRun(mk func(ctx context.Context, e *env, run int) (goSystem, error)) func
 		}
 		if phase("drain") {
 			for _, c := range []int{8, 32} {
-				rate, rss, err := drain(ctx, s, n, c)
+				rate, rss, cpu, err := drainCPU(ctx, s, n, c)
 				if err != nil {
 					return fmt.Errorf("drain c=%d: %w", c, err)
 				}
+				// cpu: this process, then Redis and RabbitMQ (serverPids).
+				var broker float64
+				if k := map[string]int{"Redis": 1, "RabbitMQ": 2}[r.Broker]; k < len(cpu) {
+					broker = cpu[k]
+				}
 				if c == 8 {
-					r.Drain8 = rate
+					r.Drain8, r.CPU8, r.BrokerCPU8 = rate, cpu[0], broker
 				} else {
-					r.Drain32, r.RSS = rate, rss
+					r.Drain32, r.RSS, r.CPU32, r.BrokerCPU32 = rate, rss, cpu[0], broker
 				}
 				if err := s.purge(ctx); err != nil {
 					return err
@@ -323,7 +342,7 @@ func cpuTimes() []float64 {
 	var ru syscall.Rusage
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	v := []float64{float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9}
-	for _, p := range strings.Split(os.Getenv("BENCH_SERVER_PIDS"), ",") {
+	for _, p := range serverPids() {
 		if p == "" {
 			continue
 		}
@@ -340,7 +359,27 @@ func cpuTimes() []float64 {
 	return v
 }
 
-func reportCPU(what string, before []float64, wall time.Duration) {
+// serverPids is BENCH_SERVER_PIDS (comma-separated), by default the Redis
+// and RabbitMQ pids of scripts/testenv.sh (TASKGEN_TESTENV_DIR), in that order.
+func serverPids() []string {
+	if v := os.Getenv("BENCH_SERVER_PIDS"); v != "" {
+		return strings.Split(v, ",")
+	}
+	dir := os.Getenv("TASKGEN_TESTENV_DIR")
+	if dir == "" {
+		return nil
+	}
+	var pids []string
+	for _, f := range []string{"redis/redis.pid", "rabbitmq/rabbitmq.pid"} {
+		b, _ := os.ReadFile(dir + "/" + f)
+		pids = append(pids, strings.TrimSpace(string(b)))
+	}
+	return pids
+}
+
+// reportCPU prints (with -v) the CPU seconds used since before and returns
+// the current cpuTimes.
+func reportCPU(what string, before []float64, wall time.Duration) []float64 {
 	after := cpuTimes()
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s: wall %.2fs; cpu: this process %.2fs", what, wall.Seconds(), after[0]-before[0])
@@ -348,4 +387,5 @@ func reportCPU(what string, before []float64, wall time.Duration) {
 		fmt.Fprintf(&b, ", server %d %.2fs", i, after[i]-before[i])
 	}
 	fmt.Fprintln(os.Stderr, b.String())
+	return after
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -121,21 +122,34 @@ func (s *rawRedis) close(ctx context.Context) {
 // confirm-mode channel of its own and waits for the confirm; the consumer
 // has one channel with prefetch 4×concurrency and acknowledges each message
 // on its own. Queue, persistence and headers are taskgen's.
+//
+// With multiple set (the "raw multiple-ack" row) the consumer has prefetch
+// multiplePrefetch and one acknowledger goroutine that acknowledges with
+// multiple=true up to the highest contiguous finished delivery tag, never
+// naming a delivery whose task has not finished.
 type rawAMQP struct {
-	url     string
-	conn    *amqp.Connection
-	queue   string
-	headers amqp.Table
-	pad     []byte
+	url      string
+	conn     *amqp.Connection
+	queue    string
+	headers  amqp.Table
+	pad      []byte
+	multiple bool
+	ackedTo  atomic.Uint64 // multiple: the tag acknowledged up to, of the running consumer
 }
 
-func newRawAMQP() func(context.Context, *env, int) (goSystem, error) {
+// multiplePrefetch is the prefetch of the raw multiple-ack consumer.
+const multiplePrefetch = 512
+
+func newRawAMQP(multiple bool) func(context.Context, *env, int) (goSystem, error) {
 	return func(ctx context.Context, e *env, run int) (goSystem, error) {
 		conn, err := amqp.Dial(e.amqpURL)
 		if err != nil {
 			return nil, err
 		}
 		q := fmt.Sprintf("bench.raw.%d.%d", run, os.Getpid())
+		if multiple {
+			q = fmt.Sprintf("bench.raw-multiple.%d.%d", run, os.Getpid())
+		}
 		// Publish one message with taskgen to get its headers and body size.
 		app, err := runtime.New(runtime.Config{Broker: e.amqpURL, Logger: logger()})
 		if err != nil {
@@ -167,7 +181,7 @@ func newRawAMQP() func(context.Context, *env, int) (goSystem, error) {
 		if len(pad) < tsLen {
 			pad = make([]byte, tsLen)
 		}
-		return &rawAMQP{url: e.amqpURL, conn: conn, queue: q, headers: d.Headers, pad: pad}, nil
+		return &rawAMQP{url: e.amqpURL, conn: conn, queue: q, headers: d.Headers, pad: pad, multiple: multiple}, nil
 	}
 }
 
@@ -218,12 +232,19 @@ func (s *rawAMQP) startWorker(ctx context.Context, conc int) (func(), error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := ch.Qos(4*conc, 0, false); err != nil {
+	prefetch := 4 * conc
+	if s.multiple {
+		prefetch = multiplePrefetch
+	}
+	if err := ch.Qos(prefetch, 0, false); err != nil {
 		return nil, err
 	}
 	ds, err := ch.ConsumeWithContext(ctx, s.queue, "bench", false, false, false, false, nil)
 	if err != nil {
 		return nil, err
+	}
+	if s.multiple {
+		return s.multipleWorker(conn, ch, ds, conc), nil
 	}
 	var wg sync.WaitGroup
 	for range conc {
@@ -243,7 +264,76 @@ func (s *rawAMQP) startWorker(ctx context.Context, conc int) (func(), error) {
 	}, nil
 }
 
-func (s *rawAMQP) settled(context.Context) bool { return true }
+// multipleWorker runs conc goroutines on ds that hand each finished
+// delivery tag to one acknowledger; it keeps the finished tags above the
+// contiguous watermark and, whenever no finish is waiting to be read,
+// sends one basic.ack multiple=true up to the watermark if it moved.
+func (s *rawAMQP) multipleWorker(conn *amqp.Connection, ch *amqp.Channel, ds <-chan amqp.Delivery, conc int) func() {
+	done := make(chan uint64, multiplePrefetch)
+	var wg sync.WaitGroup
+	for range conc {
+		wg.Go(func() {
+			for d := range ds {
+				tasks.Record(string(d.Body[:tsLen]))
+				done <- d.DeliveryTag
+			}
+		})
+	}
+	ackDone := make(chan struct{})
+	s.ackedTo.Store(0)
+	go func() {
+		defer close(ackDone)
+		var watermark, sent uint64
+		pending := map[uint64]bool{}
+		add := func(tag uint64) {
+			if tag != watermark+1 {
+				pending[tag] = true
+				return
+			}
+			watermark = tag
+			for pending[watermark+1] {
+				delete(pending, watermark+1)
+				watermark++
+			}
+		}
+		for tag := range done {
+			add(tag)
+		more:
+			for {
+				select {
+				case t, ok := <-done:
+					if !ok {
+						break more
+					}
+					add(t)
+				default:
+					break more
+				}
+			}
+			if watermark > sent {
+				if err := ch.Ack(watermark, true); err != nil {
+					fmt.Fprintln(os.Stderr, "ack:", err)
+				}
+				sent = watermark
+				s.ackedTo.Store(sent)
+			}
+		}
+	}()
+	return func() {
+		ch.Cancel("bench", false)
+		conn.Close()
+		wg.Wait()
+		close(done)
+		<-ackDone
+	}
+}
+
+// settled: per-message acks are sent as each task ends; the multiple-ack
+// consumer has acknowledged every task that ran (each channel's tags start
+// at 1, so the watermark counts the finished deliveries).
+func (s *rawAMQP) settled(context.Context) bool {
+	return !s.multiple || s.ackedTo.Load() >= uint64(tasks.Done.Load())
+}
 
 func (s *rawAMQP) close(context.Context) {
 	if ch, err := s.conn.Channel(); err == nil {

@@ -20,13 +20,14 @@ import (
 
 // Redis databases: each system its own, flushed before and after.
 const (
-	dbTaskgen     = 1
-	dbTaskgenLate = 2
-	dbRawBRPOP    = 3
-	dbRawReliable = 4
-	dbAsynq       = 5
-	dbCelery      = 6
-	dbCeleryStats = 15 // Celery's counters and latencies (both brokers)
+	dbTaskgen         = 1
+	dbTaskgenLate     = 2
+	dbRawBRPOP        = 3
+	dbRawReliable     = 4
+	dbAsynq           = 5
+	dbCelery          = 6
+	dbTaskgenNoEvents = 7
+	dbCeleryStats     = 15 // Celery's counters and latencies (both brokers)
 )
 
 var flagPrefetch = flag.Int("prefetch", 0, "taskgen worker prefetch (default: the worker's, 4×concurrency; experiments)")
@@ -54,7 +55,10 @@ type taskgenSys struct {
 	app   *runtime.App
 	queue string
 	late  bool
-	send  func(ctx context.Context, ts string) error
+	// noEvents runs the worker WithoutEvents (the "events off" variant
+	// rows); the headline rows run it as users do, task events on.
+	noEvents bool
+	send     func(ctx context.Context, ts string) error
 	// Redis: the kombu bookkeeping to wait for; RabbitMQ: a connection to
 	// delete the queue.
 	rdb  *goredis.Client
@@ -71,11 +75,14 @@ func (s *taskgenSys) init() {
 	}
 }
 
-func newTaskgenRedis(late bool) func(context.Context, *env, int) (goSystem, error) {
+func newTaskgenRedis(late, noEvents bool) func(context.Context, *env, int) (goSystem, error) {
 	return func(ctx context.Context, e *env, run int) (goSystem, error) {
 		db := dbTaskgen
 		if late {
 			db = dbTaskgenLate
+		}
+		if noEvents {
+			db = dbTaskgenNoEvents
 		}
 		rdb := goredis.NewClient(&goredis.Options{Addr: e.redisAddr, DB: db})
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
@@ -85,13 +92,13 @@ func newTaskgenRedis(late bool) func(context.Context, *env, int) (goSystem, erro
 		if err != nil {
 			return nil, err
 		}
-		s := &taskgenSys{app: app, queue: fmt.Sprintf("bench.taskgen.%d", run), late: late, rdb: rdb}
+		s := &taskgenSys{app: app, queue: fmt.Sprintf("bench.taskgen.%d", run), late: late, noEvents: noEvents, rdb: rdb}
 		s.init()
 		return s, nil
 	}
 }
 
-func newTaskgenAMQP(late bool) func(context.Context, *env, int) (goSystem, error) {
+func newTaskgenAMQP(late, noEvents bool) func(context.Context, *env, int) (goSystem, error) {
 	return func(ctx context.Context, e *env, run int) (goSystem, error) {
 		conn, err := amqp.Dial(e.amqpURL)
 		if err != nil {
@@ -105,7 +112,7 @@ func newTaskgenAMQP(late bool) func(context.Context, *env, int) (goSystem, error
 		if late {
 			q = fmt.Sprintf("bench.taskgen-late.%d.%d", run, os.Getpid())
 		}
-		s := &taskgenSys{app: app, queue: q, late: late, conn: conn}
+		s := &taskgenSys{app: app, queue: q, late: late, noEvents: noEvents, conn: conn}
 		s.init()
 		return s, nil
 	}
@@ -130,7 +137,7 @@ func (s *taskgenSys) purge(ctx context.Context) error {
 
 func (s *taskgenSys) startWorker(ctx context.Context, conc int) (func(), error) {
 	w := s.app.NewWorker(runtime.WorkerOptions{Queues: []string{s.queue}, Concurrency: conc, Prefetch: *flagPrefetch,
-		WithoutEvents: true, ShutdownTimeout: 10 * time.Second})
+		WithoutEvents: s.noEvents, ShutdownTimeout: 10 * time.Second})
 	tasks.RegisterTasks(w)
 	wctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
