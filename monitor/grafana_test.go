@@ -12,6 +12,10 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
+
+	"github.com/taskgen/taskgen/runtime"
+	_ "github.com/taskgen/taskgen/runtime/memory"
+	"github.com/taskgen/taskgen/runtime/prom"
 )
 
 // dashboardExprs returns the PromQL of every target of
@@ -55,13 +59,13 @@ func dashboardExprs(t *testing.T) map[string][]string {
 	return out
 }
 
-// The dashboard queries only metrics the monitor exports, and (with
+// The dashboard queries only metrics the monitor and runtime/prom export, and (with
 // promtool) parses as PromQL.
 func TestGrafanaDashboard(t *testing.T) {
 	t.Parallel()
 	exprs := dashboardExprs(t)
 	for _, want := range []string{"Task events by state", "Runtime quantiles", "Queue wait quantiles (received → started)",
-		"Workers online", "Queue depth", "Leader per schedule", "Fire lateness"} {
+		"Workers online", "Queue depth", "Leader per schedule", "Fire lateness", "Worker tasks by state", "Worker active and held"} {
 		require.Contains(t, exprs, want)
 	}
 
@@ -70,6 +74,11 @@ func TestGrafanaDashboard(t *testing.T) {
 	descs := make(chan *prometheus.Desc, 100)
 	NewState(StateOptions{}).Describe(descs)
 	beatCollector{}.Describe(descs)
+	// The worker processes' own metrics (runtime/prom, -metrics-addr).
+	app, err := runtime.New(runtime.Config{Broker: "memory://"})
+	require.NoError(t, err)
+	defer app.Close()
+	prom.Instrument(app, prom.WithRegisterer(nil)).Describe(descs)
 	close(descs)
 	fq := regexp.MustCompile(`fqName: "([^"]+)"`)
 	for d := range descs {
@@ -86,13 +95,15 @@ func TestGrafanaDashboard(t *testing.T) {
 						base = b
 					}
 				}
-				require.True(t, families[base], "panel %q queries %s, which the monitor does not export", title, n)
+				require.True(t, families[base], "panel %q queries %s, which neither the monitor nor runtime/prom exports", title, n)
 				used[base] = true
 			}
 		}
 	}
 	for _, n := range []string{"taskgen_tasks_total", "taskgen_task_runtime_seconds", "taskgen_task_queue_wait_seconds", "taskgen_workers_online",
-		"taskgen_queue_depth", "taskgen_beat_leader", "taskgen_beat_fire_lateness_seconds"} {
+		"taskgen_queue_depth", "taskgen_beat_leader", "taskgen_beat_fire_lateness_seconds",
+		"taskgen_worker_tasks_total", "taskgen_worker_task_runtime_seconds", "taskgen_worker_tasks_active", "taskgen_worker_tasks_held",
+		"taskgen_worker_time_limits_total", "taskgen_worker_broker_reconnects_total"} {
 		require.True(t, used[n], "the dashboard does not use %s", n)
 	}
 
