@@ -29,13 +29,16 @@ type eventDispatcherOptions struct {
 	// when it is full new events are dropped and counted, never waited for.
 	QueueSize int
 	// BatchSize is the largest list of task events published as one
-	// "task.multi" message when several are waiting (default 24, Celery's
-	// flush threshold); 1 publishes each event on its own.
+	// "task.multi" message when several are waiting (default 128; Celery
+	// flushes at 24, and its receivers, Flower's included, read lists of
+	// any length); 1 publishes each event on its own. Each message costs
+	// the worker and the broker a write and a routing, so a busy worker
+	// spends less on events with longer lists.
 	BatchSize int
 	// BatchLinger is how long the sender waits for more task events when
 	// fewer than BatchSize are queued, so that a busy worker publishes
 	// full task.multi lists instead of one message per wake-up (default
-	// 1 ms; negative: publish what is queued at once). It is the most a
+	// 2 ms; negative: publish what is queued at once). It is the most a
 	// task event waits beyond its publish.
 	BatchLinger time.Duration
 	// PublishTimeout bounds one PublishEvent call (default 5 s).
@@ -143,10 +146,10 @@ func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eve
 		o.QueueSize = 8192
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 24
+		o.BatchSize = 128
 	}
 	if o.BatchLinger == 0 {
-		o.BatchLinger = time.Millisecond
+		o.BatchLinger = 2 * time.Millisecond
 	}
 	if o.PublishTimeout <= 0 {
 		o.PublishTimeout = 5 * time.Second

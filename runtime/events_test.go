@@ -335,7 +335,7 @@ func TestEventDispatcher_BatchesTaskEvents(t *testing.T) {
 		keys = append(keys, m.RoutingKey)
 	}
 	require.Equal(t, "worker.online", keys[0])
-	require.Equal(t, "task.multi", keys[1], "24 waiting task events go as one list")
+	require.Equal(t, "task.multi", keys[1], "30 waiting task events go as one list")
 	require.Equal(t, "worker.offline", keys[len(keys)-1])
 }
 
