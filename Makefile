@@ -72,6 +72,10 @@ bench: ## side-by-side benchmark: taskgen vs raw go-redis/amqp091, asynq, Celery
 bench-memory: ## worker RSS holding 10 000 ETA tasks and taskmon RSS following 100 000 tasks, on real brokers (~3 min); writes docs/MEMORY.md
 	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/memory -write ../docs/MEMORY.md
 
+.PHONY: bench-scale
+bench-scale: ## scale curves: worker processes, a 1M backlog, countdowns, 1 000 queues, payloads, result round trips, quorum/Sentinel (~15 min); writes docs/SCALE.md and docs/scale/*.png (-only SECTION: see there)
+	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/scale -write ../docs/SCALE.md
+
 .PHONY: bench-micro
 bench-micro: ## the packages' go test -bench micro-benchmarks (servers started as for make test)
 	bash scripts/testenv.sh run -- $(GO) test -run '^$$' -bench . -benchmem $(PKGS)
