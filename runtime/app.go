@@ -136,6 +136,13 @@ func New(cfg Config) (*App, error) {
 			a.broker.Close()
 			return nil, fmt.Errorf("taskgen: %w", err)
 		}
+		if bb, ok := a.backend.(driver.BrokerBinder); ok {
+			if err := bb.BindBroker(a.broker); err != nil {
+				a.backend.Close()
+				a.broker.Close()
+				return nil, fmt.Errorf("taskgen: backend %s: %w", driver.Redact(cfg.Backend), err)
+			}
+		}
 	}
 	return a, nil
 }
@@ -342,6 +349,17 @@ func (a *App) UseObserver(o Observer) {
 // queue (or, for a retry marked with deferKey, parks it in the broker
 // until its ETA).
 func (a *App) publishRaw(ctx context.Context, queue string, m *driver.Message) error {
+	if m.ReplyTo == "" {
+		if rb, ok := a.backend.(driver.ReplyBackend); ok {
+			// rpc://: the result comes back to this process's queue,
+			// declared before the task can finish.
+			q, err := rb.ReplyTo(ctx)
+			if err != nil {
+				return fmt.Errorf("taskgen: publish %s[%s]: result queue: %w", m.Headers.Task, m.Headers.ID, err)
+			}
+			m.ReplyTo = q
+		}
+	}
 	if !m.Headers.ETA.IsZero() {
 		if eta, ok := ctx.Value(deferKey{}).(time.Time); ok {
 			if dl, ok := a.broker.(driver.Delayer); ok {

@@ -23,6 +23,10 @@ type outcome struct {
 func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job) {
 	m, def, d := j.m, j.def, j.d
 	h := &m.Headers
+	if m.ReplyTo != "" {
+		// rpc:// sends every document of this task to the caller's queue.
+		taskCtx = driver.WithReply(taskCtx, driver.Reply{To: m.ReplyTo, CorrelationID: m.CorrelationID})
+	}
 	now := w.app.now()
 	if !h.Expires.IsZero() && now.After(h.Expires) {
 		w.revokedTask(taskCtx, m, "expired", "task expired, revoked")

@@ -415,9 +415,12 @@ type fanoutQueue struct {
 // warning.
 func (b *Broker) declareFanoutQueue(conn *amqp.Connection, slot **amqp.Channel, q *fanoutQueue) error {
 	ex := q.exchange
-	err := withChannel(conn, slot, func(ch *amqp.Channel) error {
-		return ch.ExchangeDeclare(ex.name, ex.kind, ex.durable, false, false, false, nil)
-	})
+	var err error
+	if ex.name != "" { // the default exchange ("": rpc:// results) exists and binds every queue by its name
+		err = withChannel(conn, slot, func(ch *amqp.Channel) error {
+			return ch.ExchangeDeclare(ex.name, ex.kind, ex.durable, false, false, false, nil)
+		})
+	}
 	if err != nil {
 		if !isPrecondition(err) {
 			return fmt.Errorf("amqp: declare exchange %q: %w", ex.name, err)
@@ -440,6 +443,9 @@ func (b *Broker) declareFanoutQueue(conn *amqp.Connection, slot **amqp.Channel, 
 		if err != nil {
 			return fmt.Errorf("amqp: declare queue %q: %w", q.name, err)
 		}
+	}
+	if ex.name == "" {
+		return nil
 	}
 	err = withChannel(conn, slot, func(ch *amqp.Channel) error {
 		return ch.QueueBind(q.name, q.key, ex.name, false, nil)
