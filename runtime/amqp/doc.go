@@ -10,8 +10,10 @@
 //	})
 //
 // It speaks Celery's topology and message format, so Go and Python (Celery
-// 5.x) producers and workers share queues. Results do not travel through this
-// package: use a result backend (redis://, memory://).
+// 5.x) producers and workers share queues. Results travel through this
+// package only with the rpc:// result backend ([RPCBackend], Celery's RPC
+// backend: replies to the caller's queue, not persisted); otherwise use a
+// result backend that stores them (redis://).
 //
 // # Setting up RabbitMQ
 //
