@@ -662,6 +662,8 @@ func (d *delivery) Reject(reason string) error {
 	}
 	p.Headers[HeaderDeadLetterReason] = reason
 	p.Headers[HeaderDeadLetterQueue] = d.queue
+	p.Headers[HeaderDeadLetterTime] = time.Now().UTC().Format(time.RFC3339Nano)
+	p.Headers[HeaderDeadLetterHost] = g.c.b.topts.Hostname
 	p.DeliveryMode = amqp.Persistent
 	ctx, cancel := context.WithTimeout(context.Background(), g.c.b.topts.ConnectTimeout)
 	defer cancel()

@@ -47,12 +47,6 @@ type QueueInspector interface {
 	QueueLength(ctx context.Context, queue string) (int64, error)
 }
 
-// DeadLetter describes a message set aside because it could not be processed.
-type DeadLetter struct {
-	Reason string
-	Queue  string
-}
-
 // Delivery is one message handed to a worker by a transport.
 type Delivery interface {
 	// Message is the decoded message. Transports that cannot decode the

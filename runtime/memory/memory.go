@@ -64,6 +64,7 @@ type DeadLetter struct {
 	Queue   string
 	Reason  string
 	Message *driver.Message
+	Time    time.Time // when it was set aside
 }
 
 // Broker is an in-process message broker with at-least-once semantics:
@@ -279,7 +280,7 @@ func (d *delivery) Ack() error { return d.settle(nil) }
 
 func (d *delivery) Reject(reason string) error {
 	return d.settle(func() {
-		d.b.dead = append(d.b.dead, DeadLetter{Queue: d.queue, Reason: reason, Message: d.m})
+		d.b.dead = append(d.b.dead, DeadLetter{Queue: d.queue, Reason: reason, Message: d.m, Time: time.Now()})
 	})
 }
 
