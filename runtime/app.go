@@ -303,7 +303,12 @@ func (a *App) send(ctx context.Context, def *codegen.TaskDef, co *callOptions, a
 	if err != nil {
 		return "", err
 	}
+	unlock, err := a.lockUnique(ctx, def, co, m)
+	if err != nil {
+		return "", err
+	}
 	if err := a.publish(ctx, a.queueFor(def, co), m); err != nil {
+		unlock()
 		return "", err
 	}
 	return m.Headers.ID, nil

@@ -224,4 +224,5 @@ func (w *Worker) deadLetter(d driver.Delivery, m *driver.Message, reason string)
 	}
 	w.deadLettered.Add(1)
 	w.log.Error("message dead-lettered", attrs...)
+	w.releaseUnique(context.Background(), m)
 }

@@ -172,6 +172,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 		if wf != nil {
 			w.afterSuccess(ctx, m, wf, out.value)
 		}
+		w.releaseUnique(ctx, m) // before the result: once Get returns, a new call is accepted
 		if !def.IgnoreResult && !h.IgnoreResult {
 			w.store(ctx, &driver.ResultDoc{Status: StateSuccess, Result: out.value, TaskID: h.ID, DateDone: w.app.now(), ParentID: h.ParentID, GroupID: h.Group})
 		}
@@ -211,6 +212,7 @@ func (w *Worker) settle(ctx context.Context, m *driver.Message, def *codegen.Tas
 	if hk := w.app.cfg.Hooks; hk != nil && hk.Failure != nil {
 		hk.Failure(ctx, info, err)
 	}
+	w.releaseUnique(ctx, m)
 	w.storeFailure(ctx, m, def, exc, tb)
 	if wf != nil {
 		w.chordPart(ctx, m, wf, StateFailure, exc)
@@ -280,6 +282,7 @@ func (w *Worker) revokedTask(ctx context.Context, m *driver.Message, why, logMsg
 	w.revoked.Add(1)
 	w.obs.TaskRevoked(m, why == "expired", why == "terminated")
 	w.log.Info(logMsg, "task", h.Task, "id", h.ID)
+	w.releaseUnique(ctx, m)
 	w.store(ctx, &driver.ResultDoc{Status: StateRevoked, TaskID: h.ID, DateDone: w.app.now(), ParentID: h.ParentID,
 		Result: &driver.ExceptionInfo{Type: "TaskRevokedError", Message: []any{why}, Module: "celery.exceptions"}})
 }

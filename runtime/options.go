@@ -25,6 +25,9 @@ type callOptions struct {
 	headers   map[string]any
 	parentID  string
 	rootID    string
+	// unique: runtime.Unique's key and ttl.
+	uniqueKey string
+	uniqueTTL time.Duration
 }
 
 type optionFunc struct {

@@ -34,6 +34,10 @@ type TaskDef struct {
 	// Priority is the default message priority when HasPriority is set.
 	Priority    uint8
 	HasPriority bool
+	// Unique, when positive, makes a call fail with runtime.ErrDuplicate
+	// while a call with the same arguments is pending or running, for at
+	// most this long (//task:unique).
+	Unique time.Duration
 	// ArgNames are the keyword names of the parameters, which the argument
 	// struct's ArgNames method returns.
 	ArgNames ArgNames
