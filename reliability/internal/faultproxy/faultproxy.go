@@ -1,7 +1,9 @@
 // Package faultproxy is a TCP proxy on loopback for fault injection between
 // a client and a server: it can stall (stop forwarding bytes in both
 // directions while keeping the connections open, as a partitioned network
-// or a hung peer does), cut every open connection (RST), and refuse new ones.
+// or a hung peer does), black-hole them (a stall that also holds each
+// side's close, so neither end learns that the other closed: a network
+// partition), cut every open connection (RST), and refuse new ones.
 package faultproxy
 
 import (
@@ -20,6 +22,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	cond    *sync.Cond
 	stalled bool
+	holed   bool // Blackhole: closes are held too
 	refuse  bool
 	conns   map[net.Conn]struct{}
 	closed  bool
@@ -60,6 +63,21 @@ func (p *Proxy) Stall(on bool) {
 	p.cond.Broadcast()
 }
 
+// Blackhole starts (true) or heals (false) a partition between the clients
+// and the target: like Stall, no byte is forwarded either way, on current
+// and new connections (a new connection's handshake hangs, as a SYN to an
+// unreachable host does); in addition a close or reset by one end is not
+// passed to the other until the partition heals, so each end learns of the
+// partition only from its own timeouts. On heal, the bytes and closes held
+// are delivered, as TCP retransmission would once the network is back.
+func (p *Proxy) Blackhole(on bool) {
+	p.mu.Lock()
+	p.stalled = on
+	p.holed = on
+	p.mu.Unlock()
+	p.cond.Broadcast()
+}
+
 // Refuse makes the proxy close new connections at once (true), as a server
 // that is down, or accept them again (false).
 func (p *Proxy) Refuse(on bool) {
@@ -91,6 +109,7 @@ func (p *Proxy) Close() error {
 	p.mu.Lock()
 	p.closed = true
 	p.stalled = false
+	p.holed = false
 	p.mu.Unlock()
 	err := p.ln.Close()
 	p.Cut()
@@ -179,6 +198,11 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 		}
 		if err != nil {
+			p.mu.Lock()
+			for p.holed && !p.closed && p.isOpen(src) {
+				p.cond.Wait()
+			}
+			p.mu.Unlock()
 			if !errors.Is(err, io.EOF) {
 				return
 			}
