@@ -70,6 +70,15 @@ func workerChild() {
 			srv.Shutdown()
 			return nil
 		}
+	case "raw-redis", "raw-amqp":
+		mk := rawRedisWorker
+		if *flagSystem == "raw-amqp" {
+			mk = rawAMQPWorker
+		}
+		var err error
+		if run, err = mk(ctx, *flagBroker, queues[0], *flagConc); err != nil {
+			fatalChild(err)
+		}
 	default:
 		fatalChild(fmt.Errorf("unknown -system %q", *flagSystem))
 	}

@@ -62,9 +62,9 @@ type section struct {
 func sections() []section {
 	return []section{
 		{"procs", "Drain rate with 1, 2 and 4 worker processes", secProcs},
-		{"backlog", "A backlog of 1 000 000 tasks on Redis", secBacklog},
-		{"countdown", "100 000 countdowns spread over 60 s", secCountdown},
-		{"queues", "1 000 queues consumed by one worker", secQueues},
+		{"backlog", fmt.Sprintf("A backlog of %d tasks on Redis", *flagBack), secBacklog},
+		{"countdown", fmt.Sprintf("%d countdowns spread over %s", *flagETA, *flagSpan), secCountdown},
+		{"queues", fmt.Sprintf("%d queues consumed by one worker", *flagNQ), secQueues},
 		{"payload", "Payloads of 100 B, 10 KiB and 1 MiB", secPayload},
 		{"result", "Result round trip with 64 callers", secResult},
 		{"ha", "Quorum vs classic queues, Sentinel vs single Redis", secHA},

@@ -112,3 +112,45 @@ func fmtRate(v float64) string {
 		return fmt.Sprintf("%.0f", v)
 	}
 }
+
+// plotDots draws each series as points over nominal categories (s.y[i] in
+// category i), joined by a thin line, on a log y scale when logY: for
+// latencies spanning orders of magnitude, where bars cannot start at 0.
+func plotDots(file, title, ylabel string, cats []string, ss []series, logY bool) error {
+	p := plot.New()
+	p.Title.Text = title
+	p.Y.Label.Text = ylabel
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.Legend.XOffs = vg.Points(8)
+	p.Add(plotter.NewGrid())
+	if logY {
+		p.Y.Scale = plot.LogScale{}
+		p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
+	}
+	for i, s := range ss {
+		pts := plotter.XYs{}
+		for j := range cats {
+			if j < len(s.y) && !math.IsNaN(s.y[j]) && (!logY || s.y[j] > 0) {
+				pts = append(pts, plotter.XY{X: float64(j), Y: s.y[j]})
+			}
+		}
+		l, sc, err := plotter.NewLinePoints(pts)
+		if err != nil {
+			return err
+		}
+		l.Color, l.Dashes, l.Width = plotutil.Color(i), plotutil.Dashes(i), vg.Points(0.8)
+		sc.Color, sc.Shape, sc.Radius = plotutil.Color(i), plotutil.Shape(i), vg.Points(4)
+		p.Add(l, sc)
+		p.Legend.Add(s.name, l, sc)
+	}
+	p.NominalX(cats...)
+	p.X.Min, p.X.Max = -0.5, float64(len(cats))-0.5
+	if logY {
+		p.Y.Max *= 4
+	} else {
+		p.Y.Min = 0
+		p.Y.Max *= 1.35
+	}
+	return p.Save(7*vg.Inch, 4.5*vg.Inch, file)
+}

@@ -18,7 +18,8 @@ type drainSys struct {
 	clean func()
 }
 
-// drainSystems are taskgen on both brokers and asynq, each on its own queue.
+// drainSystems are taskgen on both brokers, asynq and the raw loops, each
+// on its own queue.
 func drainSystems(ctx context.Context, e *env, conc int) ([]drainSys, func(), error) {
 	qR := fmt.Sprintf("scale.procs.%d", os.Getpid())
 	tgR, err := newTG(e.redisURL(dbProcs), qR)
@@ -33,11 +34,16 @@ func drainSystems(ctx context.Context, e *env, conc int) ([]drainSys, func(), er
 	ac := asynq.NewClient(aopt)
 	flushDB(ctx, e.redisAddr, dbProcs)
 	flushDB(ctx, e.redisAddr, dbProcsA)
+	flushDB(ctx, e.redisAddr, dbProcsRaw)
 	ss := []drainSys{
 		{name: "taskgen Redis", spec: workerSpec{system: "taskgen", broker: e.redisURL(dbProcs), queues: []string{qR}, conc: conc},
 			fill: func(n int) error { _, err := tgR.fill(ctx, n, 64, tsArg); return err }},
 		{name: "asynq Redis", spec: workerSpec{system: "asynq", broker: e.redisURL(dbProcsA), queues: []string{"scaleprocs"}, conc: conc},
 			fill: func(n int) error { _, err := asynqFill(ctx, ac, "scaleprocs", n, 64, tsArg); return err }},
+		{name: "raw BLMOVE+LREM Redis", spec: workerSpec{system: "raw-redis", broker: e.redisURL(dbProcsRaw), queues: []string{"scale.raw"}, conc: conc},
+			fill: func(n int) error { return rawRedisFill(ctx, e.redisURL(dbProcsRaw), "scale.raw", n) }},
+		{name: "raw consume+ack RabbitMQ", spec: workerSpec{system: "raw-amqp", broker: e.amqpURL, queues: []string{qR + ".raw"}, conc: conc},
+			fill: func(n int) error { return rawAMQPFill(ctx, e.amqpURL, qR+".raw", n) }},
 		{name: "taskgen RabbitMQ", spec: workerSpec{system: "taskgen", broker: e.amqpURL, queues: []string{qR}, conc: conc},
 			fill: func(n int) error { _, err := tgA.fill(ctx, n, 64, tsArg); return err }},
 	}
@@ -47,7 +53,8 @@ func drainSystems(ctx context.Context, e *env, conc int) ([]drainSys, func(), er
 		ac.Close()
 		flushDB(ctx, e.redisAddr, dbProcs)
 		flushDB(ctx, e.redisAddr, dbProcsA)
-		deleteAMQPQueues(e.amqpURL, qR)
+		flushDB(ctx, e.redisAddr, dbProcsRaw)
+		deleteAMQPQueues(e.amqpURL, qR, qR+".raw")
 	}, nil
 }
 
@@ -76,8 +83,9 @@ func secProcs(ctx context.Context, e *env, r *report) error {
 	}
 	r.printf("\n%d no-op tasks queued first (64 producers), then drained by k worker processes of concurrency 8 each "+
 		"(tasks/s from the first task run to the last; median of %d runs, range in brackets). "+
+		"The raw rows are minimal go-redis and amqp091 consumers in the same child processes (%d-byte messages; the Redis one is reliable: BLMOVE to a processing list, LREM after the task). "+
 		"The processes share the machine's cores with the broker, so the curve shows where the broker or the cores stop the scaling, not a per-process speed-up.\n\n",
-		*flagN, *flagRuns)
+		*flagN, *flagRuns, rawSize)
 	r.printf("| system | 1 process | 2 processes | 4 processes | 4 vs 1 |\n|---|---|---|---|---|\n")
 	var plots []series
 	for _, s := range ss {

@@ -33,6 +33,7 @@ const (
 	dbPayloadA  = 9
 	dbResult    = 10
 	dbResultB   = 11
+	dbProcsRaw  = 12
 )
 
 // produce calls send(i) for i in [0, n) from p goroutines and returns the
