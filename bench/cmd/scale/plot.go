@@ -25,6 +25,7 @@ func plotLines(file, title, xlabel, ylabel string, ss []series, logX, logY bool)
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Legend.XOffs = vg.Points(8)
+	p.Legend.YOffs = -vg.Points(8)
 	p.Add(plotter.NewGrid())
 	if logX {
 		p.X.Scale = plot.LogScale{}
@@ -114,7 +115,7 @@ func fmtRate(v float64) string {
 }
 
 // plotDots draws each series as points over nominal categories (s.y[i] in
-// category i), joined by a thin line, on a log y scale when logY: for
+// category i), on a log y scale when logY: for
 // latencies spanning orders of magnitude, where bars cannot start at 0.
 func plotDots(file, title, ylabel string, cats []string, ss []series, logY bool) error {
 	p := plot.New()
@@ -123,6 +124,7 @@ func plotDots(file, title, ylabel string, cats []string, ss []series, logY bool)
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.Legend.XOffs = vg.Points(8)
+	p.Legend.YOffs = -vg.Points(8)
 	p.Add(plotter.NewGrid())
 	if logY {
 		p.Y.Scale = plot.LogScale{}
@@ -135,14 +137,13 @@ func plotDots(file, title, ylabel string, cats []string, ss []series, logY bool)
 				pts = append(pts, plotter.XY{X: float64(j), Y: s.y[j]})
 			}
 		}
-		l, sc, err := plotter.NewLinePoints(pts)
+		sc, err := plotter.NewScatter(pts)
 		if err != nil {
 			return err
 		}
-		l.Color, l.Dashes, l.Width = plotutil.Color(i), plotutil.Dashes(i), vg.Points(0.8)
-		sc.Color, sc.Shape, sc.Radius = plotutil.Color(i), plotutil.Shape(i), vg.Points(4)
-		p.Add(l, sc)
-		p.Legend.Add(s.name, l, sc)
+		sc.Color, sc.Shape, sc.Radius = plotutil.Color(i), plotutil.Shape(i), vg.Points(5)
+		p.Add(sc)
+		p.Legend.Add(s.name, sc)
 	}
 	p.NominalX(cats...)
 	p.X.Min, p.X.Max = -0.5, float64(len(cats))-0.5
