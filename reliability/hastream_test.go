@@ -7,6 +7,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"sort"
 	"sync"
@@ -147,8 +148,9 @@ func (tl *tailer) waitAll(ids []string, within, quiet time.Duration) (lost []str
 
 // confirmation is one Delay that returned nil.
 type confirmation struct {
-	id string
-	at time.Time
+	id    string
+	start time.Time // Delay called
+	at    time.Time // Delay returned nil
 }
 
 // haStream is the failover tests' producer: goroutines of one app publish
@@ -181,12 +183,13 @@ func runHAStream(ctx context.Context, app *runtime.App, queue string, goroutines
 				}
 				id := fmt.Sprintf("h%s-%d-%d", prefix, g, i)
 				cctx, cancel := context.WithTimeout(ctx, perCall)
+				began := time.Now()
 				_, err := stub.Delay(cctx, id, 0)
 				cancel()
 				at := time.Now()
 				s.mu.Lock()
 				if err == nil {
-					s.confirmed = append(s.confirmed, confirmation{id, at})
+					s.confirmed = append(s.confirmed, confirmation{id, began, at})
 				} else {
 					s.failed = append(s.failed, id)
 					if s.texts[err.Error()]++; s.texts[err.Error()] == 1 {
@@ -209,20 +212,17 @@ func runHAStream(ctx context.Context, app *runtime.App, queue string, goroutines
 	return s
 }
 
-// confirmedAfter returns the confirmations later than at, in order.
+// confirmedAfter returns the confirmations of Delays called after at.
 func (s *haStream) confirmedAfter(at time.Time) []confirmation {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	// Appends happen under the lock just after time.Now(): the slice is in
-	// confirmation order but for goroutines racing to the lock; search
-	// the sorted part and scan back a little.
+	// The slice is in confirmation order, and a Delay is called before it
+	// is confirmed: search for the first confirmation after at, then keep
+	// those whose call came after at.
 	i := sort.Search(len(s.confirmed), func(i int) bool { return s.confirmed[i].at.After(at) })
-	for i > 0 && s.confirmed[i-1].at.After(at) {
-		i--
-	}
 	var out []confirmation
 	for _, c := range s.confirmed[max(0, i-64):] {
-		if c.at.After(at) {
+		if c.start.After(at) {
 			out = append(out, c)
 		}
 	}
@@ -238,8 +238,8 @@ func (s *haStream) ids() (confirmed, failed []string) {
 	return confirmed, append([]string(nil), s.failed...)
 }
 
-// firstConfirmAt returns when the first confirmation after the time at
-// came.
+// firstConfirmAfter returns when the first Delay called after at was
+// confirmed.
 func (s *haStream) firstConfirmAfter(at time.Time) (time.Time, bool) {
 	cs := s.confirmedAfter(at)
 	if len(cs) == 0 {
@@ -256,13 +256,13 @@ func (s *haStream) firstConfirmAfter(at time.Time) (time.Time, bool) {
 
 // resumed is what awaitResume measured after a fault at some instant.
 type resumed struct {
-	confirm time.Duration // fault → first confirmed Delay
-	run     time.Duration // fault → first run of a task confirmed after the fault
+	confirm time.Duration // fault → first confirmation of a Delay called after it
+	run     time.Duration // fault → first run of a task whose Delay was called after it
 }
 
-// awaitResume waits (up to within) until a Delay is confirmed after the
-// fault at "at" and a task confirmed after it has run, and returns the
-// delays; ok is false if that did not happen in time.
+// awaitResume waits (up to within) until a Delay called after the fault
+// at "at" is confirmed and such a task has run, and returns the delays; ok
+// is false if that did not happen in time.
 func awaitResume(s *haStream, tl *tailer, at time.Time, within time.Duration) (r resumed, ok bool) {
 	deadline := time.Now().Add(within)
 	for time.Now().Before(deadline) {
@@ -298,3 +298,84 @@ func (s *haStream) waitConfirmed(n int64, within time.Duration) bool {
 }
 
 func ms(d time.Duration) int64 { return d.Milliseconds() }
+
+// lagProxy forwards connections to target, delaying the bytes of each
+// direction by lag; when either side ends, the bytes still held are
+// dropped (a host that dies takes what is in flight from it with it). It
+// stops at the end of the test.
+func lagProxy(t *testing.T, target string, lag time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("lag proxy: %v", err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			mu.Lock()
+			conns = append(conns, c, s)
+			mu.Unlock()
+			go lagCopy(c, s, lag)
+			go lagCopy(s, c, lag)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// lagCopy copies src to dst, each chunk lag after it was read, until either
+// side fails; then it closes both, dropping what it still holds.
+func lagCopy(dst, src net.Conn, lag time.Duration) {
+	type chunk struct {
+		b  []byte
+		at time.Time
+	}
+	ch := make(chan chunk, 1<<14)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			buf := make([]byte, 32<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				ch <- chunk{buf[:n], time.Now().Add(lag)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	defer dst.Close()
+	defer src.Close()
+	for {
+		select {
+		case c := <-ch:
+			select {
+			case <-time.After(time.Until(c.at)):
+			case <-done:
+				return
+			}
+			if _, err := dst.Write(c.b); err != nil {
+				return
+			}
+		case <-done:
+			return
+		}
+	}
+}
