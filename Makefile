@@ -94,5 +94,5 @@ taskmon: ## run the monitor: make taskmon BROKER=redis://… [BACKEND=…]
 	$(GO) run ./cmd/taskmon -broker $(BROKER) $(if $(BACKEND),-backend $(BACKEND))
 
 .PHONY: reliability
-reliability: ## the reliability and security suite (docs/RELIABILITY.md) against throw-away Redis and RabbitMQ (~6 min; the high-availability part starts a 3-node RabbitMQ cluster and Redis Sentinel deployments of its own)
+reliability: ## the reliability and security suite (docs/RELIABILITY.md) against throw-away Redis and RabbitMQ (~7 min; the high-availability part starts a 3-node RabbitMQ cluster and Redis Sentinel deployments of its own)
 	bash scripts/testenv.sh run -- $(GO) test -tags reliability -count=1 -timeout 15m ./reliability/
