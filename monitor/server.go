@@ -55,6 +55,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /api/series", m.apiSeries)
 	mux.HandleFunc("GET /api/summary", m.apiSummary)
 	mux.HandleFunc("GET /api/beat", m.apiBeat)
+	m.deadLetterRoutes(mux) // deadletters.go
 	mux.HandleFunc("GET /api/broker", m.apiBroker)
 
 	var h http.Handler = mux
