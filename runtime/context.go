@@ -35,6 +35,11 @@ type TaskInfo struct {
 	runCtx  context.Context // the context the task's function ran with (middleware values)
 	mu      sync.Mutex      // guards settled: a task past its hard time limit may still be registering
 	settled []func(State, error)
+	// Progress and UpdateState (progress.go): the app storing them, and
+	// finished (set under stateMu when the function returned).
+	app      *App
+	stateMu  sync.Mutex
+	finished bool
 }
 
 // OnSettled registers f to be called once the worker has decided what

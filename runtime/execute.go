@@ -56,12 +56,13 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	}
 	info := &TaskInfo{ID: h.ID, Name: h.Task, Retries: h.Retries, ETA: h.ETA, Expires: h.Expires, RootID: h.RootID,
 		ParentID: h.ParentID, GroupID: h.Group, Queue: queueOf(m, def, w.app), Hostname: w.opts.Hostname,
-		Headers: h.Extra, Redelivered: m.Redelivered, def: def, args: args}
+		Headers: h.Extra, Redelivered: m.Redelivered, def: def, args: args, app: w.app}
 
 	w.active.Add(1)
 	w.obs.TaskStarted(m)
 	start := time.Now()
 	out, abandoned := w.run(taskCtx, abandon, def, m, args, info, start)
+	info.finish() // no Progress/UpdateState after this: the final document comes last
 	runtime := time.Since(start)
 	w.active.Add(-1)
 	if n := w.perTask[def.Name]; n != nil {
