@@ -46,6 +46,7 @@ type Options struct {
 	SoftTimeLimit     time.Duration // "soft_time_limit": 0 = none; less than TimeLimit when both are set
 	RateLimit         RateLimit     // "rate_limit": zero = none
 	Expires           time.Duration // "expires": 0 = never
+	Unique            time.Duration // "unique": how long a call locks out calls with the same arguments; 0 = not unique
 	AcksLate          bool          // "acks_late"
 	IgnoreResult      bool          // "ignore_result"
 	Priority          int           // "priority": 0..255, meaningful when HasPriority

@@ -79,6 +79,7 @@
 //	soft_time_limit      soft limit, below time_limit     default none
 //	rate_limit           N/s, N/m or N/h per worker       default none
 //	expires              discard if not started within    default never
+//	unique               refuse duplicate calls for       default not unique
 //	acks_late            acknowledge after the run        default false
 //	ignore_result        store no result                  default false
 //	priority             0..255                           default broker's

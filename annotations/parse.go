@@ -267,8 +267,25 @@ func init() {
 		"time_limit":          durationSetter("time_limit", func(o *Options) *time.Duration { return &o.TimeLimit }),
 		"soft_time_limit":     durationSetter("soft_time_limit", func(o *Options) *time.Duration { return &o.SoftTimeLimit }),
 		"expires":             durationSetter("expires", func(o *Options) *time.Duration { return &o.Expires }),
-		"acks_late":           boolSetter("acks_late", func(o *Options) *bool { return &o.AcksLate }),
-		"ignore_result":       boolSetter("ignore_result", func(o *Options) *bool { return &o.IgnoreResult }),
+		"unique": func(p *parser, o *Options, d *directive) {
+			v, pos, ok := p.required(d)
+			if !ok {
+				return
+			}
+			dur, err := parseDuration(v)
+			switch {
+			case errors.Is(err, strconv.ErrRange):
+				p.errorf(pos, "unique: %q is too large", v)
+			case err != nil:
+				p.errorf(pos, "unique: %q is not a duration (such as 90s, 10m or 1h30m) or a whole number of seconds%s", v, floatHint(v))
+			case dur <= 0:
+				p.errorf(pos, "unique: %q locks nothing; give how long a call stays unique at most, such as 10m", v)
+			default:
+				o.Unique = dur
+			}
+		},
+		"acks_late":     boolSetter("acks_late", func(o *Options) *bool { return &o.AcksLate }),
+		"ignore_result": boolSetter("ignore_result", func(o *Options) *bool { return &o.IgnoreResult }),
 		"max_retries": func(p *parser, o *Options, d *directive) {
 			v, pos, ok := p.required(d)
 			if !ok {

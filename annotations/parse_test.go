@@ -136,6 +136,8 @@ func TestParse_Options(t *testing.T) {
 		{"rate_limit bare", []string{"//task:rate_limit 7"}, func(o *annotations.Options) { o.RateLimit = annotations.RateLimit{N: 7, Per: time.Second} }},
 		{"expires", []string{"//task:expires 1h"}, func(o *annotations.Options) { o.Expires = time.Hour }},
 		{"expires seconds", []string{"//task:expires 3600"}, func(o *annotations.Options) { o.Expires = time.Hour }},
+		{"unique", []string{"//task:unique 10m"}, func(o *annotations.Options) { o.Unique = 10 * time.Minute }},
+		{"unique seconds", []string{"//task:unique 90"}, func(o *annotations.Options) { o.Unique = 90 * time.Second }},
 		{"acks_late bare", []string{"//task:acks_late"}, func(o *annotations.Options) { o.AcksLate = true }},
 		{"acks_late true", []string{"//task:acks_late true"}, func(o *annotations.Options) { o.AcksLate = true }},
 		{"acks_late false", []string{"//task:acks_late false"}, func(o *annotations.Options) {}},
@@ -204,7 +206,7 @@ func TestParse_Errors(t *testing.T) {
 		{"unknown hyphen", []string{"//task:retry-backoff"}, []string{`x.go:3:8: unknown option "retry-backoff" (did you mean retry_backoff?)`}},
 		{"unknown prefix", []string{"//task:autoretry *E"}, []string{`x.go:3:8: unknown option "autoretry" (did you mean autoretry_for?)`}},
 		{"unknown part", []string{"//task:retries 5"}, []string{`x.go:3:8: unknown option "retries" (did you mean max_retries?)`}},
-		{"unknown far", []string{"//task:frobnicate"}, []string{`x.go:3:8: unknown option "frobnicate" (valid options: name, queue, autoretry_for, dont_autoretry_for, retry_backoff, retry_backoff_max, retry_jitter, max_retries, default_retry_delay, time_limit, soft_time_limit, rate_limit, expires, acks_late, ignore_result, priority, schedule)`}},
+		{"unknown far", []string{"//task:frobnicate"}, []string{`x.go:3:8: unknown option "frobnicate" (valid options: name, queue, autoretry_for, dont_autoretry_for, retry_backoff, retry_backoff_max, retry_jitter, max_retries, default_retry_delay, time_limit, soft_time_limit, rate_limit, expires, unique, acks_late, ignore_result, priority, schedule)`}},
 		{"unknown with equals", []string{"//task:queue=emails"}, []string{`x.go:3:8: unknown option "queue=emails" (write //task:queue emails)`}},
 		{"celery bind", []string{"//task:bind"}, []string{`x.go:3:8: unknown option "bind" (a Go task reads its request with runtime.TaskFromContext(ctx))`}},
 		{"celery serializer", []string{"//task:serializer json"}, []string{`x.go:3:8: unknown option "serializer" (the serializer is set for the app, in runtime.Config)`}},
@@ -270,6 +272,11 @@ func TestParse_Errors(t *testing.T) {
 		{"soft_time_limit negative", []string{"//task:soft_time_limit -1m"}, []string{`x.go:3:24: soft_time_limit: "-1m" is negative`}},
 		{"expires negative", []string{"//task:expires -1h"}, []string{`x.go:3:16: expires: "-1h" is negative`}},
 		{"expires missing", []string{"//task:expires"}, []string{`x.go:3:1: expires: missing value (syntax: //task:expires DURATION)`}},
+		{"unique zero", []string{"//task:unique 0s"}, []string{`x.go:3:15: unique: "0s" locks nothing; give how long a call stays unique at most, such as 10m`}},
+		{"unique negative", []string{"//task:unique -1m"}, []string{`x.go:3:15: unique: "-1m" locks nothing; give how long a call stays unique at most, such as 10m`}},
+		{"unique not a duration", []string{"//task:unique soon"}, []string{`x.go:3:15: unique: "soon" is not a duration (such as 90s, 10m or 1h30m) or a whole number of seconds`}},
+		{"unique missing", []string{"//task:unique"}, []string{`x.go:3:1: unique: missing value (syntax: //task:unique DURATION)`}},
+		{"unique misspelt", []string{"//task:uniqe 10m"}, []string{`x.go:3:8: unknown option "uniqe" (did you mean unique?)`}},
 
 		// Booleans.
 		{"retry_jitter yes", []string{"//task:retry_jitter yes"}, []string{`x.go:3:21: retry_jitter: "yes" is not true or false`}},
@@ -418,6 +425,6 @@ func TestVocabulary(t *testing.T) {
 	require.Equal(t, []string{
 		"name", "queue", "autoretry_for", "dont_autoretry_for", "retry_backoff", "retry_backoff_max",
 		"retry_jitter", "max_retries", "default_retry_delay", "time_limit", "soft_time_limit",
-		"rate_limit", "expires", "acks_late", "ignore_result", "priority", "schedule",
+		"rate_limit", "expires", "unique", "acks_late", "ignore_result", "priority", "schedule",
 	}, names)
 }

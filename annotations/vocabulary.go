@@ -107,6 +107,16 @@ var Vocabulary = []OptionDoc{
 			"Sent in the message's expires header; runtime.Expires(t) overrides it for one call.",
 	},
 	{
+		Name:    "unique",
+		Syntax:  "//task:unique DURATION",
+		Default: "not unique",
+		Doc: "While a call is pending or running, a second Delay with the same arguments returns an error matching " +
+			"runtime.ErrDuplicate (a *runtime.DuplicateError with the first call's id) instead of enqueuing. The lock, keyed by " +
+			"the task name and the encoded arguments, is released when the task ends (success, failure after its last retry, " +
+			"revoke, dead letter; not on a retry) or when DURATION passes. Needs a result backend that holds locks (redis://, " +
+			"memory://); runtime.Unique(key, ttl) sets the key and time for one call.",
+	},
+	{
 		Name:    "acks_late",
 		Syntax:  "//task:acks_late [true|false]",
 		Default: "false",

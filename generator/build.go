@@ -111,7 +111,7 @@ func (c *pkgChecker) buildModel(p *packages.Package, output string) *model.Packa
 // usesTime reports whether the TaskDef of options o mentions package time.
 func usesTime(o annotations.Options) bool {
 	return o.RetryBackoff != 0 || o.RetryBackoffMax != 0 || o.DefaultRetryDelay != 0 ||
-		o.TimeLimit != 0 || o.SoftTimeLimit != 0 || o.Expires != 0 || !o.RateLimit.IsZero()
+		o.TimeLimit != 0 || o.SoftTimeLimit != 0 || o.Expires != 0 || o.Unique != 0 || !o.RateLimit.IsZero()
 }
 
 type modelBuilder struct {
@@ -258,6 +258,7 @@ func options(o annotations.Options) model.Options {
 		SoftTimeLimit: o.SoftTimeLimit,
 		RateLimit:     model.RateLimit{N: o.RateLimit.N, Per: o.RateLimit.Per},
 		Expires:       o.Expires,
+		Unique:        o.Unique,
 		AcksLate:      o.AcksLate,
 		IgnoreResult:  o.IgnoreResult,
 		Priority:      o.Priority,

@@ -371,6 +371,9 @@ func (e *emitter) def(t *model.Task) jen.Code {
 	if o.Expires != 0 {
 		field("Expires", e.duration(o.Expires))
 	}
+	if o.Unique != 0 {
+		field("Unique", e.duration(o.Unique))
+	}
 	if o.AcksLate {
 		field("AcksLate", jen.True())
 	}

@@ -213,6 +213,7 @@ type Options struct {
 	SoftTimeLimit time.Duration `json:",omitempty"` // soft_time_limit; 0 is none
 	RateLimit     RateLimit     `json:",omitzero"`  // rate_limit
 	Expires       time.Duration `json:",omitempty"` // expires; 0 is never
+	Unique        time.Duration `json:",omitempty"` // unique; 0 is not unique
 	AcksLate      bool          `json:",omitempty"` // acks_late
 	IgnoreResult  bool          `json:",omitempty"` // ignore_result
 	Priority      int           `json:",omitempty"` // priority, when HasPriority
