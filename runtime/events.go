@@ -74,6 +74,7 @@ type eventDispatcher struct {
 	swVer string
 
 	queue   chan event
+	full    chan struct{} // a quarter of queue is used: wakes a lingering sender
 	stop    chan struct{}
 	done    chan struct{}
 	hbStop  chan struct{}
@@ -162,7 +163,7 @@ func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eve
 	}
 	return &eventDispatcher{
 		tr: tr, opts: o, pid: os.Getpid(), swVer: softwareVersion(),
-		queue:   make(chan event, o.QueueSize),
+		queue: make(chan event, o.QueueSize), full: make(chan struct{}, 1),
 		headers: map[string]any{"hostname": o.Hostname},
 		stop:    make(chan struct{}), done: make(chan struct{}),
 		hbStop: make(chan struct{}), hbDone: make(chan struct{}),
@@ -247,6 +248,13 @@ func (d *eventDispatcher) enqueue(ev event) {
 	}
 	select {
 	case d.queue <- ev:
+		if len(d.queue) >= cap(d.queue)/4 {
+			// Cut the sender's BatchLinger short: it falls behind.
+			select {
+			case d.full <- struct{}{}:
+			default:
+			}
+		}
 	default:
 		d.dropped.Add(1)
 	}
@@ -359,11 +367,33 @@ func (d *eventDispatcher) send() {
 		linger.Stop()
 		defer linger.Stop()
 	}
+	// sleep waits BatchLinger, or until Close.
+	sleep := func() {
+		linger.Reset(d.opts.BatchLinger)
+		select {
+		case <-linger.C:
+		case <-d.full:
+			linger.Stop()
+		case <-d.stop:
+			linger.Stop()
+		}
+	}
+	// gathering: events were just published. When the queue is empty then,
+	// the sender sleeps one BatchLinger before it blocks on the queue: a
+	// busy worker's hooks then find it asleep on its timer and never wake
+	// it (a receiver blocked on the queue is woken by every send, which
+	// costs a thread wake-up when the other cores are idle).
+	gathering := false
 	for {
 		var ev event
 		select {
 		case ev = <-d.queue:
 		default:
+			if gathering && linger != nil {
+				gathering = false
+				sleep()
+				continue
+			}
 			select {
 			case ev = <-d.queue:
 			case <-d.stop:
@@ -374,6 +404,7 @@ func (d *eventDispatcher) send() {
 				continue
 			}
 		}
+		gathering = true
 		if !isTaskEvent(ev.typ) || d.opts.BatchSize <= 1 {
 			d.publishOne(ev)
 			continue
@@ -398,12 +429,7 @@ func (d *eventDispatcher) send() {
 					break fill
 				}
 				lingered = true
-				linger.Reset(d.opts.BatchLinger)
-				select {
-				case <-linger.C:
-				case <-d.stop:
-					linger.Stop()
-				}
+				sleep()
 			}
 		}
 		if len(batch) == 1 {
