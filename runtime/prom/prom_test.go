@@ -238,15 +238,19 @@ func TestMetrics_TaskLifecycleOnRedis(t *testing.T) {
 	// its limit (30 ms); the traced run's trace as an exemplar.
 	h := fs.get("taskgen_worker_task_runtime_seconds", "task", "images.resize").GetHistogram()
 	require.Equal(t, uint64(3), h.GetSampleCount())
-	var exemplar string
+	// Exemplar labels come from a map: compare them as one.
+	exemplars := 0
+	exemplar := map[string]string{}
 	for _, b := range h.Bucket {
 		if e := b.Exemplar; e != nil {
+			exemplars++
 			for _, l := range e.Label {
-				exemplar += l.GetName() + "=" + l.GetValue() + " "
+				exemplar[l.GetName()] = l.GetValue()
 			}
 		}
 	}
-	require.Equal(t, "trace_id="+trace+" span_id="+span+" ", exemplar)
+	require.Equal(t, 1, exemplars)
+	require.Equal(t, map[string]string{"trace_id": trace, "span_id": span}, exemplar)
 	require.Equal(t, uint64(3), fs.get("taskgen_worker_task_runtime_seconds", "task", "jobs.poll").GetHistogram().GetSampleCount())
 	hh := fs.get("taskgen_worker_task_runtime_seconds", "task", "jobs.hang").GetHistogram()
 	require.Equal(t, uint64(1), hh.GetSampleCount())
