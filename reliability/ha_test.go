@@ -297,7 +297,7 @@ func haRabbitPartition(t *testing.T, c *testenv.RabbitCluster, query string) {
 func haSentinel(t *testing.T, minReplicas int, lag time.Duration) {
 	cfg := testenv.SentinelConfig{}
 	if lag > 0 {
-		cfg.ReplicaLink = func(master string) string { return lagProxy(t, master, lag) }
+		cfg.ReplicaLink = func(master string) string { return testenv.LagProxy(t, master, lag) }
 	}
 	d := testenv.NewRedisSentinel(t, cfg)
 	q := "rel.ha." + randID()
