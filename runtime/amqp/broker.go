@@ -414,61 +414,67 @@ func withChannel(conn *amqp.Connection, slot **amqp.Channel, fn func(ch *amqp.Ch
 }
 
 // session returns the live publisher session, connecting when there is none.
-// It makes one connection attempt; concurrent callers share it.
+// It makes one connection attempt, in the background; concurrent callers
+// share it, and each waits for it no longer than its ctx allows (a server
+// that accepts TCP but never finishes the handshake would otherwise hold a
+// caller for the whole connect_timeout).
 func (b *Broker) session(ctx context.Context) (*session, error) {
-	for {
-		b.mu.Lock()
-		if b.closed {
-			b.mu.Unlock()
-			return nil, errClosed
-		}
-		if s := b.sess; s != nil && !s.dead() {
-			b.mu.Unlock()
-			return s, nil
-		}
-		if d := b.dialing; d != nil {
-			b.mu.Unlock()
-			select {
-			case <-d:
-				b.mu.Lock()
-				s, err := b.sess, b.dialErr
-				b.mu.Unlock()
-				if s == nil || s.dead() {
-					if err == nil {
-						err = errConnLost
-					}
-					return nil, err
-				}
-				return s, nil
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		d := make(chan struct{})
-		b.dialing = d
-		old := b.sess
+	b.mu.Lock()
+	if b.closed {
 		b.mu.Unlock()
-		if old != nil {
-			old.conn.Close()
-		}
-		s, err := b.newSession()
-		b.mu.Lock()
-		b.dialing = nil
-		b.dialErr = err
-		close(d)
-		if err == nil && b.closed {
-			s.conn.Close()
-			err = errClosed
-		}
-		if err != nil {
-			b.mu.Unlock()
-			return nil, err
-		}
-		b.sess = s
+		return nil, errClosed
+	}
+	if s := b.sess; s != nil && !s.dead() {
 		b.mu.Unlock()
-		//lint:ignore SA4004 the loop repeats only through the continue above; this path ends it
 		return s, nil
 	}
+	d := b.dialing
+	if d == nil {
+		d = make(chan struct{})
+		b.dialing = d
+		old := b.sess
+		go b.connectSession(old, d)
+	}
+	b.mu.Unlock()
+	select {
+	case <-d:
+		b.mu.Lock()
+		s, err := b.sess, b.dialErr
+		b.mu.Unlock()
+		if s == nil || s.dead() {
+			if err == nil {
+				err = errConnLost
+			}
+			return nil, err
+		}
+		return s, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// connectSession replaces old (nil, or a session found dead) with a new
+// one, records the outcome for the callers waiting on d, and closes d.
+func (b *Broker) connectSession(old *session, d chan struct{}) {
+	if old != nil {
+		old.conn.Close()
+	}
+	s, err := b.newSession()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.dialing = nil
+	b.dialErr = err
+	if err == nil && b.closed {
+		s.conn.Close()
+		err = errClosed
+		b.dialErr = err
+	}
+	if err == nil {
+		b.sess = s
+	} else {
+		b.sess = nil
+	}
+	close(d)
 }
 
 // QueueLength returns the number of ready messages in queue (passive
