@@ -9,6 +9,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -171,3 +173,43 @@ type TraceHeaders struct {
 //
 //task:name py.traceparent
 type pyTraceparent func(ctx context.Context) (TraceHeaders, error)
+
+// importRows imports total rows, reporting its progress after each as
+// Celery's update_state(state="PROGRESS", meta={"current": row, "total":
+// total, "note": "row"}) does, and waits for the file gate/<row> before the
+// next row: the interop tests step it that way.
+//
+//task:name go.import_rows
+//task:queue go
+func importRows(ctx context.Context, total int, gate string) (int, error) {
+	for row := 1; row <= total; row++ {
+		if err := runtime.Progress(ctx, row, total, "row"); err != nil {
+			return 0, err
+		}
+		if err := waitFile(ctx, filepath.Join(gate, strconv.Itoa(row))); err != nil {
+			return 0, err
+		}
+	}
+	return total, nil
+}
+
+// waitFile returns once path exists, or with ctx's error.
+func waitFile(ctx context.Context, path string) error {
+	for {
+		if _, err := os.Stat(path); err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// pyImportRows is implemented in Python (py.import_rows), the twin of
+// go.import_rows: self.update_state(state="PROGRESS", meta=...) after each
+// row, then it waits for gate/<row>.
+//
+//task:name py.import_rows
+type pyImportRows func(ctx context.Context, total int, gate string) (int, error)

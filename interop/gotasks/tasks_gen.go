@@ -25,6 +25,8 @@ var (
 	_ func(context.Context, int64, int64) (int64, error)         = pyMul(nil)
 	_ func(context.Context, []int64) (int64, error)              = pyTsum(nil)
 	_ func(context.Context) (TraceHeaders, error)                = pyTraceparent(nil)
+	_ func(context.Context, int, string) (int, error)            = importRows
+	_ func(context.Context, int, string) (int, error)            = pyImportRows(nil)
 )
 
 // AddNumbersTask is the typed stub of task "go.add" (func addNumbers).
@@ -824,6 +826,124 @@ func (*PyTraceparentArgs) ArgNames() codegen.ArgNames             { return PyTra
 func (*PyTraceparentArgs) EncodeArgs(codegen.ArgWriter) error     { return nil }
 func (*PyTraceparentArgs) DecodeArg(int, codegen.ArgReader) error { return nil }
 
+// ImportRowsTask is the typed stub of task "go.import_rows" (func importRows).
+type ImportRowsTask struct {
+	codegen.ArgDecoder[ImportRowsArgs]
+	runtime.Stub[int]
+}
+
+// ImportRows enqueues importRows: ImportRows.Delay(ctx, total, gate).
+var ImportRows = ImportRowsTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
+	Name:     "go.import_rows",
+	Queue:    "go",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"total"}, {"gate"}},
+	NewArgs:  codegen.NewArgs[ImportRowsArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t ImportRowsTask) With(opts ...runtime.Option) ImportRowsTask {
+	return ImportRowsTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of importRows; it returns once the broker accepted the message.
+func (t ImportRowsTask) Delay(ctx context.Context, total int, gate string) (*runtime.AsyncResult[int], error) {
+	return t.Stub.Send(ctx, &ImportRowsArgs{Total: total, Gate: gate})
+}
+
+// Call runs importRows in this process, without a broker.
+func (t ImportRowsTask) Call(ctx context.Context, total int, gate string) (int, error) {
+	return importRows(ctx, total, gate)
+}
+
+// Sig returns the call of importRows with every argument bound, as a workflow step (Celery's si).
+func (t ImportRowsTask) Sig(total int, gate string) runtime.Signature[int] {
+	return t.Stub.Sig(&ImportRowsArgs{Total: total, Gate: gate})
+}
+
+// Partial returns the call of importRows missing total, which the previous step's result fills (Celery's s).
+func (t ImportRowsTask) Partial(gate string) runtime.Partial[int, int] {
+	return runtime.NewPartial[int](t.Stub, &ImportRowsArgs{Gate: gate})
+}
+
+// ImportRowsArgs are the arguments of one call of ImportRows, as ImportRows.DecodeArgs returns them; its methods are the generated codec.
+type ImportRowsArgs struct {
+	Total int
+	Gate  string
+}
+
+func (*ImportRowsArgs) ArgNames() codegen.ArgNames { return ImportRows.Def().ArgNames }
+func (a *ImportRowsArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.Total))
+	w.String(a.Gate)
+	return nil
+}
+func (a *ImportRowsArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.Total, err = codegen.ReadInt[int](r, 64)
+	case 1:
+		a.Gate, err = r.String()
+	}
+	return err
+}
+
+// PyImportRowsTask is the typed stub of remote task "py.import_rows" (type pyImportRows), which another worker implements.
+type PyImportRowsTask struct {
+	codegen.ArgDecoder[PyImportRowsArgs]
+	runtime.Stub[int]
+}
+
+// PyImportRows enqueues remote task py.import_rows: PyImportRows.Delay(ctx, total, gate).
+var PyImportRows = PyImportRowsTask{Stub: runtime.NewStub[int](&codegen.TaskDef{
+	Name:     "py.import_rows",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"total"}, {"gate"}},
+	NewArgs:  codegen.NewArgs[PyImportRowsArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t PyImportRowsTask) With(opts ...runtime.Option) PyImportRowsTask {
+	return PyImportRowsTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of py.import_rows; it returns once the broker accepted the message.
+func (t PyImportRowsTask) Delay(ctx context.Context, total int, gate string) (*runtime.AsyncResult[int], error) {
+	return t.Stub.Send(ctx, &PyImportRowsArgs{Total: total, Gate: gate})
+}
+
+// Sig returns the call of remote task py.import_rows with every argument bound, as a workflow step (Celery's si).
+func (t PyImportRowsTask) Sig(total int, gate string) runtime.Signature[int] {
+	return t.Stub.Sig(&PyImportRowsArgs{Total: total, Gate: gate})
+}
+
+// Partial returns the call of remote task py.import_rows missing total, which the previous step's result fills (Celery's s).
+func (t PyImportRowsTask) Partial(gate string) runtime.Partial[int, int] {
+	return runtime.NewPartial[int](t.Stub, &PyImportRowsArgs{Gate: gate})
+}
+
+// PyImportRowsArgs are the arguments of one call of PyImportRows, as PyImportRows.DecodeArgs returns them; its methods are the generated codec.
+type PyImportRowsArgs struct {
+	Total int
+	Gate  string
+}
+
+func (*PyImportRowsArgs) ArgNames() codegen.ArgNames { return PyImportRows.Def().ArgNames }
+func (a *PyImportRowsArgs) EncodeArgs(w codegen.ArgWriter) error {
+	w.Int(int64(a.Total))
+	w.String(a.Gate)
+	return nil
+}
+func (a *PyImportRowsArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		a.Total, err = codegen.ReadInt[int](r, 64)
+	case 1:
+		a.Gate, err = r.String()
+	}
+	return err
+}
+
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
 	AddNumbers.Def().Run = codegen.Run(func(ctx context.Context, args *AddNumbersArgs) (int64, error) {
@@ -850,6 +970,9 @@ func init() {
 	Total.Def().Run = codegen.Run(func(ctx context.Context, args *TotalArgs) (int64, error) {
 		return total(ctx, args.Xs)
 	})
+	ImportRows.Def().Run = codegen.Run(func(ctx context.Context, args *ImportRowsArgs) (int, error) {
+		return importRows(ctx, args.Total, args.Gate)
+	})
 }
 
 // RegisterTasks registers every task implemented in package gotasks on w.
@@ -863,4 +986,5 @@ func RegisterTasks(w *runtime.Worker) {
 	w.Register(SharedSlow.Def())
 	w.Register(Multiply.Def())
 	w.Register(Total.Def())
+	w.Register(ImportRows.Def())
 }

@@ -9,6 +9,9 @@ usage: client.py send TASK ARGS_JSON KWARGS_JSON [QUEUE]   -> {"id": ..., "resul
        client.py workflow KIND GOQ PYQ [BODY]                 -> {"id": ..., "result": ...} or {"error": {...}}
          KIND: chain, group, chord (BODY: go.tsum or py.tsum), chord_fail, mixed_chain
        client.py restore GROUP_ID                            -> {"result": [...]}
+       client.py progress TASK ARGS_JSON QUEUE               -> {"id": ...}, then one line per stdin line:
+         "await N": polls AsyncResult.state/.info until PROGRESS with info["current"] == N (30 s at most)
+         -> {"state": ..., "info": ...}; "get" -> {"state": ..., "result": ...}
 """
 import json
 import sys
@@ -46,11 +49,39 @@ def main():
         print(json.dumps({"replies": replies}, default=str))
     elif cmd == "workflow":
         workflow(sys.argv[2], sys.argv[3], sys.argv[4], sys.argv[5] if len(sys.argv) > 5 else "")
+    elif cmd == "progress":
+        progress(sys.argv[2], json.loads(sys.argv[3]), sys.argv[4])
     elif cmd == "restore":
         res = app.GroupResult.restore(sys.argv[2])
         print(json.dumps({"id": res.id, "result": res.get(timeout=30)}))
     else:
         sys.exit("unknown command " + cmd)
+
+
+def progress(name, args, queue):
+    """Sends a task and reads its progress as a web app polling it would:
+    the caller's AsyncResult(id).state and .info (with rpc:// only the
+    caller can)."""
+    import time
+
+    res = app.send_task(name, args=args, queue=queue)
+    print(json.dumps({"id": res.id}), flush=True)
+    for line in sys.stdin:
+        words = line.split()
+        if words[0] == "await":
+            want = int(words[1])
+            deadline = time.monotonic() + 30
+            while True:
+                state, info = res.state, res.info
+                done = state == "PROGRESS" and isinstance(info, dict) and info.get("current") == want
+                if done or time.monotonic() > deadline:
+                    break
+                time.sleep(0.005)
+            print(json.dumps({"state": state, "info": info}, default=repr), flush=True)
+        elif words[0] == "get":
+            value = res.get(timeout=30)
+            print(json.dumps({"state": res.state, "result": value}), flush=True)
+            return
 
 
 def workflow(kind, goq, pyq, body):

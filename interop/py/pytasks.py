@@ -82,3 +82,24 @@ def py_traceparent(self):
     as opentelemetry-instrumentation-celery reads it (getattr)."""
     return {"traceparent": getattr(self.request, "traceparent", None) or "",
             "tracestate": getattr(self.request, "tracestate", None) or ""}
+
+
+def _wait_file(path, timeout=60.0):
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError("gate %s not opened in %ss" % (path, timeout))
+        time.sleep(0.005)
+
+
+@app.task(name="py.import_rows", bind=True)
+def import_rows(self, total, gate):
+    """Python twin of the Go task go.import_rows: reports PROGRESS with
+    update_state after each row, then waits for the file gate/<row> (the Go
+    test steps it)."""
+    for row in range(1, total + 1):
+        self.update_state(state="PROGRESS", meta={"current": row, "total": total, "note": "row"})
+        _wait_file(os.path.join(gate, str(row)))
+    return total
