@@ -14,7 +14,7 @@ import (
 // awaitProgress polls res.Progress until it returns want: on rpc:// each
 // state is a message the caller's reply queue receives some time after
 // the worker sent it. It fails the test with the last value seen when ctx
-// ends first.
+// ends first or the task reaches its final state instead.
 func awaitProgress[R any](t *testing.T, ctx context.Context, res *runtime.AsyncResult[R], want runtime.ProgressInfo) {
 	t.Helper()
 	var last runtime.ProgressInfo
@@ -23,6 +23,9 @@ func awaitProgress[R any](t *testing.T, ctx context.Context, res *runtime.AsyncR
 		last, lastErr = res.Progress(ctx)
 		if lastErr == nil && last == want {
 			return
+		}
+		if last.Ready() && !want.Ready() {
+			t.Fatalf("progress of %s: want %+v, the task ended: %+v", res.ID(), want, last)
 		}
 		select {
 		case <-ctx.Done():
