@@ -112,3 +112,24 @@ func TestProgress_RPC(t *testing.T) {
 		})
 	}
 }
+
+// TestProgress_RPCNoReplyTo: a task whose message names no reply queue
+// (its producer's backend is not rpc://) has nowhere to send its progress:
+// Progress stores nothing and does not fail the task, as in Celery.
+func TestProgress_RPCNoReplyTo(t *testing.T) {
+	t.Parallel()
+	raw := testenv.AMQPURL(t)
+	q := queueName(t)
+	purgeLater(t, raw, q)
+	producer := newApp(t, raw, "json")
+	worker := newRPCApp(t, raw, "json")
+	errs := make(chan error, 1)
+	def := addDef(q, func(ctx context.Context, a *addArgs) (any, error) {
+		errs <- runtime.Progress(ctx, 1, 2, "row")
+		return nil, nil
+	})
+	runWorker(t, worker, runtime.WorkerOptions{Queues: []string{q}}, def)
+	_, err := runtime.NewStub[int64](def).With(runtime.WithApp(producer)).Send(ctxT(t, 30*time.Second), &addArgs{})
+	require.NoError(t, err)
+	require.NoError(t, <-errs)
+}
