@@ -43,9 +43,10 @@ type progressMeta struct {
 // The stored document is Celery's: state PROGRESS, result
 // {"current": current, "total": total, "note": note}, no date_done; a
 // Python AsyncResult(id).state reads "PROGRESS" and .info the dict, and
-// AsyncResult.Progress reads it in Go. Each call is one write (and on Redis
-// one PUBLISH to the task's waiters): call it every so many items, not for
-// every one of a million. The task may ignore the error; it is
+// AsyncResult.Progress reads it in Go. Each call is one write (on Redis a
+// SET and a PUBLISH to the task's waiters; on rpc:// one message to the
+// caller's reply queue, which only the process that sent the task reads):
+// call it every so many items, not for every one of a million. The task may ignore the error; it is
 // ErrNotInTask outside a task, ErrTaskFinished after the task returned,
 // ErrNoBackend without a result backend, or the backend's.
 func Progress(ctx context.Context, current, total int, note string) error {
@@ -140,7 +141,9 @@ func (i ResultInfo) Raw() []byte {
 
 // Info returns the task's current state and its meta (Celery's
 // AsyncResult.state and .info) without waiting: PENDING with no meta when
-// nothing is stored.
+// nothing is stored. On rpc:// it is the latest state this process's reply
+// queue has received (a moment after the worker sent it); a process that
+// did not send the task sees PENDING.
 func (r *AsyncResult[R]) Info(ctx context.Context) (ResultInfo, error) {
 	doc, err := r.app.loadResult(ctx, r.id)
 	if err != nil {
