@@ -46,9 +46,11 @@ type progressMeta struct {
 // AsyncResult.Progress reads it in Go. Each call is one write (on Redis a
 // SET and a PUBLISH to the task's waiters; on rpc:// one message to the
 // caller's reply queue, which only the process that sent the task reads):
-// call it every so many items, not for every one of a million. The task may ignore the error; it is
-// ErrNotInTask outside a task, ErrTaskFinished after the task returned,
-// ErrNoBackend without a result backend, or the backend's.
+// call it every so many items, not for every one of a million. On rpc://
+// a task whose message names no reply queue sends nothing and gets nil.
+// The task may ignore the error; it is ErrNotInTask outside a task,
+// ErrTaskFinished after the task returned, ErrNoBackend without a result
+// backend, or the backend's.
 func Progress(ctx context.Context, current, total int, note string) error {
 	if total < 0 || current < 0 {
 		return fmt.Errorf("taskgen: Progress(%d, %d): current and total must not be negative", current, total)
