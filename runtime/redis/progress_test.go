@@ -33,7 +33,7 @@ func TestProgress_RedisBackend(t *testing.T) {
 			stepped, next := make(chan phase), make(chan struct{})
 			late, lateErr := make(chan struct{}), make(chan error, 1)
 			def := addDef("tasks.import_rows", func(ctx context.Context, a *addArgs) (any, error) {
-				if err := runtime.UpdateState(ctx, "VALIDATING", map[string]any{"file": "contacts.csv"}); err != nil {
+				if err := runtime.UpdateState(ctx, "VALIDATING", validating{File: "contacts.csv", Columns: []string{"name", "email"}}); err != nil {
 					return nil, err
 				}
 				stepped <- phase{"VALIDATING", 0}
@@ -59,7 +59,10 @@ func TestProgress_RedisBackend(t *testing.T) {
 			require.Equal(t, runtime.State("VALIDATING"), info.State)
 			var meta map[string]any
 			require.NoError(t, info.Decode(&meta))
-			require.Equal(t, map[string]any{"file": "contacts.csv"}, meta)
+			require.Equal(t, map[string]any{"file": "contacts.csv", "columns": []any{"name", "email"}}, meta)
+			var typed validating
+			require.NoError(t, info.Decode(&typed))
+			require.Equal(t, validating{File: "contacts.csv", Columns: []string{"name", "email"}}, typed)
 			p, err := res.Progress(ctx) // a custom state without current/total: no progress, no error
 			require.NoError(t, err)
 			require.Equal(t, runtime.ProgressInfo{State: "VALIDATING"}, p)
@@ -117,6 +120,13 @@ func TestProgress_RedisBackend(t *testing.T) {
 			require.Equal(t, int64(3), v)
 		})
 	}
+}
+
+// validating is a custom state's meta: a struct, stored by its json tags
+// with either serializer.
+type validating struct {
+	File    string   `json:"file"`
+	Columns []string `json:"columns"`
 }
 
 // without returns m less the keys (fields whose value is not the point).
