@@ -17,9 +17,9 @@ import (
 
 // Remote control: the worker side of Celery's pidbox (WIRE.md §7), so that
 // `celery inspect ping|stats|active_queues|registered|active|reserved|revoked`,
-// `celery control enable_events|disable_events|heartbeat|revoke` and Flower
-// work with Go workers, and the client side used by AsyncResult.Revoke and
-// App.Inspect.
+// `celery control enable_events|disable_events|heartbeat|revoke|rate_limit|shutdown`
+// and Flower work with Go workers, and the client side used by
+// AsyncResult.Revoke, App.Inspect and App.Control.
 
 // Celery keeps revoked ids for 3 hours, at most 50 000 of them.
 const (
@@ -35,6 +35,39 @@ type controlState struct {
 	clock    atomic.Int64
 	started  time.Time
 	disabled atomic.Bool // task events disabled by disable_events
+
+	// rates holds the rate limits set by the rate_limit command, by task
+	// name: an immutable map replaced whole under ratesMu (ratelimit.go).
+	rates   atomic.Pointer[map[string]rateSetting]
+	ratesMu sync.Mutex
+
+	// stop is closed by Worker.Shutdown (and the shutdown command); Run
+	// then shuts down as when its ctx ends.
+	stopOnce sync.Once
+	stopMu   sync.Mutex
+	stop     chan struct{}
+}
+
+// stopRequested returns the channel closed when a shutdown was requested.
+func (c *controlState) stopRequested() <-chan struct{} {
+	c.stopMu.Lock()
+	defer c.stopMu.Unlock()
+	if c.stop == nil {
+		c.stop = make(chan struct{})
+	}
+	return c.stop
+}
+
+// Shutdown asks the worker to stop gracefully, as when the ctx given to Run
+// ends: it takes no new messages, returns held ones to the queue, lets
+// running tasks finish within WorkerOptions.ShutdownTimeout, and Run
+// returns nil. The remote-control shutdown command (`taskctl control
+// shutdown`, Celery's `app.control.shutdown()`) calls it. It does not wait
+// for Run to return, and it is final: a Run called afterwards returns at
+// once. It may be called from any goroutine, more than once.
+func (w *Worker) Shutdown() {
+	w.ctl.stopRequested()
+	w.ctl.stopOnce.Do(func() { close(w.ctl.stop) })
 }
 
 type runningTask struct {
@@ -251,7 +284,19 @@ func (w *Worker) controlReply(req controlRequest) (reply any, ok bool) {
 		w.log.Info("tasks revoked", "ids", ids, "terminate", terminate)
 		return map[string]any{"ok": fmt.Sprintf("tasks %s flagged as revoked", strings.Join(ids, ", "))}, true
 	case "registered":
-		return w.Tasks(), true
+		return w.registeredReply(req.Arguments), true
+	case "rate_limit":
+		return w.rateLimitReply(req.Arguments), true
+	case "shutdown":
+		// Celery's worker raises WorkerShutdown, a SystemExit, which its
+		// pidbox lets through: no reply, even to a call that waits for one.
+		msg, _ := req.Arguments["msg"].(string)
+		if msg == "" {
+			msg = "Got shutdown from remote"
+		}
+		w.log.Warn(msg)
+		w.Shutdown()
+		return nil, true
 	case "active_queues":
 		var qs []any
 		for _, q := range w.opts.Queues {
@@ -291,6 +336,29 @@ func (w *Worker) controlReply(req controlRequest) (reply any, ok bool) {
 		return map[string]any{}, true
 	}
 	return nil, false
+}
+
+// registeredReply is Celery's registered: the task names, sorted, each
+// followed by " [rate_limit=10/m]" when the task has a rate limit (Celery's
+// default taskinfoitems are exchange, routing_key and rate_limit; a Go task
+// has only the last).
+func (w *Worker) registeredReply(args map[string]any) []string {
+	items := stringList(args["taskinfoitems"])
+	wantRate := len(items) == 0
+	for _, it := range items {
+		wantRate = wantRate || it == "rate_limit"
+	}
+	names := w.Tasks()
+	for i, n := range names {
+		def := w.lookup(n)
+		if def == nil || !wantRate {
+			continue
+		}
+		if r, ok := w.ctl.rateText(def); ok {
+			names[i] = n + " [rate_limit=" + r + "]"
+		}
+	}
+	return names
 }
 
 func (w *Worker) statsReply() map[string]any {
@@ -377,14 +445,29 @@ func (a *App) Broadcast(ctx context.Context, method string, args map[string]any)
 }
 
 // Inspect broadcasts the remote-control command method (ping, stats,
-// registered, active_queues, active, revoked, …) and collects the replies of
-// every worker that answers within timeout (Celery's default is 1 s), keyed by
-// worker node name.
+// registered, active_queues, active, revoked, rate_limit, …) and collects
+// the replies of every worker that answers within timeout (Celery's default
+// is 1 s), keyed by worker node name.
 func (a *App) Inspect(ctx context.Context, method string, args map[string]any, timeout time.Duration) (map[string]any, error) {
 	if timeout <= 0 {
 		timeout = time.Second
 	}
 	return a.control(ctx, method, args, nil, timeout)
+}
+
+// Control sends the remote-control command method to the workers whose
+// node names are in destination (every worker when it is empty; Celery's
+// destination=[...]) and collects their replies for up to timeout, keyed by
+// node name; it returns early once every destination answered. A zero
+// timeout sends a cast and waits for nothing. For example
+//
+//	app.Control(ctx, "rate_limit", map[string]any{"task_name": "tasks.add", "rate_limit": "10/m"}, []string{"w1@host"}, time.Second)
+//	app.Control(ctx, "shutdown", nil, []string{"w1@host"}, 0) // no reply: as in Celery
+func (a *App) Control(ctx context.Context, method string, args map[string]any, destination []string, timeout time.Duration) (map[string]any, error) {
+	if timeout < 0 {
+		timeout = 0
+	}
+	return a.control(ctx, method, args, destination, timeout)
 }
 
 func (a *App) control(ctx context.Context, method string, args map[string]any, destination []string, timeout time.Duration) (map[string]any, error) {
@@ -449,6 +532,9 @@ func (a *App) control(ctx context.Context, method string, args map[string]any, d
 			}
 			for k, v := range m {
 				out[k] = v
+			}
+			if len(destination) > 0 && len(out) >= len(destination) {
+				return out, nil // all answered (Celery's limit)
 			}
 		case <-deadline.C:
 			return out, nil

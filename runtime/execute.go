@@ -302,13 +302,14 @@ func (w *Worker) store(ctx context.Context, doc *driver.ResultDoc) {
 }
 
 // rateWait reserves the next start slot of def under its rate limit (a token
-// bucket of capacity one, per worker and task, as in Celery) and returns how
-// long the task must wait for it.
+// bucket of capacity one, per worker and task, as in Celery; the rate is
+// the task's //task:rate_limit or the one the rate_limit command set) and
+// returns how long the task must wait for it.
 func (w *Worker) rateWait(def *codegen.TaskDef) time.Duration {
-	if def.RateLimit.IsZero() {
+	interval, limited := w.ctl.rateInterval(def)
+	if !limited {
 		return 0
 	}
-	interval := def.RateLimit.Per / time.Duration(def.RateLimit.N)
 	now := time.Now()
 	w.limitMu.Lock()
 	defer w.limitMu.Unlock()

@@ -266,7 +266,8 @@ type job struct {
 	def *codegen.TaskDef
 }
 
-// Run consumes and runs tasks until ctx ends, then shuts down gracefully: it
+// Run consumes and runs tasks until ctx ends or Shutdown is called (also by
+// the remote-control shutdown command), then shuts down gracefully: it
 // takes no new messages, returns held ones to the queue, and lets running
 // tasks finish within ShutdownTimeout. It returns nil after a graceful
 // shutdown, or the transport's error if consuming failed.
@@ -324,6 +325,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	var runErr error
 	select {
 	case <-ctx.Done():
+	case <-w.ctl.stopRequested(): // Shutdown, or the remote-control shutdown
 	case <-p.stopped:
 		if ctx.Err() == nil {
 			runErr = errors.New("taskgen: worker: transport stopped delivering")
