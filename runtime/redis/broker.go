@@ -50,6 +50,10 @@ type Broker struct {
 
 	ackCh chan string
 
+	// parked wakes this process's delayed-message movers after Defer
+	// parked a message, which may be due before they would next look.
+	parked chan struct{}
+
 	closing   chan struct{}
 	closeOnce sync.Once
 	closeErr  error
@@ -109,6 +113,7 @@ func OpenList(urls []*url.URL, topts driver.TransportOptions) (*Broker, error) {
 		log:           o.log.With("transport", "redis", "url", o.url),
 		url:           o.url,
 		ackCh:         make(chan string, 4096),
+		parked:        make(chan struct{}, 1),
 		closing:       make(chan struct{}),
 	}
 	b.wg.Go(b.acker)

@@ -142,10 +142,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	}()
 	go func() {
 		defer b.consumers.Done()
-		b.maintain(ctx, b.opts.DelayPollInterval, func(ctx context.Context) error {
-			_, err := b.MoveDue(ctx)
-			return err
-		})
+		b.moveDueLoop(ctx, b.opts.DelayPollInterval)
 	}()
 	if b.opts.Heartbeat {
 		b.consumers.Add(1)

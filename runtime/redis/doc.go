@@ -200,7 +200,8 @@
 // Broker.Defer (used by workers for countdowns, ETAs and retry backoffs
 // beyond the worker's DelayHorizon) parks the envelope in the sorted set
 // delayed_key scored by its due time; consumers of any queue move due
-// messages to their lists with a Lua script. A parked message is in no list
+// messages to their lists with a Lua script, waking when the earliest one
+// is due (and at least every delay_poll_interval). A parked message is in no list
 // and not in the unacked hash, so the visibility timeout never makes it run
 // twice. At least one Go consumer must be running for parked messages to
 // move.

@@ -46,8 +46,12 @@ type Options struct {
 	// DelayedKey is the sorted set of deferred messages (default
 	// "taskgen.delayed").
 	DelayedKey string
-	// DelayPollInterval is how often consumers move due deferred messages to
-	// their queues (default 250 ms).
+	// DelayPollInterval bounds how long consumers go without looking for due
+	// deferred messages (default 250 ms). Between looks a consumer sleeps
+	// until the earliest parked message is due, so messages start on time
+	// (within about a millisecond of their due time); the interval only
+	// bounds how late a consumer learns of messages parked meanwhile, which
+	// are always due further ahead than that.
 	DelayPollInterval time.Duration
 	// PollTimeout is how long an idle consumer blocks in BLMOVE before it
 	// looks for messages of priority > 2 on lists it does not block on yet

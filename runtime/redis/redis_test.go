@@ -606,3 +606,30 @@ func TestLongTaskOnLiveWorkerRunsOnce(t *testing.T) {
 		})
 	}
 }
+
+// TestDeferStartsAtDueTime: a consumer moves a parked message when it is
+// due, not at its next delay_poll_interval (here far longer than the
+// countdown), and a message parked while the mover sleeps wakes it.
+func TestDeferStartsAtDueTime(t *testing.T) {
+	t.Parallel()
+	raw := testURL(t, "", "delay_poll_interval=1h")
+	app := newApp(t, raw, "msgpack")
+	ran := make(chan time.Time, 10)
+	def := addDef("tasks.due", func(ctx context.Context, a *addArgs) (any, error) {
+		ran <- time.Now()
+		return a.x + a.y, nil
+	})
+	runWorker(t, app, runtime.WorkerOptions{DelayHorizon: 100 * time.Millisecond}, def)
+	ctx := ctxT(t, 30*time.Second)
+	stub := runtime.NewStub[int64](def).With(runtime.WithApp(app))
+	for _, countdown := range []time.Duration{1500 * time.Millisecond, 700 * time.Millisecond} {
+		start := time.Now()
+		res, err := stub.With(runtime.Countdown(countdown)).Send(ctx, &addArgs{x: 1, y: 2})
+		require.NoError(t, err)
+		got, err := res.Get(ctx)
+		require.NoError(t, err)
+		require.Equal(t, int64(3), got)
+		at := <-ran
+		require.GreaterOrEqual(t, at.Sub(start), countdown-50*time.Millisecond, "ran before it was due")
+	}
+}

@@ -4,7 +4,9 @@
 --          <len> is the byte length of the list key, scored by due time
 -- ARGV[1]  now (unix time): members scored at most ARGV[1] are due
 -- ARGV[2]  how many to move at most
--- Returns  how many due members it took (malformed members are dropped)
+-- Returns  {taken, next}: how many due members it took (malformed members
+--          are dropped), and the score of the earliest member left (false
+--          when none is), so the caller can sleep until it is due
 --
 -- Atomic: the ZREM of each due member and its LPUSH to its list, so a
 -- deferred message is moved once, by one consumer, and never lost.
@@ -18,4 +20,8 @@ for _, m in ipairs(due) do
     redis.call('LPUSH', string.sub(m, colon + 1, colon + n), string.sub(m, colon + n + 1))
   end
 end
-return #due
+local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+if #first == 0 then
+  return {#due, false}
+end
+return {#due, first[2]}
