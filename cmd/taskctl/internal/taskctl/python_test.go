@@ -1,6 +1,7 @@
 package taskctl_test
 
 import (
+	"context"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/taskgen/taskgen/cmd/taskctl/internal/taskctl"
 	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
@@ -30,8 +32,10 @@ def add(x, y):
 
 // TestRun_PythonWorker drives a Python Celery 5.2 worker and a Go worker on
 // one broker: inspect ping/stats/registered/active_queues answer from both,
-// control revoke and rate_limit (Python), call and result, and control
-// shutdown stops the Python worker.
+// control revoke, and rate_limit (each sets the limit of its own task, the
+// other answers "unknown task"; bad rates get the same error text from
+// both; registered shows the limits alike), call and result, and control
+// shutdown stops both (the Go worker's Run returns nil).
 func TestRun_PythonWorker(t *testing.T) {
 	for _, name := range []string{"redis", "amqp"} {
 		t.Run(name, func(t *testing.T) {
@@ -66,7 +70,7 @@ func TestRun_PythonWorker(t *testing.T) {
 				<-exited
 			})
 			qg := "goq" + driver.NewID()[:8]
-			goWorker(t, broker, backend, "go1@taskctl", qg, addDef)
+			gw := startGoWorker(t, broker, backend, "go1@taskctl", qg, addDef)
 			t.Setenv("TASKGEN_BROKER", broker)
 			t.Setenv("TASKGEN_BACKEND", backend)
 
@@ -111,6 +115,31 @@ func TestRun_PythonWorker(t *testing.T) {
 			code, out, errs = run(t, "", "-timeout", "2s", "control", "rate_limit", "py.add", "100/m")
 			require.Equal(t, 0, code, "%s %s", out, errs)
 			require.Regexp(t, `(?m)^py1@taskctl\s+new rate limit set successfully`, out)
+			require.Regexp(t, `(?m)^go1@taskctl\s+error: unknown task`, out)
+			code, out, errs = run(t, "", "-timeout", "2s", "control", "rate_limit", "tasks.add", "10/m")
+			require.Equal(t, 0, code, "%s %s", out, errs)
+			require.Regexp(t, `(?m)^go1@taskctl\s+new rate limit set successfully`, out)
+			require.Regexp(t, `(?m)^py1@taskctl\s+error: unknown task`, out)
+			code, out, errs = run(t, "", "-timeout", "2s", "inspect", "registered")
+			require.Equal(t, 0, code, errs)
+			require.Regexp(t, `(?m)^py1@taskctl\s+py\.add \[rate_limit=100/m\]$`, out)
+			require.Regexp(t, `(?m)^go1@taskctl\s+tasks\.add \[rate_limit=10/m\]$`, out)
+			code, out, errs = run(t, "", "-timeout", "2s", "control", "rate_limit", "tasks.nope", "10/m")
+			require.Equal(t, taskctl.ExitError, code, "%s %s", out, errs)
+			require.Contains(t, errs, "no worker that answered runs task")
+			// Celery checks the rate before the task: both answer the same error.
+			for _, rate := range []string{"abc/s", "/m", "5/x", "1/S"} {
+				var replies map[string]map[string]string
+				code, out, errs = run(t, "", "-json", "-timeout", "2s", "control", "rate_limit", "py.add", rate)
+				require.Equal(t, taskctl.ExitError, code, "%s %s", out, errs)
+				require.True(t, jsonInto(out, &replies), out)
+				require.Len(t, replies, 2, out)
+				require.NotEmpty(t, replies["py1@taskctl"]["error"], out)
+				require.Equal(t, replies["py1@taskctl"]["error"], replies["go1@taskctl"]["error"], "rate %q", rate)
+			}
+			code, out, errs = run(t, "", "-timeout", "2s", "control", "rate_limit", "py.add", "")
+			require.Equal(t, 0, code, "%s %s", out, errs)
+			require.Regexp(t, `(?m)^py1@taskctl\s+rate limit disabled successfully`, out)
 
 			code, out, errs = run(t, "", "-timeout", "2s", "control", "revoke", "11111111-1111-4111-8111-111111111111")
 			require.Equal(t, 0, code, errs)
@@ -135,8 +164,11 @@ func TestRun_PythonWorker(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatalf("python worker did not shut down; log:\n%s", &wlog)
 			}
+			ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+			defer cancel()
+			require.NoError(t, gw.returned(t, ctx), "the Go worker shut down too")
 			code, _, _ = run(t, "", "-timeout", "300ms", "inspect", "registered")
-			require.Equal(t, 0, code, "the Go worker still answers")
+			require.Equal(t, taskctl.ExitNoReply, code, "no worker left")
 		})
 	}
 }

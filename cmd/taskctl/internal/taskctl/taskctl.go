@@ -32,11 +32,15 @@ const (
 const usage = `usage: taskctl [-broker URL] [-backend URL] [-json] [-timeout 1s] VERB ARGS…
 
 Verbs:
-  inspect ping|stats|active|reserved|scheduled|registered|active_queues|revoked
+  inspect [-d NODE,…] ping|stats|active|reserved|scheduled|registered|active_queues|revoked
                                       ask every worker (Go or Python) over remote control
-  control revoke [-terminate] ID…     revoke tasks on every worker
-  control rate_limit TASK RATE        set a task's rate limit ("10/m"; Python workers)
-  control shutdown                    shut every worker down (warm; Python workers)
+  control revoke [-d NODE,…] [-terminate] ID…
+                                      revoke tasks on every worker (or those of -d)
+  control rate_limit [-d NODE,…] TASK RATE
+                                      set a task's rate limit ("10/m", "5/s", "100/h";
+                                      "0" or "" removes it) until the workers stop
+  control shutdown [-d NODE,…]        warm shutdown: workers stop taking tasks, let
+                                      running ones finish, exit (no reply)
   queues [QUEUE…]                     ready messages, consuming workers and dead letters
   purge [-y] QUEUE…                   discard the ready messages of queues (asks first)
   dead-letter list [-queue Q] [-limit N]
@@ -182,13 +186,18 @@ func (c *cli) printJSON(v any) error {
 	return enc.Encode(v)
 }
 
-// ask broadcasts method and waits -timeout for replies; none is errNoReply.
-func (c *cli) ask(method string, args map[string]any) (map[string]any, error) {
-	replies, err := c.app.Inspect(c.ctx, method, args, c.timeout)
+// ask sends method to the destination workers (every worker when empty)
+// and waits -timeout for replies (less once every destination answered);
+// none is errNoReply.
+func (c *cli) ask(method string, args map[string]any, destination []string) (map[string]any, error) {
+	replies, err := c.app.Control(c.ctx, method, args, destination, c.timeout)
 	if err != nil {
 		return nil, err
 	}
 	if len(replies) == 0 {
+		if len(destination) > 0 {
+			return nil, fmt.Errorf("%w from %s within %v (check the node names with taskctl inspect ping; raise -timeout)", errNoReply, strings.Join(destination, ", "), c.timeout)
+		}
 		return nil, fmt.Errorf("%w from any worker within %v (are workers running on this broker? raise -timeout)", errNoReply, c.timeout)
 	}
 	return replies, nil
