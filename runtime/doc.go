@@ -34,4 +34,14 @@
 // Delivery is at least once: a task whose worker dies before acknowledging runs
 // again. A message that cannot be decoded or names no registered task is set
 // aside (dead-lettered) with its reason, never lost and never crashing the worker.
+//
+// # Remote control
+//
+// A running [Worker] answers Celery's remote-control commands, from Celery's
+// CLI, Flower, taskctl or [App.Inspect] and [App.Control]: ping, stats,
+// registered, active_queues, active, revoked, enable_events, disable_events,
+// heartbeat, revoke, rate_limit (a task's rate limit changed until the worker
+// stops, with Celery's replies) and shutdown (the warm shutdown of
+// [Worker.Shutdown]: [Worker.Run] returns nil, and nothing is replied, as
+// from Celery).
 package runtime
