@@ -85,6 +85,8 @@ type Monitor struct {
 
 	beat beatWatch // the schedules' state, polled
 
+	progress progressWatch // started tasks' custom states, polled from the result backend
+
 	registry *prometheus.Registry // what GET /metrics serves
 }
 
@@ -148,6 +150,7 @@ func (m *Monitor) Run(ctx context.Context) error {
 	et := m.app.Broker().(driver.EventTransport)
 	go m.pollQueues(ctx)
 	go m.pollBeat(ctx)
+	go m.pollProgress(ctx)
 	m.wakeWorkers(ctx)
 	for {
 		ch, err := et.SubscribeEvents(ctx)

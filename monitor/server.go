@@ -45,6 +45,7 @@ func (m *Monitor) routes() http.Handler {
 	mux.HandleFunc("GET /api/tasks", m.apiTasks)
 	mux.HandleFunc("GET /api/task/info/{id}", m.apiTaskInfo)
 	mux.HandleFunc("GET /api/task/result/{id}", m.apiTaskResult)
+	mux.HandleFunc("GET /api/progress", m.apiProgress)
 	mux.HandleFunc("GET /api/queues/length", m.apiQueuesLength)
 	mux.HandleFunc("POST /api/task/async-apply/{name}", m.apiAsyncApply)
 	mux.HandleFunc("POST /api/task/revoke/{id}", m.apiRevoke)
@@ -504,7 +505,7 @@ func (m *Monitor) apiTaskInfo(w http.ResponseWriter, r *http.Request) {
 		jsonError(w, http.StatusNotFound, fmt.Sprintf("Unknown task '%s'", id))
 		return
 	}
-	writeJSON(w, http.StatusOK, taskObject(&t, m.state.Children(id)))
+	writeJSON(w, http.StatusOK, append(taskObject(&t, m.state.Children(id)), kv{"progress", m.progressField(id)}))
 }
 
 // apiTaskResult answers GET /api/task/result/<id>: from the result backend

@@ -143,5 +143,73 @@
     f.querySelectorAll('select').forEach(function (s) { s.addEventListener('change', function () { f.submit(); }); });
   }
 
-  document.addEventListener('DOMContentLoaded', function () { dashboard(); revokeButtons(); autoSubmitFilters(); });
+
+  // Progress (Celery's update_state, polled by the monitor from the result
+  // backend): a bar on the task page and in the task list, refreshed every
+  // PROGRESS_MS from /api/task/info/<id> and /api/progress without a reload.
+  var PROGRESS_MS = 1000;
+  function progressBar(p, small) {
+    var wrap = document.createElement('span');
+    wrap.className = small ? 'progress small' : 'progress';
+    var bar = document.createElement('progress');
+    bar.max = 100;
+    if (p.total !== undefined) bar.value = p.percent;
+    else bar.removeAttribute('value');
+    wrap.appendChild(bar);
+    var label = document.createElement('span');
+    label.className = 'progress-label';
+    var t = p.state;
+    if (p.total !== undefined) t = p.current + '/' + p.total + ' (' + Math.round(p.percent) + '%)';
+    if (!small && p.note) t += ' ' + p.note;
+    if (!small && p.total === undefined && p.meta !== null && p.meta !== undefined) t += ' ' + JSON.stringify(p.meta);
+    label.textContent = t;
+    wrap.appendChild(label);
+    wrap.setAttribute('data-state', p.state);
+    if (p.total !== undefined) { wrap.setAttribute('data-current', String(p.current)); wrap.setAttribute('data-total', String(p.total)); }
+    return wrap;
+  }
+
+  function taskProgress() {
+    var u = $('#task-uuid'), fields = $('#task-fields');
+    if (!u || !fields) return;
+    var box = document.createElement('div');
+    box.id = 'task-progress';
+    fields.parentNode.insertBefore(box, fields);
+    var id = u.textContent.trim(), stateNode = $('#task-state');
+    function tick() {
+      fetch('/api/task/info/' + encodeURIComponent(id), { credentials: 'same-origin' }).then(function (r) { return r.json(); }).then(function (t) {
+        box.textContent = '';
+        if (t.progress) box.appendChild(progressBar(t.progress, false));
+        var st = t.progress ? t.progress.state : t.state;
+        if (stateNode && stateNode.textContent !== st) {
+          stateNode.textContent = st;
+          stateNode.className = 'badge st-' + st.toLowerCase();
+        }
+        box.setAttribute('data-final', (t.state === 'SUCCESS' || t.state === 'FAILURE' || t.state === 'REVOKED') ? 'true' : 'false');
+        if (box.getAttribute('data-final') !== 'true') setTimeout(tick, PROGRESS_MS);
+      }).catch(function () { setTimeout(tick, PROGRESS_MS * 5); });
+    }
+    tick();
+  }
+
+  function listProgress() {
+    var rows = document.querySelectorAll('tr[data-uuid]');
+    if (!rows.length || !$('#task-filters')) return;
+    function tick() {
+      fetch('/api/progress', { credentials: 'same-origin' }).then(function (r) { return r.json(); }).then(function (all) {
+        rows.forEach(function (row) {
+          var cell = row.querySelector('td.task-state') || row.children[2];
+          var old = cell.querySelector('.progress');
+          if (old) old.remove();
+          var p = all[row.getAttribute('data-uuid')];
+          if (p) cell.appendChild(progressBar(p, true));
+        });
+        document.body.setAttribute('data-progress-polls', String(Number(document.body.getAttribute('data-progress-polls') || 0) + 1));
+        setTimeout(tick, PROGRESS_MS);
+      }).catch(function () { setTimeout(tick, PROGRESS_MS * 5); });
+    }
+    tick();
+  }
+
+  document.addEventListener('DOMContentLoaded', function () { dashboard(); revokeButtons(); autoSubmitFilters(); taskProgress(); listProgress(); });
 })();
