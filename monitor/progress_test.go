@@ -72,7 +72,8 @@ func newProgressEnv(t *testing.T, broker, backend string, s *stepper) (*env, *co
 	case <-time.After(5 * time.Second):
 		t.Fatal("monitor did not subscribe")
 	}
-	e := &env{t: t, app: app, mon: m}
+	srv := httptest.NewServer(m.Handler())
+	e := &env{t: t, app: app, mon: m, srv: srv, url: srv.URL}
 	def := s.def()
 	w := app.NewWorker(runtime.WorkerOptions{Hostname: "import@test", Queues: []string{"celery"}, Concurrency: 1, ShutdownTimeout: 2 * time.Second})
 	w.Register(def)
@@ -87,6 +88,7 @@ func newProgressEnv(t *testing.T, broker, backend string, s *stepper) (*env, *co
 			<-wdone
 			cancel()
 			<-done
+			srv.Close()
 		})
 	})
 	return e, def
