@@ -32,7 +32,10 @@ func RunDeadLetterStore(t *testing.T, openBroker func(*testing.T) driver.Broker)
 		require.Equal(t, id, d.Message().Headers.ID)
 		require.NoError(t, d.Reject("unregistered task "+id))
 	}
+	// Wait until the consumer has stopped and given back what it took but
+	// did not hand over, so the counts below see the queue as it left it.
 	stop()
+	drained(t, ds)
 
 	n, err := store.CountDeadLetters(ctx, queue)
 	require.NoError(t, err)
@@ -70,6 +73,7 @@ func RunDeadLetterStore(t *testing.T, openBroker func(*testing.T) driver.Broker)
 	require.Equal(t, "tasks.add", d.Message().Headers.Task)
 	require.NoError(t, d.Ack())
 	stop()
+	drained(t, ds)
 
 	dropped, err := store.DropDeadLetters(ctx, queue, []string{"dl-b"})
 	require.NoError(t, err)
