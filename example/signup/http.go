@@ -14,6 +14,18 @@ import (
 //   - /sign-up?email=… enqueues SendWelcomeEmail (X-Task-Id: its id);
 //   - /onboard?email=… sends the [Onboarding] chain (X-Task-Id: its last
 //     step's id, NotifySlack's).
+//
+// It also imports contact lists, a task that reports its progress:
+//
+//   - POST /contacts/import with {"contacts": [{"name": …, "email": …}, …]}
+//     enqueues ImportContacts and answers 202 Accepted with
+//     {"id": …, "poll": "/contacts/import/{id}"} (the poll URL also in
+//     Location); 400 if the body is not such JSON or the list is empty;
+//   - GET /contacts/import/{id} answers the import's [ImportStatus]: state,
+//     current, total, note and percent while it runs, the summary once
+//     SUCCESS. An unknown id reads PENDING, as in Celery: the result backend
+//     cannot tell it from a task not started yet. It needs
+//     [ConfigureResults].
 func Handler(log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/sign-up", func(w http.ResponseWriter, r *http.Request) {
@@ -46,6 +58,8 @@ func Handler(log *slog.Logger) http.Handler {
 		w.Header().Set("X-Task-Id", res.ID())
 		fmt.Fprintln(w, "Signed Up!")
 	})
+	mux.HandleFunc("POST /contacts/import", func(w http.ResponseWriter, r *http.Request) { startImport(log, w, r) })
+	mux.HandleFunc("GET /contacts/import/{id}", func(w http.ResponseWriter, r *http.Request) { pollImport(log, w, r) })
 	return mux
 }
 

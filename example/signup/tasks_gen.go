@@ -12,13 +12,74 @@ import (
 
 // The build fails here when a task's signature changed without re-running taskgen (go generate).
 var (
-	_ func(context.Context, string) (string, error)          = sendWelcomeEmail
-	_ func(context.Context) (string, error)                  = signupDigest
-	_ func(context.Context, string) (Account, error)         = createAccount
-	_ func(context.Context, Account) (Account, error)        = sendWelcome
-	_ func(context.Context, Account, string) (string, error) = notifySlack
-	_ func(context.Context, string) error                    = alertOps
+	_ func(context.Context, []Contact) (ImportSummary, error) = importContacts
+	_ func(context.Context, string) (string, error)           = sendWelcomeEmail
+	_ func(context.Context) (string, error)                   = signupDigest
+	_ func(context.Context, string) (Account, error)          = createAccount
+	_ func(context.Context, Account) (Account, error)         = sendWelcome
+	_ func(context.Context, Account, string) (string, error)  = notifySlack
+	_ func(context.Context, string) error                     = alertOps
 )
+
+// ImportContactsTask is the typed stub of task "signup.import_contacts" (func importContacts).
+type ImportContactsTask struct {
+	codegen.ArgDecoder[ImportContactsArgs]
+	runtime.Stub[ImportSummary]
+}
+
+// ImportContacts enqueues importContacts: ImportContacts.Delay(ctx, contacts).
+var ImportContacts = ImportContactsTask{Stub: runtime.NewStub[ImportSummary](&codegen.TaskDef{
+	Name:     "signup.import_contacts",
+	Queue:    "accounts",
+	Retry:    codegen.DefaultRetryPolicy(),
+	ArgNames: codegen.ArgNames{{"contacts"}},
+	NewArgs:  codegen.NewArgs[ImportContactsArgs],
+})}
+
+// With returns a copy of the stub carrying per-call options (Celery's apply_async).
+func (t ImportContactsTask) With(opts ...runtime.Option) ImportContactsTask {
+	return ImportContactsTask{Stub: t.Stub.With(opts...)}
+}
+
+// Delay enqueues a call of importContacts; it returns once the broker accepted the message.
+func (t ImportContactsTask) Delay(ctx context.Context, contacts []Contact) (*runtime.AsyncResult[ImportSummary], error) {
+	return t.Stub.Send(ctx, &ImportContactsArgs{Contacts: contacts})
+}
+
+// Call runs importContacts in this process, without a broker.
+func (t ImportContactsTask) Call(ctx context.Context, contacts []Contact) (ImportSummary, error) {
+	return importContacts(ctx, contacts)
+}
+
+// Sig returns the call of importContacts with every argument bound, as a workflow step (Celery's si).
+func (t ImportContactsTask) Sig(contacts []Contact) runtime.Signature[ImportSummary] {
+	return t.Stub.Sig(&ImportContactsArgs{Contacts: contacts})
+}
+
+// Partial returns the call of importContacts missing contacts, which the previous step's result fills (Celery's s).
+func (t ImportContactsTask) Partial() runtime.Partial[[]Contact, ImportSummary] {
+	return runtime.NewPartial[[]Contact](t.Stub, &ImportContactsArgs{})
+}
+
+// ImportContactsArgs are the arguments of one call of ImportContacts, as ImportContacts.DecodeArgs returns them; its methods are the generated codec.
+type ImportContactsArgs struct {
+	Contacts []Contact
+}
+
+func (*ImportContactsArgs) ArgNames() codegen.ArgNames { return ImportContacts.Def().ArgNames }
+func (a *ImportContactsArgs) EncodeArgs(w codegen.ArgWriter) error {
+	if err := w.Value(a.Contacts); err != nil {
+		return err
+	}
+	return nil
+}
+func (a *ImportContactsArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
+	switch i {
+	case 0:
+		err = r.Value(&a.Contacts)
+	}
+	return err
+}
 
 // SendWelcomeEmailTask is the typed stub of task "signup.send_welcome_email" (func sendWelcomeEmail).
 type SendWelcomeEmailTask struct {
@@ -402,6 +463,9 @@ func (a *AlertOpsArgs) DecodeArg(i int, r codegen.ArgReader) (err error) {
 
 // Run is set in init, not in the literals, so that a task may enqueue itself without an initialization cycle.
 func init() {
+	ImportContacts.Def().Run = codegen.Run(func(ctx context.Context, args *ImportContactsArgs) (ImportSummary, error) {
+		return importContacts(ctx, args.Contacts)
+	})
 	SendWelcomeEmail.Def().Run = codegen.Run(func(ctx context.Context, args *SendWelcomeEmailArgs) (string, error) {
 		return sendWelcomeEmail(ctx, args.Email)
 	})
@@ -424,6 +488,7 @@ func init() {
 
 // RegisterTasks registers every task implemented in package signup on w.
 func RegisterTasks(w *runtime.Worker) {
+	w.Register(ImportContacts.Def())
 	w.Register(SendWelcomeEmail.Def())
 	w.Register(SignupDigest.Def())
 	w.Register(CreateAccount.Def())

@@ -1,7 +1,9 @@
 // Command server is the sign-up web server of taskgen's example: GET or POST
 // /sign-up?email=… enqueues SendWelcomeEmail and answers "Signed Up!" at once;
 // /onboard?email=… sends the sign-up chain (signup.Onboarding) and
-// /gallery?title=…&photo=… the thumbnails chord (gallery.Workflow).
+// /gallery?title=…&photo=… the thumbnails chord (gallery.Workflow);
+// POST /contacts/import starts signup.ImportContacts and
+// GET /contacts/import/{id} polls its progress.
 //
 //	server -broker redis://127.0.0.1:6379/0 -backend redis://127.0.0.1:6379/1 -addr 127.0.0.1:8080
 package main
@@ -41,6 +43,7 @@ func main() {
 	}
 	defer app.Close()
 	runtime.SetDefault(app)
+	signup.ConfigureResults(app) // GET /contacts/import/{id} reads the backend
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -59,6 +59,7 @@ func main() {
 	hostname := flag.String("hostname", "", "node name, name@host (default taskgen@<hostname>)")
 	shutdown := flag.Duration("shutdown-timeout", 30*time.Second, "how long running tasks may finish at shutdown")
 	metricsAddr := flag.String("metrics-addr", "", "serve the worker's Prometheus metrics at http://ADDR/metrics, e.g. :9808 (default: off)")
+	importDelay := flag.Duration("import-row-delay", 0, "time each row of signup.import_contacts takes, to watch its progress (e.g. 200ms; default 0)")
 	withBeat := flag.Bool("beat", false, "also run the periodic-task scheduler (celery worker -B); safe on every worker: the schedulers elect a leader")
 	flag.Parse()
 
@@ -99,6 +100,7 @@ func main() {
 	}
 	w := app.NewWorker(opts)
 	signup.RegisterTasks(w)
+	signup.ConfigureImport(signup.Importer{RowDelay: *importDelay})
 	gallery.RegisterTasks(w)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
