@@ -37,8 +37,8 @@ type ImportSummary struct {
 
 // Importer configures ImportContacts on a worker.
 type Importer struct {
-	// RowDelay is how long each imported row takes: the example's stand-in
-	// for the database write of a real import (default 0; the demo uses
+	// RowDelay is how long each row takes: the example's stand-in for the
+	// database lookup and write of a real import (default 0; the demo uses
 	// 50 ms so that its progress can be watched).
 	RowDelay time.Duration
 	// BeforeRow, when set, is called before row (1-based) of total is
@@ -76,6 +76,13 @@ func importContacts(ctx context.Context, contacts []Contact) (ImportSummary, err
 				return sum, err
 			}
 		}
+		if im.RowDelay > 0 { // the lookup and write of a real import
+			select {
+			case <-time.After(im.RowDelay):
+			case <-ctx.Done():
+				return sum, ctx.Err()
+			}
+		}
 		var note string
 		addr, err := mail.ParseAddress(c.Email)
 		switch {
@@ -89,13 +96,6 @@ func importContacts(ctx context.Context, contacts []Contact) (ImportSummary, err
 			sum.Skipped = append(sum.Skipped, note)
 		default:
 			seen[strings.ToLower(addr.Address)] = true
-			if im.RowDelay > 0 { // the write of a real import
-				select {
-				case <-time.After(im.RowDelay):
-				case <-ctx.Done():
-					return sum, ctx.Err()
-				}
-			}
 			sum.Imported++
 			note = "imported " + addr.Address
 		}

@@ -9,15 +9,18 @@
 //   - a client that signs up a few users (/sign-up: SendWelcomeEmail), then
 //     onboards one (/onboard: the chain CreateAccount → SendWelcome →
 //     NotifySlack) and builds a gallery (/gallery: a chord of
-//     RenderThumbnail calls with BuildGallery as its body), and waits for
-//     every result.
+//     RenderThumbnail calls with BuildGallery as its body), imports a small
+//     contact list (POST /contacts/import: ImportContacts, which reports its
+//     progress row by row) and polls GET /contacts/import/{id} until it is
+//     done, and waits for every result.
 //
 // It prints each sign-up, each failed attempt with its backoff delay, each
-// success with its result, and exits 0 when every email went out and both
+// success with its result, each step of the import's progress, and exits 0 when every email went out and both
 // workflows finished (1 otherwise, or after -timeout). `make demo` runs it.
 package main
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"flag"
@@ -108,6 +111,8 @@ func run(users, failures int, timeout time.Duration) error {
 	}
 	defer app.Close()
 	runtime.SetDefault(app)
+	signup.ConfigureResults(app)
+	signup.ConfigureImport(signup.Importer{RowDelay: 40 * time.Millisecond})
 
 	// Tracing: every publish and run is a span (runtime/otel), kept in
 	// memory here; the demo prints the trace of the first sign-up.
@@ -200,8 +205,13 @@ func run(users, failures int, timeout time.Duration) error {
 		return err
 	}
 
+	importPoll, err := startImport(base)
+	if err != nil {
+		return err
+	}
+
 	var wg sync.WaitGroup
-	errs := make([]error, len(ids)+2)
+	errs := make([]error, len(ids)+3)
 	for i, id := range ids {
 		wg.Go(func() {
 			res := runtime.NewAsyncResult[string](app, id)
@@ -231,6 +241,7 @@ func run(users, failures int, timeout time.Duration) error {
 		fmt.Printf("result: chord %d × RenderThumbnail → BuildGallery %s -> %q, %d photos, page %s (%d bytes, %d <img>)\n",
 			len(photos), chordID, g.Title, g.Photos, page, len(store.Data(page)), strings.Count(string(store.Data(page)), "<img "))
 	})
+	wg.Go(func() { errs[len(ids)+2] = followImport(ctx, base+importPoll) })
 	wg.Wait()
 	// The next digest after the emails went out reports them.
 	digestErr := func() error {
@@ -251,7 +262,7 @@ func run(users, failures int, timeout time.Duration) error {
 	}()
 	errs = append(errs, digestErr)
 	printTrace(spans.GetSpans(), "GET /sign-up")
-	tasks := len(ids) + 3 + len(photos) + 1 // sign-ups, the chain's steps, the chord's header and body
+	tasks := len(ids) + 3 + len(photos) + 1 + 1 // sign-ups, the chain's steps, the chord's header and body, the import
 	printMonitorSummary(ctx, monURL, tasks)
 	stopWorker()
 	if err := <-workerDone; err != nil {
@@ -264,7 +275,72 @@ func run(users, failures int, timeout time.Duration) error {
 			return err
 		}
 	}
-	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished; the scheduler sent the digest.")
+	fmt.Println("every welcome email was sent; the onboarding chain and the gallery chord finished; the contacts were imported; the scheduler sent the digest.")
+	return nil
+}
+
+// demoContacts is the contact list the demo imports: one bad address and
+// one duplicate among them.
+var demoContacts = []signup.Contact{
+	{Name: "Ann", Email: "ann@example.com"}, {Name: "Bob", Email: "bob@example.com"},
+	{Name: "Cid", Email: "cid(at)example.com"}, {Name: "Dee", Email: "dee@example.com"},
+	{Name: "Ann", Email: "Ann@Example.com"}, {Name: "Eve", Email: "eve@example.com"},
+}
+
+// startImport posts demoContacts to /contacts/import and returns the poll
+// path of the 202 answer.
+func startImport(base string) (string, error) {
+	body, err := json.Marshal(map[string]any{"contacts": demoContacts})
+	if err != nil {
+		return "", err
+	}
+	resp, err := http.Post(base+"/contacts/import", "application/json", bytes.NewReader(body))
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	var answer struct{ ID, Poll string }
+	if err := json.NewDecoder(resp.Body).Decode(&answer); err != nil || resp.StatusCode != http.StatusAccepted {
+		return "", fmt.Errorf("POST /contacts/import: %s (%v)", resp.Status, err)
+	}
+	fmt.Printf("client: POST /contacts/import (%d contacts) -> %s, poll %s\n", len(demoContacts), resp.Status, resp.Header.Get("Location"))
+	return answer.Poll, nil
+}
+
+// followImport polls url until the import is done, printing each progress
+// step it sees and then the summary.
+func followImport(ctx context.Context, url string) error {
+	var st signup.ImportStatus
+	last := -1
+	for {
+		resp, err := http.Get(url)
+		if err != nil {
+			return err
+		}
+		st = signup.ImportStatus{}
+		err = json.NewDecoder(resp.Body).Decode(&st)
+		resp.Body.Close()
+		if err != nil {
+			return fmt.Errorf("GET %s: %w", url, err)
+		}
+		if st.State == runtime.StateProgress && st.Current != last {
+			last = st.Current
+			fmt.Printf("import %d/%d (%3.0f%%) %s\n", st.Current, st.Total, st.Percent, st.Note)
+		}
+		if st.State.Ready() {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("contact import: %s at %d/%d: %w", st.State, st.Current, st.Total, ctx.Err())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	if st.Result == nil {
+		return fmt.Errorf("contact import %s: %s %s", st.ID, st.State, st.Error)
+	}
+	fmt.Printf("result: import %s -> imported=%d invalid=%d duplicates=%d %q\n", st.ID, st.Result.Imported, st.Result.Invalid,
+		st.Result.Duplicates, st.Result.Skipped)
 	return nil
 }
 
