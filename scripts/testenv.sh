@@ -154,16 +154,30 @@ stop_stray_system_rabbitmq() {
 # --------------------------------------------------------------------------------------
 # start
 
-# free_ports N: print N distinct free TCP ports on 127.0.0.1, one per line.
+# free_ports N: print N distinct free TCP ports on 127.0.0.1, one per line,
+# below the kernel's ephemeral range when it leaves room (a port from that
+# range, released until a server binds it or is restarted on it, could be
+# handed meanwhile to any outgoing connection; see internal/testenv/ports.go).
 free_ports() {
 	local n=$1
 	if [[ -x $PYTHON ]]; then
 		"$PYTHON" - "$n" <<-'EOF'
-			import socket, sys
+			import random, socket, sys
+			try:
+			    low = int(open("/proc/sys/net/ipv4/ip_local_port_range").read().split()[0]) - 1
+			except (OSError, ValueError, IndexError):
+			    low = 32767
 			socks = []
 			for _ in range(int(sys.argv[1])):
 			    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-			    s.bind(("127.0.0.1", 0))
+			    for _ in range(200 if low - 20000 >= 1000 else 0):
+			        try:
+			            s.bind(("127.0.0.1", random.randint(20000, low)))
+			            break
+			        except OSError:
+			            pass
+			    else:
+			        s.bind(("127.0.0.1", 0))
 			    socks.append(s)
 			for s in socks:
 			    print(s.getsockname()[1])
@@ -175,7 +189,7 @@ free_ports() {
 	local -A seen=()
 	local got=0 p
 	while ((got < n)); do
-		p=$((20000 + RANDOM % 30000))
+		p=$((20000 + RANDOM % 12000))
 		[[ -n ${seen[$p]:-} ]] && continue
 		if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
 			seen[$p]=1

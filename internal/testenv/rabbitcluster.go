@@ -162,25 +162,9 @@ func rabbitBinDir() string {
 	return filepath.Dir(p)
 }
 
-// freePorts returns n distinct TCP ports free on 127.0.0.1 just now.
-func freePorts(n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var ports []int
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
-	}
-	return ports, nil
-}
+// freePorts returns n distinct TCP ports free on 127.0.0.1 just now (see
+// pickPorts).
+func freePorts(n int) ([]int, error) { return pickPorts(n) }
 
 func portOpen(port int) bool {
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)

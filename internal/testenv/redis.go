@@ -370,15 +370,15 @@ func redisQuote(v string) string {
 	return b.String()
 }
 
-// freePort returns a TCP port that was free on 127.0.0.1 a moment ago.
+// freePort returns a TCP port that was free on 127.0.0.1 a moment ago (see
+// pickPorts).
 func freePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	ps, err := pickPorts(1)
 	if err != nil {
 		t.Fatalf("testenv: picking a free port: %v", err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return ps[0]
 }
 
 // privateDir returns a fresh directory removed at the end of the test. Under

@@ -371,51 +371,113 @@ func (s *RedisSentinel) KillMaster() *RedisServer {
 // WaitFailover waits until a majority of the sentinels names a master other
 // than old (an address, e.g. the Addr of the node KillMaster returned), that
 // node answers ROLE as master, and every other running data node replicates
-// from it with its link up. It returns the new master, and fails the test
-// after a minute.
+// from it with its link up. The master is read again on every poll: should
+// the sentinels fail over a second time meanwhile (a failover that timed out
+// on a loaded machine is retried, possibly to another replica), it waits for
+// the master they settle on. It returns the new master, and fails the test,
+// describing every node and sentinel, after a minute.
 func (s *RedisSentinel) WaitFailover(old string) *RedisServer {
 	s.t.Helper()
-	deadline := time.Now().Add(sentinelFailoverTimeout)
-	var addr string
-	s.waitFor(deadline, "a failover away from "+old, func() (bool, error) {
-		a, err := s.masterAddr()
-		if err != nil || a == old {
-			return false, err
+	addr := s.waitSettled(time.Now().Add(sentinelFailoverTimeout), "a failover away from "+old, func(a string) error {
+		if a == old {
+			return fmt.Errorf("the sentinels still name %s", old)
 		}
-		role, err := s.nodeDo(a, "ROLE")
-		if err != nil {
-			return false, err
-		}
-		if r, ok := role.([]any); !ok || len(r) == 0 || r[0] != "master" {
-			return false, fmt.Errorf("%s answers ROLE %v", a, role)
-		}
-		addr = a
-		return true, nil
+		return nil
 	})
-	s.WaitReplicas(addr)
 	return s.node(addr)
 }
 
 // WaitReplicas waits until every running data node other than master (an
-// address) is a replica of master with its link up, and the master counts
-// them all among its connected replicas. It fails the test after a minute.
+// address) is a replica of master with its link up. It fails the test after
+// a minute.
 func (s *RedisSentinel) WaitReplicas(master string) {
 	s.t.Helper()
 	deadline := time.Now().Add(sentinelFailoverTimeout)
+	s.waitFor(deadline, "the replicas of "+master, func() (bool, error) {
+		err := s.replicating(master)
+		return err == nil, err
+	})
+}
+
+// replicating returns nil when every running data node other than master is
+// a replica of master with its link up, or else an error that says which
+// node is not and what it reports instead.
+func (s *RedisSentinel) replicating(master string) error {
+	host, port, _ := net.SplitHostPort(master)
 	for _, n := range s.nodes {
 		if n.Addr() == master || !n.running() {
 			continue
 		}
-		s.waitFor(deadline, n.Addr()+" replicating from "+master, func() (bool, error) {
-			info, err := s.info(n.Addr(), "replication")
-			if err != nil {
-				return false, err
-			}
-			host, port, _ := net.SplitHostPort(master)
-			return info["role"] == "slave" && info["master_host"] == host && info["master_port"] == port &&
-				info["master_link_status"] == "up", nil
-		})
+		info, err := s.info(n.Addr(), "replication")
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.Addr(), err)
+		}
+		if info["role"] != "slave" || info["master_host"] != host || info["master_port"] != port || info["master_link_status"] != "up" {
+			return &notReplicating{node: n.Addr(), master: master, state: fmt.Sprintf("role=%s master=%s:%s link=%s sync_in_progress=%s",
+				info["role"], info["master_host"], info["master_port"], info["master_link_status"], info["master_sync_in_progress"]),
+				elsewhere: info["role"] != "slave" || info["master_host"] != host || info["master_port"] != port}
+		}
 	}
+	return nil
+}
+
+// notReplicating: node is not (yet) a replica of master with its link up.
+type notReplicating struct {
+	node, master, state string
+	elsewhere           bool // it names another master, or none
+}
+
+func (e *notReplicating) Error() string {
+	return fmt.Sprintf("%s is not replicating from %s: %s", e.node, e.master, e.state)
+}
+
+// waitSettled waits until a majority of the sentinels names a master that
+// check accepts, which answers ROLE as master, and of which every other
+// running data node is a replica with its link up; it returns that master.
+// A node that names another master for more than nudgeAfter while the
+// sentinels agree is pointed at theirs with REPLICAOF (as the sentinels do
+// at their next poll of it, which on a loaded machine can take long).
+func (s *RedisSentinel) waitSettled(deadline time.Time, what string, check func(master string) error) string {
+	s.t.Helper()
+	const nudgeAfter = 10 * time.Second
+	var addr string
+	astray := map[string]time.Time{} // node → since when it names another master
+	s.waitFor(deadline, what, func() (bool, error) {
+		a, err := s.masterAddr()
+		if err != nil {
+			return false, err
+		}
+		if err := check(a); err != nil {
+			return false, err
+		}
+		role, err := s.nodeDo(a, "ROLE")
+		if err != nil {
+			return false, fmt.Errorf("%s: %w", a, err)
+		}
+		if r, ok := role.([]any); !ok || len(r) == 0 || r[0] != "master" {
+			return false, fmt.Errorf("the sentinels name %s, which answers ROLE %v", a, role)
+		}
+		err = s.replicating(a)
+		var nr *notReplicating
+		if errors.As(err, &nr) && nr.elsewhere {
+			since, ok := astray[nr.node+">"+a]
+			if !ok {
+				astray[nr.node+">"+a] = time.Now()
+			} else if time.Since(since) > nudgeAfter {
+				host, port, _ := net.SplitHostPort(a)
+				_, rerr := s.nodeDo(nr.node, "REPLICAOF", host, port)
+				s.t.Logf("testenv: sentinel deployment: %s still names another master %v after the sentinels named %s; sent REPLICAOF %s %s (err %v)",
+					nr.node, nudgeAfter, a, host, port, rerr)
+				delete(astray, nr.node+">"+a)
+			}
+		}
+		if err != nil {
+			return false, err
+		}
+		addr = a
+		return true, nil
+	})
+	return addr
 }
 
 // Restart starts node again after Kill or Stop (see RedisServer.Start) and
@@ -434,7 +496,7 @@ func (s *RedisSentinel) Restart(node *RedisServer) {
 			s.t.Fatalf("testenv: sentinel deployment: REPLICAOF on restarted %s: %v", node.Addr(), err)
 		}
 	}
-	s.WaitReplicas(s.MasterAddr())
+	s.waitSettled(time.Now().Add(sentinelFailoverTimeout), node.Addr()+" back as a replica", func(string) error { return nil })
 }
 
 // waitFor polls cond every 50 ms until it holds, failing the test with the
@@ -451,10 +513,36 @@ func (s *RedisSentinel) waitFor(deadline time.Time, what string, cond func() (bo
 			last = err
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("testenv: sentinel deployment: timed out waiting for %s (last error: %v)", what, last)
+			s.t.Fatalf("testenv: sentinel deployment: timed out waiting for %s (last error: %v)\n%s", what, last, s.describe())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// describe reports what every data node and sentinel says, for a failure
+// message: each node's replication role, master and link, and the master
+// each sentinel names.
+func (s *RedisSentinel) describe() string {
+	var b strings.Builder
+	for _, n := range s.nodes {
+		if !n.running() {
+			fmt.Fprintf(&b, "  node %s: not running\n", n.Addr())
+			continue
+		}
+		info, err := s.info(n.Addr(), "replication")
+		if err != nil {
+			fmt.Fprintf(&b, "  node %s: %v\n", n.Addr(), err)
+			continue
+		}
+		fmt.Fprintf(&b, "  node %s: role=%s master=%s:%s link=%s sync_in_progress=%s connected_slaves=%s offset=%s\n", n.Addr(),
+			info["role"], info["master_host"], info["master_port"], info["master_link_status"], info["master_sync_in_progress"],
+			info["connected_slaves"], info["master_repl_offset"])
+	}
+	for _, sn := range s.sentinels {
+		v, err := s.sentinelDo(sn.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.cfg.MasterName)
+		fmt.Fprintf(&b, "  sentinel %s: master %v (err %v)\n", sn.Addr(), v, err)
+	}
+	return b.String()
 }
 
 // sentinelDo sends one command to the sentinel at addr.
