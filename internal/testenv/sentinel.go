@@ -442,6 +442,7 @@ func (s *RedisSentinel) waitSettled(deadline time.Time, what string, check func(
 	const nudgeAfter = 10 * time.Second
 	var addr string
 	astray := map[string]time.Time{} // node → since when it names another master
+	var seen string                  // the last master check accepted
 	s.waitFor(deadline, what, func() (bool, error) {
 		a, err := s.masterAddr()
 		if err != nil {
@@ -450,6 +451,12 @@ func (s *RedisSentinel) waitSettled(deadline time.Time, what string, check func(
 		if err := check(a); err != nil {
 			return false, err
 		}
+		if seen != "" && a != seen {
+			// Writes the first one took meanwhile are lost when it
+			// resynchronises from the second: say so in the test log.
+			s.t.Logf("testenv: sentinel deployment: the sentinels failed over again, from %s to %s, while waiting for %s", seen, a, what)
+		}
+		seen = a
 		role, err := s.nodeDo(a, "ROLE")
 		if err != nil {
 			return false, fmt.Errorf("%s: %w", a, err)
