@@ -48,6 +48,9 @@ type haScenario struct {
 	// lossy: the broker may lose confirmed tasks (asynchronous
 	// replication); measure the loss instead of failing on it.
 	lossy bool
+	// describe, when set, reports the deployment's state for a failure
+	// message.
+	describe func() string
 }
 
 func runHA(t *testing.T, sc haScenario) {
@@ -86,6 +89,9 @@ func runHA(t *testing.T, sc haScenario) {
 		fmt.Fprintf(plog, "%s fault %d: killed %s\n", killed.Format("15:04:05.000"), i+1, victim)
 		kills = append(kills, killed)
 		r, ok := awaitResume(st, tl, killed, 2*time.Minute)
+		if !ok && sc.describe != nil {
+			t.Logf("deployment after killing %s:\n%s", victim, sc.describe())
+		}
 		require.True(t, ok, "no task confirmed and run within 2 min of killing %s (confirmed since: %d)", victim, st.confirms.Load()-before)
 		t.Logf("HA-RESUME scenario=%s fault=%d victim=%s confirmed_before=%d kill_to_confirm_ms=%d kill_to_run_ms=%d",
 			sc.name, i+1, victim, before, ms(r.confirm), ms(r.run))
@@ -317,7 +323,7 @@ func haSentinel(t *testing.T, minReplicas int, lag time.Duration) {
 		name += fmt.Sprintf("-link-lag-%v", lag)
 	}
 	sc := haScenario{name: name, broker: "redis sentinel (master + 2 replicas, 3 sentinels)",
-		workerURL: raw, producerURL: raw, queue: q, workers: 2, pace: 8 * time.Millisecond,
+		workerURL: raw, producerURL: raw, queue: q, workers: 2, pace: 8 * time.Millisecond, describe: d.Describe,
 		faults: []haFault{{at: 0.25, kill: kill}, {at: 0.60, kill: kill}}}
 	if minReplicas == 0 {
 		// Full speed, one kill: the loss window of asynchronous replication.

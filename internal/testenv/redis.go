@@ -302,8 +302,8 @@ func (s *RedisServer) logTail() string {
 		b = append(b, o...)
 	}
 	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 15 {
-		lines = lines[len(lines)-15:]
+	if len(lines) > 40 {
+		lines = lines[len(lines)-40:]
 	}
 	return "redis.log:\n" + strings.Join(lines, "\n")
 }

@@ -520,15 +520,25 @@ func (s *RedisSentinel) waitFor(deadline time.Time, what string, cond func() (bo
 			last = err
 		}
 		if time.Now().After(deadline) {
-			s.t.Fatalf("testenv: sentinel deployment: timed out waiting for %s (last error: %v)\n%s", what, last, s.describe())
+			s.t.Fatalf("testenv: sentinel deployment: timed out waiting for %s (last error: %v)\n%s", what, last, s.Describe())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 }
 
-// describe reports what every data node and sentinel says, for a failure
-// message: each node's replication role, master and link, and the master
-// each sentinel names.
+// Describe reports, for a failure message, what every data node and
+// sentinel says: each node's replication role, master and link, the master
+// each sentinel names, and the end of the first sentinel's log (its
+// failover events: +sdown, +odown, +switch-master, +slave-reconf-*).
+func (s *RedisSentinel) Describe() string {
+	d := s.describe()
+	if len(s.sentinels) > 0 {
+		d += "  sentinel " + s.sentinels[0].Addr() + " " + s.sentinels[0].logTail() + "\n"
+	}
+	return d
+}
+
+// describe is Describe without the log.
 func (s *RedisSentinel) describe() string {
 	var b strings.Builder
 	for _, n := range s.nodes {
