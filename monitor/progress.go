@@ -137,8 +137,8 @@ func decodeProgress(ser string, raw []byte, now time.Time) (TaskProgress, bool) 
 		}
 	}
 	if mm, ok := meta.(map[string]any); ok {
-		c, okc := progressNum(mm["current"])
-		n, okn := progressNum(mm["total"])
+		c, okc := num(mm["current"])
+		n, okn := num(mm["total"])
 		if okc && okn {
 			p.Current, p.Total, p.HasBar = c, n, true
 		}
@@ -165,27 +165,4 @@ func (m *Monitor) progressField(id string) any {
 		return p.object()
 	}
 	return nil
-}
-
-// progressNum reads a meta number as either serializer decodes it.
-func progressNum(v any) (float64, bool) {
-	switch x := v.(type) {
-	case int8:
-		return float64(x), true
-	case int16:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case uint8:
-		return float64(x), true
-	case uint16:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	case float32:
-		return float64(x), true
-	}
-	return num(v)
 }

@@ -2,11 +2,11 @@ package monitor
 
 import (
 	"container/list"
-	"encoding/json"
 	"math"
 	"sync"
 	"time"
 
+	"github.com/taskgen/taskgen/internal/anynum"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -280,21 +280,11 @@ func str(v any) string {
 }
 
 func num(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		if math.IsNaN(x) || math.IsInf(x, 0) {
-			return 0, false
-		}
-		return x, true
-	case json.Number:
-		f, err := x.Float64()
-		return f, err == nil
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
+	f, ok := anynum.Float64(v)
+	if !ok || math.IsNaN(f) || math.IsInf(f, 0) {
+		return 0, false
 	}
-	return 0, false
+	return f, true
 }
 
 // reprField turns an event field into display text: strings as they are

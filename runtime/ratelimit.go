@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskgen/taskgen/internal/anynum"
 	"github.com/taskgen/taskgen/runtime/codegen"
 )
 
@@ -136,35 +137,7 @@ func pyFalsy(v any) bool {
 }
 
 // number converts a decoded JSON or msgpack number.
-func number(v any) (float64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return x, true
-	case float32:
-		return float64(x), true
-	case int:
-		return float64(x), true
-	case int8:
-		return float64(x), true
-	case int16:
-		return float64(x), true
-	case int32:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	case uint:
-		return float64(x), true
-	case uint8:
-		return float64(x), true
-	case uint16:
-		return float64(x), true
-	case uint32:
-		return float64(x), true
-	case uint64:
-		return float64(x), true
-	}
-	return 0, false
-}
+func number(v any) (float64, bool) { return anynum.Float64(v) }
 
 // celeryRate converts a rate limit as celery.utils.time.rate does: "N/s",
 // "N/m", "N/h" or "N" (per second), N a float; None, "" and 0 mean no
