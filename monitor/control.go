@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskgen/taskgen/internal/anynum"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -101,7 +102,7 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	h := &msg.Headers
 	h.Lang, h.Task, h.ID, h.RootID = "go", name, id, id
 	h.ArgsRepr = tupleRepr(args)
-	h.KwargsRepr = driver.Repr(jsonPlain(kwargs))
+	h.KwargsRepr = driver.Repr(anynum.Plain(kwargs))
 	host, _ := os.Hostname()
 	h.Origin = "taskmon" + strconv.Itoa(os.Getpid()) + "@" + host
 	switch {
@@ -144,36 +145,11 @@ func (m *Monitor) buildMessage(name string, req *applyRequest, now time.Time) (*
 	return msg, queue, nil
 }
 
-// jsonPlain turns json.Number values back into int64 or float64 for Repr.
-func jsonPlain(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = jsonPlain(e)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = jsonPlain(e)
-		}
-		return out
-	}
-	return v
-}
-
 // tupleRepr is the argsrepr of positional args: "(1, 'a')", "('a',)".
 func tupleRepr(args []any) string {
 	parts := make([]string, len(args))
 	for i, a := range args {
-		parts[i] = driver.Repr(jsonPlain(a))
+		parts[i] = driver.Repr(anynum.Plain(a))
 	}
 	s := "(" + strings.Join(parts, ", ")
 	if len(args) == 1 {

@@ -41,3 +41,32 @@ func Float64(v any) (float64, bool) {
 	}
 	return 0, false
 }
+
+// Plain returns v, a value decoded from JSON with json.Decoder.UseNumber,
+// with every json.Number in it (at any depth of []any and map[string]any)
+// replaced by an int64 when it is an integer that fits, else a float64: the
+// Go values whose Python repr (driver.Repr) is what Celery shows for the
+// same JSON. Other values are returned as they are.
+func Plain(v any) any {
+	switch x := v.(type) {
+	case json.Number:
+		if i, err := x.Int64(); err == nil {
+			return i
+		}
+		f, _ := x.Float64()
+		return f
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = Plain(e)
+		}
+		return out
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = Plain(e)
+		}
+		return out
+	}
+	return v
+}

@@ -27,3 +27,19 @@ func TestFloat64(t *testing.T) {
 		t.Errorf("Float64(NaN) = %v, %v; want NaN, true", f, ok)
 	}
 }
+
+func TestPlain(t *testing.T) {
+	in := map[string]any{"i": json.Number("42"), "f": json.Number("1.5"), "big": json.Number("1e30"),
+		"list": []any{json.Number("-7"), "s", nil, map[string]any{"n": json.Number("3")}}}
+	got := Plain(in).(map[string]any)
+	if got["i"] != int64(42) || got["f"] != 1.5 || got["big"] != 1e30 {
+		t.Errorf("Plain numbers: %#v", got)
+	}
+	l := got["list"].([]any)
+	if l[0] != int64(-7) || l[1] != "s" || l[2] != nil || l[3].(map[string]any)["n"] != int64(3) {
+		t.Errorf("Plain nested: %#v", l)
+	}
+	if _, ok := in["i"].(json.Number); !ok {
+		t.Error("Plain changed its argument")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/taskgen/taskgen/internal/anynum"
 	"github.com/taskgen/taskgen/runtime/driver"
 )
 
@@ -90,45 +91,20 @@ func callMessage(name, id string, args []any, kwargs map[string]any, countdown t
 	h.Lang, h.Task, h.ID, h.RootID = "go", name, id, id
 	parts := make([]string, len(args))
 	for i, a := range args {
-		parts[i] = driver.Repr(plain(a))
+		parts[i] = driver.Repr(anynum.Plain(a))
 	}
 	h.ArgsRepr = "(" + strings.Join(parts, ", ")
 	if len(args) == 1 {
 		h.ArgsRepr += ","
 	}
 	h.ArgsRepr += ")"
-	h.KwargsRepr = driver.Repr(plain(kwargs))
+	h.KwargsRepr = driver.Repr(anynum.Plain(kwargs))
 	host, _ := os.Hostname()
 	h.Origin = "taskctl" + strconv.Itoa(os.Getpid()) + "@" + host
 	if countdown > 0 {
 		h.ETA = time.Now().Add(countdown)
 	}
 	return msg, nil
-}
-
-// plain turns json.Number values into int64 or float64 (for Repr).
-func plain(v any) any {
-	switch x := v.(type) {
-	case json.Number:
-		if i, err := x.Int64(); err == nil {
-			return i
-		}
-		f, _ := x.Float64()
-		return f
-	case []any:
-		out := make([]any, len(x))
-		for i, e := range x {
-			out[i] = plain(e)
-		}
-		return out
-	case map[string]any:
-		out := make(map[string]any, len(x))
-		for k, e := range x {
-			out[k] = plain(e)
-		}
-		return out
-	}
-	return v
 }
 
 // result: taskctl result [-wait D] ID — `celery result ID`.
