@@ -12,7 +12,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/taskgen/taskgen/cmd/taskctl/internal/taskctl"
-	"github.com/taskgen/taskgen/internal/testenv"
 	"github.com/taskgen/taskgen/runtime"
 	"github.com/taskgen/taskgen/runtime/codegen"
 	"github.com/taskgen/taskgen/runtime/driver"
@@ -99,28 +98,7 @@ func (lt *limitedTask) sortedStarts() []time.Time {
 // inspect registered, "" removes it; shutdown (no reply) lets the running
 // task finish and makes the worker's Run return nil.
 func TestRun_ControlGoWorker(t *testing.T) {
-	for _, tc := range []struct {
-		name            string
-		broker, backend func(t *testing.T) string
-	}{
-		{"memory", func(t *testing.T) string { return "memory://" + driver.NewID() }, nil},
-		{"redis", func(t *testing.T) string {
-			return testenv.RedisURL(t) + "?global_keyprefix=taskctl" + driver.NewID()[:8] + ":"
-		}, nil},
-		{"amqp", func(t *testing.T) string { return testenv.AMQPURL(t) }, func(t *testing.T) string { return testenv.RedisURL(t) }},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			if tc.name != "memory" {
-				testenv.SkipIfShort(t, "needs "+tc.name)
-			}
-			broker := tc.broker(t)
-			backend := broker
-			if tc.backend != nil {
-				backend = tc.backend(t)
-			}
-			runControlGoWorker(t, broker, backend)
-		})
-	}
+	eachBroker(t, runControlGoWorker)
 }
 
 func runControlGoWorker(t *testing.T, broker, backend string) {

@@ -118,15 +118,10 @@ func goWorker(t *testing.T, broker, backend, host, queue string, defs ...*codege
 	return stop
 }
 
-type deadLetter struct {
-	ID, Task, Queue, Reason, Time, Args string
-}
-
-// TestRun_DeadLetterRoundTrip: a task no worker knows is dead-lettered by a
-// Go worker, listed with its name, id, queue, reason and time, requeued
-// once a worker registers it (and runs: its result is read back), and a
-// second one dropped; purge asks first and empties a queue.
-func TestRun_DeadLetterRoundTrip(t *testing.T) {
+// eachBroker runs run as a subtest on memory://, on Redis (broker and
+// backend, a key prefix of its own) and on RabbitMQ with the Redis backend;
+// under -short only on memory://.
+func eachBroker(t *testing.T, run func(t *testing.T, broker, backend string)) {
 	for _, tc := range []struct {
 		name            string
 		broker, backend func(t *testing.T) string
@@ -146,9 +141,21 @@ func TestRun_DeadLetterRoundTrip(t *testing.T) {
 			if tc.backend != nil {
 				backend = tc.backend(t)
 			}
-			runDeadLetterRoundTrip(t, broker, backend)
+			run(t, broker, backend)
 		})
 	}
+}
+
+type deadLetter struct {
+	ID, Task, Queue, Reason, Time, Args string
+}
+
+// TestRun_DeadLetterRoundTrip: a task no worker knows is dead-lettered by a
+// Go worker, listed with its name, id, queue, reason and time, requeued
+// once a worker registers it (and runs: its result is read back), and a
+// second one dropped; purge asks first and empties a queue.
+func TestRun_DeadLetterRoundTrip(t *testing.T) {
+	eachBroker(t, runDeadLetterRoundTrip)
 }
 
 func runDeadLetterRoundTrip(t *testing.T, broker, backend string) {
