@@ -24,11 +24,12 @@ type eventDispatcherOptions struct {
 	// when it is full new events are dropped and counted, never waited for.
 	QueueSize int
 	// BatchSize is the largest list of task events published as one
-	// "task.multi" message when several are waiting (default 128; Celery
-	// flushes at 24, and its receivers, Flower's included, read lists of
-	// any length); 1 publishes each event on its own. Each message costs
-	// the worker and the broker a write and a routing, so a busy worker
-	// spends less on events with longer lists.
+	// "task.multi" message when several are waiting (default 512, ~120 KB
+	// of JSON; Celery flushes at 24, and its receivers, Flower's included,
+	// read lists of any length); 1 publishes each event on its own. Each
+	// message costs the worker and the broker a write, a round trip and a
+	// routing, so a busy worker spends less on events with longer lists
+	// (at 70k tasks/s, 2 ms of events are ~420).
 	BatchSize int
 	// BatchLinger is how long the sender waits for more task events when
 	// fewer than BatchSize are queued, so that a busy worker publishes
@@ -56,9 +57,10 @@ type eventDispatcherOptions struct {
 // implements. Worker.Run starts and stops the dispatcher of its worker
 // unless WorkerOptions.WithoutEvents is set.
 //
-// Hooks never block a task: they put a small record on a bounded queue read
-// by one sender goroutine, which encodes the JSON and publishes it. When the
-// queue is full the event is dropped and counted ([eventDispatcher.Dropped]).
+// Hooks never block a task: they append a small record to a bounded queue
+// (a slice under a mutex) that one sender goroutine takes whole, encodes and
+// publishes. When the queue is full the event is dropped and counted
+// ([eventDispatcher.Dropped]).
 //
 // Published messages share one Headers map ({"hostname": nodename}):
 // transports must not modify it.
@@ -68,8 +70,16 @@ type eventDispatcher struct {
 	pid   int
 	swVer string
 
-	queue   chan event
-	full    chan struct{} // a quarter of queue is used: wakes a lingering sender
+	// The queue: hooks append to qbuf; the sender swaps it for its spare
+	// buffer, one lock per batch instead of one channel operation per
+	// event on each side.
+	qmu   sync.Mutex
+	qbuf  []event // guarded by qmu: queued events, oldest first
+	qheld int     // guarded by qmu: events the sender took and is publishing
+	qidle bool    // guarded by qmu: the sender waits on wake for an event
+	// wake wakes the sender: the first event after it went idle, and a
+	// queue a quarter full (which cuts a lingering sender's sleep short).
+	wake    chan struct{}
 	stop    chan struct{}
 	done    chan struct{}
 	hbStop  chan struct{}
@@ -88,6 +98,10 @@ type eventDispatcher struct {
 	// driver.UTCOffset cache of the sender: zones change offset on the hour.
 	offHour, offVal int64
 	scratch         []byte // the sender's repr buffer
+	// The start of every event's JSON up to the clock's value, for the
+	// utcoffset headOff (the sender's).
+	head    []byte
+	headOff int
 	// The sender's message and body buffer, reused for every publish:
 	// EventTransport.PublishEvent does not keep them after it returns.
 	msg     driver.RawMessage
@@ -142,7 +156,7 @@ func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eve
 		o.QueueSize = 8192
 	}
 	if o.BatchSize <= 0 {
-		o.BatchSize = 128
+		o.BatchSize = 512
 	}
 	if o.BatchLinger == 0 {
 		o.BatchLinger = 2 * time.Millisecond
@@ -158,7 +172,7 @@ func newEventDispatcher(tr driver.EventTransport, o eventDispatcherOptions) *eve
 	}
 	return &eventDispatcher{
 		tr: tr, opts: o, pid: os.Getpid(), swVer: softwareVersion(),
-		queue: make(chan event, o.QueueSize), full: make(chan struct{}, 1),
+		wake:    make(chan struct{}, 1),
 		headers: map[string]any{"hostname": o.Hostname},
 		stop:    make(chan struct{}), done: make(chan struct{}),
 		hbStop: make(chan struct{}), hbDone: make(chan struct{}),
@@ -214,11 +228,11 @@ func (d *eventDispatcher) Close(ctx context.Context) error {
 		}
 		close(d.hbStop)
 		<-d.hbDone
+		// worker-offline is queued even when the queue is full.
 		off := event{typ: driver.EventWorkerOffline, ts: d.opts.Now()}
-		select {
-		case d.queue <- off:
-		case <-ctx.Done():
-		}
+		d.qmu.Lock()
+		d.qbuf = append(d.qbuf, off)
+		d.qmu.Unlock()
 		d.closed.Store(true)
 		close(d.stop)
 		select {
@@ -241,17 +255,26 @@ func (d *eventDispatcher) enqueue(ev event) {
 	if ev.ts.IsZero() {
 		ev.ts = d.opts.Now()
 	}
-	select {
-	case d.queue <- ev:
-		if len(d.queue) >= cap(d.queue)/4 {
-			// Cut the sender's BatchLinger short: it falls behind.
-			select {
-			case d.full <- struct{}{}:
-			default:
-			}
-		}
-	default:
+	d.qmu.Lock()
+	n := len(d.qbuf)
+	if n+d.qheld >= d.opts.QueueSize {
+		// Full, counting what the sender holds: QueueSize bounds the
+		// events not yet published.
+		d.qmu.Unlock()
 		d.dropped.Add(1)
+		return
+	}
+	d.qbuf = append(d.qbuf, ev)
+	// Wake an idle sender, or cut a lingering one's BatchLinger short when
+	// the queue fills a quarter: it falls behind.
+	signal := d.qidle || n+1 == max(d.opts.QueueSize/4, 1)
+	d.qidle = false
+	d.qmu.Unlock()
+	if signal {
+		select {
+		case d.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
@@ -343,8 +366,8 @@ func chordBodyID(m *driver.Message) string {
 	}
 }
 
-// send is the sender goroutine: it publishes queued events in order,
-// batching waiting task events into task.multi lists.
+// send is the sender goroutine: it takes the queued events in order,
+// batching task events into task.multi lists.
 func (d *eventDispatcher) send() {
 	defer close(d.done)
 	defer func() {
@@ -352,106 +375,112 @@ func (d *eventDispatcher) send() {
 			d.pubCancel()
 		}
 	}()
-	batch := make([]event, 0, d.opts.BatchSize)
-	// linger waits BatchLinger for a batch to fill. The sender sleeps on it,
-	// not on the queue: a receive waiting on the queue would be woken by
-	// every hook's send.
+	// linger waits BatchLinger for a batch to fill.
 	var linger *time.Timer
 	if d.opts.BatchLinger > 0 {
 		linger = time.NewTimer(time.Hour)
 		linger.Stop()
 		defer linger.Stop()
 	}
-	// sleep waits BatchLinger, or until Close.
+	// sleep waits BatchLinger, or until woken or Close.
 	sleep := func() {
 		linger.Reset(d.opts.BatchLinger)
 		select {
 		case <-linger.C:
-		case <-d.full:
+		case <-d.wake:
 			linger.Stop()
 		case <-d.stop:
 			linger.Stop()
 		}
 	}
+	var spare []event
 	// gathering: events were just published. When the queue is empty then,
-	// the sender sleeps one BatchLinger before it blocks on the queue: a
-	// busy worker's hooks then find it asleep on its timer and never wake
-	// it (a receiver blocked on the queue is woken by every send, which
-	// costs a thread wake-up when the other cores are idle).
-	gathering := false
+	// the sender sleeps one BatchLinger before it goes idle: a busy
+	// worker's hooks then find it asleep on its timer and never wake it.
+	// lingered: the sender slept since its last take, so what is queued
+	// goes out now.
+	gathering, lingered := false, false
 	for {
-		var ev event
+		stopping := false
 		select {
-		case ev = <-d.queue:
+		case <-d.stop:
+			stopping = true
 		default:
-			if gathering && linger != nil {
-				gathering = false
-				sleep()
-				continue
-			}
-			select {
-			case ev = <-d.queue:
-			case <-d.stop:
-				// Publish what was queued before Close, then stop.
-				if len(d.queue) == 0 {
-					return
-				}
-				continue
-			}
 		}
-		gathering = true
-		if !isTaskEvent(ev.typ) || d.opts.BatchSize <= 1 {
-			d.publishOne(ev)
+		d.qmu.Lock()
+		n := len(d.qbuf)
+		switch {
+		case n == 0 && stopping:
+			d.qmu.Unlock()
+			return
+		case n == 0 && gathering && linger != nil:
+			d.qmu.Unlock()
+			gathering, lingered = false, true
+			sleep()
+			continue
+		case n == 0:
+			d.qidle = true
+			d.qmu.Unlock()
+			select {
+			case <-d.wake:
+			case <-d.stop:
+			}
+			continue
+		case n < d.opts.BatchSize && linger != nil && !lingered && !stopping:
+			// Wait for a fuller batch.
+			d.qmu.Unlock()
+			lingered = true
+			sleep()
 			continue
 		}
-		batch = append(batch[:0], ev)
-		// next is a worker event met while filling, published after the
-		// batch (a value: a pointer to the received e would move every
-		// received event to the heap).
-		var next event
-		lingered := linger == nil
-	fill:
-		for len(batch) < d.opts.BatchSize {
-			select {
-			case e := <-d.queue:
-				if !isTaskEvent(e.typ) {
-					next = e
-					break fill
-				}
-				batch = append(batch, e)
-			default:
-				if lingered {
-					break fill
-				}
-				lingered = true
-				sleep()
-			}
+		got := d.qbuf
+		d.qbuf, d.qheld = spare[:0], n
+		d.qmu.Unlock()
+		d.publishAll(got)
+		clear(got) // drop the results and messages the events point to
+		spare = got
+		d.qmu.Lock()
+		d.qheld = 0
+		d.qmu.Unlock()
+		gathering, lingered = true, false
+	}
+}
+
+// publishAll publishes evs in order: runs of task events as task.multi
+// lists of up to BatchSize, worker events one by one.
+func (d *eventDispatcher) publishAll(evs []event) {
+	for i := 0; i < len(evs); {
+		if !isTaskEvent(evs[i].typ) || d.opts.BatchSize <= 1 {
+			d.publishOne(&evs[i])
+			i++
+			continue
 		}
-		if len(batch) == 1 {
-			d.publishOne(batch[0])
+		j := i + 1
+		for j < len(evs) && j-i < d.opts.BatchSize && isTaskEvent(evs[j].typ) {
+			j++
+		}
+		if j-i == 1 {
+			d.publishOne(&evs[i])
 		} else {
 			buf := append(d.body[:0], '[')
-			for i := range batch {
-				if i > 0 {
+			for k := i; k < j; k++ {
+				if k > i {
 					buf = append(buf, ", "...)
 				}
-				buf = d.appendEvent(buf, &batch[i])
+				buf = d.appendEvent(buf, &evs[k])
 			}
 			buf = append(buf, ']')
-			d.publish(&d.msg, buf, "task.multi", len(batch))
+			d.publish(&d.msg, buf, "task.multi", j-i)
 			d.body = buf
 		}
-		clear(batch)
-		if next.typ != "" {
-			d.publishOne(next)
-		}
+		i = j
 	}
 }
 
 func isTaskEvent(typ string) bool { return strings.HasPrefix(typ, "task-") }
 
-func (d *eventDispatcher) publishOne(ev event) {
-	d.body = d.appendEvent(d.body[:0], &ev)
+func (d *eventDispatcher) publishOne(ev *event) {
+	d.body = d.appendEvent(d.body[:0], ev)
 	d.publish(&d.msg, d.body, driver.EventRoutingKey(ev.typ), 1)
 }
 

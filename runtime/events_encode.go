@@ -21,13 +21,18 @@ import (
 // appendEvent appends the JSON object of ev, fields in Celery's order.
 func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 	d.clock++
-	b = append(b, `{"hostname": `...)
-	b = evAppendString(b, d.opts.Hostname)
-	b = append(b, `, "utcoffset": `...)
-	b = strconv.AppendInt(b, int64(d.utcOffset(ev.ts)), 10)
-	b = append(b, `, "pid": `...)
-	b = strconv.AppendInt(b, int64(d.pid), 10)
-	b = append(b, `, "clock": `...)
+	// {"hostname": …, "utcoffset": …, "pid": …, "clock": , encoded once per
+	// offset change.
+	if off := d.utcOffset(ev.ts); off != d.headOff || d.head == nil {
+		h := append(d.head[:0], `{"hostname": `...)
+		h = evAppendString(h, d.opts.Hostname)
+		h = append(h, `, "utcoffset": `...)
+		h = strconv.AppendInt(h, int64(off), 10)
+		h = append(h, `, "pid": `...)
+		h = strconv.AppendInt(h, int64(d.pid), 10)
+		d.head, d.headOff = append(h, `, "clock": `...), off
+	}
+	b = append(b, d.head...)
 	b = strconv.AppendInt(b, d.clock, 10)
 	switch ev.typ {
 	case driver.EventWorkerOnline, driver.EventWorkerHeartbeat, driver.EventWorkerOffline:
@@ -104,7 +109,7 @@ func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 			}
 			b = evAppendString(b, d.scratch)
 			b = append(b, `, "runtime": `...)
-			b = evAppendFloat(b, ev.runtime.Seconds())
+			b = evAppendSeconds(b, ev.runtime.Nanoseconds(), 1e9)
 		case driver.EventTaskFailed, driver.EventTaskRetried:
 			b = append(b, `, "exception": `...)
 			b = evAppendString(b, driver.ExceptionRepr(ev.exc))
@@ -135,7 +140,8 @@ func (d *eventDispatcher) appendEvent(b []byte, ev *event) []byte {
 		b = evAppendString(b, ev.traceparent)
 	}
 	b = append(b, `, "timestamp": `...)
-	b = evAppendFloat(b, float64(ev.ts.UnixNano())/1e9)
+	// Microseconds, as Python's time.time() resolves them.
+	b = evAppendSeconds(b, ev.ts.UnixMicro(), 1e6)
 	b = append(b, `, "type": `...)
 	b = evAppendString(b, ev.typ)
 	return append(b, '}')
@@ -253,6 +259,34 @@ func evAppendFloat(b []byte, f float64) []byte {
 		}
 	}
 	return append(b, ".0"...)
+}
+
+// evAppendSeconds writes n units of 1/per seconds (per 1e6 or 1e9) as a
+// decimal float, trailing zeros trimmed but one digit kept after the dot:
+// the value Python's json reads is the float nearest to n/per, as
+// strconv.AppendFloat's shortest form of float64(n)/per gives for |n| <
+// 2^53, without its cost (the timestamp of every event).
+func evAppendSeconds(b []byte, n int64, per int64) []byte {
+	if n < 0 {
+		return evAppendFloat(b, float64(n)/float64(per))
+	}
+	b = strconv.AppendInt(b, n/per, 10)
+	frac := n % per
+	digits := 9
+	if per == 1e6 {
+		digits = 6
+	}
+	var tmp [9]byte
+	for i := digits - 1; i >= 0; i-- {
+		tmp[i] = byte('0' + frac%10)
+		frac /= 10
+	}
+	end := digits
+	for end > 1 && tmp[end-1] == '0' {
+		end--
+	}
+	b = append(b, '.')
+	return append(b, tmp[:end]...)
 }
 
 const evHex = "0123456789abcdef"

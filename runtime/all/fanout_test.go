@@ -395,13 +395,14 @@ func TestInterop_PythonWorkerEvents(t *testing.T) {
 
 // pythonReceiver is Celery's EventReceiver (what Flower runs): it prints
 // the events of hostname argv[2] as JSON lines until it has seen
-// worker-heartbeat and task-succeeded, or argv[3] seconds pass.
+// worker-heartbeat and task-received, -started and -succeeded, or argv[3]
+// seconds pass.
 const pythonReceiver = `
 import json, socket, sys, time
 from celery import Celery
 url, host, secs = sys.argv[1], sys.argv[2], float(sys.argv[3])
 app = Celery('recv', broker=url)
-want = {'worker-heartbeat', 'task-succeeded'}
+want = {'worker-heartbeat', 'task-received', 'task-started', 'task-succeeded'}
 seen = set()
 deadline = time.time() + secs
 
@@ -427,7 +428,9 @@ print('DONE', sorted(seen), flush=True)
 `
 
 // TestInterop_PythonEventReceiverGoWorker: Celery's EventReceiver sees a
-// Go worker's worker-heartbeat and task-succeeded events.
+// Go worker's worker-heartbeat and task-received, -started and -succeeded
+// events with their fields (on Redis, in envelopes whose JSON body has no
+// body_encoding; Python workers send base64).
 func TestInterop_PythonEventReceiverGoWorker(t *testing.T) {
 	t.Parallel()
 	forEachBroker(t, func(t *testing.T, bk broker) {
@@ -488,17 +491,30 @@ func TestInterop_PythonEventReceiverGoWorker(t *testing.T) {
 			var ev map[string]any
 			require.NoError(t, json.Unmarshal([]byte(l), &ev), l)
 			typ, _ := ev["type"].(string)
-			if typ == driver.EventTaskSucceeded && ev["uuid"] != res.ID() {
+			if strings.HasPrefix(typ, "task-") && ev["uuid"] != res.ID() {
 				continue
 			}
 			seen[typ] = ev
 		}
-		require.Contains(t, seen, driver.EventWorkerHeartbeat)
-		require.Contains(t, seen, driver.EventTaskSucceeded)
+		for _, typ := range []string{driver.EventWorkerHeartbeat, driver.EventTaskReceived, driver.EventTaskStarted, driver.EventTaskSucceeded} {
+			require.Contains(t, seen, typ)
+			require.Equal(t, node, seen[typ]["hostname"], typ)
+			require.IsType(t, float64(0), seen[typ]["timestamp"], typ)
+			require.InDelta(t, float64(time.Now().Unix()), seen[typ]["timestamp"], 120, typ)
+			require.Contains(t, seen[typ], "local_received", typ)
+		}
 		hb := seen[driver.EventWorkerHeartbeat]
-		require.Equal(t, node, hb["hostname"])
 		require.Equal(t, "taskgen", hb["sw_ident"])
-		require.Contains(t, hb, "local_received")
-		require.Equal(t, "6", seen[driver.EventTaskSucceeded]["result"])
+		for _, k := range []string{"freq", "active", "processed", "loadavg", "sw_ver", "sw_sys", "utcoffset", "pid", "clock"} {
+			require.Contains(t, hb, k)
+		}
+		rcv := seen[driver.EventTaskReceived]
+		require.Equal(t, addDef(e.queue, nil).Name, rcv["name"])
+		for _, k := range []string{"args", "kwargs", "root_id", "parent_id", "retries", "eta", "expires"} {
+			require.Contains(t, rcv, k)
+		}
+		succ := seen[driver.EventTaskSucceeded]
+		require.Equal(t, "6", succ["result"])
+		require.IsType(t, float64(0), succ["runtime"])
 	})
 }

@@ -164,7 +164,7 @@ func (b *Broker) PublishEvent(ctx context.Context, msg *driver.RawMessage) error
 	bp := envPool.Get().(*[]byte)
 	env, err := appendRawEnvelope((*bp)[:0], msg, exchange, msg.RoutingKey, 1)
 	defer func() {
-		if cap(env) <= 64<<10 {
+		if cap(env) <= 1<<20 { // task.multi lists of 512 events are ~160 KB
 			*bp = env[:0]
 			envPool.Put(bp)
 		}
