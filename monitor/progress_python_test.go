@@ -108,8 +108,9 @@ func TestPython_Progress(t *testing.T) {
 	}
 
 	env := append(os.Environ(), "BROKER="+srv.URL(), "BACKEND="+backend, "PYTHONPATH="+dir, "PYTHONDONTWRITEBYTECODE=1")
-	// The threads pool, not solo: a solo worker runs the task in its event
-	// loop, which then sends no task-started event until the task returns.
+	// The threads pool, not solo: with -P solo the task runs in the
+	// worker's event loop and taskmon saw no task-started event while it
+	// ran (tried: 30 s).
 	worker := exec.Command(py, "-m", "celery", "-A", "pyprog", "worker", "-E", "-P", "threads", "-c", "2", "--without-mingle",
 		"--without-gossip", "-n", "pyprog@testhost", "--loglevel=WARNING")
 	worker.Dir, worker.Env = dir, env

@@ -180,6 +180,10 @@ func pollImport(log *slog.Logger, w http.ResponseWriter, r *http.Request) {
 		httpJSONError(w, http.StatusServiceUnavailable, "this server reads no results: call signup.ConfigureResults(app) at start-up")
 		return
 	}
+	if app.Backend() == nil {
+		httpJSONError(w, http.StatusServiceUnavailable, "this server has no result backend to read the import's progress from: start it with -backend (e.g. redis://127.0.0.1:6379/1)")
+		return
+	}
 	id := r.PathValue("id")
 	res := runtime.NewAsyncResult[ImportSummary](app, id)
 	p, err := res.Progress(r.Context())
