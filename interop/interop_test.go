@@ -219,6 +219,20 @@ func TestInterop(t *testing.T) {
 				require.Equal(t, "ValueError", te.Exception.Type)
 				require.Equal(t, "builtins", te.Exception.Module)
 				require.Equal(t, []any{"bad input"}, te.Exception.Message)
+
+				// A Go app whose result serializer is not the Python
+				// worker's still reads its results (Celery would not: it
+				// decodes with its own serializer).
+				other := map[string]string{"json": "msgpack", "msgpack": "json"}[c.serializer]
+				oapp, err := runtime.New(runtime.Config{Broker: c.broker, Backend: c.backend, Serializer: c.serializer, ResultSerializer: other,
+					Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+				require.NoError(t, err)
+				defer oapp.Close()
+				ores, err := gotasks.ResizeImage.With(runtime.WithApp(oapp), runtime.Queue(c.pyQueue)).Delay(ctx, "https://img.example/dog.png", 64, 0)
+				require.NoError(t, err)
+				oinfo, err := ores.Get(ctx)
+				require.NoError(t, err, "result serializer %s reading python's %s", other, c.serializer)
+				require.Equal(t, gotasks.ImageInfo{URL: "https://img.example/dog.png", Width: 64, Height: 64, Format: "png"}, oinfo)
 			})
 		})
 	}

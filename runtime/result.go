@@ -239,7 +239,9 @@ func (a *App) waitResult(ctx context.Context, id string) (*driver.ResultDoc, err
 	ser := a.cfg.ResultSerializer
 	raw, err := a.backend.Wait(ctx, id, func(doc []byte) bool {
 		d, err := driver.DecodeResultDoc(ser, doc)
-		return err == nil && d.Status.Ready()
+		// A document that does not decode ends the wait: the error is
+		// the caller's, not a reason to wait until ctx ends.
+		return err != nil || d.Status.Ready()
 	})
 	if err != nil {
 		return nil, fmt.Errorf("taskgen: wait for result of %s: %w", id, err)

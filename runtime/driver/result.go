@@ -199,13 +199,43 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 	return nil, err
 }
 
+// docSerializer returns the serializer that wrote data, a result document
+// read with serializer: the other one when data's first byte can only be
+// the other's (see DecodeResultDoc), else serializer.
+func docSerializer(serializer string, data []byte) string {
+	i := 0
+	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
+		i++
+	}
+	if i == len(data) {
+		return serializer
+	}
+	c := data[i]
+	switch serializer {
+	case "", wire.SerializerMsgpack:
+		if c == '{' {
+			return wire.SerializerJSON
+		}
+	case wire.SerializerJSON:
+		if i == 0 && (c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf) {
+			return wire.SerializerMsgpack
+		}
+	}
+	return serializer
+}
+
 // DecodeResultDoc parses a result document as Celery or taskgen stored it,
-// with serializer ("msgpack" or "json"; Redis stores no content type, so the
-// reader must use the writer's result serializer). The result field is kept
-// raw (RawResult; decode it with DecodeResult or Exception); children, args
-// and kwargs are decoded generically (integers as int64). Unknown fields are
-// ignored.
+// with serializer ("msgpack" or "json"). Redis stores no content type, and
+// Celery reads with its own result serializer; taskgen also reads a
+// document the other serializer wrote, which the first byte tells apart (a
+// JSON document starts with '{', which no msgpack map does, and a msgpack
+// map starts with a byte no JSON document does), so a Go app on msgpack
+// reads what a Python app on json stored and the other way round. The
+// result field is kept raw (RawResult; decode it with DecodeResult or
+// Exception); children, args and kwargs are decoded generically (integers
+// as int64). Unknown fields are ignored.
 func DecodeResultDoc(serializer string, data []byte) (*ResultDoc, error) {
+	serializer = docSerializer(serializer, data)
 	doc := &ResultDoc{serializer: serializer}
 	switch serializer {
 	case "", wire.SerializerMsgpack:

@@ -74,6 +74,12 @@ func TestWire_DecodeResultFixtures(t *testing.T) {
 			got := *doc
 			got.RawResult, got.serializer = nil, ""
 			require.Equal(t, f.want, got)
+			// A reader configured with the other serializer tells the
+			// writer's from the first byte and reads the same document.
+			other := map[string]string{"json": "msgpack", "msgpack": "json"}[f.ser]
+			odoc, err := DecodeResultDoc(other, fixture(t, f.file))
+			require.NoError(t, err, "read with %s", other)
+			require.Equal(t, doc, odoc, "read with %s", other)
 			require.Equal(t, time.UTC, doc.DateDone.Location())
 			switch want := f.result.(type) {
 			case int64:
