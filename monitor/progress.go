@@ -106,7 +106,7 @@ func (m *Monitor) pollProgress(ctx context.Context) {
 				}
 				continue
 			}
-			if p, ok := decodeProgress(serializerOf(raw, ser), raw, m.cfg.Now()); ok {
+			if p, ok := decodeProgress(ser, raw, m.cfg.Now()); ok {
 				next[id] = p
 			}
 		}

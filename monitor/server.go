@@ -526,7 +526,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			}
 			wctx, cancel := context.WithTimeout(ctx, time.Duration(sec*float64(time.Second)))
 			raw, err = be.Wait(wctx, id, func(doc []byte) bool {
-				d, err := driver.DecodeResultDoc(serializerOf(doc, ser), doc)
+				d, err := driver.DecodeResultDoc(ser, doc)
 				return err == nil && d.Status.Ready()
 			})
 			cancel()
@@ -544,7 +544,7 @@ func (m *Monitor) apiTaskResult(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, object{{"task-id", id}, {"state", "PENDING"}})
 			return
 		}
-		doc, err := driver.DecodeResultDoc(serializerOf(raw, ser), raw)
+		doc, err := driver.DecodeResultDoc(ser, raw)
 		if err != nil {
 			jsonError(w, http.StatusBadGateway, "undecodable result document: "+err.Error())
 			return
@@ -701,22 +701,4 @@ func (m *Monitor) apiStream(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 	}
-}
-
-// serializerOf tells a JSON result document from a msgpack one (workers may
-// use another result serializer than the monitor's app).
-func serializerOf(doc []byte, def string) string {
-	for _, c := range doc {
-		switch c {
-		case ' ', '\t', '\r', '\n':
-			continue
-		case '{':
-			return "json"
-		}
-		if c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf {
-			return "msgpack"
-		}
-		break
-	}
-	return def
 }

@@ -20,29 +20,24 @@ import (
 const portFloor = 20000
 
 var (
-	ephemeralOnce sync.Once
-	ephemeralLow  int
-	portMu        sync.Mutex
-	portsHanded   = map[int]bool{} // handed out by this process
+	portMu      sync.Mutex
+	portsHanded = map[int]bool{} // handed out by this process
 )
 
 // ephemeralStart returns the first port of the kernel's ephemeral range
 // (32768 when it cannot be read).
-func ephemeralStart() int {
-	ephemeralOnce.Do(func() {
-		ephemeralLow = 32768
-		b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
-		if err != nil {
-			return
+var ephemeralStart = sync.OnceValue(func() int {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return 32768
+	}
+	if f := strings.Fields(string(b)); len(f) == 2 {
+		if n, err := strconv.Atoi(f[0]); err == nil {
+			return n
 		}
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil {
-				ephemeralLow = n
-			}
-		}
-	})
-	return ephemeralLow
-}
+	}
+	return 32768
+})
 
 // pickPorts returns n distinct TCP ports free on 127.0.0.1 just now, below
 // the ephemeral range when it leaves room there (else from the kernel, as

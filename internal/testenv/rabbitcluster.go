@@ -88,7 +88,7 @@ func NewRabbitCluster(t testing.TB, n int) *RabbitCluster {
 	}
 	c := &RabbitCluster{dir: dir, bin: rabbitBinDir(), home: filepath.Join(dir, "home")}
 	t.Cleanup(func() { c.shutdown(t) })
-	ports, err := freePorts(1 + 2*n)
+	ports, err := pickPorts(1 + 2*n)
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
@@ -161,10 +161,6 @@ func rabbitBinDir() string {
 	}
 	return filepath.Dir(p)
 }
-
-// freePorts returns n distinct TCP ports free on 127.0.0.1 just now (see
-// pickPorts).
-func freePorts(n int) ([]int, error) { return pickPorts(n) }
 
 func portOpen(port int) bool {
 	conn, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(port), time.Second)

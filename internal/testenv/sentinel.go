@@ -412,10 +412,10 @@ func (s *RedisSentinel) replicating(master string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", n.Addr(), err)
 		}
-		if info["role"] != "slave" || info["master_host"] != host || info["master_port"] != port || info["master_link_status"] != "up" {
-			return &notReplicating{node: n.Addr(), master: master, state: fmt.Sprintf("role=%s master=%s:%s link=%s sync_in_progress=%s",
-				info["role"], info["master_host"], info["master_port"], info["master_link_status"], info["master_sync_in_progress"]),
-				elsewhere: info["role"] != "slave" || info["master_host"] != host || info["master_port"] != port}
+		elsewhere := info["role"] != "slave" || info["master_host"] != host || info["master_port"] != port
+		if elsewhere || info["master_link_status"] != "up" {
+			return &notReplicating{node: n.Addr(), master: master, elsewhere: elsewhere, state: fmt.Sprintf("role=%s master=%s:%s link=%s sync_in_progress=%s",
+				info["role"], info["master_host"], info["master_port"], info["master_link_status"], info["master_sync_in_progress"])}
 		}
 	}
 	return nil
@@ -531,15 +531,6 @@ func (s *RedisSentinel) waitFor(deadline time.Time, what string, cond func() (bo
 // each sentinel names, and the end of the first sentinel's log (its
 // failover events: +sdown, +odown, +switch-master, +slave-reconf-*).
 func (s *RedisSentinel) Describe() string {
-	d := s.describe()
-	if len(s.sentinels) > 0 {
-		d += "  sentinel " + s.sentinels[0].Addr() + " " + s.sentinels[0].logTail() + "\n"
-	}
-	return d
-}
-
-// describe is Describe without the log.
-func (s *RedisSentinel) describe() string {
 	var b strings.Builder
 	for _, n := range s.nodes {
 		if !n.running() {
@@ -558,6 +549,9 @@ func (s *RedisSentinel) describe() string {
 	for _, sn := range s.sentinels {
 		v, err := s.sentinelDo(sn.Addr(), "SENTINEL", "GET-MASTER-ADDR-BY-NAME", s.cfg.MasterName)
 		fmt.Fprintf(&b, "  sentinel %s: master %v (err %v)\n", sn.Addr(), v, err)
+	}
+	if len(s.sentinels) > 0 {
+		fmt.Fprintf(&b, "  sentinel %s %s\n", s.sentinels[0].Addr(), s.sentinels[0].logTail())
 	}
 	return b.String()
 }

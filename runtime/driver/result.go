@@ -200,28 +200,25 @@ func EncodeResultDoc(serializer string, doc *ResultDoc) ([]byte, error) {
 }
 
 // docSerializer returns the serializer that wrote data, a result document
-// read with serializer: the other one when data's first byte can only be
-// the other's (see DecodeResultDoc), else serializer.
-func docSerializer(serializer string, data []byte) string {
-	i := 0
-	for i < len(data) && (data[i] == ' ' || data[i] == '\t' || data[i] == '\n' || data[i] == '\r') {
-		i++
+// read as def (msgpack or json), by its first byte that is not JSON white
+// space ('{' for JSON, a map header for msgpack); def when that byte says
+// neither or def is another serializer.
+func docSerializer(def string, data []byte) string {
+	if def != "" && def != wire.SerializerMsgpack && def != wire.SerializerJSON {
+		return def
 	}
-	if i == len(data) {
-		return serializer
-	}
-	c := data[i]
-	switch serializer {
-	case "", wire.SerializerMsgpack:
-		if c == '{' {
+	for _, c := range data {
+		switch {
+		case c == ' ' || c == '\t' || c == '\r' || c == '\n':
+			continue
+		case c == '{':
 			return wire.SerializerJSON
-		}
-	case wire.SerializerJSON:
-		if i == 0 && (c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf) {
+		case c >= 0x80 && c <= 0x8f || c == 0xde || c == 0xdf:
 			return wire.SerializerMsgpack
 		}
+		break
 	}
-	return serializer
+	return def
 }
 
 // DecodeResultDoc parses a result document as Celery or taskgen stored it,

@@ -1,7 +1,6 @@
 package taskctl
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -123,12 +122,9 @@ func (c *cli) result(args []string) error {
 	return c.showResult(fs.Arg(0), *wait)
 }
 
-func serializerOf(doc []byte) string {
-	if t := bytes.TrimSpace(doc); len(t) > 0 && t[0] == '{' {
-		return "json"
-	}
-	return "msgpack"
-}
+// docSerializer is what result documents are read as; DecodeResultDoc reads
+// a JSON document whatever it is given.
+const docSerializer = "msgpack"
 
 // showResult prints the stored document of id, waiting up to wait for a
 // final state; still not final after a wait is errNoReply.
@@ -139,7 +135,7 @@ func (c *cli) showResult(id string, wait time.Duration) error {
 	if wait > 0 {
 		wctx, cancel := context.WithTimeout(c.ctx, wait)
 		raw, err = be.Wait(wctx, id, func(doc []byte) bool {
-			d, err := driver.DecodeResultDoc(serializerOf(doc), doc)
+			d, err := driver.DecodeResultDoc(docSerializer, doc)
 			return err == nil && d.Status.Ready()
 		})
 		cancel()
@@ -155,7 +151,7 @@ func (c *cli) showResult(id string, wait time.Duration) error {
 	out := map[string]any{"task_id": id, "state": "PENDING"}
 	state := driver.State("PENDING")
 	if raw != nil {
-		doc, err := driver.DecodeResultDoc(serializerOf(raw), raw)
+		doc, err := driver.DecodeResultDoc(docSerializer, raw)
 		if err != nil {
 			return fmt.Errorf("undecodable result document of %s: %w", id, err)
 		}
