@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
 	"strings"
@@ -150,6 +151,9 @@ func drainCPU(ctx context.Context, s goSystem, n, conc int) (float64, float64, [
 		return 0, 0, nil, fmt.Errorf("fill: %w", err)
 	}
 	tasks.Done.Store(0)
+	if *flagDrainOut {
+		probeQueues(conc)
+	}
 	dctx, cancel := context.WithTimeout(ctx, 90*time.Second)
 	defer cancel()
 	cpu0 := cpuTimes()
@@ -388,4 +392,32 @@ func reportCPU(what string, before []float64, wall time.Duration) []float64 {
 	}
 	fmt.Fprintln(os.Stderr, b.String())
 	return after
+}
+
+// probeQueues prints (with -v, before a timed drain) what RabbitMQ's
+// rabbitmqctl says of the pre-filled queues: messages, messages in RAM,
+// their bytes and the queue process's memory. On a classic queue the drain
+// rate follows that process's heap (how often it is garbage collected), which
+// the fill leaves at one of two sizes: the ratios of one run compare the
+// consumers only when their queues start alike (docs/BENCHMARKS.md).
+func probeQueues(conc int) {
+	ctl := os.Getenv("TASKGEN_RABBITMQCTL")
+	if ctl == "" {
+		return
+	}
+	out, err := exec.Command(ctl, "list_queues", "-q", "-p", "taskgen", "name", "messages", "messages_ram", "message_bytes_ram", "memory").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "probe: rabbitmqctl: %v\n", err)
+	}
+	var b strings.Builder
+	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		if strings.HasPrefix(line, "bench.") && !strings.Contains(line, "celeryev") {
+			b.WriteString("  " + line + "\n")
+		}
+	}
+	if b.Len() == 0 {
+		return // not a RabbitMQ system
+	}
+	fmt.Fprintf(os.Stderr, "queues before drain c=%d (name messages messages_ram message_bytes_ram memory):\n%s", conc, b.String())
+	time.Sleep(300 * time.Millisecond) // let the rabbitmqctl VM's exit settle out of the timing
 }
