@@ -65,7 +65,7 @@ fuzz: ## run every fuzz target for FUZZTIME each
 	done
 
 .PHONY: bench
-bench: ## side-by-side benchmark: taskgen vs raw go-redis/amqp091, asynq, Celery, then chords and a chain vs Celery (~10 min); writes docs/BENCHMARKS.md (-phases workflow: only its Workflows section, see there)
+bench: ## side-by-side benchmark: taskgen vs raw go-redis/amqp091, asynq, Celery, then chords and a chain vs Celery (~12 min); writes docs/BENCHMARKS.md (-phases workflow: only its Workflows section, see there)
 	bash scripts/testenv.sh run -- $(GO) -C bench run ./cmd/compare -write ../docs/BENCHMARKS.md
 
 .PHONY: bench-memory

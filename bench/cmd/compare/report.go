@@ -323,6 +323,7 @@ How each figure is taken (bench/cmd/compare; every system and run in a child pro
   size (PSS, so pages shared after fork count once) of the worker and its prefork children.
 - ` + "`-v`" + ` prints, for each drain and enqueue phase, the CPU seconds used by the benchmark process and by
   the servers whose pids are in ` + "`BENCH_SERVER_PIDS`" + ` (which side bounds a phase); ` + "`-cpuprofile FILE`" + ` with
-  ` + "`-only SYSTEM`" + ` writes a pprof CPU profile of each child.
+  ` + "`-only SYSTEM`" + ` writes a pprof CPU profile of each child. Before each timed RabbitMQ drain, ` + "`-v`" + ` also prints the
+  queue's messages, messages in RAM and queue-process memory (` + "`rabbitmqctl list_queues`" + `), which the drain rate follows.
 - Isolation: each system uses its own Redis database or RabbitMQ queue names, flushed or deleted after.
 `
