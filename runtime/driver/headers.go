@@ -117,15 +117,7 @@ func (h *TaskHeaders) Map() map[string]any {
 
 // IsKnownHeader reports whether name is one of the protocol v2 headers that
 // TaskHeaders has a field for (anything else goes to TaskHeaders.Extra).
-func IsKnownHeader(name string) bool {
-	switch name {
-	case "lang", "task", "id", "shadow", "eta", "expires", "group", "group_index",
-		"retries", "timelimit", "root_id", "parent_id", "argsrepr", "kwargsrepr",
-		"origin", "ignore_result", "compression":
-		return true
-	}
-	return false
-}
+func IsKnownHeader(name string) bool { return knownHeaderIndex([]byte(name)) >= 0 }
 
 // ParseHeaders reads protocol v2 headers from a decoded map, whatever decoder
 // produced it (JSON with or without UseNumber, msgpack, an AMQP table). Every
@@ -136,11 +128,128 @@ func IsKnownHeader(name string) bool {
 // header has the wrong type; eta and expires accept any ISO-8601 form Celery
 // writes (offset, "Z" or naive UTC).
 func ParseHeaders(m map[string]any) (TaskHeaders, error) {
+	var r HeaderReader
+	for k, v := range m {
+		r.Add(k, v)
+	}
+	return r.Parse()
+}
+
+// Indexes of the known headers in HeaderReader (the order in which Parse
+// checks them, so the first error reported is ParseHeaders' first).
+const (
+	hLang = iota
+	hTask
+	hID
+	hShadow
+	hGroup
+	hRootID
+	hParentID
+	hArgsRepr
+	hKwargsRepr
+	hOrigin
+	hCompression
+	hETA
+	hExpires
+	hRetries
+	hGroupIndex
+	hIgnoreResult
+	hTimeLimit
+	numKnownHeaders
+)
+
+var knownHeaderNames = [numKnownHeaders]string{
+	hLang: "lang", hTask: "task", hID: "id", hShadow: "shadow", hGroup: "group",
+	hRootID: "root_id", hParentID: "parent_id", hArgsRepr: "argsrepr", hKwargsRepr: "kwargsrepr",
+	hOrigin: "origin", hCompression: "compression", hETA: "eta", hExpires: "expires",
+	hRetries: "retries", hGroupIndex: "group_index", hIgnoreResult: "ignore_result", hTimeLimit: "timelimit",
+}
+
+// knownHeaderIndex returns the index of a known header, or -1. Taking the
+// name as bytes lets a streaming decoder look it up without a string.
+func knownHeaderIndex(name []byte) int {
+	switch string(name) {
+	case "lang":
+		return hLang
+	case "task":
+		return hTask
+	case "id":
+		return hID
+	case "shadow":
+		return hShadow
+	case "group":
+		return hGroup
+	case "root_id":
+		return hRootID
+	case "parent_id":
+		return hParentID
+	case "argsrepr":
+		return hArgsRepr
+	case "kwargsrepr":
+		return hKwargsRepr
+	case "origin":
+		return hOrigin
+	case "compression":
+		return hCompression
+	case "eta":
+		return hETA
+	case "expires":
+		return hExpires
+	case "retries":
+		return hRetries
+	case "group_index":
+		return hGroupIndex
+	case "ignore_result":
+		return hIgnoreResult
+	case "timelimit":
+		return hTimeLimit
+	}
+	return -1
+}
+
+// HeaderReader collects a task message's headers one at a time, as a
+// streaming decoder reads them, and parses them as ParseHeaders parses a
+// map, without building the map first. The zero value is ready; a header
+// added twice keeps its last value.
+type HeaderReader struct {
+	known [numKnownHeaders]any
+	has   [numKnownHeaders]bool
+	extra map[string]any
+}
+
+// Add records header name with its decoded value.
+func (r *HeaderReader) Add(name string, v any) {
+	if i := knownHeaderIndex([]byte(name)); i >= 0 {
+		r.known[i], r.has[i] = v, true
+		return
+	}
+	r.addExtra(name, v)
+}
+
+// AddKey is Add for a name the decoder holds as bytes (which may alias its
+// input: only an unknown header's name is copied).
+func (r *HeaderReader) AddKey(name []byte, v any) {
+	if i := knownHeaderIndex(name); i >= 0 {
+		r.known[i], r.has[i] = v, true
+		return
+	}
+	r.addExtra(string(name), v)
+}
+
+func (r *HeaderReader) addExtra(name string, v any) {
+	if r.extra == nil {
+		r.extra = make(map[string]any)
+	}
+	r.extra[name] = v
+}
+
+// Parse returns the headers added so far as ParseHeaders would return them.
+func (r *HeaderReader) Parse() (TaskHeaders, error) {
 	var h TaskHeaders
 	var err error
-	str := func(name string) string {
-		v, ok := m[name]
-		if !ok || v == nil || err != nil {
+	str := func(i int) string {
+		v := r.known[i]
+		if !r.has[i] || v == nil || err != nil {
 			return ""
 		}
 		switch s := v.(type) {
@@ -149,20 +258,20 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 		case []byte:
 			return string(s)
 		}
-		err = fmt.Errorf("header %q: want a string, got %T", name, v)
+		err = fmt.Errorf("header %q: want a string, got %T", knownHeaderNames[i], v)
 		return ""
 	}
-	h.Lang = str("lang")
-	h.Task = str("task")
-	h.ID = str("id")
-	h.Shadow = str("shadow")
-	h.Group = str("group")
-	h.RootID = str("root_id")
-	h.ParentID = str("parent_id")
-	h.ArgsRepr = str("argsrepr")
-	h.KwargsRepr = str("kwargsrepr")
-	h.Origin = str("origin")
-	h.Compression = str("compression")
+	h.Lang = str(hLang)
+	h.Task = str(hTask)
+	h.ID = str(hID)
+	h.Shadow = str(hShadow)
+	h.Group = str(hGroup)
+	h.RootID = str(hRootID)
+	h.ParentID = str(hParentID)
+	h.ArgsRepr = str(hArgsRepr)
+	h.KwargsRepr = str(hKwargsRepr)
+	h.Origin = str(hOrigin)
+	h.Compression = str(hCompression)
 	if err != nil {
 		return h, err
 	}
@@ -172,8 +281,8 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 	if h.ID == "" {
 		return h, fmt.Errorf("header \"id\" missing")
 	}
-	for _, name := range []string{"eta", "expires"} {
-		s := str(name)
+	for _, i := range [...]int{hETA, hExpires} {
+		s := str(i)
 		if err != nil {
 			return h, err
 		}
@@ -182,22 +291,22 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 		}
 		t, perr := ParseTime(s)
 		if perr != nil {
-			return h, fmt.Errorf("header %q: %q is not an ISO-8601 time", name, s)
+			return h, fmt.Errorf("header %q: %q is not an ISO-8601 time", knownHeaderNames[i], s)
 		}
-		if name == "eta" {
+		if i == hETA {
 			h.ETA = t
 		} else {
 			h.Expires = t
 		}
 	}
-	if v, ok := m["retries"]; ok && v != nil {
+	if v := r.known[hRetries]; r.has[hRetries] && v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"retries\": want an integer, got %v", v)
 		}
 		h.Retries = int(n)
 	}
-	if v, ok := m["group_index"]; ok && v != nil {
+	if v := r.known[hGroupIndex]; r.has[hGroupIndex] && v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"group_index\": want an integer, got %v", v)
@@ -205,14 +314,14 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 		i := int(n)
 		h.GroupIndex = &i
 	}
-	if v, ok := m["ignore_result"]; ok && v != nil {
+	if v := r.known[hIgnoreResult]; r.has[hIgnoreResult] && v != nil {
 		b, ok := v.(bool)
 		if !ok {
 			return h, fmt.Errorf("header \"ignore_result\": want a bool, got %v", v)
 		}
 		h.IgnoreResult = b
 	}
-	if v, ok := m["timelimit"]; ok && v != nil {
+	if v := r.known[hTimeLimit]; r.has[hTimeLimit] && v != nil {
 		l, ok := v.([]any)
 		if !ok || len(l) != 2 {
 			return h, fmt.Errorf("header \"timelimit\": want [hard, soft], got %v", v)
@@ -228,14 +337,7 @@ func ParseHeaders(m map[string]any) (TaskHeaders, error) {
 			h.TimeLimit[i] = min(f, maxTimeLimit)
 		}
 	}
-	for k, v := range m {
-		if !IsKnownHeader(k) {
-			if h.Extra == nil {
-				h.Extra = make(map[string]any)
-			}
-			h.Extra[k] = v
-		}
-	}
+	h.Extra = r.extra
 	return h, nil
 }
 

@@ -214,7 +214,10 @@ type kombuEnvelope struct {
 	body                 []byte // still body_encoding'd; may alias the input
 	contentType          string
 	contentEncoding      string
-	headers              map[string]any // nil when absent or not an object
+	headers              map[string]any      // nil when absent or not an object (fan-out envelopes)
+	taskHeaders          driver.HeaderReader // a task envelope's headers, read without a map
+	haveHeaders          bool                // headers is an object (task envelopes)
+	headerRedelivered    bool                // headers.redelivered is true (kombu's restore)
 	correlationID        string
 	replyTo              string
 	expiration           string
@@ -231,10 +234,11 @@ type kombuEnvelope struct {
 }
 
 // readEnvelope decodes kombu's JSON envelope raw, the one reader of
-// envelopes for task messages (decodeEnvelope) and fan-out messages
-// (decodeRawEnvelope). It walks the envelope without building maps, except
-// for the headers.
-func readEnvelope(raw []byte) (kombuEnvelope, error) {
+// envelopes for task messages (decodeEnvelope, task true) and fan-out
+// messages (decodeRawEnvelope). It walks the envelope without building maps,
+// except for a fan-out message's headers; a task message's headers go
+// straight into e.taskHeaders.
+func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 	var e kombuEnvelope
 	d := wire.NewJSONDecoder(raw)
 	optString := func() (string, error) {
@@ -321,6 +325,24 @@ func readEnvelope(raw []byte) (kombuEnvelope, error) {
 			e.contentEncoding, err = optString()
 			return err
 		case "headers":
+			if d.Peek() == '{' && task {
+				e.haveHeaders = true
+				return d.Members(func(key []byte) error {
+					// Values decode as d.Map decodes them (nesting
+					// counted from the headers object).
+					v, err := d.Value(1, wire.UntagNone)
+					if err != nil {
+						return err
+					}
+					if string(key) == "redelivered" {
+						// kombu's restore marks the message; not a task header.
+						e.headerRedelivered, _ = v.(bool)
+						return nil
+					}
+					e.taskHeaders.AddKey(key, v)
+					return nil
+				})
+			}
 			if d.Peek() == '{' {
 				// Celery sends ~20 headers: size the map once.
 				e.headers, err = d.Map(24, wire.UntagNone)
@@ -365,7 +387,7 @@ func (e *kombuEnvelope) decodedBody() ([]byte, error) {
 // decodeEnvelope decodes kombu's JSON envelope of a task message into a
 // Message. queue is the queue it was consumed from (RoutingKey).
 func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error) {
-	e, err := readEnvelope(raw)
+	e, err := readEnvelope(raw, true)
 	env := envelope{tag: e.tag}
 	switch {
 	case err != nil:
@@ -380,7 +402,7 @@ func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error)
 		return nil, env, errors.New("kombu envelope: properties.delivery_info.exchange missing")
 	case !e.haveRK:
 		return nil, env, errors.New("kombu envelope: properties.delivery_info.routing_key missing")
-	case e.headers == nil:
+	case !e.haveHeaders:
 		return nil, env, errors.New("kombu envelope: headers missing (not a protocol v2 task message)")
 	}
 	m := &driver.Message{
@@ -398,11 +420,10 @@ func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error)
 	if m.Body, err = e.decodedBody(); err != nil {
 		return nil, env, err
 	}
-	if r, _ := e.headers["redelivered"].(bool); r {
+	if e.headerRedelivered {
 		m.Redelivered = true
 	}
-	delete(e.headers, "redelivered")
-	if m.Headers, err = driver.ParseHeaders(e.headers); err != nil {
+	if m.Headers, err = e.taskHeaders.Parse(); err != nil {
 		return nil, env, fmt.Errorf("task headers: %w", err)
 	}
 	return m, env, nil
@@ -411,7 +432,7 @@ func decodeEnvelope(raw []byte, queue string) (*driver.Message, envelope, error)
 // decodeRawEnvelope decodes kombu's JSON envelope of a fanout message or
 // reply. Exchange and RoutingKey come from properties.delivery_info.
 func decodeRawEnvelope(raw []byte) (*driver.RawMessage, error) {
-	e, err := readEnvelope(raw)
+	e, err := readEnvelope(raw, false)
 	if err != nil {
 		return nil, err
 	}
