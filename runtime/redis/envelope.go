@@ -326,7 +326,9 @@ func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 			return err
 		case "headers":
 			if d.Peek() == '{' && task {
-				e.haveHeaders = true
+				// A repeated headers object replaces the earlier one, as
+				// it does in a map.
+				e.haveHeaders, e.headerRedelivered, e.taskHeaders = true, false, driver.HeaderReader{}
 				return d.Members(func(key []byte) error {
 					// Values decode as d.Map decodes them (nesting
 					// counted from the headers object).

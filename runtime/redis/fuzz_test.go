@@ -26,6 +26,9 @@ func FuzzDecodeEnvelope(f *testing.F) {
 	}
 	f.Add([]byte(`{"body": "", "properties": {}}`))
 	f.Add([]byte(`[{"body": "W10="}, "", "celery"]`))
+	// A repeated headers object: the last one counts, as in a map.
+	f.Add([]byte(`{"body": "W10=", "headers": {"task": "a", "id": "1", "origin": "x"}, "headers": {"task": "b", "id": "2"},` +
+		` "properties": {"body_encoding": "base64", "delivery_tag": "t", "delivery_info": {"exchange": "", "routing_key": "celery"}}}`))
 	f.Fuzz(func(t *testing.T, raw []byte) {
 		m, _, err := decodeEnvelope(raw, "celery")
 		if err == nil && m != nil && (m.Headers.Task == "" || m.Headers.ID == "") {
