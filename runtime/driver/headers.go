@@ -212,28 +212,32 @@ func knownHeaderIndex(name []byte) int {
 // map, without building the map first. The zero value is ready; a header
 // added twice keeps its last value.
 type HeaderReader struct {
-	known [numKnownHeaders]any
-	has   [numKnownHeaders]bool
+	known [numKnownHeaders]any // nil: absent, or null (the same to Parse)
 	extra map[string]any
 }
 
 // Add records header name with its decoded value.
 func (r *HeaderReader) Add(name string, v any) {
-	if i := knownHeaderIndex([]byte(name)); i >= 0 {
-		r.known[i], r.has[i] = v, true
-		return
+	if !r.setKnown([]byte(name), v) {
+		r.addExtra(name, v)
 	}
-	r.addExtra(name, v)
 }
 
 // AddKey is Add for a name the decoder holds as bytes (which may alias its
 // input: only an unknown header's name is copied).
 func (r *HeaderReader) AddKey(name []byte, v any) {
-	if i := knownHeaderIndex(name); i >= 0 {
-		r.known[i], r.has[i] = v, true
-		return
+	if !r.setKnown(name, v) {
+		r.addExtra(string(name), v)
 	}
-	r.addExtra(string(name), v)
+}
+
+// setKnown records v when name is a known header, and reports whether it is.
+func (r *HeaderReader) setKnown(name []byte, v any) bool {
+	i := knownHeaderIndex(name)
+	if i >= 0 {
+		r.known[i] = v
+	}
+	return i >= 0
 }
 
 func (r *HeaderReader) addExtra(name string, v any) {
@@ -249,7 +253,7 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 	var err error
 	str := func(i int) string {
 		v := r.known[i]
-		if !r.has[i] || v == nil || err != nil {
+		if v == nil || err != nil {
 			return ""
 		}
 		switch s := v.(type) {
@@ -299,14 +303,14 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 			h.Expires = t
 		}
 	}
-	if v := r.known[hRetries]; r.has[hRetries] && v != nil {
+	if v := r.known[hRetries]; v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"retries\": want an integer, got %v", v)
 		}
 		h.Retries = int(n)
 	}
-	if v := r.known[hGroupIndex]; r.has[hGroupIndex] && v != nil {
+	if v := r.known[hGroupIndex]; v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"group_index\": want an integer, got %v", v)
@@ -314,14 +318,14 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 		i := int(n)
 		h.GroupIndex = &i
 	}
-	if v := r.known[hIgnoreResult]; r.has[hIgnoreResult] && v != nil {
+	if v := r.known[hIgnoreResult]; v != nil {
 		b, ok := v.(bool)
 		if !ok {
 			return h, fmt.Errorf("header \"ignore_result\": want a bool, got %v", v)
 		}
 		h.IgnoreResult = b
 	}
-	if v := r.known[hTimeLimit]; r.has[hTimeLimit] && v != nil {
+	if v := r.known[hTimeLimit]; v != nil {
 		l, ok := v.([]any)
 		if !ok || len(l) != 2 {
 			return h, fmt.Errorf("header \"timelimit\": want [hard, soft], got %v", v)

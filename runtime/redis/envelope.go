@@ -325,7 +325,9 @@ func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 			e.contentEncoding, err = optString()
 			return err
 		case "headers":
-			if d.Peek() == '{' && task {
+			switch {
+			case d.Peek() != '{':
+			case task:
 				// A repeated headers object replaces the earlier one, as
 				// it does in a map.
 				e.haveHeaders, e.headerRedelivered, e.taskHeaders = true, false, driver.HeaderReader{}
@@ -344,8 +346,7 @@ func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 					e.taskHeaders.AddKey(key, v)
 					return nil
 				})
-			}
-			if d.Peek() == '{' {
+			default:
 				// Celery sends ~20 headers: size the map once.
 				e.headers, err = d.Map(24, wire.UntagNone)
 				return err

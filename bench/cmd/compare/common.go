@@ -151,7 +151,7 @@ func drainCPU(ctx context.Context, s goSystem, n, conc int) (float64, float64, [
 		return 0, 0, nil, fmt.Errorf("fill: %w", err)
 	}
 	tasks.Done.Store(0)
-	if *flagDrainOut {
+	if probeRabbit {
 		probeQueues(conc)
 	}
 	dctx, cancel := context.WithTimeout(ctx, 90*time.Second)
@@ -394,12 +394,16 @@ func reportCPU(what string, before []float64, wall time.Duration) []float64 {
 	return after
 }
 
-// probeQueues prints (with -v, before a timed drain) what RabbitMQ's
-// rabbitmqctl says of the pre-filled queues: messages, messages in RAM,
-// their bytes and the queue process's memory. On a classic queue the drain
-// rate follows that process's heap (how often it is garbage collected), which
-// the fill leaves at one of two sizes: the ratios of one run compare the
-// consumers only when their queues start alike (docs/BENCHMARKS.md).
+// probeRabbit: this child runs a RabbitMQ system with -v, so its drains
+// call probeQueues first.
+var probeRabbit bool
+
+// probeQueues prints (before a timed drain) what RabbitMQ's rabbitmqctl says
+// of the pre-filled queues: messages, messages in RAM, their bytes and the
+// queue process's memory. On a classic queue the drain rate follows that
+// process's heap (how often it is garbage collected), which the fill leaves
+// at one of a few sizes: the ratios of one run compare the consumers only
+// when their queues start alike (docs/BENCHMARKS.md).
 func probeQueues(conc int) {
 	ctl := os.Getenv("TASKGEN_RABBITMQCTL")
 	if ctl == "" {
@@ -414,9 +418,6 @@ func probeQueues(conc int) {
 		if strings.HasPrefix(line, "bench.") && !strings.Contains(line, "celeryev") {
 			b.WriteString("  " + line + "\n")
 		}
-	}
-	if b.Len() == 0 {
-		return // not a RabbitMQ system
 	}
 	fmt.Fprintf(os.Stderr, "queues before drain c=%d (name messages messages_ram message_bytes_ram memory):\n%s", conc, b.String())
 	time.Sleep(300 * time.Millisecond) // let the rabbitmqctl VM's exit settle out of the timing

@@ -121,6 +121,7 @@ func child(name string) {
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
 	res := Result{System: sd.name, Broker: sd.broker}
+	probeRabbit = *flagDrainOut && sd.broker == "RabbitMQ"
 	if err := sd.run(ctx, e, *flagRun, &res); err != nil {
 		res.Err = err.Error()
 	}
