@@ -46,6 +46,7 @@ type Broker struct {
 	pending  []*pubReq // waiting to be written
 	flushers int       // goroutines writing a batch now
 	handoff  bool      // a pending caller was told to write the next batch
+	lastSize int       // size of the batch written last
 	declared sync.Map  // queue name -> struct{}: binding set member written
 
 	ackCh chan string
@@ -79,7 +80,7 @@ var (
 var ErrClosed = errors.New("redis transport closed")
 
 const (
-	publishFlushers = 1 // batches written concurrently
+	publishFlushers = 4 // batches written concurrently
 	maxPublishBatch = 512
 	maxAckBatch     = 1024
 	fetchers        = 2 // concurrent fetch loops per Consume

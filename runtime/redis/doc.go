@@ -154,7 +154,10 @@
 // Python does when it declares the queue. Concurrent Publish calls are
 // combined: one caller writes every pending message in one pipeline (one
 // LPUSH with several values per list) while the others wait for Redis's
-// reply to theirs.
+// reply to theirs. Up to four such pipelines are in flight at once, on
+// pooled connections of their own; a further one starts only once as many
+// messages are pending as the last pipeline carried, so the batches stay
+// large while round trips overlap.
 //
 // Consumers pop with a Lua script that takes up to fetch_batch messages in
 // priority order (rotating among queues) and, in the same atomic step,

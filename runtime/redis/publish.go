@@ -35,8 +35,9 @@ var reqPool = sync.Pool{New: func() any { return &pubReq{done: make(chan error, 
 func (b *Broker) BoundsPublish() bool { return true }
 
 // Publish LPUSHes kombu's envelope of msg onto queue's list for msg.Priority
-// and returns once Redis has answered. Concurrent calls are written in one
-// pipeline.
+// and returns once Redis has answered. Concurrent calls are written
+// together, one pipeline per batch, with up to publishFlushers batches in
+// flight.
 func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -59,7 +60,7 @@ func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message)
 		return ErrClosed
 	}
 	b.pending = append(b.pending, req)
-	if b.flushers < publishFlushers && !b.handoff {
+	if b.mayFlush(b.flushers) {
 		// Write the batch on this goroutine: no hand-off to a writer.
 		b.flushers++
 		batch := b.takePending()
@@ -113,16 +114,31 @@ func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message)
 // errLead tells a waiting Publish call to write the next batch itself.
 var errLead = errors.New("redis publish: write the next batch")
 
+// mayFlush reports whether the pending batch should be written now, while
+// writing other batches are in flight; b.pubMu is held. The first writer
+// always starts. A further one (up to publishFlushers, each on a pooled
+// connection of its own) starts only once the pending batch is as large as
+// the one taken last: concurrent callers overlap their round trips yet are
+// still written together, not one pipeline each.
+func (b *Broker) mayFlush(writing int) bool {
+	if b.handoff || len(b.pending) == 0 {
+		return false
+	}
+	return writing == 0 || writing < publishFlushers && len(b.pending) >= max(2, b.lastSize)
+}
+
 // takePending returns the pending requests; b.pubMu is held.
 func (b *Broker) takePending() []*pubReq {
 	batch := b.pending
+	b.lastSize = len(batch)
 	b.pending = make([]*pubReq, 0, max(8, len(batch)))
 	return batch
 }
 
 // writeBatches writes batch, then hands the writer role to the first
 // caller that queued meanwhile (its wake-up, which it needs anyway to learn
-// its result, does double duty), or gives the role up.
+// its result, does double duty) when mayFlush says so, or gives the role
+// up: a writer still in flight hands off when it returns.
 func (b *Broker) writeBatches(batch []*pubReq) {
 	for len(batch) > 0 {
 		n := min(len(batch), maxPublishBatch)
@@ -131,7 +147,7 @@ func (b *Broker) writeBatches(batch []*pubReq) {
 	}
 	b.pubMu.Lock()
 	defer b.pubMu.Unlock()
-	if len(b.pending) > 0 && !b.handoff {
+	if b.mayFlush(b.flushers - 1) {
 		next := b.pending[0]
 		next.lead = true
 		b.handoff = true

@@ -5,9 +5,11 @@ import (
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -631,5 +633,59 @@ func TestDeferStartsAtDueTime(t *testing.T) {
 		require.Equal(t, int64(3), got)
 		at := <-ran
 		require.GreaterOrEqual(t, at.Sub(start), countdown-50*time.Millisecond, "ran before it was due")
+	}
+}
+
+// TestConcurrentPublishesLandOnce: many concurrent Publish calls, written
+// as several batches in flight at once on separate connections, each land
+// exactly once on their queue's list, and each caller's messages in the
+// order it published them.
+func TestConcurrentPublishesLandOnce(t *testing.T) {
+	t.Parallel()
+	raw := testURL(t, "", "")
+	u, err := url.Parse(raw)
+	require.NoError(t, err)
+	prefix := u.Query().Get("global_keyprefix")
+	b := openBroker(t, raw)
+	ctx := ctxT(t, 20*time.Second)
+	const producers, each, queues = 32, 100, 3
+	var wg sync.WaitGroup
+	errs := make(chan error, producers)
+	for p := range producers {
+		wg.Go(func() {
+			q := fmt.Sprintf("many%d", p%queues)
+			for j := range each {
+				if err := b.Publish(ctx, q, pubMsg(fmt.Sprintf("%d-%d", p, j), 0)); err != nil {
+					errs <- err
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	next := make([]int, producers) // per producer, the next j expected
+	for q := range queues {
+		// LPUSH: the oldest message is at the right end.
+		envs, err := b.Client().LRange(ctx, fmt.Sprintf("%smany%d", prefix, q), 0, -1).Result()
+		require.NoError(t, err)
+		for _, env := range slices.Backward(envs) {
+			var e struct {
+				Headers struct{ ID string } `json:"headers"`
+			}
+			require.NoError(t, json.Unmarshal([]byte(env), &e))
+			var p, j int
+			_, err := fmt.Sscanf(e.Headers.ID, "%d-%d", &p, &j)
+			require.NoError(t, err)
+			require.Equal(t, q, p%queues, "message %s on the wrong queue", e.Headers.ID)
+			require.Equal(t, next[p], j, "producer %d's messages out of order, missing or repeated", p)
+			next[p]++
+		}
+	}
+	for p, n := range next {
+		require.Equal(t, each, n, "producer %d: messages missing", p)
 	}
 }
