@@ -18,10 +18,13 @@ type consumer struct {
 	queues   []string
 	prefetch int
 	slots    chan struct{} // one per un-settled delivery
-	out      chan driver.Delivery
-	rr       atomic.Uint64
-	nonce    string
-	seq      atomic.Uint64
+	// out is prefetch deep: the slots bound what is in it, so a fetch loop
+	// hands its batch over at once and fetches again as soon as slots free
+	// up, not once a pool goroutine took the batch's last delivery.
+	out   chan driver.Delivery
+	rr    atomic.Uint64
+	nonce string
+	seq   atomic.Uint64
 
 	// Blockers: one per queue's default-priority list from the start, one
 	// per priority list (3, 6, 9) once a message came from it.
@@ -84,7 +87,7 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 		prefetch = 1
 	}
 	c := &consumer{b: b, queues: append([]string(nil), queues...), prefetch: prefetch,
-		slots: make(chan struct{}, prefetch), out: make(chan driver.Delivery), nonce: "taskgen-" + string(newTag(nil)),
+		slots: make(chan struct{}, prefetch), out: make(chan driver.Delivery, prefetch), nonce: "taskgen-" + string(newTag(nil)),
 		live: map[string]struct{}{}}
 	ctx, cancel := context.WithCancel(ctx)
 	go func() {
@@ -131,6 +134,17 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 	go func() {
 		loops.Wait()
 		cancel()
+		// Deliveries still buffered go back to their lists, as the fetch
+		// loops do with the ones they hold when ctx ends.
+		for {
+			select {
+			case d := <-c.out:
+				_ = d.Requeue()
+				continue
+			default:
+			}
+			break
+		}
 		close(c.out)
 	}()
 	go func() {

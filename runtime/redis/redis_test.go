@@ -280,6 +280,38 @@ func TestPrefetchBound(t *testing.T) {
 	require.Contains(t, front, `"redelivered": true`)
 }
 
+// TestCancelReturnsBufferedDeliveries: deliveries fetched ahead (up to the
+// prefetch) but not yet taken from the channel go back to their list when
+// the consumer's ctx ends, even if nobody reads the channel again.
+func TestCancelReturnsBufferedDeliveries(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", ""))
+	p := b.Options().GlobalKeyPrefix
+	ctx := ctxT(t, 10*time.Second)
+	for i := range 20 {
+		require.NoError(t, b.Publish(ctx, "buf", pubMsg(fmt.Sprint(i), 0)))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	ds, err := b.Consume(cctx, []string{"buf"}, 10)
+	require.NoError(t, err)
+	held := []driver.Delivery{<-ds, <-ds}
+	require.Eventually(t, func() bool { // 8 more fetched ahead
+		return b.Client().HLen(ctx, p+"unacked").Val() == 10
+	}, 3*time.Second, 5*time.Millisecond)
+	cancel()
+	require.Eventually(t, func() bool {
+		return b.Client().HLen(ctx, p+"unacked").Val() == 2 && b.Client().LLen(ctx, p+"buf").Val() == 18
+	}, 3*time.Second, 10*time.Millisecond)
+	_, open := <-ds
+	require.False(t, open, "deliveries left in the channel after its consumer's end")
+	for _, d := range held {
+		require.NoError(t, d.Requeue())
+	}
+	require.Eventually(t, func() bool {
+		return b.Client().HLen(ctx, p+"unacked").Val() == 0 && b.Client().LLen(ctx, p+"buf").Val() == 20
+	}, 3*time.Second, 10*time.Millisecond)
+}
+
 // TestUnackedBookkeepingIsKombus checks the entries a Go consumer writes are
 // those kombu writes: HSET unacked <tag> [envelope, "", queue] and ZADD
 // unacked_index <delivery time> <tag>.
