@@ -149,3 +149,25 @@ func FuzzJSONSkip(f *testing.F) {
 		}
 	})
 }
+
+// TestJSONStringScanEveryPosition: the string scan, which skips eight bytes
+// at a time, finds a quote, a backslash or a control character at every
+// offset of a word and of the tail, and agrees with encoding/json.
+func TestJSONStringScanEveryPosition(t *testing.T) {
+	specials := []string{`"`, `\"`, `\\`, `\u00e9`, `\x`, "\x1f", "\x00", "\x7f", "é", "\xff"}
+	for n := range 26 {
+		for p := 0; p <= n; p++ {
+			for _, sp := range specials {
+				s := `"` + strings.Repeat("a", p) + sp + strings.Repeat("b", n-p) + `"`
+				for _, doc := range []string{s, "[" + s + ", 1]"} {
+					d := JSONDecoder{b: []byte(doc)}
+					err := d.Skip(0)
+					ok := err == nil && d.Peek() == 0 && d.i == len(doc)
+					if want := json.Valid([]byte(doc)); ok != want {
+						t.Fatalf("%q: scanner ok=%v (err %v), encoding/json valid=%v", doc, ok, err, want)
+					}
+				}
+			}
+		}
+	}
+}
