@@ -234,14 +234,20 @@ func TestConsumeRoundRobinAcrossQueues(t *testing.T) {
 	require.Equal(t, []string{"a0", "b0", "a1", "b1", "a2", "b2"}, got)
 }
 
+// publishN publishes messages with ids 0..n-1 onto queue, one at a time.
+func publishN(ctx context.Context, t *testing.T, b *redis.Broker, queue string, n int) {
+	t.Helper()
+	for i := range n {
+		require.NoError(t, b.Publish(ctx, queue, pubMsg(fmt.Sprint(i), 0)))
+	}
+}
+
 func TestPrefetchBound(t *testing.T) {
 	t.Parallel()
 	b := openBroker(t, testURL(t, "", ""))
 	p := b.Options().GlobalKeyPrefix
 	ctx := ctxT(t, 10*time.Second)
-	for i := range 20 {
-		require.NoError(t, b.Publish(ctx, "pf", pubMsg(fmt.Sprint(i), 0)))
-	}
+	publishN(ctx, t, b, "pf", 20)
 	cctx, cancel := context.WithCancel(ctx)
 	ds, err := b.Consume(cctx, []string{"pf"}, 3)
 	require.NoError(t, err)
@@ -288,9 +294,7 @@ func TestCancelReturnsBufferedDeliveries(t *testing.T) {
 	b := openBroker(t, testURL(t, "", ""))
 	p := b.Options().GlobalKeyPrefix
 	ctx := ctxT(t, 10*time.Second)
-	for i := range 20 {
-		require.NoError(t, b.Publish(ctx, "buf", pubMsg(fmt.Sprint(i), 0)))
-	}
+	publishN(ctx, t, b, "buf", 20)
 	cctx, cancel := context.WithCancel(ctx)
 	ds, err := b.Consume(cctx, []string{"buf"}, 10)
 	require.NoError(t, err)
@@ -674,11 +678,8 @@ func TestDeferStartsAtDueTime(t *testing.T) {
 // order it published them.
 func TestConcurrentPublishesLandOnce(t *testing.T) {
 	t.Parallel()
-	raw := testURL(t, "", "")
-	u, err := url.Parse(raw)
-	require.NoError(t, err)
-	prefix := u.Query().Get("global_keyprefix")
-	b := openBroker(t, raw)
+	b := openBroker(t, testURL(t, "", ""))
+	prefix := b.Options().GlobalKeyPrefix
 	ctx := ctxT(t, 20*time.Second)
 	const producers, each, queues = 32, 100, 3
 	var wg sync.WaitGroup
