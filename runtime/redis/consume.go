@@ -136,14 +136,14 @@ func (b *Broker) Consume(ctx context.Context, queues []string, prefetch int) (<-
 		cancel()
 		// Deliveries still buffered go back to their lists, as the fetch
 		// loops do with the ones they hold when ctx ends.
+	requeue:
 		for {
 			select {
 			case d := <-c.out:
 				_ = d.Requeue()
-				continue
 			default:
+				break requeue
 			}
-			break
 		}
 		close(c.out)
 	}()

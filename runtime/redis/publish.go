@@ -114,8 +114,8 @@ func (b *Broker) Publish(ctx context.Context, queue string, msg *driver.Message)
 // errLead tells a waiting Publish call to write the next batch itself.
 var errLead = errors.New("redis publish: write the next batch")
 
-// mayFlush reports whether the pending batch should be written now, while
-// writing other batches are in flight; b.pubMu is held. The first writer
+// mayFlush reports whether the pending batch should be written now, with
+// writing other batches in flight; b.pubMu is held. The first writer
 // always starts. A further one (up to publishFlushers, each on a pooled
 // connection of its own) starts only once the pending batch is as large as
 // the one taken last: concurrent callers overlap their round trips yet are
