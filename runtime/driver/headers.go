@@ -212,9 +212,14 @@ func knownHeaderIndex(name []byte) int {
 // map, without building the map first. The zero value is ready; a header
 // added twice keeps its last value.
 type HeaderReader struct {
-	known [numKnownHeaders]any // nil: absent, or null (the same to Parse)
+	known [numKnownHeaders]any    // nil: absent, or null (the same to Parse)
+	strs  [numKnownHeaders]string // string values added with AddKeyString
+	isStr uint32                  // bit i set: header i's value is strs[i], not known[i]
 	extra map[string]any
 }
+
+// isStr has a bit for each known header (a compile-time check).
+const _ = uint32(1 << (numKnownHeaders - 1))
 
 // Add records header name with its decoded value.
 func (r *HeaderReader) Add(name string, v any) {
@@ -231,13 +236,35 @@ func (r *HeaderReader) AddKey(name []byte, v any) {
 	}
 }
 
+// AddKeyString is AddKey for a string value. A known header's string is
+// kept as it is, not boxed in an interface: most of a task message's headers
+// are strings, and this saves an allocation for each.
+func (r *HeaderReader) AddKeyString(name []byte, s string) {
+	i := knownHeaderIndex(name)
+	if i < 0 {
+		r.addExtra(string(name), s)
+		return
+	}
+	r.known[i], r.strs[i] = nil, s
+	r.isStr |= 1 << i
+}
+
 // setKnown records v when name is a known header, and reports whether it is.
 func (r *HeaderReader) setKnown(name []byte, v any) bool {
 	i := knownHeaderIndex(name)
 	if i >= 0 {
-		r.known[i] = v
+		r.known[i], r.strs[i] = v, ""
+		r.isStr &^= 1 << i
 	}
 	return i >= 0
+}
+
+// value returns known header i's value as Add or AddKeyString recorded it.
+func (r *HeaderReader) value(i int) any {
+	if r.isStr&(1<<i) != 0 {
+		return r.strs[i]
+	}
+	return r.known[i]
 }
 
 func (r *HeaderReader) addExtra(name string, v any) {
@@ -252,8 +279,14 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 	var h TaskHeaders
 	var err error
 	str := func(i int) string {
+		if err != nil {
+			return ""
+		}
+		if r.isStr&(1<<i) != 0 {
+			return r.strs[i]
+		}
 		v := r.known[i]
-		if v == nil || err != nil {
+		if v == nil {
 			return ""
 		}
 		switch s := v.(type) {
@@ -303,14 +336,14 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 			h.Expires = t
 		}
 	}
-	if v := r.known[hRetries]; v != nil {
+	if v := r.value(hRetries); v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"retries\": want an integer, got %v", v)
 		}
 		h.Retries = int(n)
 	}
-	if v := r.known[hGroupIndex]; v != nil {
+	if v := r.value(hGroupIndex); v != nil {
 		n, ok := AnyToInt(v)
 		if !ok {
 			return h, fmt.Errorf("header \"group_index\": want an integer, got %v", v)
@@ -318,14 +351,14 @@ func (r *HeaderReader) Parse() (TaskHeaders, error) {
 		i := int(n)
 		h.GroupIndex = &i
 	}
-	if v := r.known[hIgnoreResult]; v != nil {
+	if v := r.value(hIgnoreResult); v != nil {
 		b, ok := v.(bool)
 		if !ok {
 			return h, fmt.Errorf("header \"ignore_result\": want a bool, got %v", v)
 		}
 		h.IgnoreResult = b
 	}
-	if v := r.known[hTimeLimit]; v != nil {
+	if v := r.value(hTimeLimit); v != nil {
 		l, ok := v.([]any)
 		if !ok || len(l) != 2 {
 			return h, fmt.Errorf("header \"timelimit\": want [hard, soft], got %v", v)

@@ -332,6 +332,15 @@ func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 				// it does in a map.
 				e.haveHeaders, e.headerRedelivered, e.taskHeaders = true, false, driver.HeaderReader{}
 				return d.Members(func(key []byte) error {
+					if d.Peek() == '"' && string(key) != "redelivered" {
+						// Most headers are strings: no interface boxing.
+						s, err := d.Text()
+						if err != nil {
+							return err
+						}
+						e.taskHeaders.AddKeyString(key, s)
+						return nil
+					}
 					// Values decode as d.Map decodes them (nesting
 					// counted from the headers object).
 					v, err := d.Value(1, wire.UntagNone)
