@@ -1,6 +1,7 @@
 package redis_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
@@ -211,6 +212,50 @@ func TestPrioritiesListsAndOrder(t *testing.T) {
 	}
 	// Lower is higher on Redis; FIFO within a step.
 	require.Equal(t, []string{"id-1-prio-0", "id-5-prio-1", "id-2-prio-5", "id-3-prio-3", "id-4-prio-7", "id-0-prio-9", "id-6-prio-12"}, got)
+}
+
+// TestFetchMixedSizes: the fetch script pops in chunks sized by the largest
+// envelope seen so far; with sizes from 50 B to 700 KB on two priority lists
+// every message still arrives once, in priority then FIFO order, with its
+// body intact, and the unacked bookkeeping empties.
+func TestFetchMixedSizes(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", ""))
+	p := b.Options().GlobalKeyPrefix
+	ctx := ctxT(t, 20*time.Second)
+	sizes := []int{100, 300_000, 1000, 700_000, 50, 20_000}
+	var want []string
+	bodies := map[string]int{}
+	for _, prio := range []uint8{0, 9} {
+		for i := range 24 {
+			id := fmt.Sprintf("p%d-%02d", prio, i)
+			m := pubMsg(id, prio)
+			m.Body = bytes.Repeat([]byte{byte('a' + i%26)}, sizes[i%len(sizes)])
+			bodies[id] = len(m.Body)
+			require.NoError(t, b.Publish(ctx, "mix", m))
+			want = append(want, id)
+		}
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"mix"}, 64)
+	require.NoError(t, err)
+	var got []string
+	for range want {
+		d := <-ds
+		require.NoError(t, d.DecodeError())
+		m := d.Message()
+		require.Len(t, m.Body, bodies[m.Headers.ID], m.Headers.ID)
+		got = append(got, m.Headers.ID)
+		require.NoError(t, d.Ack())
+	}
+	require.Equal(t, want, got)
+	require.Eventually(t, func() bool {
+		return b.Client().HLen(ctx, p+"unacked").Val() == 0 && b.Client().ZCard(ctx, p+"unacked_index").Val() == 0
+	}, 5*time.Second, 10*time.Millisecond)
+	n, err := b.QueueLength(ctx, "mix")
+	require.NoError(t, err)
+	require.Zero(t, n)
 }
 
 func TestConsumeRoundRobinAcrossQueues(t *testing.T) {
