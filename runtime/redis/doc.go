@@ -162,7 +162,10 @@
 // Consumers pop with a Lua script that takes up to fetch_batch messages in
 // priority order (rotating among queues) and, in the same atomic step,
 // records each in kombu's ack emulation: ZADD unacked_index <now> <tag> and
-// HSET unacked <tag> [envelope, "", queue]. An idle consumer does not BRPOP
+// HSET unacked <tag> [envelope, "", queue]. Inside the script it pops in
+// chunks whose reply stays under 512 KiB, so large envelopes cost Redis time
+// linear in their size (Redis grows one large reply to a script by 1 MiB at a
+// time). An idle consumer does not BRPOP
 // as kombu does: a message BRPOP pops lives only in the reply, and Redis
 // dying after writing the pop to its AOF but before the reply arrives loses
 // it. Instead, one goroutine per queue blocks in BLMOVE from the queue's
