@@ -332,27 +332,27 @@ func readEnvelope(raw []byte, task bool) (kombuEnvelope, error) {
 				// it does in a map.
 				e.haveHeaders, e.headerRedelivered, e.taskHeaders = true, false, driver.HeaderReader{}
 				return d.Members(func(key []byte) error {
-					if d.Peek() == '"' && string(key) != "redelivered" {
-						// Most headers are strings: no interface boxing.
+					// kombu's restore marks the message; not a task header.
+					redelivered := string(key) == "redelivered"
+					if d.Peek() == '"' && !redelivered {
+						// Most headers are strings: kept unboxed.
 						s, err := d.Text()
-						if err != nil {
-							return err
+						if err == nil {
+							e.taskHeaders.AddKeyString(key, s)
 						}
-						e.taskHeaders.AddKeyString(key, s)
-						return nil
+						return err
 					}
 					// Values decode as d.Map decodes them (nesting
 					// counted from the headers object).
 					v, err := d.Value(1, wire.UntagNone)
-					if err != nil {
+					switch {
+					case err != nil:
 						return err
-					}
-					if string(key) == "redelivered" {
-						// kombu's restore marks the message; not a task header.
+					case redelivered:
 						e.headerRedelivered, _ = v.(bool)
-						return nil
+					default:
+						e.taskHeaders.AddKey(key, v)
 					}
-					e.taskHeaders.AddKey(key, v)
 					return nil
 				})
 			default:
