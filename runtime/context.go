@@ -29,6 +29,13 @@ type TaskInfo struct {
 	Headers map[string]any
 	// Redelivered is set when the broker delivered the message before.
 	Redelivered bool
+	// Received is when this worker took the message from the transport to
+	// dispatch it (the time of its task-received event): after any wait in
+	// the prefetch buffer, before any hold for an ETA, countdown or rate
+	// limit. The task's start minus Received is the time this worker
+	// took to dispatch it; Received minus the enqueue time is the time in
+	// the broker and the prefetch buffer.
+	Received time.Time
 
 	def     *codegen.TaskDef
 	args    wire.Args

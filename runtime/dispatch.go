@@ -126,6 +126,7 @@ func (w *Worker) dispatch(ctx context.Context, d driver.Delivery, work chan<- jo
 // accept validates a delivery: an undecodable message or an unregistered task
 // is dead-lettered (and FAILURE stored for the latter).
 func (w *Worker) accept(ctx context.Context, d driver.Delivery) (job, bool) {
+	received := w.app.now()
 	w.received.Add(1)
 	m := d.Message()
 	if m == nil {
@@ -151,7 +152,7 @@ func (w *Worker) accept(ctx context.Context, d driver.Delivery) (job, bool) {
 		})
 		return job{}, false
 	}
-	return job{d: d, m: m, def: def}, true
+	return job{d: d, m: m, def: def, received: received}, true
 }
 
 // Process handles one delivery synchronously in the calling goroutine, as

@@ -56,7 +56,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	}
 	info := &TaskInfo{ID: h.ID, Name: h.Task, Retries: h.Retries, ETA: h.ETA, Expires: h.Expires, RootID: h.RootID,
 		ParentID: h.ParentID, GroupID: h.Group, Queue: queueOf(m, def, w.app), Hostname: w.opts.Hostname,
-		Headers: h.Extra, Redelivered: m.Redelivered, def: def, args: args, app: w.app}
+		Headers: h.Extra, Redelivered: m.Redelivered, Received: j.received, def: def, args: args, app: w.app}
 
 	w.active.Add(1)
 	w.obs.TaskStarted(m)

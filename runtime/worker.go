@@ -264,6 +264,9 @@ type job struct {
 	d   driver.Delivery
 	m   *driver.Message
 	def *codegen.TaskDef
+	// received is when the worker took the delivery from the transport
+	// (TaskInfo.Received).
+	received time.Time
 }
 
 // Run consumes and runs tasks until ctx ends or Shutdown is called (also by

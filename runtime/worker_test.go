@@ -210,6 +210,48 @@ func TestWorker_HeldTasksRunWhenDueAndGoBackAtShutdown(t *testing.T) {
 	require.Empty(t, ran)
 }
 
+// TaskInfo.Received is when the worker took the delivery, before any hold:
+// a countdown task's Received precedes its ETA, which precedes its start.
+func TestWorker_ReceivedIsTheDispatchTimeBeforeAnyHold(t *testing.T) {
+	type run struct {
+		id              string
+		received, start time.Time
+	}
+	ran := make(chan run, 2)
+	def := &codegen.TaskDef{Name: "t.received", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
+		Run: func(ctx context.Context, _ wire.Args) (any, error) {
+			start := time.Now()
+			info, _ := TaskFromContext(ctx)
+			ran <- run{info.ID, info.Received, start}
+			return nil, nil
+		}}
+	w, b := newScriptedWorker(t, 2, def)
+	held := scriptedMessage(t, w.app, def, &callOptions{countdown: 150 * time.Millisecond})
+	now := scriptedMessage(t, w.app, def, &callOptions{})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Run(ctx) }()
+	sent := time.Now()
+	b.in <- held
+	b.in <- now
+	got := map[string]run{}
+	for range 2 {
+		r := <-ran
+		got[r.id] = r
+	}
+	cancel()
+	require.NoError(t, <-done)
+	for _, d := range []*scriptedDelivery{now, held} {
+		r := got[d.m.Headers.ID]
+		require.False(t, r.received.Before(sent), "received before it was sent")
+		require.False(t, r.start.Before(r.received), "started before it was received")
+	}
+	h := got[held.m.Headers.ID]
+	eta := held.m.Headers.ETA
+	require.True(t, h.received.Before(eta), "received %v is after the ETA %v: taken after the hold", h.received, eta)
+	require.False(t, h.start.Before(eta), "started before its ETA")
+}
+
 // BenchmarkWorker_StartLatency measures the worker's own share of the start
 // latency: from the transport's send on the deliveries channel to the
 // task's first instruction, paced at 1 000 tasks/s into an idle worker of
