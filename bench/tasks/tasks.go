@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+
+	"github.com/taskgen/taskgen/runtime"
 )
 
 // Done counts the task runs (both tasks).
@@ -17,37 +19,63 @@ var Done atomic.Int64
 
 // latency recording: on while a latency phase runs.
 var (
-	latOn  atomic.Bool
-	latBuf []int64
-	latN   atomic.Int64
+	latOn   atomic.Bool
+	latBuf  []int64
+	recvBuf []int64 // enqueue→received of each latency (ns)
+	latN    atomic.Int64
 )
 
 // RecordLatency starts recording up to n enqueue→start latencies.
 func RecordLatency(n int) {
 	latBuf = make([]int64, n)
+	recvBuf = make([]int64, n)
 	latN.Store(0)
 	latOn.Store(true)
 }
 
 // Latencies stops recording and returns the recorded latencies (ns).
 func Latencies() []int64 {
+	lat, _ := Split()
+	return lat
+}
+
+// Split stops recording and returns the recorded latencies and, for each,
+// its enqueue→received part (ns): the time until the worker took the
+// message; the rest is the worker's own dispatch. Systems that run the task
+// in the goroutine that received it report received = start.
+func Split() (lat, recv []int64) {
 	latOn.Store(false)
 	n := min(int(latN.Load()), len(latBuf))
-	return latBuf[:n]
+	return latBuf[:n], recvBuf[:n]
 }
 
 // Record is what every benchmark's task body does: note the start latency
 // of a task enqueued at the Unix-nanosecond time ts, and count the run.
-func Record(ts string) {
+func Record(ts string) { record(ts, time.Time{}) }
+
+// record is Record for a task the worker received at received (zero: now,
+// the task runs where it was received).
+func record(ts string, received time.Time) {
 	if latOn.Load() {
 		now := time.Now().UnixNano()
 		if t, err := strconv.ParseInt(ts, 10, 64); err == nil {
 			if i := latN.Add(1) - 1; int(i) < len(latBuf) {
 				latBuf[i] = now - t
+				recvBuf[i] = now - t
+				if !received.IsZero() {
+					recvBuf[i] = received.UnixNano() - t
+				}
 			}
 		}
 	}
 	Done.Add(1)
+}
+
+// recordTask is Record for a taskgen task: its TaskInfo.Received splits the
+// latency.
+func recordTask(ctx context.Context, ts string) {
+	info, _ := runtime.TaskFromContext(ctx)
+	record(ts, info.Received)
 }
 
 // noop does nothing but Record; acknowledged before it runs (Celery's default).
@@ -55,7 +83,7 @@ func Record(ts string) {
 //task:name bench.noop
 //task:ignore_result
 func noop(ctx context.Context, ts string) error {
-	Record(ts)
+	recordTask(ctx, ts)
 	return nil
 }
 
@@ -65,7 +93,7 @@ func noop(ctx context.Context, ts string) error {
 //task:ignore_result
 //task:acks_late
 func noopLate(ctx context.Context, ts string) error {
-	Record(ts)
+	recordTask(ctx, ts)
 	return nil
 }
 

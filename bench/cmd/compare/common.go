@@ -179,25 +179,26 @@ func drainCPU(ctx context.Context, s goSystem, n, conc int) (float64, float64, [
 
 // latency runs a worker of concurrency 8 and sends rate tasks/s for dur
 // from 4 paced producers; each task carries its enqueue time.
-func latency(ctx context.Context, s goSystem, rate int, dur time.Duration) ([]int64, error) {
+func latency(ctx context.Context, s goSystem, rate int, dur time.Duration) (lat, recv []int64, err error) {
 	total := int(float64(rate) * dur.Seconds())
 	tasks.Done.Store(0)
 	stop, err := s.startWorker(ctx, 8)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	defer stop()
 	time.Sleep(200 * time.Millisecond) // worker idle and blocked, as in production
 	tasks.RecordLatency(total)
 	if err := pace(ctx, s, rate, total, 4); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	lctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	if err := waitDone(lctx, s, int64(total)); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return tasks.Latencies(), nil
+	lat, recv = tasks.Split()
+	return lat, recv, nil
 }
 
 // pace sends total tasks at rate/s: task i is due at start + i/rate; p
@@ -302,11 +303,18 @@ func goRun(mk func(ctx context.Context, e *env, run int) (goSystem, error)) func
 			}
 		}
 		if phase("latency") {
-			lat, err := latency(ctx, s, *flagRate, *flagLatDur)
+			lat, recv, err := latency(ctx, s, *flagRate, *flagLatDur)
 			if err != nil {
 				return fmt.Errorf("latency: %w", err)
 			}
 			r.LatN = len(lat)
+			dispatch := make([]int64, len(lat))
+			for i := range lat {
+				dispatch[i] = lat[i] - recv[i]
+			}
+			r.RecvP50, _ = percentiles(recv)
+			d50, _ := percentiles(dispatch)
+			r.DispatchP50 = d50 * 1e3
 			r.P50, r.P99 = percentiles(lat)
 		}
 		return s.purge(ctx)

@@ -62,8 +62,12 @@ type Result struct {
 	Drain32 float64 // tasks/s, worker concurrency 32
 	P50     float64 // ms, enqueue→start at a steady rate
 	P99     float64
-	LatN    int     // samples
-	RSS     float64 // MiB, worker process, end of the c=32 drain
+	LatN    int // samples
+	// The start latency's split (Go systems): p50 of enqueue→received in
+	// ms, and p50 of received→start (the worker's own dispatch) in µs;
+	// systems that run a task where they receive it have 0 there.
+	RecvP50, DispatchP50 float64
+	RSS                  float64 // MiB, worker process, end of the c=32 drain
 	// CPU µs per task during the drains: the worker's process and the broker.
 	CPU8, CPU32, BrokerCPU8, BrokerCPU32 float64
 	Err                                  string
@@ -238,8 +242,8 @@ func runSystems(e *env, self string, sel []sysDesc, start time.Time) string {
 			if jerr := json.Unmarshal(out.Bytes(), &r); jerr != nil {
 				r = Result{System: s.name, Broker: s.broker, Err: fmt.Sprintf("child: %v %v", err, jerr)}
 			}
-			fmt.Fprintf(os.Stderr, "run %d %-30s %5.1fs  enq8 %7.0f enq64 %7.0f drain8 %7.0f drain32 %7.0f p50 %.3fms p99 %.3fms rss %.1fMiB cpu-µs/task c=8 %.1f+%.1f c=32 %.1f+%.1f %s\n",
-				run, s.key(), time.Since(t0).Seconds(), r.Enq8, r.Enq64, r.Drain8, r.Drain32, r.P50, r.P99, r.RSS, r.CPU8, r.BrokerCPU8, r.CPU32, r.BrokerCPU32, r.Err)
+			fmt.Fprintf(os.Stderr, "run %d %-30s %5.1fs  enq8 %7.0f enq64 %7.0f drain8 %7.0f drain32 %7.0f p50 %.3fms (recv %.3f + %.1fµs) p99 %.3fms rss %.1fMiB cpu-µs/task c=8 %.1f+%.1f c=32 %.1f+%.1f %s\n",
+				run, s.key(), time.Since(t0).Seconds(), r.Enq8, r.Enq64, r.Drain8, r.Drain32, r.P50, r.RecvP50, r.DispatchP50, r.P99, r.RSS, r.CPU8, r.BrokerCPU8, r.CPU32, r.BrokerCPU32, r.Err)
 			if *flagDrainOut || r.Err != "" {
 				os.Stderr.Write(eb.Bytes())
 			}

@@ -95,6 +95,7 @@ func median(rs []Result, f func(Result) float64) float64 {
 type row struct {
 	key, system, broker                         string
 	enq8, enq64, drain8, drain32, p50, p99, rss float64
+	recv50, disp50                              float64 // the start latency's split (Result.RecvP50, DispatchP50)
 	runs, errs                                  int
 	firstErr                                    string
 }
@@ -123,7 +124,9 @@ func report(sel []sysDesc, all map[string][]Result, notes []string, took time.Du
 			drain32: median(rs, func(r Result) float64 { return r.Drain32 }),
 			p50:     median(rs, func(r Result) float64 { return r.P50 }),
 			p99:     median(rs, func(r Result) float64 { return r.P99 }),
-			rss:     median(rs, func(r Result) float64 { return r.RSS })}
+			rss:     median(rs, func(r Result) float64 { return r.RSS }),
+			recv50:  median(rs, func(r Result) float64 { return r.RecvP50 }),
+			disp50:  median(rs, func(r Result) float64 { return r.DispatchP50 })}
 		for _, x := range rs {
 			if x.Err != "" {
 				r.errs++
@@ -182,6 +185,19 @@ func report(sel []sysDesc, all map[string][]Result, notes []string, took time.Du
 			ms(r.p50, bd.p50, okD), ms(r.p99, bd.p99, okD), rss)
 	}
 	table := w.String()
+
+	// The start latency's split, for the systems that report it.
+	var sp strings.Builder
+	fmt.Fprintf(&sp, "| System | Broker | Start p50 ms | enqueue→received p50 ms | received→start p50 µs |\n|---|---|---:|---:|---:|\n")
+	split := 0
+	for _, k := range order {
+		r := rows[k]
+		if r.recv50 == 0 || !(strings.HasPrefix(r.system, "taskgen") || strings.HasPrefix(r.system, "raw")) {
+			continue
+		}
+		split++
+		fmt.Fprintf(&sp, "| %s | %s | %.3f | %.3f | %.1f |\n", r.system, r.broker, r.p50, r.recv50, r.disp50)
+	}
 
 	// Targets of issue 10.
 	var t strings.Builder
@@ -271,6 +287,16 @@ func report(sel []sysDesc, all map[string][]Result, notes []string, took time.Du
 	b.WriteString("(its default); \"taskgen events off\" runs it `WithoutEvents`.\n\n")
 	b.WriteString(table)
 	b.WriteString("\n")
+	if split > 0 {
+		b.WriteString("### Start latency, split\n\n")
+		b.WriteString("Where the start p50 goes: enqueue→received is from just before the send until the worker took the\n")
+		b.WriteString("message from its transport (taskgen: `TaskInfo.Received`; the raw loops run the task in the goroutine\n")
+		b.WriteString("that received it, so all of their latency is there), received→start is the worker's own dispatch\n")
+		b.WriteString("(decode, task-received and task-started events, middleware, arguments). Medians over the runs of each\n")
+		b.WriteString("system's per-run p50s; the two parts' p50s need not add up to the whole's.\n\n")
+		b.WriteString(sp.String())
+		b.WriteString("\n")
+	}
 	b.WriteString(methodology)
 	b.WriteString("\n## Targets (issues 10 and 19)\n\n")
 	b.WriteString(t.String())
@@ -301,6 +327,8 @@ How each figure is taken (bench/cmd/compare; every system and run in a child pro
   message as large as taskgen's envelope. Raw RabbitMQ: one confirm channel per producer, publish the
   same headers and body size persistently, wait for the confirm. asynq: ` + "`Client.Enqueue`" + `. Celery:
   ` + "`apply_async`" + ` from 8 Python threads (JSON; on RabbitMQ without publisher confirms, Celery's default).
+- taskgen's worker runs on an App of its own (its own broker connections), as a worker process apart
+  from the producers does; the raw RabbitMQ loops likewise consume on a connection of their own.
 - **Drain**: the queue is pre-filled with N tasks, then a worker of concurrency 8 or 32 starts; timed
   until every task ran and the broker holds no bookkeeping any more (kombu's ` + "`unacked`" + ` hash for
   taskgen, the processing list for the reliable loop, asynq's active list). taskgen's prefetch is
@@ -314,7 +342,10 @@ How each figure is taken (bench/cmd/compare; every system and run in a child pro
   not counted; N is smaller for Celery.
 - **Start latency**: a worker of concurrency 8 idles, then 4 paced producers send 1 000 tasks/s for
   the latency duration; each task records now − the enqueue time it carries (taken just before the
-  send, so the publish is included). asynq's figure is dominated by its idle poll (its server sleeps
+  send, so the publish is included). The split table's enqueue→received part ends when the worker
+  took the message from its transport (taskgen's ` + "`TaskInfo.Received`" + `), so it holds the producer's
+  encoding, the broker and the transport's hand-off; received→start is the taskgen worker's own
+  dispatch. asynq's figure is dominated by its idle poll (its server sleeps
   ` + "`TaskCheckInterval`" + `, 1 s by default, whenever its queues are empty). Celery drains only ~1 000–2 000
   tasks/s here, so at 1 000 tasks/s (its producer sharing the 2 cores) it falls behind and its figure
   is mostly queueing.

@@ -52,9 +52,13 @@ func logger() *slog.Logger {
 // taskgenSys is taskgen on either broker: the generated stubs of
 // bench/tasks, a runtime.Worker.
 type taskgenSys struct {
-	app   *runtime.App
-	queue string
-	late  bool
+	// app sends; wapp, an App of its own (its own connections), runs the
+	// worker, as a worker process apart from the producers does: the
+	// worker's events and acknowledgements do not share the producers'
+	// connection.
+	app, wapp *runtime.App
+	queue     string
+	late      bool
 	// noEvents runs the worker WithoutEvents (the "events off" variant
 	// rows); the headline rows run it as users do, task events on.
 	noEvents bool
@@ -88,11 +92,17 @@ func newTaskgenRedis(late, noEvents bool) func(context.Context, *env, int) (goSy
 		if err := rdb.FlushDB(ctx).Err(); err != nil {
 			return nil, err
 		}
-		app, err := runtime.New(runtime.Config{Broker: withOpts(fmt.Sprintf("redis://%s/%d", e.redisAddr, db)), Logger: logger()})
+		cfg := runtime.Config{Broker: withOpts(fmt.Sprintf("redis://%s/%d", e.redisAddr, db)), Logger: logger()}
+		app, err := runtime.New(cfg)
 		if err != nil {
 			return nil, err
 		}
-		s := &taskgenSys{app: app, queue: fmt.Sprintf("bench.taskgen.%d", run), late: late, noEvents: noEvents, rdb: rdb}
+		wapp, err := runtime.New(cfg)
+		if err != nil {
+			app.Close()
+			return nil, err
+		}
+		s := &taskgenSys{app: app, wapp: wapp, queue: fmt.Sprintf("bench.taskgen.%d", run), late: late, noEvents: noEvents, rdb: rdb}
 		s.init()
 		return s, nil
 	}
@@ -104,15 +114,21 @@ func newTaskgenAMQP(late, noEvents bool) func(context.Context, *env, int) (goSys
 		if err != nil {
 			return nil, err
 		}
-		app, err := runtime.New(runtime.Config{Broker: withOpts(e.amqpURL), Logger: logger()})
+		cfg := runtime.Config{Broker: withOpts(e.amqpURL), Logger: logger()}
+		app, err := runtime.New(cfg)
 		if err != nil {
+			return nil, err
+		}
+		wapp, err := runtime.New(cfg)
+		if err != nil {
+			app.Close()
 			return nil, err
 		}
 		q := fmt.Sprintf("bench.taskgen.%d.%d", run, os.Getpid())
 		if late {
 			q = fmt.Sprintf("bench.taskgen-late.%d.%d", run, os.Getpid())
 		}
-		s := &taskgenSys{app: app, queue: q, late: late, noEvents: noEvents, conn: conn}
+		s := &taskgenSys{app: app, wapp: wapp, queue: q, late: late, noEvents: noEvents, conn: conn}
 		s.init()
 		return s, nil
 	}
@@ -136,7 +152,7 @@ func (s *taskgenSys) purge(ctx context.Context) error {
 }
 
 func (s *taskgenSys) startWorker(ctx context.Context, conc int) (func(), error) {
-	w := s.app.NewWorker(runtime.WorkerOptions{Queues: []string{s.queue}, Concurrency: conc, Prefetch: *flagPrefetch,
+	w := s.wapp.NewWorker(runtime.WorkerOptions{Queues: []string{s.queue}, Concurrency: conc, Prefetch: *flagPrefetch,
 		WithoutEvents: s.noEvents, ShutdownTimeout: 10 * time.Second})
 	tasks.RegisterTasks(w)
 	wctx, cancel := context.WithCancel(ctx)
@@ -159,6 +175,7 @@ func (s *taskgenSys) settled(ctx context.Context) bool {
 
 func (s *taskgenSys) close(ctx context.Context) {
 	s.app.Close()
+	s.wapp.Close()
 	if s.rdb != nil {
 		s.rdb.FlushDB(ctx)
 		s.rdb.Close()
