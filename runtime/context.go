@@ -30,7 +30,7 @@ type TaskInfo struct {
 	// Redelivered is set when the broker delivered the message before.
 	Redelivered bool
 	// Received is when this worker took the message from the transport to
-	// dispatch it (the time of its task-received event): after any wait in
+	// dispatch it (just before its task-received event): after any wait in
 	// the prefetch buffer, before any hold for an ETA, countdown or rate
 	// limit. The task's start minus Received is the time this worker
 	// took to dispatch it; Received minus the enqueue time is the time in

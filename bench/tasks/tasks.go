@@ -60,11 +60,11 @@ func record(ts string, received time.Time) {
 		now := time.Now().UnixNano()
 		if t, err := strconv.ParseInt(ts, 10, 64); err == nil {
 			if i := latN.Add(1) - 1; int(i) < len(latBuf) {
-				latBuf[i] = now - t
-				recvBuf[i] = now - t
+				recv := now
 				if !received.IsZero() {
-					recvBuf[i] = received.UnixNano() - t
+					recv = received.UnixNano()
 				}
+				latBuf[i], recvBuf[i] = now-t, recv-t
 			}
 		}
 	}
