@@ -11,6 +11,15 @@ import (
 // sep is kombu's separator in priority list names and binding members.
 const sep = "\x06\x16"
 
+// indexKeeper is the member the fetch script (lua/fetch.lua, which spells it
+// out) keeps in unacked_index with score +inf. It is longer than Redis's
+// zset-max-listpack-value (64 bytes by default), so the sorted set is a
+// skiplist from its first ZADD on and stays one: as a listpack each ZADD and
+// ZREM of a tag costs a scan of the whole set. Readers by score never see
+// it (kombu's restore_visible and taskgen's restore read 0 to now minus the
+// visibility timeout).
+const indexKeeper = "taskgen: keeps this sorted set a skiplist (a member longer than zset-max-listpack-value); never a delivery tag"
+
 // steps are kombu's priority steps, one list each (see listName), in the
 // order consumers read them.
 var steps = [...]int{0, 3, 6, 9}

@@ -9,8 +9,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -161,7 +163,7 @@ func TestE2E_DelayRunGet(t *testing.T) {
 			p := b.Options().GlobalKeyPrefix
 			require.Eventually(t, func() bool {
 				n, _ := b.Client().HLen(ctx, p+"unacked").Result()
-				z, _ := b.Client().ZCard(ctx, p+"unacked_index").Result()
+				z := indexTags(ctx, b.Client(), p)
 				return n == 0 && z == 0
 			}, 3*time.Second, 10*time.Millisecond)
 			// The binding Python creates when declaring the queue.
@@ -251,7 +253,7 @@ func TestFetchMixedSizes(t *testing.T) {
 	}
 	require.Equal(t, want, got)
 	require.Eventually(t, func() bool {
-		return b.Client().HLen(ctx, p+"unacked").Val() == 0 && b.Client().ZCard(ctx, p+"unacked_index").Val() == 0
+		return b.Client().HLen(ctx, p+"unacked").Val() == 0 && indexTags(ctx, b.Client(), p) == 0
 	}, 5*time.Second, 10*time.Millisecond)
 	n, err := b.QueueLength(ctx, "mix")
 	require.NoError(t, err)
@@ -390,6 +392,56 @@ func TestUnackedBookkeepingIsKombus(t *testing.T) {
 	require.Eventually(t, func() bool {
 		return b.Client().HExists(ctx, p+"unacked", tag).Val() == false && b.Client().ZScore(ctx, p+"unacked_index", tag).Err() == goredis.Nil
 	}, 3*time.Second, 10*time.Millisecond)
+}
+
+// indexTags counts the delivery tags in unacked_index: every member but the
+// keeper (score +inf).
+func indexTags(ctx context.Context, c goredis.UniversalClient, prefix string) int64 {
+	return c.ZCount(ctx, prefix+"unacked_index", "-inf", "(+inf").Val()
+}
+
+// TestUnackedIndexStaysASkiplist: the fetch script keeps its keeper member
+// in unacked_index, so the set is a skiplist (ZADD and ZREM of a tag cost no
+// scan of the set) even when it was a listpack a kombu worker created, and
+// stays one once every delivery is settled; readers by score, kombu's
+// restore_visible and taskgen's restore, never see the keeper.
+func TestUnackedIndexStaysASkiplist(t *testing.T) {
+	t.Parallel()
+	b := openBroker(t, testURL(t, "", "visibility_timeout=1&restore_interval=1h"))
+	p := b.Options().GlobalKeyPrefix
+	c := b.Client()
+	ctx := ctxT(t, 10*time.Second)
+	// A kombu worker's entry, as it writes it: a listpack set of short tags.
+	require.NoError(t, c.ZAdd(ctx, p+"unacked_index", goredis.Z{Score: float64(time.Now().Unix()), Member: "kombu-tag"}).Err())
+	require.Equal(t, "listpack", c.ObjectEncoding(ctx, p+"unacked_index").Val())
+	for i := range 3 {
+		require.NoError(t, b.Publish(ctx, "keep", pubMsg(fmt.Sprintf("k%d", i), 0)))
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	ds, err := b.Consume(cctx, []string{"keep"}, 3)
+	require.NoError(t, err)
+	for range 3 {
+		require.NoError(t, (<-ds).Ack())
+	}
+	require.NoError(t, c.ZRem(ctx, p+"unacked_index", "kombu-tag").Err())
+	require.Eventually(t, func() bool {
+		return c.HLen(ctx, p+"unacked").Val() == 0 && indexTags(ctx, c, p) == 0
+	}, 3*time.Second, 10*time.Millisecond)
+	require.Equal(t, "skiplist", c.ObjectEncoding(ctx, p+"unacked_index").Val())
+	score, err := c.ZScore(ctx, p+"unacked_index", redis.IndexKeeper).Result()
+	require.NoError(t, err, "the keeper is the member the fetch script writes")
+	require.True(t, math.IsInf(score, 1), "keeper score %v", score)
+	// kombu's restore_visible: ZREVRANGEBYSCORE unacked_index <ceil> 0.
+	//lint:ignore SA1019 kombu's own command
+	got, err := c.ZRevRangeByScore(ctx, p+"unacked_index", &goredis.ZRangeBy{Max: strconv.FormatInt(time.Now().Unix()+1, 10), Min: "0"}).Result()
+	require.NoError(t, err)
+	require.Empty(t, got)
+	time.Sleep(1100 * time.Millisecond) // past the visibility timeout
+	n, err := b.RestoreVisible(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Equal(t, int64(1), c.ZCard(ctx, p+"unacked_index").Val(), "the keeper is left alone")
 }
 
 // TestVisibilityTimeoutRestoresCrashedConsumer: a consumer takes a message
@@ -648,7 +700,7 @@ func TestRestoreKeepsPriorityBucket(t *testing.T) {
 	require.Contains(t, front, `"id": "p7"`)
 	require.Contains(t, front, `"redelivered": true`)
 	require.Zero(t, b.Client().HLen(ctx, p+"unacked").Val())
-	require.Zero(t, b.Client().ZCard(ctx, p+"unacked_index").Val())
+	require.Zero(t, indexTags(ctx, b.Client(), p))
 	// The lock was released.
 	require.Zero(t, b.Client().Exists(ctx, p+"unacked_mutex").Val())
 }
