@@ -162,7 +162,9 @@
 // Consumers pop with a Lua script that takes up to fetch_batch messages in
 // priority order (rotating among queues) and, in the same atomic step,
 // records each in kombu's ack emulation: ZADD unacked_index <now> <tag> and
-// HSET unacked <tag> [envelope, "", queue]. Inside the script it pops in
+// HSET unacked <tag> [envelope, "", queue] (the ZADD also names a keeper
+// member scored +inf that keeps the sorted set a skiplist: see
+// docs/celery-interop.md). Inside the script it pops in
 // chunks whose reply stays under 512 KiB, so large envelopes cost Redis time
 // linear in their size (Redis grows one large reply to a script by 1 MiB at a
 // time). An idle consumer does not BRPOP
