@@ -76,13 +76,14 @@ func TestCluster(t *testing.T) {
 	t.Run("Failover", func(t *testing.T) { clusterFailover(t, c, query) })
 }
 
-// clusterFailover: 1000 tasks published with confirms, 4 at a time at
-// about 60/s, to a quorum queue whose clients (publisher, worker, events,
-// remote control) all start on the node holding its leader. That node is
-// killed (SIGKILL) after 300 confirmed tasks and started again; the node
-// then holding the leader is killed after 700 and started again. Every
-// confirmed task runs (duplicates are counted, not failed), no publish
-// fails, and the worker's events and remote control work after each kill.
+// clusterFailover: tasks published with confirms, 4 at a time at about
+// 60/s, to a quorum queue whose clients (publisher, worker, events, remote
+// control) all start on the node holding its leader. That node is killed
+// (SIGKILL) after 300 confirmed tasks and started again; the node then
+// holding the leader is killed 300 confirmed tasks later and started
+// again; publishing goes on for 100 more. Every confirmed task runs
+// (duplicates are counted, not failed), no publish fails, and the worker's
+// events and remote control work after each kill.
 func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 	q := queueName(t)
 	// Declare the queue to find its leader, then list that node first.
@@ -99,7 +100,6 @@ func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 	raw := clusterURL(c, query, order...)
 	t.Logf("queue %s: leader on node %d; clients list it first", q, leader)
 
-	const total = 1000
 	var mu sync.Mutex
 	ran := map[int64]int{}
 	var lastRun atomic.Int64 // unix nanoseconds
@@ -146,13 +146,21 @@ func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 	ok := map[int64]bool{}
 	var wg sync.WaitGroup
 	stub := runtime.NewStub[int](def).With(runtime.WithApp(papp))
+	// The producers publish until both failovers are over (stop), so that
+	// each kill has publishes after it however long the killed node takes
+	// to come back (a fixed count ran out before the second kill on a slow
+	// machine: the test then waited for a confirm that no publish could
+	// bring).
+	stop := make(chan struct{})
 	for range 4 {
 		wg.Go(func() {
 			for {
-				x := next.Add(1)
-				if x > total {
+				select {
+				case <-stop:
 					return
+				default:
 				}
+				x := next.Add(1)
 				_, err := stub.Send(ctxT(t, time.Minute), &addArgs{x: x})
 				mu.Lock()
 				if err != nil {
@@ -199,7 +207,11 @@ func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 		c.Start(t, victim)
 	}
 	failover(300)
-	failover(700)
+	failover(confirmed.Load() + 300)
+	// More publishes after the last restart, then stop.
+	after := confirmed.Load() + 100
+	waitFor(fmt.Sprint(after, " confirmed"), func() bool { return confirmed.Load() >= after })
+	close(stop)
 	wg.Wait()
 	require.Empty(t, failed, "publishes that failed")
 
@@ -227,7 +239,7 @@ func clusterFailover(t *testing.T, c *testenv.RabbitCluster, query string) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	require.Len(t, ok, total)
+	require.Len(t, ok, int(next.Load()), "every publish confirmed")
 }
 
 // TestNewList_SkipsDeadNodes: with the shared RabbitMQ last in a list of
