@@ -36,6 +36,10 @@ type TaskInfo struct {
 	// took to dispatch it; Received minus the enqueue time is the time in
 	// the broker and the prefetch buffer.
 	Received time.Time
+	// Started is when this worker started the run, just before the task's
+	// goroutine and its time limits: a hard time limit ends the run at
+	// Started plus the limit, whenever the goroutine got to run.
+	Started time.Time
 
 	def     *codegen.TaskDef
 	args    wire.Args

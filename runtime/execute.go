@@ -61,6 +61,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	w.active.Add(1)
 	w.obs.TaskStarted(m)
 	start := time.Now()
+	info.Started = start
 	out, abandoned := w.run(taskCtx, abandon, def, m, args, info, start)
 	info.finish() // no Progress/UpdateState after this: the final document comes last
 	runtime := time.Since(start)

@@ -214,15 +214,15 @@ func TestWorker_HeldTasksRunWhenDueAndGoBackAtShutdown(t *testing.T) {
 // a countdown task's Received precedes its ETA, which precedes its start.
 func TestWorker_ReceivedIsTheDispatchTimeBeforeAnyHold(t *testing.T) {
 	type run struct {
-		id              string
-		received, start time.Time
+		id                       string
+		received, started, start time.Time
 	}
 	ran := make(chan run, 2)
 	def := &codegen.TaskDef{Name: "t.received", NewArgs: func() wire.Args { return noArgs{} }, IgnoreResult: true,
 		Run: func(ctx context.Context, _ wire.Args) (any, error) {
 			start := time.Now()
 			info, _ := TaskFromContext(ctx)
-			ran <- run{info.ID, info.Received, start}
+			ran <- run{info.ID, info.Received, info.Started, start}
 			return nil, nil
 		}}
 	w, b := newScriptedWorker(t, 2, def)
@@ -245,11 +245,16 @@ func TestWorker_ReceivedIsTheDispatchTimeBeforeAnyHold(t *testing.T) {
 		r := got[d.m.Headers.ID]
 		require.False(t, r.received.Before(sent), "received before it was sent")
 		require.False(t, r.start.Before(r.received), "started before it was received")
+		// Started: the worker's start of the run, after the dispatch and
+		// before the task's function.
+		require.False(t, r.started.Before(r.received), "Started before Received")
+		require.False(t, r.start.Before(r.started), "the function ran before Started")
 	}
 	h := got[held.m.Headers.ID]
 	eta := held.m.Headers.ETA
 	require.True(t, h.received.Before(eta), "received %v is after the ETA %v: taken after the hold", h.received, eta)
 	require.False(t, h.start.Before(eta), "started before its ETA")
+	require.False(t, h.started.Before(eta), "Started before its ETA")
 }
 
 // BenchmarkWorker_StartLatency measures the worker's own share of the start

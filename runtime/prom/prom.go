@@ -25,8 +25,8 @@
 //	    state: received, started, succeeded, failed, retried, revoked
 //	    (expired, revoked or terminated), dead_lettered (set aside: bad
 //	    arguments, unregistered, too large)
-//	taskgen_worker_task_runtime_seconds{task}       histogram: each run, from the start of the
-//	    task's function until the worker settled it (success, retry, failure,
+//	taskgen_worker_task_runtime_seconds{task}       histogram: each run, from the worker's start of
+//	    the run (TaskInfo.Started) until the worker settled it (success, retry, failure,
 //	    hard time limit); exemplars carry the trace of a message with a
 //	    traceparent header (OpenMetrics scrapes)
 //	taskgen_worker_tasks_active{worker}             gauge: tasks running now (in flight)
@@ -256,7 +256,12 @@ func (m *Metrics) series(name string) *taskSeries {
 // middleware times each run until the worker settled it.
 func (m *Metrics) middleware(next runtime.Handler) runtime.Handler {
 	return func(ctx context.Context, t *runtime.TaskInfo) (any, error) {
-		start := time.Now()
+		// From the worker's start of the run, which its time limits count
+		// from (the handler's goroutine may start later on a busy machine).
+		start := t.Started
+		if start.IsZero() { // a TaskInfo not made by a worker (tests)
+			start = time.Now()
+		}
 		h := m.runtimeOf(m.series(t.Name))
 		t.OnSettled(func(state runtime.State, _ error) {
 			if state == "" { // returned to the queue at shutdown: not a run
