@@ -40,8 +40,13 @@ func bodyLines(s sink, tag string) []string {
 }
 
 // TestChord_Crash: a chord of acks_late members on 3 worker processes, one
-// SIGKILLed every 0.7 s and restarted while the members run: the body runs
-// exactly once, with every member's result.
+// SIGKILLed every 0.7 s and restarted while the members run: no member is
+// lost, and the body runs, every time with every member's result. It
+// usually runs once; a duplicate member that finishes while the chord's
+// keys still exist (between the completing member's count and its deleting
+// the keys after sending the body) sends it again, as docs/decisions.md
+// says (seen once in CI, on Redis, on 2026-12-08: 2 bodies). The figure
+// counts extra bodies as duplicates.
 func TestChord_Crash(t *testing.T) {
 	for _, b := range []struct {
 		name string
@@ -115,7 +120,10 @@ func TestChord_Crash(t *testing.T) {
 				Duplicates: int64(len(bodies) - 1 + dupMembers), Notes: fmt.Sprintf("%d SIGKILLs, body ran %d×, done in %.1f s", kills, len(bodies), elapsed.Seconds())})
 			require.GreaterOrEqual(t, kills, 2, "the workers were killed while the chord ran")
 			require.Equal(t, want, got)
-			require.Equal(t, []string{fmt.Sprintf("body %s %d %d", tag, members, want)}, bodies, "the body runs once, with every member's result")
+			require.NotEmpty(t, bodies, "the body runs")
+			for _, b := range bodies {
+				require.Equal(t, fmt.Sprintf("body %s %d %d", tag, members, want), b, "the body runs with every member's result")
+			}
 			require.Zero(t, lostMembers)
 		})
 	}
