@@ -71,9 +71,8 @@ func (w *Worker) Shutdown() {
 }
 
 type runningTask struct {
-	info   *TaskInfo
+	info   *TaskInfo // info.Started: the run's start (time_start)
 	m      *driver.Message
-	start  time.Time
 	cancel context.CancelCauseFunc
 }
 
@@ -399,7 +398,7 @@ func (w *Worker) activeReply() []any {
 	for id, rt := range w.ctl.running {
 		out = append(out, map[string]any{
 			"id": id, "name": rt.info.Name, "args": rt.m.Headers.ArgsRepr, "kwargs": rt.m.Headers.KwargsRepr,
-			"type": rt.info.Name, "hostname": w.opts.Hostname, "time_start": float64(rt.start.UnixNano()) / 1e9,
+			"type": rt.info.Name, "hostname": w.opts.Hostname, "time_start": float64(rt.info.Started.UnixNano()) / 1e9,
 			"acknowledged": true, "worker_pid": os.Getpid(),
 			"delivery_info": map[string]any{"exchange": rt.m.Exchange, "routing_key": rt.m.RoutingKey, "priority": rt.m.Priority, "redelivered": rt.m.Redelivered},
 		})

@@ -62,7 +62,7 @@ func (w *Worker) execute(taskCtx context.Context, abandon <-chan struct{}, j job
 	w.obs.TaskStarted(m)
 	start := time.Now()
 	info.Started = start
-	out, abandoned := w.run(taskCtx, abandon, def, m, args, info, start)
+	out, abandoned := w.run(taskCtx, abandon, def, m, args, info)
 	info.finish() // no Progress/UpdateState after this: the final document comes last
 	runtime := time.Since(start)
 	w.active.Add(-1)
@@ -106,7 +106,7 @@ func (w *Worker) ack(d driver.Delivery, m *driver.Message) {
 
 // run calls the task with its time limits and panic recovery. abandoned is
 // true when the worker gave up on it at shutdown.
-func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *codegen.TaskDef, m *driver.Message, args wire.Args, info *TaskInfo, start time.Time) (out outcome, abandoned bool) {
+func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *codegen.TaskDef, m *driver.Message, args wire.Args, info *TaskInfo) (out outcome, abandoned bool) {
 	h := &m.Headers
 	hard, soft := def.TimeLimit, def.SoftTimeLimit
 	if h.TimeLimit[0] > 0 {
@@ -117,7 +117,7 @@ func (w *Worker) run(taskCtx context.Context, abandon <-chan struct{}, def *code
 	}
 	ctx, cancel := context.WithCancelCause(withTaskInfo(taskCtx, info))
 	defer cancel(nil)
-	w.ctl.track(h.ID, &runningTask{info: info, m: m, start: start, cancel: cancel})
+	w.ctl.track(h.ID, &runningTask{info: info, m: m, cancel: cancel})
 	defer w.ctl.untrack(h.ID)
 	done := make(chan outcome, 1)
 	go func() {
